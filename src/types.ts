@@ -1,0 +1,215 @@
+// Shared vocabulary of the bot: the experiment record kept in PR bodies, the trainer's
+// result, and the three ports (GitHub, runner, proposer) the reconcile loop talks through.
+// Pure modules and adapters import from here so that each side can be tested alone.
+
+/** One SEARCH/REPLACE edit of one editable file. `search` must occur exactly once. */
+export interface Edit {
+  path: string;
+  search: string;
+  replace: string;
+}
+
+/** Harness result statuses (see trainer/harness.py). */
+export type RunStatus = "ok" | "crash" | "oom" | "timeout" | "nan";
+
+/** The JSON the harness emits for one run (validated with zod in src/runner/result.ts). */
+export interface TrainerResult {
+  status: RunStatus;
+  val_bpb: number | null;
+  exit_code: number | null;
+  reason: string;
+  log_tail: string;
+  /** Every `key: value` of the summary block, numbers parsed (training_seconds, peak_vram_mb, ...). */
+  summary: Record<string, number | string>;
+}
+
+export type Verdict = "keep" | "discard" | "crash";
+
+/** One measurement of one experiment commit. */
+export interface Measurement {
+  runId: string;
+  sha: string;
+  result: TrainerResult;
+  finishedAt: string;
+}
+
+/**
+ * Lifecycle of an experiment PR:
+ *   queued   → PR open, run not yet submitted (or lost and to be resubmitted)
+ *   running  → run submitted to the runner
+ *   kept     → merged (or, for a baseline, measured and closed)
+ *   discarded / crashed / superseded → closed
+ */
+export type ExperimentState = "queued" | "running" | "kept" | "discarded" | "crashed" | "superseded";
+
+/** The hidden machine-readable record in every experiment PR body. */
+export interface ExperimentRecord {
+  v: 1;
+  /** Experiment number n (branch autoresearch/<n>-<slug>). */
+  n: number;
+  kind: "baseline" | "experiment";
+  title: string;
+  hypothesis: string;
+  /** e.g. "mutate" or "openai:gpt-4o-mini". */
+  proposer: string;
+  /** Default-branch head the experiment commit was built on. */
+  baseSha: string;
+  /** The experiment commit (what is measured and what may be merged). */
+  headSha: string;
+  /** Edits relative to the base, kept so the change can be re-applied on a moved default branch. */
+  edits: Edit[];
+  /** sha256 over the editable files after the edits (dedupe and baseline matching). */
+  treeHash: string;
+  /** Git blob sha of program.md used for the proposal (the guidance revision). */
+  guidanceSha: string | null;
+  /** val_bpb this experiment is compared against (null for a baseline). */
+  baselineBpb: number | null;
+  /** How many times the run was started (the run id carries it). */
+  attempt: number;
+  state: ExperimentState;
+  measurements: Measurement[];
+  decision: { verdict: Verdict; delta: number | null; reasons: string[] } | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** An experiment PR as read back from GitHub. */
+export interface ExperimentPull {
+  number: number;
+  state: "open" | "closed";
+  merged: boolean;
+  headRef: string;
+  headSha: string;
+  baseRef: string;
+  labels: string[];
+  title: string;
+  body: string;
+  record: ExperimentRecord | null;
+}
+
+export interface RepoRef {
+  owner: string;
+  repo: string;
+}
+
+// ---------------------------------------------------------------- GitHub port
+
+export interface CheckRunOutput {
+  title: string;
+  summary: string;
+  text?: string;
+}
+
+export interface CheckRunSpec {
+  name: string;
+  headSha: string;
+  externalId: string;
+  status: "queued" | "in_progress" | "completed";
+  conclusion?: "success" | "failure" | "neutral" | "timed_out" | "cancelled" | "action_required";
+  output: CheckRunOutput;
+  detailsUrl?: string;
+}
+
+/** Everything reconcile does on GitHub, for one repository. */
+export interface GitHubPort {
+  readonly repo: RepoRef;
+  getDefaultBranch(): Promise<string>;
+  getBranchSha(branch: string): Promise<string>;
+  /** File text at ref, or null when the file does not exist. */
+  readFile(path: string, ref: string): Promise<{ text: string; sha: string } | null>;
+  /** All PRs labelled `autoresearch`, open and closed, every page. */
+  listExperimentPulls(): Promise<ExperimentPull[]>;
+  /**
+   * Create (or force-move) `branch` to one new commit on `parentSha` that sets `files`
+   * (path → full text). Returns the new commit sha. With `files` empty the commit is empty.
+   */
+  commitFiles(branch: string, parentSha: string, files: Record<string, string>, message: string): Promise<string>;
+  createPull(p: { title: string; head: string; base: string; body: string; labels: string[] }): Promise<number>;
+  updatePull(number: number, p: { title?: string; body?: string; state?: "open" | "closed" }): Promise<void>;
+  setLabels(number: number, labels: string[]): Promise<void>;
+  ensureLabels(labels: { name: string; color: string; description: string }[]): Promise<void>;
+  comment(number: number, body: string): Promise<void>;
+  /** Squash-merge only if the PR head is still `sha`. */
+  mergePull(number: number, sha: string, title: string, message: string): Promise<{ merged: boolean; reason?: string }>;
+  deleteBranch(branch: string): Promise<void>;
+  /** Create or update the check run identified by (name, headSha, externalId). */
+  upsertCheckRun(spec: CheckRunSpec): Promise<void>;
+  /** Where a runner can download the repository at `sha` (tarball) and a short-lived read token. */
+  archiveSource(sha: string): Promise<{ url: string; token: string | null }>;
+}
+
+// ---------------------------------------------------------------- runner port
+
+export interface RunSpec {
+  /** Deterministic id: one per (repo, experiment, attempt); a second submit is a no-op. */
+  runId: string;
+  repo: RepoRef;
+  pull: number;
+  sha: string;
+  source: { url: string; token: string | null };
+  workdir: string;
+  trainCmd: string;
+  prepareCmd: string | null;
+  budgetSeconds: number;
+}
+
+export type RunObservation =
+  | { phase: "pending" | "running"; runId: string }
+  | { phase: "finished"; runId: string; result: TrainerResult }
+  | { phase: "missing"; runId: string };
+
+export interface RunnerPort {
+  readonly name: string;
+  /** Idempotent: submitting a run id that exists does nothing. */
+  submit(spec: RunSpec): Promise<void>;
+  observe(runId: string): Promise<RunObservation>;
+  cancel(runId: string): Promise<void>;
+  /** Run ids known for a repo (in flight or finished and not yet cleaned). */
+  list(repo: RepoRef): Promise<string[]>;
+  /** Slots available in total. */
+  readonly slots: number;
+  /** Called with the run id whenever a run finishes (triggers a reconcile). */
+  onFinished(listener: (runId: string, repo: RepoRef) => void): void;
+}
+
+// ---------------------------------------------------------------- proposer port
+
+export interface HistoryEntry {
+  n: number;
+  title: string;
+  hypothesis: string;
+  verdict: Verdict | "running" | "superseded" | "baseline";
+  valBpb: number | null;
+  delta: number | null;
+  /** "better" | "within noise" | "worse" | "crash" — what the proposer is told. */
+  outcome: "better" | "within noise" | "worse" | "crash" | "pending" | "baseline";
+  reason: string | null;
+  treeHash: string;
+}
+
+export interface ProposalRequest {
+  guidance: string;
+  /** Editable files at the default-branch head (path → text). */
+  files: Record<string, string>;
+  editablePaths: string[];
+  history: HistoryEntry[];
+  bestBpb: number | null;
+  /** Tree hashes already tried; a proposal producing one of these is rejected. */
+  triedTreeHashes: Set<string>;
+  /** Deterministic seed for the built-in proposer (the experiment number). */
+  seed: number;
+}
+
+export interface Proposal {
+  title: string;
+  hypothesis: string;
+  edits: Edit[];
+  /** The editable files after the edits (already applied and checked by the proposer). */
+  files: Record<string, string>;
+  proposer: string;
+}
+
+export interface ProposerPort {
+  readonly name: string;
+  propose(req: ProposalRequest): Promise<Proposal>;
+}
