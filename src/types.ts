@@ -21,6 +21,8 @@ export interface TrainerResult {
   log_tail: string;
   /** Every `key: value` of the summary block, numbers parsed (training_seconds, peak_vram_mb, ...). */
   summary: Record<string, number | string>;
+  /** Where the run stopped: fetch/prepare failures are infrastructure, not the experiment. */
+  stage?: "fetch" | "prepare" | "train";
 }
 
 export type Verdict = "keep" | "discard" | "crash";
@@ -60,6 +62,8 @@ export interface ExperimentRecord {
   edits: Edit[];
   /** sha256 over the editable files after the edits (dedupe and baseline matching). */
   treeHash: string;
+  /** sha256 over the editable files at baseSha (which baseline measurement applies). */
+  baseTreeHash: string;
   /** Git blob sha of program.md used for the proposal (the guidance revision). */
   guidanceSha: string | null;
   /** val_bpb this experiment is compared against (null for a baseline). */
@@ -108,6 +112,8 @@ export interface CheckRunSpec {
   conclusion?: "success" | "failure" | "neutral" | "timed_out" | "cancelled" | "action_required";
   output: CheckRunOutput;
   detailsUrl?: string;
+  /** Buttons shown on the check run (requested_action webhooks). */
+  actions?: { label: string; description: string; identifier: string }[];
 }
 
 /** Everything reconcile does on GitHub, for one repository. */
@@ -150,7 +156,11 @@ export interface RunSpec {
   workdir: string;
   trainCmd: string;
   prepareCmd: string | null;
+  /** Files (relative to workdir) whose content keys the prepared-data cache. */
+  prepareFiles: string[];
   budgetSeconds: number;
+  /** Hard kill after this many seconds (null: the harness default, 2 × budget + 120). */
+  timeoutSeconds: number | null;
 }
 
 export type RunObservation =
@@ -170,6 +180,8 @@ export interface RunnerPort {
   readonly slots: number;
   /** Called with the run id whenever a run finishes (triggers a reconcile). */
   onFinished(listener: (runId: string, repo: RepoRef) => void): void;
+  /** Forget a finished run once its result is recorded on GitHub (optional). */
+  cleanup?(runId: string): Promise<void>;
 }
 
 // ---------------------------------------------------------------- proposer port
