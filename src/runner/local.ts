@@ -1,0 +1,633 @@
+// The embedded runner: runs trainer/harness.py as detached local processes, one directory per
+// run under `runsDir`. The directory is the whole state (level-triggered, like the rest of the
+// bot): a restarted bot builds a new LocalRunner on the same directory and finds its queued,
+// running and finished runs there, so a run is neither lost nor started twice.
+//
+// Run directory (runsDir/<safe run id>/):
+//   spec.json    the RunSpec without its token, plus `queued` while waiting for a slot
+//   token        the source's read token (0600), only while the run is queued or running
+//   pid          {"pid", "startTime", "startedAt"} of the harness (its own process group)
+//   cancelled    present once cancel() was asked for
+//   result.json  the harness's result (--result)
+//   train.log    the full training log (--log)
+//   harness.log  the harness's own stdout and stderr
+//   exit         {"code", "signal"} of the harness, when this process saw it end
+
+import { execFile, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import type { RepoRef, RunObservation, RunnerPort, RunSpec, TrainerResult } from "../types.js";
+import { parseHarnessResultText } from "./result.js";
+
+export interface RunnerLogger {
+  info(msg: string): void;
+  warn(msg: string): void;
+  error(msg: string): void;
+}
+
+export interface LocalRunnerOptions {
+  /** Directory holding one subdirectory per run (e.g. `.runs`); created when missing. */
+  runsDir: string;
+  /** The harness script; default trainer/harness.py of this package. */
+  harnessPath?: string;
+  /** Interpreter that runs the harness itself (standard library only); default `python3`. */
+  python?: string;
+  /**
+   * Interpreter the training commands get as `python3` (--python). Default: env
+   * AUTORESEARCH_PYTHON, else the first of `python3` on PATH and `/usr/bin/python3` that can
+   * `import torch`, else unset (the run then reports the error).
+   */
+  trainPython?: string;
+  /** Shared cache for data preparation (--cache-dir). */
+  cacheDir?: string;
+  /** Runs at once; default 1. Further runs wait in a persisted queue. */
+  slots?: number;
+  /** How often finished runs and free slots are looked for; default 1000 ms. */
+  pollMs?: number;
+  /** Extra environment for the harness and the training (e.g. AUTORESEARCH_CORPUS). */
+  env?: Record<string, string>;
+  /** How long cancel() waits after SIGTERM before SIGKILL; default 15000 ms. */
+  killGraceMs?: number;
+  logger?: RunnerLogger;
+}
+
+/** spec.json: the RunSpec minus its token, plus bookkeeping. */
+interface StoredSpec extends Omit<RunSpec, "source"> {
+  source: { url: string; token: null };
+  hasToken: boolean;
+  queued: boolean;
+  submittedAt: string;
+  startedAt?: string;
+}
+
+interface PidRecord {
+  pid: number;
+  /** Start time from /proc/<pid>/stat (clock ticks since boot), null where there is no /proc. */
+  startTime: number | null;
+  startedAt: string;
+}
+
+type RunState =
+  | { phase: "absent" }
+  | { phase: "pending"; spec: StoredSpec }
+  | { phase: "running"; spec: StoredSpec; pid: PidRecord }
+  | { phase: "finished"; spec: StoredSpec; result: TrainerResult };
+
+const LOG_TAIL_BYTES = 4000;
+const SAFE_ENV = new Set([
+  "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+  "LD_LIBRARY_PATH", "XDG_CACHE_HOME", "SSL_CERT_FILE", "SSL_CERT_DIR",
+]);
+const SAFE_ENV_PREFIXES = [
+  "LC_", "CUDA_", "NVIDIA_", "PYTORCH_", "TORCH", "OMP_", "MKL_", "HF_", "AUTORESEARCH_",
+  "PYTHON", "PYENV", "CONDA_", "VIRTUAL_ENV",
+];
+const SECRET_NAME = /TOKEN|SECRET|PASSWORD|PASSWD|PRIVATE|CREDENTIAL|API_?KEY|WEBHOOK/i;
+
+/** Map a run id onto a directory name that is safe on any filesystem and cannot escape. */
+export function runDirName(runId: string): string {
+  const cleaned = runId.replace(/[^A-Za-z0-9._-]+/g, "_").replace(/^[.]+/, "_").slice(0, 100);
+  if (cleaned === runId && cleaned.length > 0) return cleaned;
+  const hash = createHash("sha256").update(runId).digest("hex").slice(0, 10);
+  return `${cleaned || "run"}-${hash}`;
+}
+
+/** trainer/harness.py of this package (works from src/ and from the compiled dist/src/). */
+export function defaultHarnessPath(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = path.join(dir, "trainer", "harness.py");
+    if (fs.existsSync(candidate)) return candidate;
+    const parent = path.dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+  return path.resolve("trainer", "harness.py");
+}
+
+/** The environment the harness (and the code it runs) gets: no credentials of the bot. */
+export function harnessEnv(base: NodeJS.ProcessEnv, extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(base)) {
+    if (value === undefined || SECRET_NAME.test(key)) continue;
+    if (SAFE_ENV.has(key) || SAFE_ENV_PREFIXES.some((p) => key.startsWith(p))) env[key] = value;
+  }
+  return { ...env, ...extra };
+}
+
+/** Field 22 of /proc/<pid>/stat (start time), and whether the process is a zombie. */
+function procStat(pid: number): { startTime: number; zombie: boolean } | null {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return null;
+  }
+  // The command name (field 2) is in parentheses and may contain spaces.
+  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  const startTime = Number(fields[19]);
+  return { startTime, zombie: fields[0] === "Z" || fields[0] === "X" };
+}
+
+const hasProc = fs.existsSync("/proc/self/stat");
+
+function isAlive(rec: PidRecord): boolean {
+  if (hasProc) {
+    const stat = procStat(rec.pid);
+    if (!stat || stat.zombie) return false;
+    return rec.startTime === null || stat.startTime === rec.startTime;
+  }
+  try {
+    process.kill(rec.pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Every descendant of `pid` (Linux only), found through the ppid links in /proc. */
+function descendants(pid: number): number[] {
+  if (!hasProc) return [];
+  const children = new Map<number, number[]>();
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let text: string;
+    try {
+      text = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue;
+    }
+    const ppid = Number(text.slice(text.lastIndexOf(")") + 2).split(" ")[1]);
+    const list = children.get(ppid) ?? [];
+    list.push(Number(entry));
+    children.set(ppid, list);
+  }
+  const out: number[] = [];
+  const stack = [pid];
+  while (stack.length > 0) {
+    for (const child of children.get(stack.pop() as number) ?? []) {
+      out.push(child);
+      stack.push(child);
+    }
+  }
+  return out;
+}
+
+/** Environment variable naming the run directory; the training inherits it from the harness. */
+export const RUN_DIR_ENV = "AUTORESEARCH_RUN_DIR";
+
+/**
+ * Processes (other than this one) whose environment names `dir` as their run directory (Linux
+ * only): the harness and everything it started, including training processes that outlived a
+ * killed harness in their own session.
+ */
+function processesOfRun(dir: string): number[] {
+  if (!hasProc) return [];
+  const marker = Buffer.from(`\0${RUN_DIR_ENV}=${dir}\0`);
+  const first = Buffer.from(`${RUN_DIR_ENV}=${dir}\0`);
+  const out: number[] = [];
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    let environ: Buffer;
+    try {
+      environ = fs.readFileSync(`/proc/${entry}/environ`);
+    } catch {
+      continue;
+    }
+    if (environ.includes(marker) || environ.subarray(0, first.length).equals(first)) out.push(Number(entry));
+  }
+  return out;
+}
+
+function signal(target: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(target, sig);
+  } catch {
+    // already gone
+  }
+}
+
+function readJson(file: string): unknown {
+  try {
+    return JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+function writeFileAtomic(file: string, text: string, mode = 0o644): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, text, { mode });
+  fs.renameSync(tmp, file);
+}
+
+function tail(file: string, bytes = LOG_TAIL_BYTES): string {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, "r");
+  } catch {
+    return "";
+  }
+  try {
+    const size = fs.fstatSync(fd).size;
+    const length = Math.min(size, bytes);
+    const buf = Buffer.alloc(length);
+    fs.readSync(fd, buf, 0, length, size - length);
+    return buf.toString("utf8");
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function crashResult(reason: string, logTail: string, stage: TrainerResult["stage"] = "train"): TrainerResult {
+  return { status: "crash", val_bpb: null, exit_code: null, reason, log_tail: logTail, summary: {}, stage };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Does `python` import torch? (the interpreter training commands should get). */
+function canImportTorch(python: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    execFile(python, ["-c", "import torch"], { timeout: 60_000 }, (err) => resolve(!err));
+  });
+}
+
+export class LocalRunner implements RunnerPort {
+  readonly name = "local";
+  readonly slots: number;
+  readonly runsDir: string;
+
+  private readonly harnessPath: string;
+  private readonly python: string;
+  private readonly cacheDir: string | undefined;
+  private readonly pollMs: number;
+  private readonly extraEnv: Record<string, string>;
+  private readonly killGraceMs: number;
+  private readonly logger: RunnerLogger | undefined;
+  private trainPython: Promise<string | undefined> | undefined;
+  private readonly listeners: ((runId: string, repo: RepoRef) => void)[] = [];
+  /** Run directories whose end this instance has reported (each once per instance). */
+  private readonly reported = new Set<string>();
+  /** Run directories whose leftover processes this instance has looked for. */
+  private readonly reaped = new Set<string>();
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private ticking = false;
+  private closed = false;
+
+  constructor(options: LocalRunnerOptions) {
+    this.runsDir = path.resolve(options.runsDir);
+    this.harnessPath = path.resolve(options.harnessPath ?? defaultHarnessPath());
+    this.python = options.python ?? "python3";
+    this.cacheDir = options.cacheDir ? path.resolve(options.cacheDir) : undefined;
+    this.slots = Math.max(1, Math.floor(options.slots ?? 1));
+    this.pollMs = options.pollMs ?? 1000;
+    this.extraEnv = options.env ?? {};
+    this.killGraceMs = options.killGraceMs ?? 15_000;
+    this.logger = options.logger;
+    const fromEnv = options.trainPython ?? this.extraEnv.AUTORESEARCH_PYTHON ?? process.env.AUTORESEARCH_PYTHON;
+    if (fromEnv) this.trainPython = Promise.resolve(fromEnv);
+    fs.mkdirSync(this.runsDir, { recursive: true });
+    this.timer = setInterval(() => void this.tick(), this.pollMs);
+    this.timer.unref();
+  }
+
+  // ------------------------------------------------------------------ RunnerPort
+
+  async submit(spec: RunSpec): Promise<void> {
+    if (this.closed) throw new Error("LocalRunner is closed");
+    const dir = this.dirOf(spec.runId);
+    if (fs.existsSync(path.join(dir, "spec.json"))) return; // queued, running or finished
+    fs.mkdirSync(dir, { recursive: true });
+    const tokenFile = path.join(dir, "token");
+    if (spec.source.token) {
+      fs.rmSync(tokenFile, { force: true });
+      fs.writeFileSync(tokenFile, spec.source.token, { mode: 0o600 });
+    }
+    const stored: StoredSpec = {
+      ...spec,
+      source: { url: spec.source.url, token: null },
+      hasToken: Boolean(spec.source.token),
+      queued: true,
+      submittedAt: new Date().toISOString(),
+    };
+    // spec.json is the run's existence marker: written last, atomically.
+    writeFileAtomic(path.join(dir, "spec.json"), JSON.stringify(stored, null, 2) + "\n");
+    this.logger?.info(`run ${spec.runId} submitted (${spec.repo.owner}/${spec.repo.repo}#${spec.pull} at ${spec.sha.slice(0, 12)})`);
+    await this.pump();
+  }
+
+  async observe(runId: string): Promise<RunObservation> {
+    const state = this.stateOf(this.dirOf(runId));
+    switch (state.phase) {
+      case "absent":
+        return { phase: "missing", runId };
+      case "pending":
+      case "running":
+        return { phase: state.phase, runId };
+      case "finished":
+        this.dropToken(this.dirOf(runId));
+        return { phase: "finished", runId, result: state.result };
+    }
+  }
+
+  async cancel(runId: string): Promise<void> {
+    const dir = this.dirOf(runId);
+    const state = this.stateOf(dir);
+    if (state.phase === "pending") {
+      fs.rmSync(dir, { recursive: true, force: true });
+      this.logger?.info(`run ${runId} dropped from the queue`);
+      return;
+    }
+    if (state.phase !== "running") return;
+    fs.writeFileSync(path.join(dir, "cancelled"), new Date().toISOString() + "\n");
+    this.logger?.info(`run ${runId} cancelled; stopping harness pid ${state.pid.pid}`);
+    // The harness stops its training process group on SIGTERM and writes a result.
+    signal(-state.pid.pid, "SIGTERM");
+    const deadline = Date.now() + this.killGraceMs;
+    while (isAlive(state.pid) && Date.now() < deadline) await sleep(100);
+    if (isAlive(state.pid)) {
+      this.logger?.warn(`run ${runId}: harness still alive after ${this.killGraceMs} ms; killing it`);
+      const pids = [...descendants(state.pid.pid), ...processesOfRun(dir)];
+      signal(-state.pid.pid, "SIGKILL");
+      for (const pid of pids) signal(pid, "SIGKILL");
+      const hardDeadline = Date.now() + 5000;
+      while (isAlive(state.pid) && Date.now() < hardDeadline) await sleep(50);
+    }
+    this.reapOrphans(dir, runId);
+    await this.tick();
+  }
+
+  async list(repo: RepoRef): Promise<string[]> {
+    const ids: string[] = [];
+    for (const name of this.runDirs()) {
+      const spec = this.readSpec(path.join(this.runsDir, name));
+      if (!spec) continue;
+      if (spec.repo.owner.toLowerCase() === repo.owner.toLowerCase() && spec.repo.repo.toLowerCase() === repo.repo.toLowerCase()) {
+        ids.push(spec.runId);
+      }
+    }
+    return ids.sort();
+  }
+
+  onFinished(listener: (runId: string, repo: RepoRef) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** Remove a finished run's directory (after its result is recorded). Refuses live runs. */
+  async cleanup(runId: string): Promise<void> {
+    const dir = this.dirOf(runId);
+    const state = this.stateOf(dir);
+    if (state.phase === "pending" || state.phase === "running") {
+      throw new Error(`run ${runId} is ${state.phase}; cancel it before cleaning it up`);
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+    this.reported.delete(path.basename(dir));
+    this.reaped.delete(dir);
+  }
+
+  /** Stop watching (the poller). Runs in flight keep going; a new LocalRunner picks them up. */
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Look for finished runs and free slots now (the poller does this every pollMs). */
+  async tick(): Promise<void> {
+    if (this.ticking || this.closed) return;
+    this.ticking = true;
+    try {
+      this.reportFinished();
+      await this.pump();
+    } catch (err) {
+      this.logger?.error(`local runner poll failed: ${err instanceof Error ? err.message : String(err)}`);
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  private dirOf(runId: string): string {
+    return path.join(this.runsDir, runDirName(runId));
+  }
+
+  private runDirs(): string[] {
+    try {
+      return fs
+        .readdirSync(this.runsDir, { withFileTypes: true })
+        .filter((d) => d.isDirectory())
+        .map((d) => d.name);
+    } catch {
+      return [];
+    }
+  }
+
+  private readSpec(dir: string): StoredSpec | undefined {
+    const spec = readJson(path.join(dir, "spec.json")) as StoredSpec | undefined;
+    return spec && typeof spec === "object" && typeof spec.runId === "string" ? spec : undefined;
+  }
+
+  /** What the files of a run directory say about it. */
+  private stateOf(dir: string): RunState {
+    const spec = this.readSpec(dir);
+    if (!spec) return { phase: "absent" };
+    const result = this.readResult(dir);
+    if (result) return { phase: "finished", spec, result };
+    const pid = readJson(path.join(dir, "pid")) as PidRecord | undefined;
+    if (pid && typeof pid.pid === "number") {
+      if (isAlive(pid)) return { phase: "running", spec, pid };
+      // It may have written its result just before exiting.
+      const late = this.readResult(dir);
+      if (late) return { phase: "finished", spec, result: late };
+      this.reapOrphans(dir, spec.runId);
+      return { phase: "finished", spec, result: this.lostResult(dir) };
+    }
+    if (spec.queued) return { phase: "pending", spec };
+    return {
+      phase: "finished",
+      spec,
+      result: crashResult("the run was started but its harness pid was never recorded; see harness.log", tail(path.join(dir, "harness.log"))),
+    };
+  }
+
+  /**
+   * Kill what is left of a run whose harness is gone (the training survives a SIGKILLed harness
+   * when it runs in its own session): it would hold the GPU outside the slot count. Once per
+   * run directory and instance.
+   */
+  private reapOrphans(dir: string, runId: string): void {
+    if (this.reaped.has(dir)) return;
+    this.reaped.add(dir);
+    const pids = processesOfRun(dir);
+    if (pids.length === 0) return;
+    this.logger?.warn(`run ${runId}: killing ${pids.length} process(es) left behind by its harness: ${pids.join(", ")}`);
+    for (const pid of pids) signal(pid, "SIGKILL");
+  }
+
+  /** The result of a run whose harness is gone without writing one. */
+  private lostResult(dir: string): TrainerResult {
+    const logTail = tail(path.join(dir, "harness.log"));
+    if (fs.existsSync(path.join(dir, "cancelled"))) {
+      return crashResult("the run was cancelled and its harness stopped without a result; see harness.log", logTail);
+    }
+    const exit = readJson(path.join(dir, "exit")) as { code: number | null; signal: string | null } | undefined;
+    if (exit && exit.code === 2) {
+      // argparse's usage error: the bot's configuration, not the experiment (retried as infrastructure).
+      const lastLine = logTail.trim().split("\n").pop() ?? "";
+      const result = crashResult(`the harness refused its arguments (exit 2): ${lastLine}`, logTail, "fetch");
+      result.exit_code = 2;
+      return result;
+    }
+    const how = exit ? (exit.signal ? ` (${exit.signal})` : ` (exit ${exit.code})`) : " (killed?)";
+    const result = crashResult(`the harness process ended without a result${how}; see harness.log`, logTail);
+    if (exit && typeof exit.code === "number") result.exit_code = exit.code;
+    return result;
+  }
+
+  private readResult(dir: string): TrainerResult | undefined {
+    const file = path.join(dir, "result.json");
+    let text: string;
+    try {
+      text = fs.readFileSync(file, "utf8");
+    } catch {
+      return undefined;
+    }
+    try {
+      return parseHarnessResultText(text, "result.json");
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      return crashResult(`unreadable harness result: ${reason}`, tail(path.join(dir, "harness.log")));
+    }
+  }
+
+  private dropToken(dir: string): void {
+    fs.rmSync(path.join(dir, "token"), { force: true });
+  }
+
+  private reportFinished(): void {
+    const present = new Set<string>();
+    for (const name of this.runDirs()) {
+      present.add(name);
+      if (this.reported.has(name) || this.listeners.length === 0) continue;
+      const dir = path.join(this.runsDir, name);
+      const state = this.stateOf(dir);
+      if (state.phase !== "finished") continue;
+      this.reported.add(name);
+      this.dropToken(dir);
+      const { result, spec } = state;
+      const bpb = result.val_bpb === null ? "" : ` val_bpb=${result.val_bpb}`;
+      this.logger?.info(`run ${spec.runId} finished: ${result.status}${bpb}${result.reason ? ` (${result.reason.slice(0, 200)})` : ""}`);
+      for (const listener of this.listeners) {
+        try {
+          listener(spec.runId, spec.repo);
+        } catch (err) {
+          this.logger?.error(`onFinished listener failed for ${spec.runId}: ${err instanceof Error ? err.message : String(err)}`);
+        }
+      }
+    }
+    for (const name of this.reported) if (!present.has(name)) this.reported.delete(name);
+  }
+
+  /** Start queued runs (oldest first) while slots are free. */
+  private async pump(): Promise<void> {
+    if (this.closed) return;
+    const hasQueued = () => this.runDirs().some((n) => this.readSpec(path.join(this.runsDir, n))?.queued === true);
+    if (!hasQueued()) return;
+    const trainPython = await this.resolveTrainPython();
+    if (this.closed) return;
+    // From here on everything is synchronous: no other call interleaves with the slot count.
+    const queued: { dir: string; spec: StoredSpec }[] = [];
+    let running = 0;
+    for (const name of this.runDirs()) {
+      const dir = path.join(this.runsDir, name);
+      const state = this.stateOf(dir);
+      if (state.phase === "running") running++;
+      else if (state.phase === "pending") queued.push({ dir, spec: state.spec });
+    }
+    queued.sort((a, b) => a.spec.submittedAt.localeCompare(b.spec.submittedAt) || a.spec.runId.localeCompare(b.spec.runId));
+    for (const { dir, spec } of queued) {
+      if (running >= this.slots) break;
+      this.start(dir, spec, trainPython);
+      running++;
+    }
+  }
+
+  private resolveTrainPython(): Promise<string | undefined> {
+    this.trainPython ??= (async () => {
+      for (const candidate of ["python3", "/usr/bin/python3"]) {
+        if (await canImportTorch(candidate)) {
+          this.logger?.info(`training interpreter: ${candidate}`);
+          return candidate;
+        }
+      }
+      this.logger?.warn("no python3 that can import torch was found; set AUTORESEARCH_PYTHON");
+      return undefined;
+    })();
+    return this.trainPython;
+  }
+
+  private harnessArgs(dir: string, spec: StoredSpec, trainPython: string | undefined): string[] {
+    const args = [this.harnessPath, "--repo", spec.source.url, "--commit", spec.sha];
+    if (spec.hasToken && fs.existsSync(path.join(dir, "token"))) args.push("--token-file", path.join(dir, "token"));
+    args.push("--workdir", spec.workdir || ".", "--train-cmd", spec.trainCmd);
+    if (spec.prepareCmd) args.push("--prepare-cmd", spec.prepareCmd);
+    if (trainPython) args.push("--python", trainPython);
+    for (const glob of spec.prepareFiles ?? []) args.push("--prepare-files", glob);
+    if (this.cacheDir) args.push("--cache-dir", this.cacheDir);
+    args.push("--budget", String(spec.budgetSeconds));
+    if (spec.timeoutSeconds) args.push("--timeout", String(spec.timeoutSeconds));
+    args.push("--result", path.join(dir, "result.json"), "--log", path.join(dir, "train.log"), "--run-id", spec.runId);
+    return args;
+  }
+
+  /** Spawn the harness for a queued run, detached, and record its pid. Synchronous. */
+  private start(dir: string, spec: StoredSpec, trainPython: string | undefined): void {
+    const logFd = fs.openSync(path.join(dir, "harness.log"), "a");
+    let pid: number | undefined;
+    let spawnError: string | undefined;
+    try {
+      const child = spawn(this.python, this.harnessArgs(dir, spec, trainPython), {
+        cwd: dir,
+        detached: true,
+        stdio: ["ignore", logFd, logFd],
+        env: { ...harnessEnv(process.env, this.extraEnv), [RUN_DIR_ENV]: dir },
+      });
+      child.on("error", (err) => {
+        this.logger?.error(`run ${spec.runId}: harness process error: ${err.message}`);
+      });
+      child.on("exit", (code, sig) => {
+        // Kept for the synthesized result when the harness wrote none (usage error, killed).
+        try {
+          if (!fs.existsSync(path.join(dir, "result.json"))) {
+            fs.writeFileSync(path.join(dir, "exit"), JSON.stringify({ code, signal: sig }) + "\n");
+          }
+        } catch {
+          // the run directory was removed
+        }
+        if (!this.closed) setTimeout(() => void this.tick(), 50).unref();
+      });
+      child.unref();
+      pid = child.pid;
+    } catch (err) {
+      spawnError = err instanceof Error ? err.message : String(err);
+    } finally {
+      fs.closeSync(logFd);
+    }
+    const startedAt = new Date().toISOString();
+    if (pid === undefined) {
+      const reason = `could not start the harness (${this.python} ${this.harnessPath})${spawnError ? `: ${spawnError}` : ""}`;
+      this.logger?.error(`run ${spec.runId}: ${reason}`);
+      writeFileAtomic(path.join(dir, "result.json"), JSON.stringify({ status: "crash", val_bpb: null, exit_code: null, reason, log_tail: "", stage: "fetch", run_id: spec.runId, commit: spec.sha }) + "\n");
+    } else {
+      const record: PidRecord = { pid, startTime: procStat(pid)?.startTime ?? null, startedAt };
+      writeFileAtomic(path.join(dir, "pid"), JSON.stringify(record) + "\n");
+      this.logger?.info(`run ${spec.runId} started: harness pid ${pid} (${spec.repo.owner}/${spec.repo.repo}#${spec.pull} at ${spec.sha.slice(0, 12)})`);
+    }
+    writeFileAtomic(path.join(dir, "spec.json"), JSON.stringify({ ...spec, queued: false, startedAt }, null, 2) + "\n");
+  }
+}

@@ -1,0 +1,498 @@
+// The local runner with the real harness (trainer/harness.py) and small stub training scripts:
+// no PyTorch needed. Covers idempotent submit, the persisted queue, cancel, a bot restart while
+// a run is in flight, lost harness processes and a token-protected tarball source.
+
+import { execFileSync, spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import * as os from "node:os";
+import * as path from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { LocalRunner, runDirName } from "../src/runner/local.js";
+import { HarnessResultError, parseHarnessResult, parseHarnessResultText, readResultFile } from "../src/runner/result.js";
+import type { RepoRef, RunObservation, RunSpec } from "../src/types.js";
+
+const HARNESS = path.resolve("trainer/harness.py");
+const REPO: RepoRef = { owner: "o", repo: "r" };
+
+const SUMMARY = `---
+val_bpb:          0.997900
+training_seconds: 1.0
+total_seconds:    1.2
+peak_vram_mb:     0.0
+mfu_percent:      0.00
+total_tokens_M:   0.1
+num_steps:        12
+num_params_M:     0.5
+depth:            2
+`;
+
+let tmp: string;
+let repoDir: string;
+let counterFile: string;
+const runners: LocalRunner[] = [];
+
+function stub(name: string, body: string): void {
+  fs.writeFileSync(path.join(repoDir, name), body);
+}
+
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "local-runner-"));
+  repoDir = path.join(tmp, "repo");
+  counterFile = path.join(tmp, "counter");
+  fs.mkdirSync(repoDir);
+  fs.mkdirSync(path.join(tmp, "scratch"));
+  const count = (tag: string) =>
+    `import os, sys, time\nwith open(${JSON.stringify(counterFile)}, "a") as f:\n    f.write(${JSON.stringify(tag)} + " " + str(os.getpid()) + "\\n")\n`;
+  stub("good.py", `${count("good")}time.sleep(1.0)\nprint("step 00012 (100.0%) | loss: 3.1\\r", end="")\nprint(${JSON.stringify(SUMMARY)})\n`);
+  stub("slow.py", `${count("slow")}time.sleep(float(sys.argv[1]) if len(sys.argv) > 1 else 3.0)\nprint(${JSON.stringify(SUMMARY)})\n`);
+  stub("crash.py", `${count("crash")}raise RuntimeError("boom: the stub always crashes")\n`);
+  stub("sleep.py", `${count("sleep")}time.sleep(120)\n`);
+});
+
+afterEach(() => {
+  for (const r of runners.splice(0)) r.close();
+  fs.rmSync(counterFile, { force: true });
+});
+
+afterAll(() => {
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+function makeRunner(runsDir: string, extra: Partial<ConstructorParameters<typeof LocalRunner>[0]> = {}): LocalRunner {
+  const runner = new LocalRunner({
+    runsDir,
+    harnessPath: HARNESS,
+    trainPython: "python3",
+    cacheDir: path.join(tmp, "cache"),
+    pollMs: 100,
+    killGraceMs: 5000,
+    // The harness's scratch folders (left behind when it is SIGKILLed) stay in the test's folder.
+    env: { TMPDIR: path.join(tmp, "scratch") },
+    ...extra,
+  });
+  runners.push(runner);
+  return runner;
+}
+
+function freshRunsDir(): string {
+  return fs.mkdtempSync(path.join(tmp, "runs-"));
+}
+
+function spec(runId: string, trainCmd: string, over: Partial<RunSpec> = {}): RunSpec {
+  return {
+    runId,
+    repo: REPO,
+    pull: 1,
+    sha: "0123456789abcdef0123456789abcdef01234567",
+    source: { url: repoDir, token: null },
+    workdir: ".",
+    trainCmd,
+    prepareCmd: null,
+    prepareFiles: [],
+    budgetSeconds: 5,
+    timeoutSeconds: 60,
+    ...over,
+  };
+}
+
+function counterLines(): string[] {
+  if (!fs.existsSync(counterFile)) return [];
+  return fs.readFileSync(counterFile, "utf8").trim().split("\n").filter(Boolean);
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function waitFinished(runner: LocalRunner, runId: string, timeoutMs = 30_000) {
+  const obs = await waitFor(`${runId} to finish`, async () => {
+    const o = await runner.observe(runId);
+    return o.phase === "finished" ? o : undefined;
+  }, timeoutMs);
+  return obs as Extract<RunObservation, { phase: "finished" }>;
+}
+
+function alive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
+    return state !== "Z" && state !== "X";
+  } catch {
+    return false;
+  }
+}
+
+function harnessPid(runsDir: string, runId: string): number {
+  return (JSON.parse(fs.readFileSync(path.join(runsDir, runDirName(runId), "pid"), "utf8")) as { pid: number }).pid;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe("parseHarnessResult", () => {
+  const full = {
+    status: "ok",
+    val_bpb: 0.9979,
+    training_seconds: 300.1,
+    total_seconds: 325.9,
+    peak_vram_mb: 45060.2,
+    num_steps: 953,
+    optimizer: "muon",
+    summary_status: "weird",
+    nested: { a: 1 },
+    list: [1, 2],
+    flag: true,
+    nothing: null,
+    exit_code: 0,
+    reason: "val_bpb 0.997900 after 300.1 s of training",
+    stage: "train",
+    run_id: "o-r-1-a1",
+    commit: "abc",
+    duration_seconds: 326.2,
+    harness_version: "1.0.0",
+    log_tail: "...\nval_bpb: 0.997900\n",
+  };
+
+  it("maps known keys onto fields and every other scalar onto the summary", () => {
+    const r = parseHarnessResult(full);
+    expect(r).toEqual({
+      status: "ok",
+      val_bpb: 0.9979,
+      exit_code: 0,
+      reason: "val_bpb 0.997900 after 300.1 s of training",
+      log_tail: "...\nval_bpb: 0.997900\n",
+      stage: "train",
+      summary: {
+        training_seconds: 300.1,
+        total_seconds: 325.9,
+        peak_vram_mb: 45060.2,
+        num_steps: 953,
+        optimizer: "muon",
+        summary_status: "weird",
+        duration_seconds: 326.2,
+        harness_version: "1.0.0",
+      },
+    });
+  });
+
+  it("fills defaults for a minimal failure", () => {
+    expect(parseHarnessResult({ status: "crash", val_bpb: null })).toEqual({
+      status: "crash",
+      val_bpb: null,
+      exit_code: null,
+      reason: "",
+      log_tail: "",
+      summary: {},
+    });
+    const r = parseHarnessResult({ status: "timeout", val_bpb: null, stage: "prepare", exit_code: -9, reason: "x", log_tail: null });
+    expect(r.stage).toBe("prepare");
+    expect(r.exit_code).toBe(-9);
+  });
+
+  it("rejects malformed results with a clear message", () => {
+    expect(() => parseHarnessResult(null)).toThrow(/expected a JSON object, got null/);
+    expect(() => parseHarnessResult([1])).toThrow(/got an array/);
+    expect(() => parseHarnessResult("ok")).toThrow(/got string/);
+    expect(() => parseHarnessResult({ val_bpb: 1 })).toThrow(/status/);
+    expect(() => parseHarnessResult({ status: "great", val_bpb: 1 })).toThrow(HarnessResultError);
+    expect(() => parseHarnessResult({ status: "ok", val_bpb: "0.99" })).toThrow(/val_bpb/);
+    expect(() => parseHarnessResult({ status: "ok", val_bpb: null })).toThrow(/status "ok" requires a numeric val_bpb/);
+    expect(() => parseHarnessResult({ status: "crash", val_bpb: null, stage: "deploy" })).toThrow(/stage/);
+    expect(() => parseHarnessResult({ status: "crash", val_bpb: null, exit_code: "1" })).toThrow(/exit_code/);
+    expect(() => parseHarnessResultText("{not json", "result.json")).toThrow(/result.json is not valid JSON/);
+    expect(() => parseHarnessResultText("[]", "result.json")).toThrow(/^result.json: invalid harness result/);
+  });
+
+  it("reads a result file", async () => {
+    const file = path.join(os.tmpdir(), `result-${process.pid}.json`);
+    fs.writeFileSync(file, JSON.stringify(full) + "\n");
+    try {
+      expect((await readResultFile(file)).val_bpb).toBe(0.9979);
+      fs.writeFileSync(file, "");
+      await expect(readResultFile(file)).rejects.toThrow(/not valid JSON/);
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
+  });
+});
+
+describe("runDirName", () => {
+  it("keeps safe ids and maps others into one safe, distinct name", () => {
+    expect(runDirName("o-r-12-a1")).toBe("o-r-12-a1");
+    const odd = runDirName("../o/r#12 a1");
+    expect(odd).toMatch(/^[A-Za-z0-9._-]+$/);
+    expect(odd.startsWith(".")).toBe(false);
+    expect(odd).not.toBe(runDirName("../o/r#12_a1"));
+  });
+});
+
+describe("LocalRunner", () => {
+  it("runs a good stub: running, then finished with the parsed result, reported once", async () => {
+    const runsDir = freshRunsDir();
+    const runner = makeRunner(runsDir);
+    const finished: [string, RepoRef][] = [];
+    runner.onFinished((id, repo) => finished.push([id, repo]));
+    expect(runner.name).toBe("local");
+    expect(runner.slots).toBe(1);
+
+    const s = spec("good-1", "python3 good.py");
+    await Promise.all([runner.submit(s), runner.submit(s)]);
+    expect(await runner.observe("good-1")).toEqual({ phase: "running", runId: "good-1" });
+    expect(await runner.list(REPO)).toEqual(["good-1"]);
+    expect(await runner.list({ owner: "O", repo: "R" })).toEqual(["good-1"]);
+    expect(await runner.list({ owner: "o", repo: "other" })).toEqual([]);
+
+    const obs = await waitFinished(runner, "good-1");
+    expect(obs.result.status).toBe("ok");
+    expect(obs.result.val_bpb).toBeCloseTo(0.9979, 6);
+    expect(obs.result.stage).toBe("train");
+    expect(obs.result.exit_code).toBe(0);
+    expect(obs.result.summary).toMatchObject({ training_seconds: 1, num_steps: 12, depth: 2, num_params_M: 0.5 });
+    expect(obs.result.log_tail).toContain("val_bpb");
+
+    await waitFor("onFinished", () => finished.length > 0);
+    await sleep(400);
+    expect(finished).toEqual([["good-1", REPO]]);
+
+    // A second submit of a finished run is a no-op too: the stub ran once.
+    await runner.submit(s);
+    await sleep(300);
+    expect(counterLines()).toHaveLength(1);
+
+    const dir = path.join(runsDir, "good-1");
+    const stored = JSON.parse(fs.readFileSync(path.join(dir, "spec.json"), "utf8"));
+    expect(stored).toMatchObject({ runId: "good-1", queued: false, trainCmd: "python3 good.py" });
+    expect(fs.readFileSync(path.join(dir, "train.log"), "utf8")).toContain("val_bpb:");
+    expect(fs.existsSync(path.join(dir, "harness.log"))).toBe(true);
+
+    await runner.cleanup("good-1");
+    expect(fs.existsSync(dir)).toBe(false);
+    expect(await runner.observe("good-1")).toEqual({ phase: "missing", runId: "good-1" });
+  });
+
+  it("reports a crashing stub as a crash", async () => {
+    const runner = makeRunner(freshRunsDir());
+    await runner.submit(spec("crash-1", "python3 crash.py"));
+    const obs = await waitFinished(runner, "crash-1");
+    expect(obs.result.status).toBe("crash");
+    expect(obs.result.val_bpb).toBeNull();
+    expect(obs.result.stage).toBe("train");
+    expect(obs.result.reason).toContain("RuntimeError");
+    expect(obs.result.log_tail).toContain("boom");
+  });
+
+  it("queues runs beyond its slots and starts them when a slot frees", async () => {
+    const runsDir = freshRunsDir();
+    const runner = makeRunner(runsDir, { slots: 1 });
+    const finished: string[] = [];
+    runner.onFinished((id) => finished.push(id));
+    await runner.submit(spec("q-a", "python3 slow.py 1.5"));
+    await runner.submit(spec("q-b", "python3 good.py"));
+    expect((await runner.observe("q-a")).phase).toBe("running");
+    expect((await runner.observe("q-b")).phase).toBe("pending");
+    const queued = JSON.parse(fs.readFileSync(path.join(runsDir, "q-b", "spec.json"), "utf8"));
+    expect(queued.queued).toBe(true);
+    expect(fs.existsSync(path.join(runsDir, "q-b", "pid"))).toBe(false);
+    expect((await runner.list(REPO)).sort()).toEqual(["q-a", "q-b"]);
+
+    await waitFinished(runner, "q-a");
+    const b = await waitFinished(runner, "q-b");
+    expect(b.result.status).toBe("ok");
+    expect(counterLines().map((l) => l.split(" ")[0])).toEqual(["slow", "good"]);
+    await waitFor("both reported", () => finished.length === 2);
+    expect(finished).toEqual(["q-a", "q-b"]);
+  });
+
+  it("cancels a running run (its processes end) and drops a queued one", async () => {
+    const runsDir = freshRunsDir();
+    const runner = makeRunner(runsDir);
+    await runner.submit(spec("sleepy", "python3 sleep.py"));
+    await runner.submit(spec("waiting", "python3 good.py"));
+    expect((await runner.observe("waiting")).phase).toBe("pending");
+    await runner.cancel("waiting");
+    expect(await runner.observe("waiting")).toEqual({ phase: "missing", runId: "waiting" });
+
+    await waitFor("the stub to start", () => counterLines().length === 1);
+    const stubPid = Number(counterLines()[0]?.split(" ")[1]);
+    const pid = harnessPid(runsDir, "sleepy");
+    expect(alive(pid)).toBe(true);
+    expect(alive(stubPid)).toBe(true);
+
+    await runner.cancel("sleepy");
+    expect(alive(pid)).toBe(false);
+    await waitFor("the stub to die", () => !alive(stubPid), 5000);
+    const obs = await waitFinished(runner, "sleepy");
+    expect(obs.result.status).not.toBe("ok");
+    expect(fs.existsSync(path.join(runsDir, "sleepy", "cancelled"))).toBe(true);
+    // The dropped run never started.
+    await sleep(300);
+    expect(counterLines().map((l) => l.split(" ")[0])).toEqual(["sleep"]);
+  });
+
+  it("survives a bot restart: a new runner picks up the run in flight and reports it once", async () => {
+    const runsDir = freshRunsDir();
+    const a = makeRunner(runsDir);
+    const seenByA: string[] = [];
+    a.onFinished((id) => seenByA.push(id));
+    await a.submit(spec("restart-1", "python3 slow.py 2.5"));
+    expect((await a.observe("restart-1")).phase).toBe("running");
+    const pid = harnessPid(runsDir, "restart-1");
+    a.close(); // the bot dies; the detached harness keeps going
+
+    const b = makeRunner(runsDir);
+    const seenByB: string[] = [];
+    b.onFinished((id) => seenByB.push(id));
+    expect((await b.observe("restart-1")).phase).toBe("running");
+    expect(alive(pid)).toBe(true);
+    await b.submit(spec("restart-1", "python3 slow.py 2.5")); // no second start
+    const obs = await waitFinished(b, "restart-1");
+    expect(obs.result.status).toBe("ok");
+    await waitFor("B to report it", () => seenByB.length > 0);
+    await sleep(400);
+    expect(seenByB).toEqual(["restart-1"]);
+    expect(seenByA).toEqual([]);
+    expect(counterLines()).toHaveLength(1);
+
+    // A runner started after the run ended (it finished while the bot was down) reports it once.
+    const c = makeRunner(runsDir);
+    const seenByC: string[] = [];
+    c.onFinished((id) => seenByC.push(id));
+    await waitFor("C to report it", () => seenByC.length > 0);
+    await sleep(400);
+    expect(seenByC).toEqual(["restart-1"]);
+  });
+
+  it("starts a queued run left by a previous runner", async () => {
+    const runsDir = freshRunsDir();
+    const a = makeRunner(runsDir);
+    await a.submit(spec("first", "python3 slow.py 1.0"));
+    await a.submit(spec("second", "python3 good.py"));
+    expect((await a.observe("second")).phase).toBe("pending");
+    a.close();
+    await waitFor("first to end", () => !alive(harnessPid(runsDir, "first")));
+
+    const b = makeRunner(runsDir);
+    const seen: string[] = [];
+    b.onFinished((id) => seen.push(id));
+    const obs = await waitFinished(b, "second");
+    expect(obs.result.status).toBe("ok");
+    await waitFor("both reported", () => seen.length === 2);
+    expect(seen.sort()).toEqual(["first", "second"]);
+  });
+
+  it("turns a harness that is gone without a result into a crash", async () => {
+    const runsDir = freshRunsDir();
+    const a = makeRunner(runsDir);
+    await a.submit(spec("killed", "python3 sleep.py"));
+    await waitFor("the stub to start", () => counterLines().length === 1);
+    const stubPid = Number(counterLines()[0]?.split(" ")[1]);
+    const pid = harnessPid(runsDir, "killed");
+    a.close();
+    process.kill(-pid, "SIGKILL"); // e.g. kill -9 of the harness's process group
+    await waitFor("the harness to die", () => !alive(pid), 5000);
+
+    const b = makeRunner(runsDir);
+    const obs = await waitFinished(b, "killed");
+    expect(obs.result.status).toBe("crash");
+    expect(obs.result.stage).toBe("train");
+    expect(obs.result.reason).toMatch(/the harness process ended without a result/);
+    expect(obs.result.log_tail).toContain("train");
+    // The training ran in its own session and outlived the harness: the runner ends it.
+    await waitFor("the orphaned stub to be killed", () => !alive(stubPid), 5000);
+  });
+
+  it("does not mistake a reused pid for the harness (start time differs)", async () => {
+    const runsDir = freshRunsDir();
+    const dir = path.join(runsDir, "reused");
+    fs.mkdirSync(dir);
+    const s = spec("reused", "python3 sleep.py");
+    fs.writeFileSync(
+      path.join(dir, "spec.json"),
+      JSON.stringify({ ...s, source: { url: s.source.url, token: null }, hasToken: false, queued: false, submittedAt: new Date().toISOString() }),
+    );
+    // Our own (alive) pid, but with a start time that is not ours.
+    fs.writeFileSync(path.join(dir, "pid"), JSON.stringify({ pid: process.pid, startTime: 1, startedAt: new Date().toISOString() }));
+    fs.writeFileSync(path.join(dir, "harness.log"), "harness: train: running 'python3 sleep.py'\n");
+    const runner = makeRunner(runsDir);
+    const obs = await runner.observe("reused");
+    expect(obs.phase).toBe("finished");
+    if (obs.phase !== "finished") return;
+    expect(obs.result).toMatchObject({
+      status: "crash",
+      stage: "train",
+      reason: "the harness process ended without a result (killed?); see harness.log",
+    });
+    expect(obs.result.log_tail).toContain("python3 sleep.py");
+  });
+
+  it("fetches a token-protected tarball; the token never lands in spec.json and is deleted after the run", async () => {
+    const gitDir = path.join(tmp, "git-src");
+    fs.mkdirSync(gitDir);
+    fs.copyFileSync(path.join(repoDir, "good.py"), path.join(gitDir, "good.py"));
+    const git = (...args: string[]) =>
+      execFileSync("git", ["-c", "user.email=t@example.com", "-c", "user.name=t", ...args], { cwd: gitDir, encoding: "utf8" }).trim();
+    git("init", "-q");
+    git("add", "good.py");
+    git("commit", "-q", "-m", "stub");
+    const sha = git("rev-parse", "HEAD");
+    const token = "ghs_localRunnerTestToken123";
+    const seen: string[] = [];
+    const server = http.createServer((req, res) => {
+      seen.push(`${req.url} ${req.headers.authorization ?? "-"}`);
+      if (req.headers.authorization !== `Bearer ${token}`) {
+        res.writeHead(401).end('{"message":"Bad credentials"}');
+        return;
+      }
+      if (req.url !== `/repos/o/r/tarball/${sha}`) {
+        res.writeHead(404).end();
+        return;
+      }
+      res.writeHead(200, { "content-type": "application/x-gzip" });
+      const archive = spawn("git", ["archive", "--format=tar.gz", `--prefix=o-r-${sha.slice(0, 7)}/`, sha], { cwd: gitDir });
+      archive.stdout.pipe(res);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const runsDir = freshRunsDir();
+      const runner = makeRunner(runsDir);
+      const finished: string[] = [];
+      runner.onFinished((id) => finished.push(id));
+      const dir = path.join(runsDir, "tarball-1");
+      await runner.submit(
+        spec("tarball-1", "python3 good.py", { sha, source: { url: `http://127.0.0.1:${port}/repos/o/r/tarball/${sha}`, token } }),
+      );
+      const tokenFile = path.join(dir, "token");
+      expect(fs.existsSync(tokenFile)).toBe(true);
+      expect(fs.statSync(tokenFile).mode & 0o777).toBe(0o600);
+      expect(fs.readFileSync(path.join(dir, "spec.json"), "utf8")).not.toContain(token);
+
+      const obs = await waitFinished(runner, "tarball-1");
+      expect(obs.result.status).toBe("ok");
+      expect(seen).toContain(`/repos/o/r/tarball/${sha} Bearer ${token}`);
+      await waitFor("onFinished", () => finished.length === 1);
+      expect(fs.existsSync(tokenFile)).toBe(false);
+      for (const name of fs.readdirSync(dir)) {
+        expect(fs.readFileSync(path.join(dir, name), "utf8")).not.toContain(token);
+      }
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
+  it("keeps the bot's credentials out of the harness environment", async () => {
+    const { harnessEnv } = await import("../src/runner/local.js");
+    const env = harnessEnv(
+      { PATH: "/bin", HOME: "/root", PRIVATE_KEY: "k", WEBHOOK_SECRET: "s", OPENAI_API_KEY: "o", GITHUB_TOKEN: "t", CUDA_VISIBLE_DEVICES: "0", AUTORESEARCH_API_TOKEN: "x" },
+      { AUTORESEARCH_CORPUS: "brown" },
+    );
+    expect(env).toEqual({ PATH: "/bin", HOME: "/root", CUDA_VISIBLE_DEVICES: "0", AUTORESEARCH_CORPUS: "brown" });
+  });
+});
