@@ -68,6 +68,8 @@ export interface ExperimentRecord {
   guidanceSha: string | null;
   /** val_bpb this experiment is compared against (null for a baseline). */
   baselineBpb: number | null;
+  /** Experiment number whose measurement gave `baselineBpb` (shown in the PR body), when known. */
+  baselineN?: number | null;
   /** How many times the run was started (the run id carries it). */
   attempt: number;
   state: ExperimentState;

@@ -1,0 +1,463 @@
+// `.github/autoresearch.yml`: the per-repository settings, read from the default branch on every
+// reconcile. The file is written by people, so every error names the field it is about and says
+// what is accepted; unknown keys are errors so that a typo never silently falls back to a default.
+//
+// Paths: `program` is relative to the repository root; `editable` and `prepare_files` are
+// relative to `workdir` (the directory the train and prepare commands run in).
+
+import { LineCounter, parseDocument } from "yaml";
+import { z } from "zod";
+
+export interface NightConfig {
+  /** "HH:MM-HH:MM" in `timezone`; may wrap midnight ("22:00-07:00"). */
+  window: string;
+  /** IANA time zone name. */
+  timezone: string;
+  /** At most this many experiments are started per night (null: no limit). */
+  maxExperiments: number | null;
+}
+
+export interface ProposerConfig {
+  /** `openai`: any OpenAI-compatible endpoint (OPENAI_BASE_URL / OPENAI_API_KEY from the bot's environment); `mutate`: the built-in proposer. */
+  kind: "openai" | "mutate";
+  model: string;
+  temperature: number;
+  /** How many times the proposer may try to produce a valid, new change before the bot gives up for this pass. */
+  maxAttempts: number;
+}
+
+export interface Config {
+  enabled: boolean;
+  program: string;
+  editable: string[];
+  workdir: string;
+  trainCommand: string;
+  /** null skips data preparation. */
+  prepareCommand: string | null;
+  prepareFiles: string[];
+  budgetSeconds: number;
+  timeoutSeconds: number;
+  slots: number;
+  proposer: ProposerConfig;
+  minDelta: number;
+  night: NightConfig | null;
+  runner: "local" | "kubernetes";
+}
+
+export interface ConfigError {
+  /** Dotted field path in the YAML file (`proposer.model`, `editable[0]`), or `line L, column C` for syntax errors; empty for the whole file. */
+  path: string;
+  message: string;
+}
+
+export type ParseConfigResult = { ok: true; config: Config } | { ok: false; errors: ConfigError[] };
+
+/** Environment variables that influence the defaults (only their presence is read). */
+export type ConfigEnv = Record<string, string | undefined>;
+
+export const CONFIG_PATH = ".github/autoresearch.yml";
+
+const BUDGET_MIN = 10;
+const BUDGET_MAX = 86_400;
+
+/** The hard deadline when `timeout_seconds` is not set: twice the budget plus time for start-up and evaluation. */
+export function defaultTimeoutSeconds(budgetSeconds: number): number {
+  return 2 * budgetSeconds + 120;
+}
+
+/**
+ * The settings used when the file is absent. `prepare_command` assumes an autoresearch fork
+ * layout (prepare.py next to train.py); a repository without one must set it to null.
+ * `proposer.kind` is `mutate` here; `parseConfig` picks `openai` when OPENAI_API_KEY is set.
+ */
+export const DEFAULT_CONFIG: Config = Object.freeze({
+  enabled: true,
+  program: "program.md",
+  editable: ["train.py"],
+  workdir: ".",
+  trainCommand: "python3 train.py",
+  prepareCommand: "python3 prepare.py",
+  prepareFiles: ["prepare.py"],
+  budgetSeconds: 300,
+  timeoutSeconds: defaultTimeoutSeconds(300),
+  slots: 1,
+  proposer: { kind: "mutate", model: "gpt-4o-mini", temperature: 0.7, maxAttempts: 3 },
+  minDelta: 0.001,
+  night: null,
+  runner: "local",
+}) as Config;
+
+// ------------------------------------------------------------------ schema (the file's shape)
+
+const WINDOW_RE = /^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$/;
+
+function isTimeZone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A path inside the repository: relative, forward slashes, no `..` (an edit must never escape). */
+const relPath = z
+  .string()
+  .min(1)
+  .refine((p) => !p.startsWith("/") && !/^[A-Za-z]:/.test(p), { error: "must be a relative path" })
+  .refine((p) => !p.split(/[\\/]/).includes(".."), { error: "must not contain '..'" })
+  .refine((p) => !p.includes("\\"), { error: "must use forward slashes" });
+
+const command = z.string().trim().min(1);
+
+const proposerSchema = z.strictObject({
+  kind: z.enum(["openai", "mutate"]).optional(),
+  model: z.string().trim().min(1).default(DEFAULT_CONFIG.proposer.model),
+  temperature: z.number().min(0).max(2).default(DEFAULT_CONFIG.proposer.temperature),
+  max_attempts: z.number().int().min(1).max(10).default(DEFAULT_CONFIG.proposer.maxAttempts),
+});
+
+const nightSchema = z.strictObject({
+  window: z.string().regex(WINDOW_RE, { error: 'must look like "HH:MM-HH:MM" (24-hour clock), e.g. "22:00-07:00"' }),
+  timezone: z
+    .string()
+    .refine(isTimeZone, { error: 'must be an IANA time zone name such as "UTC" or "Europe/Berlin"' })
+    .default("UTC"),
+  max_experiments: z.number().int().min(1).nullable().default(null),
+});
+
+const fileSchema = z.strictObject({
+  enabled: z.boolean().default(DEFAULT_CONFIG.enabled),
+  program: relPath.default(DEFAULT_CONFIG.program),
+  editable: z.array(relPath).min(1).default(DEFAULT_CONFIG.editable),
+  workdir: relPath.default(DEFAULT_CONFIG.workdir),
+  train_command: command.default(DEFAULT_CONFIG.trainCommand),
+  prepare_command: z
+    .string()
+    .trim()
+    .min(1, { error: "must not be empty (write null to skip data preparation)" })
+    .nullable().default(DEFAULT_CONFIG.prepareCommand),
+  prepare_files: z.array(relPath).default(DEFAULT_CONFIG.prepareFiles),
+  budget_seconds: z.number().int().min(BUDGET_MIN).max(BUDGET_MAX).default(DEFAULT_CONFIG.budgetSeconds),
+  timeout_seconds: z
+    .number()
+    .int()
+    .min(BUDGET_MIN)
+    .max(defaultTimeoutSeconds(BUDGET_MAX))
+    .optional(),
+  slots: z.number().int().min(1).max(64).default(DEFAULT_CONFIG.slots),
+  proposer: proposerSchema.default({
+    model: DEFAULT_CONFIG.proposer.model,
+    temperature: DEFAULT_CONFIG.proposer.temperature,
+    max_attempts: DEFAULT_CONFIG.proposer.maxAttempts,
+  }),
+  min_delta: z.number().min(0).max(1).default(DEFAULT_CONFIG.minDelta),
+  night: nightSchema.nullable().default(null),
+  runner: z.enum(["local", "kubernetes"]).default(DEFAULT_CONFIG.runner),
+});
+
+type FileConfig = z.output<typeof fileSchema>;
+
+/** Every key the file accepts, per section (used to suggest the intended key on a typo). */
+const KNOWN_KEYS: Record<string, string[]> = {
+  "": Object.keys(fileSchema.shape),
+  proposer: Object.keys(proposerSchema.shape),
+  night: Object.keys(nightSchema.shape),
+};
+
+// ------------------------------------------------------------------ error wording
+
+function describeType(input: unknown): string {
+  if (input === null || input === undefined) return "nothing";
+  if (Array.isArray(input)) return "a list";
+  if (typeof input === "object") return "a mapping";
+  if (typeof input === "string") return `the text ${JSON.stringify(input)}`;
+  return `${typeof input} ${String(input)}`;
+}
+
+const EXPECTED: Record<string, string> = {
+  string: "text",
+  number: "a number",
+  int: "an integer",
+  boolean: "true or false",
+  array: "a list",
+  object: "a mapping",
+};
+
+// The error map turns zod's issues into the short phrases people see after the field path.
+// zod 4 hands raw issues (with the offending input) to this function.
+function errorMap(issue: z.core.$ZodRawIssue): string | undefined {
+  switch (issue.code) {
+    case "invalid_type": {
+      const expected = EXPECTED[issue.expected] ?? issue.expected;
+      return `must be ${expected}, got ${describeType(issue.input)}`;
+    }
+    case "too_small": {
+      const min = issue.minimum as number;
+      if (issue.origin === "array") return min === 1 ? "must list at least one entry" : `must list at least ${min} entries`;
+      if (issue.origin === "string") return "must not be empty";
+      return issue.inclusive === false ? `must be more than ${min}` : `must be at least ${min}`;
+    }
+    case "too_big": {
+      const max = issue.maximum as number;
+      return issue.inclusive === false ? `must be less than ${max}` : `must be at most ${max}`;
+    }
+    case "invalid_value":
+      return `must be one of ${issue.values.map((v) => String(v)).join(", ")}, got ${describeType(issue.input)}`;
+    case "invalid_format":
+      return undefined;
+    default:
+      return undefined;
+  }
+}
+
+function levenshtein(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0]!;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const up = prev[j]!;
+      prev[j] = Math.min(up + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = up;
+    }
+  }
+  return prev[b.length]!;
+}
+
+function suggestKey(key: string, known: string[]): string | null {
+  // camelCase spellings of snake_case keys are the most common slip.
+  const snake = key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`).replace(/-/g, "_");
+  if (snake !== key && known.includes(snake)) return snake;
+  let best: string | null = null;
+  let bestDist = Infinity;
+  for (const k of known) {
+    const d = levenshtein(key.toLowerCase(), k);
+    if (d < bestDist) {
+      bestDist = d;
+      best = k;
+    }
+  }
+  return best !== null && bestDist <= Math.max(2, Math.floor(best.length / 3)) ? best : null;
+}
+
+function joinPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const p of path) {
+    if (typeof p === "number") out += `[${p}]`;
+    else out += out === "" ? String(p) : `.${String(p)}`;
+  }
+  return out;
+}
+
+// Matches `api_key`, `openai_api_key`, `apiKey`, `token`, `github_token`, but not `max_tokens`.
+const SECRET_KEY_RE = /(^|[_-])(api[_-]?key|secret|token|password)$/i;
+const ENDPOINT_KEY_RE = /^(base[_-]?url|endpoint|api[_-]?base|url)$/i;
+
+/**
+ * Keys that must never be in a committed file get their own explanation instead of the generic
+ * "unknown key": the file lives in git, so a secret there is already leaked.
+ */
+function forbiddenKeyErrors(value: unknown, path: PropertyKey[] = []): ConfigError[] {
+  if (value === null || typeof value !== "object") return [];
+  const errors: ConfigError[] = [];
+  const entries = Array.isArray(value) ? value.map((v, i) => [i, v] as const) : Object.entries(value);
+  for (const [key, child] of entries) {
+    const here = [...path, key];
+    if (typeof key === "string" && SECRET_KEY_RE.test(key)) {
+      errors.push({
+        path: joinPath(here),
+        message:
+          "secrets must not be stored in the repository; set OPENAI_API_KEY in the bot's environment instead (and revoke this key: it is in the git history)",
+      });
+    } else if (typeof key === "string" && ENDPOINT_KEY_RE.test(key)) {
+      errors.push({
+        path: joinPath(here),
+        message: "the LLM endpoint is not set in this file; set OPENAI_BASE_URL in the bot's environment instead",
+      });
+    } else {
+      errors.push(...forbiddenKeyErrors(child, here));
+    }
+  }
+  return errors;
+}
+
+function zodErrors(error: z.ZodError, forbidden: Set<string>): ConfigError[] {
+  const out: ConfigError[] = [];
+  for (const issue of error.issues) {
+    if (issue.code === "unrecognized_keys") {
+      const section = joinPath(issue.path);
+      const known = KNOWN_KEYS[section] ?? [];
+      for (const key of issue.keys) {
+        const path = joinPath([...issue.path, key]);
+        if (forbidden.has(path)) continue;
+        const hint = suggestKey(key, known);
+        out.push({
+          path,
+          message: hint ? `unknown key (did you mean ${hint}?)` : `unknown key; known keys here: ${known.join(", ")}`,
+        });
+      }
+      continue;
+    }
+    out.push({ path: joinPath(issue.path), message: issue.message });
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ parsing
+
+function toConfig(f: FileConfig, env: ConfigEnv): Config {
+  const hasKey = typeof env.OPENAI_API_KEY === "string" && env.OPENAI_API_KEY.trim() !== "";
+  return {
+    enabled: f.enabled,
+    program: f.program,
+    // Copies, so that a caller changing its config never changes the shared defaults.
+    editable: [...f.editable],
+    workdir: f.workdir,
+    trainCommand: f.train_command,
+    prepareCommand: f.prepare_command,
+    prepareFiles: [...f.prepare_files],
+    budgetSeconds: f.budget_seconds,
+    timeoutSeconds: f.timeout_seconds ?? defaultTimeoutSeconds(f.budget_seconds),
+    slots: f.slots,
+    proposer: {
+      kind: f.proposer.kind ?? (hasKey ? "openai" : "mutate"),
+      model: f.proposer.model,
+      temperature: f.proposer.temperature,
+      maxAttempts: f.proposer.max_attempts,
+    },
+    minDelta: f.min_delta,
+    night: f.night
+      ? { window: f.night.window, timezone: f.night.timezone, maxExperiments: f.night.max_experiments }
+      : null,
+    runner: f.runner,
+  };
+}
+
+/** Rules that relate fields to each other (checked once each field is valid on its own). */
+function crossFieldErrors(c: Config): ConfigError[] {
+  const errors: ConfigError[] = [];
+  if (c.timeoutSeconds < c.budgetSeconds) {
+    errors.push({
+      path: "timeout_seconds",
+      message: `must be at least budget_seconds (${c.budgetSeconds}): the hard deadline cannot come before the budget ends`,
+    });
+  }
+  const norm = (p: string) => p.replace(/^(\.\/)+/, "");
+  const prepare = new Set(c.prepareFiles.map(norm));
+  c.editable.forEach((p, i) => {
+    if (prepare.has(norm(p))) {
+      errors.push({
+        path: `editable[${i}]`,
+        message: `${p} is also in prepare_files; data preparation and evaluation must stay fixed so results stay comparable`,
+      });
+    }
+  });
+  const seen = new Set<string>();
+  c.editable.forEach((p, i) => {
+    if (seen.has(norm(p))) errors.push({ path: `editable[${i}]`, message: `${p} is listed twice` });
+    seen.add(norm(p));
+  });
+  if (c.night) {
+    const w = parseWindow(c.night.window);
+    if (w.start === w.end) {
+      errors.push({ path: "night.window", message: "start and end must differ" });
+    }
+  }
+  return errors;
+}
+
+/**
+ * Parse the text of `.github/autoresearch.yml`. `null` or an empty file means all defaults.
+ * `env` only decides the default proposer (openai when OPENAI_API_KEY is set); the endpoint and
+ * key themselves are never read from the file.
+ */
+export function parseConfig(text: string | null, env: ConfigEnv = {}): ParseConfigResult {
+  let data: unknown = {};
+  if (text !== null && text.trim() !== "") {
+    const lineCounter = new LineCounter();
+    const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+    if (doc.errors.length > 0) {
+      return {
+        ok: false,
+        errors: doc.errors.map((e) => {
+          const { line, col } = lineCounter.linePos(e.pos[0]);
+          return { path: `line ${line}, column ${col}`, message: `YAML syntax error: ${e.message}` };
+        }),
+      };
+    }
+    data = doc.toJS() ?? {};
+  }
+  if (typeof data !== "object" || data === null || Array.isArray(data)) {
+    return {
+      ok: false,
+      errors: [{ path: "", message: `the file must be a mapping of settings (key: value), got ${describeType(data)}` }],
+    };
+  }
+  const forbidden = forbiddenKeyErrors(data);
+  const parsed = fileSchema.safeParse(data, { error: errorMap });
+  const errors = [...forbidden];
+  if (!parsed.success) {
+    errors.push(...zodErrors(parsed.error, new Set(forbidden.map((e) => e.path))));
+    return { ok: false, errors };
+  }
+  const config = toConfig(parsed.data, env);
+  errors.push(...crossFieldErrors(config));
+  return errors.length > 0 ? { ok: false, errors } : { ok: true, config };
+}
+
+/** One line per error: `path: message` (the form shown in check runs and logs). */
+export function formatConfigErrors(errors: ConfigError[]): string {
+  return errors.map((e) => (e.path ? `${e.path}: ${e.message}` : e.message)).join("\n");
+}
+
+// ------------------------------------------------------------------ the nightly window
+
+/** Minutes after local midnight of the window's start and end. */
+export function parseWindow(window: string): { start: number; end: number } {
+  const m = WINDOW_RE.exec(window);
+  if (!m) throw new Error(`night.window ${JSON.stringify(window)} must look like "HH:MM-HH:MM"`);
+  return { start: Number(m[1]) * 60 + Number(m[2]), end: Number(m[3]) * 60 + Number(m[4]) };
+}
+
+/** The wall-clock date and time of `date` in `timeZone`. */
+function localTime(date: Date, timeZone: string): { y: number; m: number; d: number; minutes: number } {
+  const parts = new Intl.DateTimeFormat("en-US", {
+    timeZone,
+    year: "numeric",
+    month: "2-digit",
+    day: "2-digit",
+    hour: "2-digit",
+    minute: "2-digit",
+    hourCycle: "h23",
+  }).formatToParts(date);
+  const get = (t: string) => Number(parts.find((p) => p.type === t)?.value);
+  return { y: get("year"), m: get("month"), d: get("day"), minutes: get("hour") * 60 + get("minute") };
+}
+
+/**
+ * Whether experiments may start at `date`. Without a `night` section the bot works around the
+ * clock. The start minute is inside the window, the end minute is not.
+ */
+export function inWindow(config: Pick<Config, "night">, date: Date): boolean {
+  if (!config.night) return true;
+  const { start, end } = parseWindow(config.night.window);
+  const { minutes } = localTime(date, config.night.timezone);
+  return start < end ? minutes >= start && minutes < end : minutes >= start || minutes < end;
+}
+
+/**
+ * The night `date` belongs to, as the local date (YYYY-MM-DD) on which that night's window
+ * started: 02:00 in a "22:00-07:00" window belongs to the previous evening's date. Outside the
+ * window it is the most recent night that started. Used to count experiments per night; without
+ * a `night` section it is the UTC date.
+ */
+export function nightKey(config: Pick<Config, "night">, date: Date): string {
+  const tz = config.night?.timezone ?? "UTC";
+  const { y, m, d, minutes } = localTime(date, tz);
+  let day = new Date(Date.UTC(y, m - 1, d));
+  if (config.night && minutes < parseWindow(config.night.window).start) {
+    day = new Date(Date.UTC(y, m - 1, d - 1));
+  }
+  return day.toISOString().slice(0, 10);
+}

@@ -1,0 +1,471 @@
+// The ledger is the set of experiment PRs. Each PR body has a human part (hypothesis, diff,
+// baseline, result and decision in plain words) and, at the end, the machine-readable
+// ExperimentRecord in a hidden HTML comment. The record is the state the reconcile loop reads
+// back, so decoding is tolerant (a body edited by a person, or some other bot's PR, yields null
+// rather than an exception) and encoding never produces a body GitHub would refuse.
+
+import { Buffer } from "node:buffer";
+import { createHash } from "node:crypto";
+import { z } from "zod";
+import { editsAsDiff, fenceFor } from "./edits.js";
+import { fmtBpb, isMeasured, meanValBpb } from "./policy.js";
+import type { ExperimentRecord, ExperimentState, Measurement, TrainerResult } from "./types.js";
+
+// ------------------------------------------------------------------ schemas
+
+export const editSchema = z.object({ path: z.string(), search: z.string(), replace: z.string() });
+
+export const trainerResultSchema = z.object({
+  status: z.enum(["ok", "crash", "oom", "timeout", "nan"]),
+  val_bpb: z.number().nullable(),
+  exit_code: z.number().int().nullable(),
+  reason: z.string(),
+  log_tail: z.string(),
+  summary: z.record(z.string(), z.union([z.number(), z.string()])),
+  stage: z.enum(["fetch", "prepare", "train"]).optional(),
+});
+
+export const measurementSchema = z.object({
+  runId: z.string(),
+  sha: z.string(),
+  result: trainerResultSchema,
+  finishedAt: z.string(),
+});
+
+export const experimentRecordSchema = z.object({
+  v: z.literal(1),
+  n: z.number().int().positive(),
+  kind: z.enum(["baseline", "experiment"]),
+  title: z.string(),
+  hypothesis: z.string(),
+  proposer: z.string(),
+  baseSha: z.string(),
+  headSha: z.string(),
+  edits: z.array(editSchema),
+  treeHash: z.string(),
+  baseTreeHash: z.string(),
+  guidanceSha: z.string().nullable(),
+  baselineBpb: z.number().nullable(),
+  baselineN: z.number().int().nullable().optional(),
+  attempt: z.number().int().min(0),
+  state: z.enum(["queued", "running", "kept", "discarded", "crashed", "superseded"]),
+  measurements: z.array(measurementSchema),
+  decision: z
+    .object({
+      verdict: z.enum(["keep", "discard", "crash"]),
+      delta: z.number().nullable(),
+      reasons: z.array(z.string()),
+    })
+    .nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+
+// Compile-time proof that the schemas and the shared types describe the same objects.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const _recordShape: Same<z.output<typeof experimentRecordSchema>, ExperimentRecord> = true;
+const _resultShape: Same<z.output<typeof trainerResultSchema>, TrainerResult> = true;
+void _recordShape;
+void _resultShape;
+
+// ------------------------------------------------------------------ the hidden record
+
+const RECORD_OPEN = "<!-- autoresearch:record";
+const RECORD_RE = /<!--\s*autoresearch:record\s*([\s\S]*?)-->/g;
+
+/** Non-finite numbers have no JSON form; keep them readable instead of turning into null. */
+function jsonSafe(r: ExperimentRecord): ExperimentRecord {
+  const fixResult = (res: TrainerResult): TrainerResult => ({
+    ...res,
+    val_bpb: res.val_bpb !== null && !Number.isFinite(res.val_bpb) ? null : res.val_bpb,
+    summary: Object.fromEntries(
+      Object.entries(res.summary).map(([k, v]) => [k, typeof v === "number" && !Number.isFinite(v) ? String(v) : v]),
+    ),
+  });
+  return { ...r, measurements: r.measurements.map((m) => ({ ...m, result: fixResult(m.result) })) };
+}
+
+/**
+ * The record as a hidden HTML comment. `<` and `>` are written as JSON escapes so the JSON can
+ * never contain `-->` (or `--!>`), which would end the comment early; the JSON is otherwise the
+ * record, on one line.
+ */
+export function encodeRecord(r: ExperimentRecord): string {
+  const json = JSON.stringify(jsonSafe(r)).replace(/</g, "\\u003c").replace(/>/g, "\\u003e");
+  return `${RECORD_OPEN}\n${json}\n-->`;
+}
+
+/**
+ * The record in a PR body: the last `autoresearch:record` block. Returns null, never throws,
+ * when there is none or it is not a valid record (another tool's PR, a damaged edit).
+ */
+export function decodeRecord(body: string | null | undefined): ExperimentRecord | null {
+  if (!body) return null;
+  let last: string | null = null;
+  for (const m of body.matchAll(RECORD_RE)) last = m[1]!;
+  if (last === null) return null;
+  try {
+    const parsed = experimentRecordSchema.safeParse(JSON.parse(last));
+    return parsed.success ? (parsed.data as ExperimentRecord) : null;
+  } catch {
+    return null;
+  }
+}
+
+// ------------------------------------------------------------------ the PR body
+
+/** GitHub refuses PR bodies over 65536 characters; bodies are kept under this many UTF-8 bytes. */
+export const BODY_LIMIT = 65_000;
+
+/** Past this, a log tail in the body is cut to its end (the end is where the error is). */
+const LOG_TAIL_CHARS = 3_000;
+
+const bytes = (s: string) => Buffer.byteLength(s, "utf8");
+
+/** Escape text that goes into markdown prose: no HTML (an LLM-written `<!--` would hide the rest). */
+function prose(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+function cell(s: string): string {
+  return prose(s).replace(/\|/g, "\\|").replace(/\r?\n/g, " ");
+}
+
+export function shortSha(sha: string): string {
+  return sha.slice(0, 7);
+}
+
+function commitRef(sha: string, repoUrl: string | undefined): string {
+  if (!sha) return "(unknown commit)";
+  return repoUrl ? `[\`${shortSha(sha)}\`](${repoUrl.replace(/\/+$/, "")}/commit/${sha})` : `\`${shortSha(sha)}\``;
+}
+
+function fenced(content: string, lang = ""): string {
+  const fence = fenceFor(content);
+  return `${fence}${lang}\n${content.endsWith("\n") ? content : content + "\n"}${fence}`;
+}
+
+function lastLines(text: string, maxChars: number): string {
+  // Progress lines are separated by \r; show them as lines.
+  const t = text.replace(/\r\n?/g, "\n");
+  if (t.length <= maxChars) return t;
+  const cut = t.slice(t.length - maxChars);
+  const nl = cut.indexOf("\n");
+  return nl >= 0 && nl < cut.length - 1 ? cut.slice(nl + 1) : cut;
+}
+
+function statusLine(r: ExperimentRecord): string {
+  switch (r.state) {
+    case "queued":
+      return "Queued: waiting for a training slot.";
+    case "running":
+      return `Training (attempt ${Math.max(1, r.attempt)}).`;
+    case "kept":
+      return r.kind === "baseline"
+        ? "Measured: this is the figure later experiments must beat."
+        : "Kept: the change improved val_bpb and was merged.";
+    case "discarded":
+      return "Discarded: the change did not improve val_bpb enough; the PR is closed unmerged.";
+    case "crashed":
+      return "Crashed: the run failed; the PR is closed unmerged.";
+    case "superseded":
+      return "Superseded: the default branch moved, so this result no longer applies; the PR is closed unmerged.";
+  }
+}
+
+function fmtFigure(v: number | string): string {
+  if (typeof v === "string") return v;
+  return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(8)));
+}
+
+function measurementsTable(ms: Measurement[]): string {
+  const rows = ms.map((m, i) => {
+    const r = m.result;
+    const bpb = isMeasured(r) ? fmtBpb(r.val_bpb) : "—";
+    const stage = r.stage && r.stage !== "train" ? ` (${r.stage})` : "";
+    return `| ${i + 1} | \`${shortSha(m.sha)}\` | ${r.status}${stage} | ${bpb} | ${cell(r.reason || "")} |`;
+  });
+  return ["| run | commit | status | val_bpb | note |", "| --- | --- | --- | --- | --- |", ...rows].join("\n");
+}
+
+function summaryTable(result: TrainerResult): string {
+  const entries = Object.entries(result.summary);
+  if (entries.length === 0) return "";
+  return [
+    "| figure | value |",
+    "| --- | --- |",
+    ...entries.map(([k, v]) => `| ${cell(k)} | ${cell(fmtFigure(v))} |`),
+  ].join("\n");
+}
+
+/** Shrink log tails inside the record until it fits; the edits must stay whole to be re-applied. */
+function fittingRecord(r: ExperimentRecord, budget: number): string {
+  for (const keep of [Infinity, 4000, 1000, 0]) {
+    const trimmed: ExperimentRecord =
+      keep === Infinity
+        ? r
+        : {
+            ...r,
+            measurements: r.measurements.map((m) => ({
+              ...m,
+              result: { ...m.result, log_tail: m.result.log_tail.slice(Math.max(0, m.result.log_tail.length - keep)) },
+            })),
+          };
+    const encoded = encodeRecord(trimmed);
+    if (bytes(encoded) <= budget) return encoded;
+  }
+  throw new Error(
+    `experiment ${r.n}: its record does not fit in a pull request body (the edits are too large); propose a smaller change`,
+  );
+}
+
+/** Cut a diff to whole lines within `budget` bytes, saying how much was left out. */
+function boundedDiff(diff: string, budget: number): { text: string; omitted: number } {
+  if (bytes(diff) <= budget) return { text: diff, omitted: 0 };
+  const lines = diff.split("\n");
+  const kept: string[] = [];
+  let used = 0;
+  for (const l of lines) {
+    const b = bytes(l) + 1;
+    if (used + b > budget) break;
+    kept.push(l);
+    used += b;
+  }
+  return { text: kept.join("\n"), omitted: lines.length - kept.length };
+}
+
+export interface RenderOptions {
+  /** A unified diff of the change (from the files); without it the edits themselves are shown. */
+  diff?: string;
+  /** https://github.com/owner/repo, to link commits. */
+  repoUrl?: string;
+}
+
+/**
+ * The PR body: hypothesis, change, baseline, status, result and decision in plain words, then
+ * the hidden record. Always under BODY_LIMIT bytes: log tails and then the shown diff are cut
+ * (with a note) to make room; throws only if the record alone cannot fit.
+ */
+export function renderBody(r: ExperimentRecord, opts: RenderOptions = {}): string {
+  const record = fittingRecord(r, BODY_LIMIT - 2_000);
+  const parts: string[] = [];
+
+  if (r.kind === "baseline") {
+    parts.push(
+      `**Baseline.** ${prose(r.hypothesis || "The default branch as it is, measured so that experiments have a figure to beat.")}`,
+      `Measures the default branch at ${commitRef(r.baseSha, opts.repoUrl)}, unchanged.`,
+    );
+  } else {
+    parts.push(`**Hypothesis.** ${prose(r.hypothesis)}`);
+  }
+
+  const diff = r.kind === "experiment" ? (opts.diff ?? editsAsDiff(r.edits)) : "";
+
+  const baseline: string[] = [];
+  if (r.kind === "experiment") {
+    baseline.push("### Measured against");
+    const from = r.baselineN ? `, measured in experiment ${r.baselineN}` : "";
+    baseline.push(
+      r.baselineBpb === null
+        ? `No baseline figure yet for ${commitRef(r.baseSha, opts.repoUrl)}, the default-branch commit this change is built on.`
+        : `val_bpb **${fmtBpb(r.baselineBpb)}**${from}, for ${commitRef(r.baseSha, opts.repoUrl)}, the default-branch commit this change is built on.`,
+    );
+  }
+
+  const status: string[] = ["### Status", statusLine(r)];
+  const result: string[] = [];
+  let logTail = "";
+  if (r.measurements.length > 0) {
+    result.push("### Result", measurementsTable(r.measurements));
+    const mean = meanValBpb(r.measurements);
+    if (mean !== null && r.kind === "experiment" && r.baselineBpb !== null) {
+      const delta = r.decision?.delta ?? mean - r.baselineBpb;
+      const sign = delta > 0 ? "+" : "";
+      result.push(`val_bpb **${fmtBpb(mean)}**, delta **${sign}${fmtBpb(delta)}** against the baseline (negative is better).`);
+    } else if (mean !== null) {
+      result.push(`val_bpb **${fmtBpb(mean)}**.`);
+    }
+    if (r.decision) {
+      result.push(`**Decision: ${r.decision.verdict}.**`, r.decision.reasons.map((s) => `- ${prose(s)}`).join("\n"));
+    }
+    const lastOk = [...r.measurements].reverse().find((m) => isMeasured(m.result));
+    const table = lastOk ? summaryTable(lastOk.result) : "";
+    if (table) result.push("Summary printed by the training run:", table);
+    const lastRun = r.measurements[r.measurements.length - 1]!;
+    if (!isMeasured(lastRun.result) && lastRun.result.log_tail.trim() !== "") {
+      logTail = `<details><summary>End of the log of the last run</summary>\n\n${fenced(lastLines(lastRun.result.log_tail, LOG_TAIL_CHARS))}\n\n</details>`;
+    }
+  } else if (r.decision) {
+    result.push("### Result", `**Decision: ${r.decision.verdict}.**`, r.decision.reasons.map((s) => `- ${prose(s)}`).join("\n"));
+  }
+
+  const footer = `<sub>Experiment ${r.n} · proposed by ${prose(r.proposer)}${
+    r.guidanceSha ? ` · guidance \`${shortSha(r.guidanceSha)}\`` : ""
+  } · managed by autoresearch-bot: edit the text above freely, but keep the hidden record below.</sub>`;
+
+  const assemble = (diffBlock: string, log: string) =>
+    [
+      ...parts,
+      ...(diffBlock ? ["### What changed", diffBlock] : []),
+      ...baseline,
+      ...status,
+      ...result,
+      ...(log ? [log] : []),
+      footer,
+      record,
+    ].join("\n\n") + "\n";
+
+  const full = assemble(diff ? fenced(diff, "diff") : "", logTail);
+  if (bytes(full) <= BODY_LIMIT) return full;
+
+  // Too long: drop the log tail first (it is in the runner's logs), then cut the shown diff.
+  const withoutLog = assemble(diff ? fenced(diff, "diff") : "", "");
+  if (bytes(withoutLog) <= BODY_LIMIT) return withoutLog;
+  const room = BODY_LIMIT - bytes(assemble("", "")) - 400;
+  const cut = boundedDiff(diff, Math.max(0, room));
+  const note = `*The diff is cut here: ${cut.omitted} more lines are not shown; see the Files changed tab.*`;
+  return assemble(`${cut.text ? fenced(cut.text, "diff") + "\n\n" : ""}${note}`, "");
+}
+
+// ------------------------------------------------------------------ branches
+
+const BRANCH_PREFIX = "autoresearch/";
+
+/** A branch-name-safe slug of a title: lowercase a-z0-9 and '-', at most 40 characters, never empty. */
+export function slugify(title: string): string {
+  const slug = title
+    .normalize("NFKD")
+    .replace(/[\u0300-\u036f]/g, "")
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, "-")
+    .replace(/^-+|-+$/g, "")
+    .slice(0, 40)
+    .replace(/-+$/g, "");
+  return slug || "experiment";
+}
+
+/** `autoresearch/<n>-<slug>`: the experiment number makes the name unique and sortable. */
+export function branchName(n: number, title: string): string {
+  return `${BRANCH_PREFIX}${n}-${slugify(title)}`;
+}
+
+/** The experiment number and slug of an experiment branch (`refs/heads/` is accepted), else null. */
+export function parseBranchName(ref: string): { n: number; slug: string } | null {
+  const m = /^(?:refs\/heads\/)?autoresearch\/([1-9]\d*)-([a-z0-9-]+)$/.exec(ref);
+  if (!m) return null;
+  return { n: Number(m[1]), slug: m[2]! };
+}
+
+// ------------------------------------------------------------------ labels
+
+/** Every experiment PR carries this label; the ledger is `is:pr label:autoresearch`. */
+export const LABEL = "autoresearch";
+
+export const STATE_LABELS = {
+  running: "autoresearch:running",
+  keep: "autoresearch:keep",
+  discard: "autoresearch:discard",
+  crash: "autoresearch:crash",
+  baseline: "autoresearch:baseline",
+  superseded: "autoresearch:superseded",
+} as const;
+
+export interface LabelSpec {
+  name: string;
+  color: string;
+  description: string;
+}
+
+/** The labels the bot creates on a repository (for GitHubPort.ensureLabels). */
+export const LABELS: LabelSpec[] = [
+  { name: LABEL, color: "5319e7", description: "An autoresearch experiment" },
+  { name: STATE_LABELS.running, color: "fbca04", description: "Experiment queued or training" },
+  { name: STATE_LABELS.keep, color: "0e8a16", description: "Improved val_bpb: kept" },
+  { name: STATE_LABELS.discard, color: "c5def5", description: "No improvement beyond noise: discarded" },
+  { name: STATE_LABELS.crash, color: "b60205", description: "The training run failed" },
+  { name: STATE_LABELS.baseline, color: "1d76db", description: "Measurement of the default branch as it is" },
+  { name: STATE_LABELS.superseded, color: "d4c5f9", description: "The default branch moved; not measured against it" },
+];
+
+/** The full label set an experiment PR should carry in its current state. */
+export function labelsFor(r: Pick<ExperimentRecord, "kind" | "state">): string[] {
+  const labels: string[] = [LABEL];
+  if (r.kind === "baseline") labels.push(STATE_LABELS.baseline);
+  switch (r.state) {
+    case "queued":
+    case "running":
+      labels.push(STATE_LABELS.running);
+      break;
+    case "kept":
+      labels.push(STATE_LABELS.keep);
+      break;
+    case "discarded":
+      labels.push(STATE_LABELS.discard);
+      break;
+    case "crashed":
+      labels.push(STATE_LABELS.crash);
+      break;
+    case "superseded":
+      labels.push(STATE_LABELS.superseded);
+      break;
+  }
+  return labels;
+}
+
+// ------------------------------------------------------------------ results.tsv
+
+export const RESULTS_TSV_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription";
+
+const TSV_STATUS: Partial<Record<ExperimentState, "keep" | "discard" | "crash">> = {
+  kept: "keep",
+  discarded: "discard",
+  crashed: "crash",
+};
+
+/**
+ * autoresearch's results.tsv: one row per finished experiment (baselines included, as keep),
+ * ordered by experiment number; queued, running and superseded experiments are left out.
+ * val_bpb is the mean of the successful runs; memory_gb is peak_vram_mb / 1024 of the last
+ * successful run; crashes log 0.000000 and 0.0, as autoresearch does.
+ */
+export function toResultsTsv(records: ExperimentRecord[]): string {
+  const rows = [...records]
+    .sort((a, b) => a.n - b.n)
+    .flatMap((r) => {
+      const status = TSV_STATUS[r.state];
+      if (!status) return [];
+      const measured = r.measurements.filter((m) => isMeasured(m.result));
+      const last = r.measurements[r.measurements.length - 1];
+      const commit = shortSha(measured[measured.length - 1]?.sha ?? last?.sha ?? r.headSha);
+      const mean = meanValBpb(r.measurements);
+      let bpb = "0.000000";
+      let mem = "0.0";
+      if (status !== "crash" && mean !== null) {
+        bpb = mean.toFixed(6);
+        const vram = measured[measured.length - 1]?.result.summary.peak_vram_mb;
+        const mb = typeof vram === "number" ? vram : Number(vram);
+        if (Number.isFinite(mb)) mem = (mb / 1024).toFixed(1);
+      }
+      const description = r.title.replace(/[\t\r\n]+/g, " ").trim();
+      return [`${commit}\t${bpb}\t${mem}\t${status}\t${description}`];
+    });
+  return [RESULTS_TSV_HEADER, ...rows].join("\n") + "\n";
+}
+
+// ------------------------------------------------------------------ tree hash
+
+/**
+ * sha256 over the files (path → text), independent of key order. Paths and contents are
+ * length-prefixed so that no two different file sets can produce the same byte stream.
+ * Callers hash the editable files only, with paths as in `Config.editable`.
+ */
+export function treeHash(files: Record<string, string>): string {
+  const h = createHash("sha256");
+  for (const path of Object.keys(files).sort()) {
+    const content = files[path]!;
+    h.update(`${bytes(path)}:${path}\n${bytes(content)}:`);
+    h.update(content, "utf8");
+    h.update("\n");
+  }
+  return h.digest("hex");
+}
