@@ -212,6 +212,8 @@ export interface ProposalRequest {
   triedTreeHashes: Set<string>;
   /** Deterministic seed for the built-in proposer (the experiment number). */
   seed: number;
+  /** Notes from maintainers (PR discussion by users with write access), oldest first. */
+  reviewerNotes?: string[];
 }
 
 export interface Proposal {

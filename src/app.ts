@@ -1,0 +1,118 @@
+// The Probot application: thin webhook handlers that only trigger reconcile passes
+// (GitHub wants an answer within 10 s), plus the resync timer and the runner wiring.
+import type { Probot, ProbotOctokit } from "probot";
+import type { Config } from "./config.js";
+import { Controller } from "./controller.js";
+import { OctokitGitHub } from "./github/octokit.js";
+import { MutateProposer } from "./proposers/mutate.js";
+import { OpenAIProposer } from "./proposers/openai.js";
+import type { ReconcileReport } from "./reconcile.js";
+import type { ProposerPort, RepoRef, RunnerPort } from "./types.js";
+
+export interface AppOptions {
+  runner: RunnerPort;
+  env?: Record<string, string | undefined>;
+  resyncMs?: number;
+  /** Replace the proposer factory (tests, demo). */
+  proposerFor?(config: Config): ProposerPort;
+  onPass?(repo: RepoRef, report: ReconcileReport): void;
+  /** Receives the controller once the app is loaded (demo and tests wait on it). */
+  onController?(controller: Controller): void;
+}
+
+/** The proposer a repository's config asks for; the endpoint and key come from the environment. */
+export function defaultProposerFor(env: Record<string, string | undefined>) {
+  return (config: Config): ProposerPort => {
+    if (config.proposer.kind === "mutate") return new MutateProposer();
+    const apiKey = env.OPENAI_API_KEY;
+    if (!apiKey) {
+      throw new Error(
+        "proposer.kind is openai but OPENAI_API_KEY is not set in the bot's environment " +
+          "(set it, with OPENAI_BASE_URL for a compatible server, or use proposer.kind: mutate)",
+      );
+    }
+    return new OpenAIProposer({
+      apiKey,
+      baseURL: env.OPENAI_BASE_URL || undefined,
+      model: config.proposer.model,
+      temperature: config.proposer.temperature,
+      maxAttempts: config.proposer.maxAttempts,
+    });
+  };
+}
+
+const EVENTS = [
+  "push",
+  "pull_request",
+  "check_run",
+  "issue_comment",
+  "installation",
+  "installation_repositories",
+] as const;
+
+export function createApp(opts: AppOptions) {
+  return (app: Probot) => {
+    const env = opts.env ?? process.env;
+    const log = {
+      info: (m: string) => app.log.info(m),
+      warn: (m: string) => app.log.warn(m),
+      error: (m: string) => app.log.error(m),
+    };
+    const installationOctokits = new Map<number, ProbotOctokit>();
+    const octokitFor = async (installationId: number) => {
+      // Probot caches installation tokens and refreshes them before they expire.
+      let o = installationOctokits.get(installationId);
+      if (!o) {
+        o = await app.auth(installationId);
+        installationOctokits.set(installationId, o);
+      }
+      return o;
+    };
+
+    const controller = new Controller({
+      runner: opts.runner,
+      env,
+      log,
+      resyncMs: opts.resyncMs,
+      onPass: opts.onPass,
+      proposerFor: opts.proposerFor ?? defaultProposerFor(env),
+      github: async (installationId, repo) => new OctokitGitHub(await octokitFor(installationId), repo),
+      listRepos: async () => {
+        const appOctokit = await app.auth();
+        const installations = await appOctokit.paginate(appOctokit.rest.apps.listInstallations, { per_page: 100 });
+        const out: { installationId: number; repo: RepoRef }[] = [];
+        for (const inst of installations) {
+          const o = await octokitFor(inst.id);
+          const repos = await o.paginate(o.rest.apps.listReposAccessibleToInstallation, { per_page: 100 });
+          for (const r of repos) out.push({ installationId: inst.id, repo: { owner: r.owner.login, repo: r.name } });
+        }
+        return out;
+      },
+    });
+    opts.onController?.(controller);
+
+    app.on([...EVENTS], async (context) => {
+      const payload = context.payload as {
+        installation?: { id: number };
+        repository?: { name: string; owner: { login: string } };
+        repositories?: { full_name: string }[];
+        repositories_added?: { full_name: string }[];
+        sender?: { type?: string };
+      };
+      const installationId = payload.installation?.id;
+      if (!installationId) return;
+      // The bot's own PR edits, labels and check runs echo back as webhooks; they carry
+      // nothing a pass does not already know, so only a person's or another app's push counts.
+      if (context.name !== "push" && payload.sender?.type === "Bot") return;
+      const repos: RepoRef[] = [];
+      if (payload.repository) repos.push({ owner: payload.repository.owner.login, repo: payload.repository.name });
+      for (const r of [...(payload.repositories ?? []), ...(payload.repositories_added ?? [])]) {
+        const [owner, repo] = r.full_name.split("/");
+        if (owner && repo) repos.push({ owner, repo });
+      }
+      for (const repo of repos) controller.trigger(installationId, repo);
+    });
+
+    controller.start();
+  };
+}

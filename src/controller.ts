@@ -1,0 +1,132 @@
+// Schedules reconcile passes: at most one pass per repository at a time, coalescing the
+// triggers that arrive meanwhile (webhooks, runs ending, the resync timer) into one more
+// pass. A failed pass is retried with backoff; the resync timer covers missed webhooks.
+import type { Config } from "./config.js";
+import { reconcile, type Logger, type ReconcileReport } from "./reconcile.js";
+import type { GitHubPort, ProposerPort, RepoRef, RunnerPort } from "./types.js";
+
+export interface ControllerOptions {
+  runner: RunnerPort;
+  /** GitHub port for a repo of an installation. */
+  github(installationId: number, repo: RepoRef): Promise<GitHubPort>;
+  /** Every (installation, repo) the app can see; used by the resync timer. */
+  listRepos(): Promise<{ installationId: number; repo: RepoRef }[]>;
+  proposerFor(config: Config): ProposerPort;
+  env?: Record<string, string | undefined>;
+  log: Logger;
+  /** Full resync period (GitHub does not redeliver missed webhooks). */
+  resyncMs?: number;
+  now?: () => Date;
+  /** Called after every pass (the demo prints progress from it). */
+  onPass?(repo: RepoRef, report: ReconcileReport): void;
+}
+
+interface RepoState {
+  installationId: number;
+  repo: RepoRef;
+  running: Promise<void> | null;
+  dirty: boolean;
+  failures: number;
+  retryTimer: NodeJS.Timeout | null;
+}
+
+const key = (r: RepoRef) => `${r.owner}/${r.repo}`.toLowerCase();
+
+export class Controller {
+  private readonly repos = new Map<string, RepoState>();
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+
+  constructor(private readonly opts: ControllerOptions) {
+    opts.runner.onFinished((_runId, repo) => {
+      const s = this.repos.get(key(repo));
+      if (s) this.trigger(s.installationId, repo);
+      else void this.resync();
+    });
+  }
+
+  /** Ask for a pass on this repo soon; returns at once (webhook handlers must answer fast). */
+  trigger(installationId: number, repo: RepoRef): void {
+    if (this.stopped) return;
+    let s = this.repos.get(key(repo));
+    if (!s) {
+      s = { installationId, repo, running: null, dirty: false, failures: 0, retryTimer: null };
+      this.repos.set(key(repo), s);
+    }
+    s.installationId = installationId;
+    if (s.running) {
+      s.dirty = true;
+      return;
+    }
+    s.running = this.loop(s).finally(() => {
+      s.running = null;
+    });
+  }
+
+  private async loop(s: RepoState): Promise<void> {
+    do {
+      s.dirty = false;
+      try {
+        const gh = await this.opts.github(s.installationId, s.repo);
+        const report = await reconcile({
+          gh,
+          runner: this.opts.runner,
+          proposerFor: this.opts.proposerFor,
+          env: this.opts.env,
+          now: this.opts.now,
+          log: this.opts.log,
+        });
+        this.opts.onPass?.(s.repo, report);
+        s.failures = report.errors.length ? s.failures + 1 : 0;
+        if (report.again) s.dirty = true;
+        else if (report.errors.length) this.retryLater(s);
+      } catch (err) {
+        s.failures += 1;
+        this.opts.log.error(`${key(s.repo)}: reconcile failed: ${(err as Error).message}`);
+        this.retryLater(s);
+      }
+    } while (s.dirty && !this.stopped);
+  }
+
+  private retryLater(s: RepoState): void {
+    if (s.retryTimer || this.stopped) return;
+    // 5 s, 10 s, 20 s … capped at the resync period.
+    const delay = Math.min(5000 * 2 ** Math.min(s.failures - 1, 10), this.opts.resyncMs ?? 300_000);
+    s.retryTimer = setTimeout(() => {
+      s.retryTimer = null;
+      this.trigger(s.installationId, s.repo);
+    }, delay);
+    s.retryTimer.unref();
+  }
+
+  /** Trigger a pass on every repository of every installation. */
+  async resync(): Promise<void> {
+    try {
+      for (const { installationId, repo } of await this.opts.listRepos()) this.trigger(installationId, repo);
+    } catch (err) {
+      this.opts.log.error(`resync failed: ${(err as Error).message}`);
+    }
+  }
+
+  start(): void {
+    void this.resync();
+    this.timer = setInterval(() => void this.resync(), this.opts.resyncMs ?? 300_000);
+    this.timer.unref();
+  }
+
+  /** Resolves when no pass is running or pending. */
+  async idle(): Promise<void> {
+    for (;;) {
+      const busy = [...this.repos.values()].map((s) => s.running).filter((p): p is Promise<void> => p !== null);
+      if (!busy.length) return;
+      await Promise.all(busy);
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    for (const s of this.repos.values()) if (s.retryTimer) clearTimeout(s.retryTimer);
+    await this.idle();
+  }
+}

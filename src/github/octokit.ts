@@ -1,0 +1,235 @@
+// The GitHub port implemented with Octokit (the installation-authenticated client Probot
+// hands out). Every method is one small, idempotent step of the loop; errors carry the
+// HTTP status so reconcile can tell "try again next pass" from "this PR moved".
+import type { ProbotOctokit } from "probot";
+import { decodeRecord, LABEL } from "../ledger.js";
+import type { CheckRunSpec, ExperimentPull, GitHubPort, RepoRef } from "../types.js";
+
+export class GitHubError extends Error {
+  constructor(
+    message: string,
+    readonly status: number | null,
+  ) {
+    super(message);
+    this.name = "GitHubError";
+  }
+}
+
+function statusOf(err: unknown): number | null {
+  const s = (err as { status?: unknown })?.status;
+  return typeof s === "number" ? s : null;
+}
+
+/** Wrap an Octokit failure into a one-line error naming the operation. */
+async function step<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    const status = statusOf(err);
+    const msg = err instanceof Error ? err.message : String(err);
+    throw new GitHubError(`GitHub ${what} failed${status ? ` (HTTP ${status})` : ""}: ${msg.split("\n")[0]}`, status);
+  }
+}
+
+export class OctokitGitHub implements GitHubPort {
+  constructor(
+    private readonly octokit: ProbotOctokit,
+    readonly repo: RepoRef,
+  ) {}
+
+  private get r() {
+    return { owner: this.repo.owner, repo: this.repo.repo };
+  }
+
+  async getDefaultBranch(): Promise<string> {
+    const { data } = await step("read repository", () => this.octokit.rest.repos.get(this.r));
+    return data.default_branch;
+  }
+
+  async getBranchSha(branch: string): Promise<string> {
+    const { data } = await step(`read branch ${branch}`, () =>
+      this.octokit.rest.git.getRef({ ...this.r, ref: `heads/${branch}` }),
+    );
+    return data.object.sha;
+  }
+
+  async readFile(path: string, ref: string): Promise<{ text: string; sha: string } | null> {
+    try {
+      const { data } = await this.octokit.rest.repos.getContent({ ...this.r, path, ref });
+      if (Array.isArray(data) || data.type !== "file" || !("content" in data)) return null;
+      return { text: Buffer.from(data.content, "base64").toString("utf8"), sha: data.sha };
+    } catch (err) {
+      if (statusOf(err) === 404) return null;
+      return step(`read ${path}@${ref.slice(0, 7)}`, () => Promise.reject(err));
+    }
+  }
+
+  async listExperimentPulls(): Promise<ExperimentPull[]> {
+    // The issues listing filters by label server-side (pulls cannot); each hit is then read
+    // as a pull for its head/base/merged state only when the body holds no record.
+    const issues = await step("list experiment PRs", () =>
+      this.octokit.paginate(this.octokit.rest.issues.listForRepo, {
+        ...this.r,
+        labels: LABEL,
+        state: "all",
+        per_page: 100,
+      }),
+    );
+    const pulls = await step("list pull requests", () =>
+      this.octokit.paginate(this.octokit.rest.pulls.list, { ...this.r, state: "all", per_page: 100 }),
+    );
+    const byNumber = new Map(pulls.map((p) => [p.number, p]));
+    const out: ExperimentPull[] = [];
+    for (const issue of issues) {
+      if (!issue.pull_request) continue;
+      const p = byNumber.get(issue.number);
+      if (!p) continue;
+      out.push({
+        number: p.number,
+        state: p.state === "open" ? "open" : "closed",
+        merged: Boolean(p.merged_at),
+        headRef: p.head.ref,
+        headSha: p.head.sha,
+        baseRef: p.base.ref,
+        labels: p.labels.map((l) => l.name),
+        title: p.title,
+        body: p.body ?? "",
+        record: decodeRecord(p.body ?? ""),
+      });
+    }
+    return out.sort((a, b) => a.number - b.number);
+  }
+
+  async commitFiles(branch: string, parentSha: string, files: Record<string, string>, message: string): Promise<string> {
+    const { data: parent } = await step("read base commit", () =>
+      this.octokit.rest.git.getCommit({ ...this.r, commit_sha: parentSha }),
+    );
+    let treeSha = parent.tree.sha;
+    const entries = Object.entries(files);
+    if (entries.length > 0) {
+      const { data: tree } = await step("create tree", () =>
+        this.octokit.rest.git.createTree({
+          ...this.r,
+          base_tree: parent.tree.sha,
+          tree: entries.map(([path, content]) => ({ path, mode: "100644" as const, type: "blob" as const, content })),
+        }),
+      );
+      treeSha = tree.sha;
+    }
+    const { data: commit } = await step("create commit", () =>
+      this.octokit.rest.git.createCommit({ ...this.r, message, tree: treeSha, parents: [parentSha] }),
+    );
+    try {
+      await this.octokit.rest.git.createRef({ ...this.r, ref: `refs/heads/${branch}`, sha: commit.sha });
+    } catch (err) {
+      // 422: the branch exists (an earlier pass crashed after creating it, or a re-apply):
+      // move it; the experiment branch belongs to the bot.
+      if (statusOf(err) !== 422) return step(`create branch ${branch}`, () => Promise.reject(err));
+      await step(`move branch ${branch}`, () =>
+        this.octokit.rest.git.updateRef({ ...this.r, ref: `heads/${branch}`, sha: commit.sha, force: true }),
+      );
+    }
+    return commit.sha;
+  }
+
+  async createPull(p: { title: string; head: string; base: string; body: string; labels: string[] }): Promise<number> {
+    const { data } = await step("open pull request", () =>
+      this.octokit.rest.pulls.create({ ...this.r, title: p.title, head: p.head, base: p.base, body: p.body }),
+    );
+    if (p.labels.length) await this.setLabels(data.number, p.labels);
+    return data.number;
+  }
+
+  async updatePull(number: number, p: { title?: string; body?: string; state?: "open" | "closed" }): Promise<void> {
+    await step(`update PR #${number}`, () => this.octokit.rest.pulls.update({ ...this.r, pull_number: number, ...p }));
+  }
+
+  async setLabels(number: number, labels: string[]): Promise<void> {
+    await step(`label PR #${number}`, () =>
+      this.octokit.rest.issues.setLabels({ ...this.r, issue_number: number, labels }),
+    );
+  }
+
+  async ensureLabels(labels: { name: string; color: string; description: string }[]): Promise<void> {
+    const existing = await step("list labels", () =>
+      this.octokit.paginate(this.octokit.rest.issues.listLabelsForRepo, { ...this.r, per_page: 100 }),
+    );
+    const have = new Set(existing.map((l) => l.name));
+    for (const l of labels) {
+      if (have.has(l.name)) continue;
+      try {
+        await this.octokit.rest.issues.createLabel({ ...this.r, ...l });
+      } catch (err) {
+        if (statusOf(err) !== 422) await step(`create label ${l.name}`, () => Promise.reject(err));
+      }
+    }
+  }
+
+  async comment(number: number, body: string): Promise<void> {
+    await step(`comment on #${number}`, () =>
+      this.octokit.rest.issues.createComment({ ...this.r, issue_number: number, body }),
+    );
+  }
+
+  async mergePull(number: number, sha: string, title: string, message: string) {
+    try {
+      const { data } = await this.octokit.rest.pulls.merge({
+        ...this.r,
+        pull_number: number,
+        sha,
+        merge_method: "squash",
+        commit_title: title,
+        commit_message: message,
+      });
+      return { merged: data.merged, reason: data.merged ? undefined : data.message };
+    } catch (err) {
+      const status = statusOf(err);
+      // 405 not mergeable, 409 head moved: the caller re-measures instead of merging blind.
+      if (status === 405 || status === 409 || status === 422) {
+        return { merged: false, reason: `HTTP ${status}: ${(err as Error).message.split("\n")[0]}` };
+      }
+      return step(`merge PR #${number}`, () => Promise.reject(err));
+    }
+  }
+
+  async deleteBranch(branch: string): Promise<void> {
+    try {
+      await this.octokit.rest.git.deleteRef({ ...this.r, ref: `heads/${branch}` });
+    } catch (err) {
+      if (statusOf(err) !== 404 && statusOf(err) !== 422) await step(`delete ${branch}`, () => Promise.reject(err));
+    }
+  }
+
+  async upsertCheckRun(spec: CheckRunSpec): Promise<void> {
+    const { data } = await step("list check runs", () =>
+      this.octokit.rest.checks.listForRef({ ...this.r, ref: spec.headSha, check_name: spec.name, per_page: 100 }),
+    );
+    const existing = data.check_runs.find((c) => c.external_id === spec.externalId);
+    const now = new Date().toISOString();
+    const body = {
+      ...this.r,
+      name: spec.name,
+      external_id: spec.externalId,
+      status: spec.status,
+      output: { title: spec.output.title, summary: spec.output.summary, text: spec.output.text },
+      ...(spec.conclusion ? { conclusion: spec.conclusion, completed_at: now } : {}),
+      ...(spec.detailsUrl ? { details_url: spec.detailsUrl } : {}),
+      ...(spec.actions ? { actions: spec.actions } : {}),
+    };
+    if (existing) {
+      // A completed check run stays as it is: re-running a pass must not rewrite history.
+      if (existing.status === "completed" && spec.status !== "completed") return;
+      await step("update check run", () => this.octokit.rest.checks.update({ ...body, check_run_id: existing.id }));
+    } else {
+      await step("create check run", () =>
+        this.octokit.rest.checks.create({ ...body, head_sha: spec.headSha, started_at: now }),
+      );
+    }
+  }
+
+  async archiveSource(sha: string): Promise<{ url: string; token: string | null }> {
+    const base = this.octokit.request.endpoint.DEFAULTS.baseUrl.replace(/\/$/, "");
+    const auth = (await this.octokit.auth({ type: "installation" })) as { token?: string } | undefined;
+    return { url: `${base}/repos/${this.r.owner}/${this.r.repo}/tarball/${sha}`, token: auth?.token ?? null };
+  }
+}

@@ -1,0 +1,498 @@
+// reconcile(repo): the whole loop as one idempotent, level-triggered pass.
+//
+// It reads desired state (config and program.md on the default branch), observed state
+// (experiment PRs with their hidden records, runs known to the runner) and moves each
+// experiment one step: submit its run, record its result, merge or close it, propose the
+// next one. Nothing lives only in memory: a pass after a crash or restart reads the same
+// state back from GitHub and the runner and carries on where the last one stopped.
+import { CONFIG_PATH, parseConfig, inWindow, nightKey, type Config } from "./config.js";
+import { applyEdits } from "./edits.js";
+import { buildHistory, currentBaseline, bestBpb } from "./history.js";
+import { branchName, labelsFor, LABELS, renderBody, treeHash } from "./ledger.js";
+import { decide } from "./policy.js";
+import { checkRunFor, configCheck } from "./checks.js";
+import type {
+  ExperimentPull,
+  ExperimentRecord,
+  GitHubPort,
+  ProposerPort,
+  RunnerPort,
+  RunSpec,
+} from "./types.js";
+
+export interface Logger {
+  info(msg: string): void;
+  warn(msg: string): void;
+  error(msg: string): void;
+}
+
+export interface ReconcileDeps {
+  gh: GitHubPort;
+  runner: RunnerPort;
+  /** Builds the proposer the repo's config asks for (throws when it cannot, e.g. no API key). */
+  proposerFor(config: Config): ProposerPort;
+  env?: Record<string, string | undefined>;
+  now?: () => Date;
+  log?: Logger;
+}
+
+export interface ReconcileReport {
+  /** Why no new experiment was started, when none was. */
+  waiting: string | null;
+  submitted: number[];
+  finished: { n: number; verdict: string; valBpb: number | null }[];
+  proposed: number[];
+  errors: string[];
+  /** The default branch moved during this pass (a merge): run another pass on the new head. */
+  again: boolean;
+}
+
+const quietLog: Logger = { info() {}, warn() {}, error() {} };
+
+export function runIdFor(gh: GitHubPort, r: ExperimentRecord): string {
+  const safe = `${gh.repo.owner}-${gh.repo.repo}`.toLowerCase().replace(/[^a-z0-9-]+/g, "-");
+  return `${safe}-${r.n}-${r.attempt}`;
+}
+
+interface Snapshot {
+  config: Config;
+  defaultBranch: string;
+  headSha: string;
+  files: Record<string, string>;
+  headTreeHash: string;
+  guidance: { text: string; sha: string };
+  pulls: ExperimentPull[];
+  records: ExperimentRecord[];
+}
+
+export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
+  const log = deps.log ?? quietLog;
+  const now = deps.now ?? (() => new Date());
+  const { gh, runner } = deps;
+  const report: ReconcileReport = { waiting: null, submitted: [], finished: [], proposed: [], errors: [], again: false };
+  const name = `${gh.repo.owner}/${gh.repo.repo}`;
+
+  // 1. Desired state from the default branch.
+  const defaultBranch = await gh.getDefaultBranch();
+  const headSha = await gh.getBranchSha(defaultBranch);
+  const configFile = await gh.readFile(CONFIG_PATH, headSha);
+  const parsed = parseConfig(configFile?.text ?? null, deps.env ?? process.env);
+  if (!parsed.ok) {
+    const problems = parsed.errors.map((e) => `${e.path || "(file)"}: ${e.message}`);
+    await gh.upsertCheckRun(configCheck(headSha, `${CONFIG_PATH} is invalid`, problems));
+    log.warn(`${name}: ${CONFIG_PATH} is invalid; the loop waits: ${problems.join("; ")}`);
+    report.waiting = `invalid config: ${problems.join("; ")}`;
+    return report;
+  }
+  const config = parsed.config;
+  const guidance = await gh.readFile(config.program, headSha);
+  const files: Record<string, string> = {};
+  const missing: string[] = [];
+  for (const path of config.editable) {
+    const f = await gh.readFile(joinPath(config.workdir, path), headSha);
+    if (f) files[path] = f.text;
+    else missing.push(joinPath(config.workdir, path));
+  }
+  if (!guidance || missing.length) {
+    const problems = [
+      ...(guidance ? [] : [`${config.program} was not found on ${defaultBranch}: the proposer needs research guidance`]),
+      ...missing.map((p) => `editable file ${p} was not found on ${defaultBranch}`),
+    ];
+    await gh.upsertCheckRun(configCheck(headSha, "autoresearch cannot start", problems));
+    log.warn(`${name}: ${problems.join("; ")}`);
+    report.waiting = problems.join("; ");
+    return report;
+  }
+
+  // 2. Observed state: the ledger.
+  const pulls = await gh.listExperimentPulls();
+  const snap: Snapshot = {
+    config,
+    defaultBranch,
+    headSha,
+    files,
+    headTreeHash: treeHash(files),
+    guidance,
+    pulls,
+    records: pulls.flatMap((p) => (p.record ? [p.record] : [])),
+  };
+
+  // 3. Move every open experiment one step.
+  for (const pull of pulls) {
+    if (!pull.record) continue;
+    try {
+      if (pull.state === "open" && (await advance(deps, snap, pull, pull.record, report, log))) report.again = true;
+      else if (pull.record.state === "running" || pull.record.state === "queued") {
+        // Closed by a person while queued or running: stop spending GPU time on it.
+        const runId = runIdFor(gh, pull.record);
+        const obs = await runner.observe(runId);
+        if (obs.phase === "running" || obs.phase === "pending") {
+          log.info(`${name}#${pull.number}: closed while running; cancelling ${runId}`);
+          await runner.cancel(runId);
+        }
+      }
+    } catch (err) {
+      const msg = `#${pull.number}: ${(err as Error).message}`;
+      report.errors.push(msg);
+      log.error(`${name} ${msg} (retried on the next pass)`);
+    }
+  }
+
+  // 4. Start the next experiment if a slot is free (on a fresh read of the head if it moved).
+  if (report.again) {
+    report.waiting = `${defaultBranch} moved; continuing on the new head`;
+    return report;
+  }
+  if (!config.enabled) {
+    report.waiting = "disabled in config";
+    return report;
+  }
+  const inFlight = snap.records.filter((r) => isOpenPull(snap, r.n) && (r.state === "queued" || r.state === "running"));
+  if (inFlight.length >= Math.min(config.slots, runner.slots)) {
+    report.waiting = `all ${config.slots} slot(s) busy`;
+    return report;
+  }
+  const at = now();
+  if (config.night && !inWindow(config, at)) {
+    report.waiting = `outside the nightly window ${config.night.window}`;
+    return report;
+  }
+  if (config.night?.maxExperiments) {
+    const key = nightKey(config, at);
+    const tonight = snap.records.filter((r) => nightKey(config, new Date(r.createdAt)) === key).length;
+    if (tonight >= config.night.maxExperiments) {
+      report.waiting = `reached max_experiments (${config.night.maxExperiments}) for tonight`;
+      return report;
+    }
+  }
+
+  try {
+    const n = await startNext(deps, snap, inFlight, log);
+    if (n === null) report.waiting = "waiting for the baseline measurement";
+    else report.proposed.push(n);
+  } catch (err) {
+    const msg = `proposal failed: ${(err as Error).message}`;
+    report.errors.push(msg);
+    report.waiting = msg;
+    log.error(`${name}: ${msg} (retried on the next pass)`);
+    await gh
+      .upsertCheckRun({ ...configCheck(headSha, "The next experiment could not be proposed", [msg]), externalId: "proposer" })
+      .catch(() => undefined);
+  }
+  return report;
+}
+
+function joinPath(workdir: string, path: string): string {
+  const w = workdir.replace(/^\.\/?/, "").replace(/\/$/, "");
+  return w ? `${w}/${path}` : path;
+}
+
+function isOpenPull(snap: Snapshot, n: number): boolean {
+  return snap.pulls.some((p) => p.record?.n === n && p.state === "open");
+}
+
+async function writeRecord(gh: GitHubPort, pull: ExperimentPull, r: ExperimentRecord, now: Date): Promise<void> {
+  r.updatedAt = now.toISOString();
+  pull.body = renderBody(r);
+  pull.record = r;
+  await gh.updatePull(pull.number, { body: pull.body });
+  const labels = labelsFor(r);
+  if (labels.join() !== pull.labels.join()) {
+    await gh.setLabels(pull.number, labels);
+    pull.labels = labels;
+  }
+}
+
+function runSpec(snap: Snapshot, gh: GitHubPort, r: ExperimentRecord, pull: number, source: RunSpec["source"]): RunSpec {
+  const c = snap.config;
+  return {
+    runId: runIdFor(gh, r),
+    repo: gh.repo,
+    pull,
+    sha: r.headSha,
+    source,
+    workdir: c.workdir,
+    trainCmd: c.trainCommand,
+    prepareCmd: c.prepareCommand,
+    prepareFiles: c.prepareFiles,
+    budgetSeconds: c.budgetSeconds,
+    timeoutSeconds: c.timeoutSeconds,
+  };
+}
+
+async function advance(
+  deps: ReconcileDeps,
+  snap: Snapshot,
+  pull: ExperimentPull,
+  r: ExperimentRecord,
+  report: ReconcileReport,
+  log: Logger,
+): Promise<boolean> {
+  const { gh, runner } = deps;
+  const now = deps.now ?? (() => new Date());
+  const name = `${gh.repo.owner}/${gh.repo.repo}#${pull.number}`;
+
+  if (r.state === "queued") {
+    if (r.kind === "experiment" && r.baselineBpb === null) {
+      // Measured against the tree it was built on: wait until that tree has a baseline.
+      const base = currentBaseline(snap.records, r.baseTreeHash ?? "");
+      if (!base) return false;
+      r.baselineBpb = base.bpb;
+      r.baselineN = base.n;
+    }
+    const source = await gh.archiveSource(r.headSha);
+    await runner.submit(runSpec(snap, gh, r, pull.number, source));
+    r.state = "running";
+    await gh.upsertCheckRun(checkRunFor(r, runIdFor(gh, r), snap.config));
+    await writeRecord(gh, pull, r, now());
+    report.submitted.push(r.n);
+    log.info(`${name}: training ${r.headSha.slice(0, 7)} as ${runIdFor(gh, r)}`);
+    return false;
+  }
+
+  if (r.state === "running") {
+    const runId = runIdFor(gh, r);
+    const obs = await runner.observe(runId);
+    if (obs.phase === "missing") {
+      // The runner lost it (restart with a wiped run directory, node drained…): run it again.
+      log.warn(`${name}: run ${runId} is unknown to the runner; submitting it again`);
+      const source = await gh.archiveSource(r.headSha);
+      await runner.submit(runSpec(snap, gh, r, pull.number, source));
+      return false;
+    }
+    if (obs.phase !== "finished") return false;
+    if (!r.measurements.some((m) => m.runId === runId)) {
+      r.measurements.push({ runId, sha: r.headSha, result: obs.result, finishedAt: now().toISOString() });
+    }
+    const d = decide({
+      kind: r.kind,
+      measurements: r.measurements,
+      baselineBpb: r.baselineBpb,
+      minDelta: snap.config.minDelta,
+    });
+    if (d.action === "rerun") {
+      await gh.upsertCheckRun(checkRunFor(r, runId, snap.config, { rerun: d.reasons }));
+      r.attempt += 1;
+      r.state = "queued";
+      await writeRecord(gh, pull, r, now());
+      await runner.cleanup?.(runId);
+      log.info(`${name}: measuring again: ${d.reasons.join(" ")}`);
+      return false;
+    }
+    r.decision = { verdict: d.action, delta: d.delta, reasons: d.reasons };
+    r.state = d.action === "keep" ? "kept" : d.action === "crash" ? "crashed" : "discarded";
+    await gh.upsertCheckRun(checkRunFor(r, runId, snap.config));
+    await writeRecord(gh, pull, r, now());
+    await runner.cleanup?.(runId);
+    const last = r.measurements[r.measurements.length - 1];
+    report.finished.push({ n: r.n, verdict: d.action, valBpb: last?.result.val_bpb ?? null });
+    log.info(`${name}: ${d.action}: ${d.reasons.join(" ")}`);
+  }
+
+  // A decided experiment whose PR is still open: carry out the decision (again, if a
+  // previous pass stopped half way).
+  if (r.state === "kept") return settleKeep(deps, snap, pull, r, log);
+  if (r.state === "discarded" || r.state === "crashed" || r.state === "superseded") {
+    await gh.updatePull(pull.number, { state: "closed" });
+    await gh.comment(pull.number, closingComment(r));
+    await gh.deleteBranch(pull.headRef);
+  }
+  return false;
+}
+
+function closingComment(r: ExperimentRecord): string {
+  const why = r.decision?.reasons.join(" ") ?? "";
+  switch (r.state) {
+    case "crashed":
+      return `Closed: the run crashed. ${why}`;
+    case "superseded":
+      return `Closed as superseded. ${why}`;
+    default:
+      return `Closed: not an improvement. ${why}`;
+  }
+}
+
+async function settleKeep(
+  deps: ReconcileDeps,
+  snap: Snapshot,
+  pull: ExperimentPull,
+  r: ExperimentRecord,
+  log: Logger,
+): Promise<boolean> {
+  const { gh } = deps;
+  const now = deps.now ?? (() => new Date());
+  const name = `${gh.repo.owner}/${gh.repo.repo}#${pull.number}`;
+  if (r.kind === "baseline") {
+    await gh.updatePull(pull.number, { state: "closed" });
+    await gh.comment(pull.number, `Baseline measured: ${r.decision?.reasons.join(" ") ?? ""} Nothing to merge.`);
+    await gh.deleteBranch(pull.headRef);
+    return false;
+  }
+  // The merged tree is the measured tree: merge only if the PR head is the measured commit
+  // and it was built on the current head of the default branch.
+  if (r.baseSha === snap.headSha && pull.headSha === r.headSha) {
+    const m = await gh.mergePull(pull.number, r.headSha, `${r.title} (#${pull.number})`, mergeMessage(r));
+    if (m.merged) {
+      log.info(`${name}: merged`);
+      await gh.deleteBranch(pull.headRef);
+      return true;
+    }
+    log.warn(`${name}: merge refused (${m.reason}); re-measuring on the current head`);
+  }
+  // The default branch moved while it ran: re-apply the edits on the new head and measure
+  // again, or close it as superseded when they no longer apply.
+  const applied = applyEdits(snap.files, r.edits, snap.config.editable);
+  const now_ = now();
+  if (!applied.ok) {
+    r.state = "superseded";
+    r.decision = {
+      verdict: "discard",
+      delta: r.decision?.delta ?? null,
+      reasons: [`It improved val_bpb, but ${snap.defaultBranch} moved and the change no longer applies: ${applied.error}`],
+    };
+    await writeRecord(gh, pull, r, now_);
+    await gh.updatePull(pull.number, { state: "closed" });
+    await gh.comment(pull.number, closingComment(r));
+    await gh.deleteBranch(pull.headRef);
+    return false;
+  }
+  const newHash = treeHash(applied.files);
+  const sha = await gh.commitFiles(pull.headRef, snap.headSha, prefixed(snap.config.workdir, applied.files), commitMessage(r));
+  r.baseSha = snap.headSha;
+  r.baseTreeHash = snap.headTreeHash;
+  r.headSha = sha;
+  r.treeHash = newHash;
+  const base = currentBaseline(snap.records, snap.headTreeHash);
+  r.baselineBpb = base?.bpb ?? null;
+  r.baselineN = base?.n ?? null;
+  r.attempt += 1;
+  r.state = "queued";
+  r.decision = null;
+  r.measurements = [];
+  pull.headSha = sha;
+  await writeRecord(gh, pull, r, now_);
+  await gh.comment(
+    pull.number,
+    `${snap.defaultBranch} moved to ${snap.headSha.slice(0, 7)} while this experiment ran. ` +
+      `The change was re-applied on it as ${sha.slice(0, 7)} and will be measured again before any merge.`,
+  );
+  return false;
+}
+
+function prefixed(workdir: string, files: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(files).map(([p, t]) => [joinPath(workdir, p), t]));
+}
+
+function commitMessage(r: ExperimentRecord): string {
+  return `${r.title}\n\n${r.hypothesis}\n\nautoresearch experiment ${r.n} (proposed by ${r.proposer})`;
+}
+
+function mergeMessage(r: ExperimentRecord): string {
+  return `${r.hypothesis}\n\n${r.decision?.reasons.join(" ") ?? ""}`.trim();
+}
+
+/** Open the next experiment PR: the baseline when the head's tree has none, else a proposal. */
+async function startNext(
+  deps: ReconcileDeps,
+  snap: Snapshot,
+  inFlight: ExperimentRecord[],
+  log: Logger,
+): Promise<number | null> {
+  const { gh } = deps;
+  const now = (deps.now ?? (() => new Date()))();
+  const name = `${gh.repo.owner}/${gh.repo.repo}`;
+  const n = Math.max(0, ...snap.records.map((r) => r.n)) + 1;
+  const baseline = currentBaseline(snap.records, snap.headTreeHash);
+  const common = {
+    v: 1 as const,
+    n,
+    baseSha: snap.headSha,
+    baseTreeHash: snap.headTreeHash,
+    guidanceSha: snap.guidance.sha,
+    attempt: 1,
+    state: "queued" as const,
+    measurements: [],
+    decision: null,
+    createdAt: now.toISOString(),
+    updatedAt: now.toISOString(),
+  };
+
+  let record: ExperimentRecord;
+  let files: Record<string, string> = {};
+  if (!baseline) {
+    if (inFlight.some((r) => r.kind === "baseline" && r.baseTreeHash === snap.headTreeHash)) return null;
+    record = {
+      ...common,
+      kind: "baseline",
+      title: "Baseline: measure the current train.py",
+      hypothesis:
+        "No change. This measures the current default branch so that the following experiments have a val_bpb to beat.",
+      proposer: "baseline",
+      headSha: "",
+      edits: [],
+      treeHash: snap.headTreeHash,
+      baselineBpb: null,
+    };
+  } else {
+    const proposer = deps.proposerFor(snap.config);
+    const history = buildHistory(snap.records, snap.config.minDelta);
+    const proposal = await proposer.propose({
+      guidance: snap.guidance.text,
+      files: snap.files,
+      editablePaths: snap.config.editable,
+      history,
+      bestBpb: bestBpb(snap.records),
+      triedTreeHashes: new Set([...snap.records.map((r) => r.treeHash), snap.headTreeHash]),
+      seed: n,
+    });
+    // Only the editable files change: re-check the proposer's work rather than trust it.
+    const applied = applyEdits(snap.files, proposal.edits, snap.config.editable);
+    if (!applied.ok) throw new Error(`the proposal from ${proposal.proposer} does not apply: ${applied.error}`);
+    const hash = treeHash(applied.files);
+    if (snap.records.some((r) => r.treeHash === hash)) {
+      throw new Error(`the proposal from ${proposal.proposer} repeats an earlier experiment`);
+    }
+    files = prefixed(snap.config.workdir, applied.files);
+    record = {
+      ...common,
+      kind: "experiment",
+      title: proposal.title,
+      hypothesis: proposal.hypothesis,
+      proposer: proposal.proposer,
+      headSha: "",
+      edits: proposal.edits,
+      treeHash: hash,
+      baselineBpb: baseline.bpb,
+      baselineN: baseline.n,
+    };
+  }
+
+  const branch = branchName(n, record.title);
+  record.headSha = await gh.commitFiles(branch, snap.headSha, files, commitMessage(record));
+  await gh.ensureLabels(LABELS);
+  const number = await gh.createPull({
+    title: `[autoresearch ${n}] ${record.title}`,
+    head: branch,
+    base: snap.defaultBranch,
+    body: renderBody(record),
+    labels: labelsFor(record),
+  });
+  log.info(`${name}#${number}: opened experiment ${n}: ${record.title}`);
+  const pull: ExperimentPull = {
+    number,
+    state: "open",
+    merged: false,
+    headRef: branch,
+    headSha: record.headSha,
+    baseRef: snap.defaultBranch,
+    labels: labelsFor(record),
+    title: record.title,
+    body: renderBody(record),
+    record,
+  };
+  snap.pulls.push(pull);
+  snap.records.push(record);
+  // Submit right away rather than on the next pass.
+  await advance(deps, snap, pull, record, { waiting: null, submitted: [], finished: [], proposed: [], errors: [], again: false }, log);
+  return n;
+}

@@ -1,0 +1,64 @@
+// Starts the bot's real HTTP server (Probot's Server with the app loaded) against a
+// GitHub API base URL — the GitHub twin in tests and in the demo.
+import { createServer } from "node:net";
+import { pino } from "pino";
+import { Probot, Server } from "probot";
+import { createApp, type AppOptions } from "../../src/app.js";
+import type { Controller } from "../../src/controller.js";
+
+export interface BotHandle {
+  webhookUrl: string;
+  controller: Controller;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const addr = s.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export async function startBot(
+  o: AppOptions & {
+    baseUrl: string;
+    appId: number;
+    privateKey: string;
+    secret: string;
+    logLevel?: "info" | "warn" | "error" | "silent" | "debug";
+    port?: number;
+  },
+): Promise<BotHandle> {
+  const port = o.port ?? (await freePort());
+  const log = pino({ level: o.logLevel ?? "warn" });
+  const server = new Server({
+    Probot: Probot.defaults({
+      appId: o.appId,
+      privateKey: o.privateKey,
+      secret: o.secret,
+      baseUrl: o.baseUrl,
+      log,
+    }),
+    port,
+    host: "127.0.0.1",
+    log,
+  });
+  let controller: Controller | null = null;
+  await server.load(createApp({ ...o, onController: (c) => (controller = c) }));
+  await server.start();
+  if (!controller) throw new Error("the app did not create its controller");
+  const c: Controller = controller;
+  return {
+    webhookUrl: `http://127.0.0.1:${port}/api/github/webhooks`,
+    controller: c,
+    async stop() {
+      await c.stop();
+      await server.stop();
+    },
+  };
+}
