@@ -1,0 +1,653 @@
+// trainer/harness.py end to end: real python3 processes, stub trainers (no PyTorch), real git
+// repositories and a local HTTP server standing in for GitHub's tarball endpoint.
+
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { appendFile, copyFile, mkdir, mkdtemp, readFile, realpath, rm, stat, writeFile } from "node:fs/promises";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { afterAll, describe, expect, it } from "vitest";
+
+const execFileAsync = promisify(execFile);
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const HARNESS = path.resolve(here, "..", "trainer", "harness.py");
+const STUBS = path.join(here, "fixtures", "stub-trainers");
+const AUTORESEARCH_LOG = path.join(here, "fixtures", "autoresearch-run.log");
+
+interface HarnessResult {
+  status: "ok" | "crash" | "oom" | "timeout" | "nan";
+  val_bpb: number | null;
+  exit_code: number | null;
+  reason: string;
+  log_tail: string;
+  stage: "fetch" | "prepare" | "train";
+  run_id: string | null;
+  commit: string | null;
+  duration_seconds: number | null;
+  harness_version: string;
+  [key: string]: unknown;
+}
+
+interface HarnessRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  elapsedMs: number;
+}
+
+interface RunOptions {
+  env?: Record<string, string>;
+  /** Arguments for python3 before the harness path (e.g. a measuring wrapper). */
+  launcher?: string[];
+  onSpawn?: (child: ChildProcess) => void;
+}
+
+const scratchDirs: string[] = [];
+
+afterAll(async () => {
+  await Promise.all(scratchDirs.map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+async function scratch(): Promise<string> {
+  const dir = await realpath(await mkdtemp(path.join(os.tmpdir(), "harness-test-")));
+  scratchDirs.push(dir);
+  return dir;
+}
+
+function runHarness(args: string[], options: RunOptions = {}): Promise<HarnessRun> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const child = spawn("python3", [...(options.launcher ?? []), HARNESS, ...args], {
+      env: { ...process.env, ...options.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr, elapsedMs: Date.now() - started }));
+    options.onSpawn?.(child);
+  });
+}
+
+/** The JSON result: the last line of the harness's stdout. */
+function resultOf(run: HarnessRun): HarnessResult {
+  const last = run.stdout.trimEnd().split("\n").pop() ?? "";
+  try {
+    return JSON.parse(last) as HarnessResult;
+  } catch {
+    throw new Error(`no JSON result on stdout (exit ${run.code}).\nstdout: ${run.stdout}\nstderr: ${run.stderr}`);
+  }
+}
+
+/** A research repo folder whose train.py is the given stub trainer. */
+async function repoWithStub(dir: string, stub: string, extra: Record<string, string> = {}): Promise<string> {
+  const repo = path.join(dir, "repo");
+  await mkdir(repo, { recursive: true });
+  await copyFile(path.join(STUBS, stub), path.join(repo, "train.py"));
+  for (const [name, source] of Object.entries(extra)) {
+    await copyFile(path.join(STUBS, source), path.join(repo, name));
+  }
+  return repo;
+}
+
+/** Run a stub trainer as train.py of a local folder, with a cache of its own. */
+async function runStub(stub: string, args: string[] = [], options: RunOptions = {}) {
+  const dir = await scratch();
+  const repo = await repoWithStub(dir, stub);
+  const run = await runHarness(["--repo", repo, "--cache-dir", path.join(dir, "cache"), "--budget", "3", ...args], options);
+  return { dir, repo, run, result: resultOf(run) };
+}
+
+/** git without variables from an enclosing git process pointing it elsewhere. */
+async function git(cwd: string, ...args: string[]): Promise<string> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value !== undefined && !key.startsWith("GIT_")) env[key] = value;
+  }
+  const config = ["-c", "user.name=Experimenter", "-c", "user.email=experimenter@example.com", "-c", "commit.gpgsign=false"];
+  const { stdout } = await execFileAsync("git", [...config, ...args], { cwd, env });
+  return stdout.trim();
+}
+
+async function gitRepo(dir: string, files: Record<string, string>): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  await git(dir, "init", "-q", "-b", "main");
+  await commitFiles(dir, files, "first");
+  return dir;
+}
+
+async function commitFiles(dir: string, files: Record<string, string>, message: string): Promise<string> {
+  for (const [name, text] of Object.entries(files)) await writeFile(path.join(dir, name), text);
+  await git(dir, "add", ...Object.keys(files));
+  await git(dir, "commit", "-q", "-m", message);
+  return git(dir, "rev-parse", "HEAD");
+}
+
+/** A running process, not counting a zombie that only waits to be reaped. */
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ESRCH") return false;
+    throw err;
+  }
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return text.slice(text.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return process.platform !== "linux";
+  }
+}
+
+async function waitFor(condition: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (condition()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return condition();
+}
+
+function killIfRunning(pids: number[]): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+}
+
+async function readPids(file: string): Promise<number[]> {
+  return (await readFile(file, "utf8")).trim().split(/\s+/).map(Number);
+}
+
+interface Server {
+  url: string;
+  requests: { path: string; authorization: string | undefined }[];
+  close(): Promise<void>;
+}
+
+async function serve(routes: Record<string, (req: http.IncomingMessage, res: http.ServerResponse) => void>): Promise<Server> {
+  const requests: Server["requests"] = [];
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    requests.push({ path: url.pathname, authorization: req.headers.authorization });
+    const route = routes[url.pathname];
+    if (route) route(req, res);
+    else res.writeHead(404, { "content-type": "application/json" }).end('{"message":"Not Found"}');
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+const SUMMARY = {
+  val_bpb: 0.9979,
+  training_seconds: 300.1,
+  total_seconds: 325.9,
+  peak_vram_mb: 45060.2,
+  mfu_percent: 39.8,
+  total_tokens_M: 499.6,
+  num_steps: 953,
+  num_params_M: 50.3,
+  depth: 8,
+};
+
+describe("trainer/harness.py", () => {
+  describe("classifying a training run", () => {
+    it("reports ok with val_bpb and every summary field of a successful run", async () => {
+      const dir = await scratch();
+      const repo = await repoWithStub(dir, "good.py");
+      const resultFile = path.join(dir, "out", "result.json");
+      const run = await runHarness([
+        "--repo", repo, "--cache-dir", path.join(dir, "cache"), "--budget", "3",
+        "--run-id", "acme-lab-17-1", "--result", resultFile,
+      ]);
+      const result = resultOf(run);
+
+      expect(run.code).toBe(0);
+      expect(result).toMatchObject({ status: "ok", ...SUMMARY, exit_code: 0, stage: "train", run_id: "acme-lab-17-1", commit: null });
+      expect(result.reason).toContain("0.997900");
+      expect(result.duration_seconds).toBeGreaterThan(0);
+      expect(result.harness_version).toMatch(/^\d+\.\d+\.\d+$/);
+      // The --result file holds the same object as stdout's last line.
+      expect(JSON.parse(await readFile(resultFile, "utf8"))).toEqual(result);
+      // Progress overwritten with \r keeps only its last state in the tail.
+      expect(result.log_tail).toContain("step 00004 (80.0%)");
+      expect(result.log_tail).not.toContain("step 00003");
+      expect(result.log_tail).not.toContain("\r");
+      expect(result.log_tail.endsWith("depth:            8")).toBe(true);
+    });
+
+    it("reports a Python exception as a crash with the exception as the reason", async () => {
+      const { run, result } = await runStub("raises.py");
+      expect(run.code).toBe(1);
+      expect(result.status).toBe("crash");
+      expect(result.reason).toBe("ValueError: learning rate must be positive, got -0.0004");
+      expect(result.exit_code).toBe(1);
+      expect(result.val_bpb).toBeNull();
+      expect(result.log_tail).toContain("Traceback (most recent call last):");
+    });
+
+    it("kills a run past its timeout together with the processes it started, and returns promptly", async () => {
+      const dir = await scratch();
+      const repo = await repoWithStub(dir, "hangs-with-child.py");
+      const pidFile = path.join(dir, "pids");
+      let pids: number[] = [];
+      try {
+        const run = await runHarness(
+          ["--repo", repo, "--cache-dir", path.join(dir, "cache"), "--budget", "1", "--timeout", "2", "--heartbeat", "1"],
+          { env: { STUB_PIDS: pidFile } },
+        );
+        const result = resultOf(run);
+        pids = await readPids(pidFile);
+
+        expect(run.code).toBe(1);
+        expect(result.status).toBe("timeout");
+        expect(result.reason).toMatch(/^timed out after 2 s/);
+        expect(result.duration_seconds).toBeGreaterThanOrEqual(2);
+        expect(run.elapsedMs).toBeLessThan(6_000);
+        expect(pids).toHaveLength(2);
+        // The trainer and the helper it started (which ignores SIGTERM) are both gone.
+        for (const pid of pids) expect(await waitFor(() => !isRunning(pid), 3_000)).toBe(true);
+        // Long runs show life on stderr.
+        expect(run.stderr).toMatch(/\[harness\] train \d+s \| step 00000 \(0\.0%\) \| loss: 9\.0109/);
+      } finally {
+        killIfRunning(pids);
+      }
+    });
+
+    it("reports nan when the trainer prints FAIL after its progress line", async () => {
+      const { run, result } = await runStub("prints-fail.py");
+      expect(run.code).toBe(1);
+      expect(result.status).toBe("nan");
+      expect(result.reason).toContain("FAIL");
+      expect(result.log_tail).toMatch(/loss: nan \| remaining: 299s\s+FAIL$/);
+    });
+
+    it("reports nan when val_bpb itself is NaN, with val_bpb null", async () => {
+      const { run, result } = await runStub("nan-val-bpb.py");
+      expect(run.code).toBe(1);
+      expect(result.status).toBe("nan");
+      expect(result.val_bpb).toBeNull();
+      expect(result.reason).toBe("val_bpb is nan");
+      expect(result.num_steps).toBe(950);
+    });
+
+    it("reports oom with PyTorch's own words for a CUDA out-of-memory error", async () => {
+      const { run, result } = await runStub("cuda-oom.py");
+      expect(run.code).toBe(1);
+      expect(result.status).toBe("oom");
+      expect(result.reason).toBe(
+        "CUDA out of memory: Tried to allocate 8.00 GiB. GPU 0 has a total capacity of 79.19 GiB of which 2.31 GiB is free.",
+      );
+      expect(result.exit_code).toBe(1);
+    });
+
+    it("reports oom when the trainer is killed by SIGKILL it did not get from the harness", async () => {
+      const { run, result } = await runStub("sigkill.py");
+      expect(run.code).toBe(1);
+      expect(result.status).toBe("oom");
+      expect(result.reason).toBe("killed by SIGKILL (likely host out-of-memory)");
+      // -9 when python3 is the shell's direct child, 137 when a wrapper script reports it.
+      expect([-9, 137]).toContain(result.exit_code);
+    });
+
+    it("reports a crash when the trainer exits 0 without printing val_bpb", async () => {
+      const { run, result } = await runStub("no-summary.py");
+      expect(run.code).toBe(1);
+      expect(result.status).toBe("crash");
+      expect(result.reason).toBe("exited 0 but printed no val_bpb summary");
+      expect(result.exit_code).toBe(0);
+    });
+
+    it("reads a real autoresearch log end to end", async () => {
+      const { run, result } = await runStub("good.py", ["--train-cmd", `cat '${AUTORESEARCH_LOG}'`]);
+      expect(run.code).toBe(0);
+      expect(result).toMatchObject({ status: "ok", ...SUMMARY });
+      expect(result.log_tail).toContain("step 00952 (99.9%) | loss: 3.0014");
+      expect(result.log_tail).not.toContain("step 00951");
+    });
+  });
+
+  describe("output handling", () => {
+    it("keeps its memory and log_tail bounded when progress fills one 16 MB line", async () => {
+      const dir = await scratch();
+      const repo = await repoWithStub(dir, "huge-progress.py");
+      const rssFile = path.join(dir, "maxrss");
+      const logFile = path.join(dir, "train.log");
+      // Peak resident memory of the harness (and of the stub, which writes in small pieces).
+      const measure = [
+        "-c",
+        "import resource, subprocess, sys\n" +
+          "code = subprocess.call(sys.argv[2:])\n" +
+          "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n" +
+          "open(sys.argv[1], 'w').write(str(peak if sys.platform == 'darwin' else peak * 1024))\n" +
+          "sys.exit(code)",
+        rssFile,
+        "python3",
+      ];
+      const run = await runHarness(
+        ["--repo", repo, "--cache-dir", path.join(dir, "cache"), "--log", logFile],
+        { launcher: measure, env: { STUB_PROGRESS_MB: "16" } },
+      );
+      const result = resultOf(run);
+
+      expect(run.code).toBe(0);
+      expect(result.status).toBe("ok");
+      expect(result.val_bpb).toBe(0.9979);
+      expect(Buffer.byteLength(result.log_tail, "utf8")).toBeLessThanOrEqual(3000);
+      expect(result.log_tail).toMatch(/^step \d+ \(\d+\.\d%\) \| loss: /);
+      // The full output is streamed to --log, not dropped.
+      expect((await stat(logFile)).size).toBeGreaterThan(16 * 1024 * 1024);
+      const peakBytes = Number(await readFile(rssFile, "utf8"));
+      expect(peakBytes).toBeGreaterThan(0);
+      expect(peakBytes).toBeLessThan(48 * 1024 * 1024);
+    });
+
+    it("writes a termination log of valid JSON within 4096 bytes, cutting log_tail first", async () => {
+      const dir = await scratch();
+      const terminationLog = path.join(dir, "termination-log");
+      const { run, result } = await runStub("noisy-crash.py", ["--termination-log", terminationLog]);
+      const text = await readFile(terminationLog, "utf8");
+      const cut = JSON.parse(text) as HarnessResult;
+
+      expect(run.code).toBe(1);
+      // The full result does not fit: escaping makes its log_tail larger than 4096 bytes.
+      const fullLine = run.stdout.trimEnd().split("\n").pop() ?? "";
+      expect(Buffer.byteLength(fullLine, "utf8")).toBeGreaterThan(4096);
+      expect(Buffer.byteLength(text, "utf8")).toBeLessThanOrEqual(4096);
+      expect(cut).toMatchObject({ status: "crash", reason: "RuntimeError: gradient norm is infinite at step 200", stage: "train" });
+      expect(cut.log_tail.length).toBeGreaterThan(0);
+      expect(result.log_tail.endsWith(cut.log_tail)).toBe(true);
+    });
+  });
+
+  describe("environment and data preparation", () => {
+    it("gives the trainer its time budget and the prepared data folder", async () => {
+      const dir = await scratch();
+      const repo = await repoWithStub(dir, "good.py", { "prepare.py": "prepare.py" });
+      const cacheDir = path.join(dir, "cache");
+      const reportFile = path.join(dir, "report.json");
+      const run = await runHarness(
+        ["--repo", repo, "--cache-dir", cacheDir, "--budget", "7", "--prepare-cmd", "python3 prepare.py"],
+        { env: { STUB_REPORT: reportFile, STUB_PREPARE_COUNTER: path.join(dir, "prepare-count") } },
+      );
+      const report = JSON.parse(await readFile(reportFile, "utf8")) as { budget: string; data_dir: string; data_files: string[]; cwd: string };
+
+      expect(run.code).toBe(0);
+      expect(report.budget).toBe("7");
+      expect(path.dirname(report.data_dir)).toBe(cacheDir);
+      expect(path.basename(report.data_dir)).toMatch(/^data-[0-9a-f]{16}$/);
+      expect(report.data_files).toContain("shard_00000.bin");
+      expect(report.cwd).toBe(repo);
+    });
+
+    it("prepares once per cache key and again when prepare.py changes", async () => {
+      const dir = await scratch();
+      const repo = await repoWithStub(dir, "good.py", { "prepare.py": "prepare.py" });
+      const counter = path.join(dir, "prepare-count");
+      const reportFile = path.join(dir, "report.json");
+      const args = ["--repo", repo, "--cache-dir", path.join(dir, "cache"), "--prepare-cmd", "python3 prepare.py"];
+      const env = { STUB_PREPARE_COUNTER: counter, STUB_REPORT: reportFile };
+      const dataDir = async () => (JSON.parse(await readFile(reportFile, "utf8")) as { data_dir: string }).data_dir;
+
+      expect((await runHarness(args, { env })).code).toBe(0);
+      const first = await dataDir();
+      expect((await runHarness(args, { env })).code).toBe(0);
+      expect(await readFile(counter, "utf8")).toBe("1");
+      expect(await dataDir()).toBe(first);
+
+      await appendFile(path.join(repo, "prepare.py"), "# tokenizer vocabulary raised to 16,384\n");
+      expect((await runHarness(args, { env })).code).toBe(0);
+      expect(await readFile(counter, "utf8")).toBe("2");
+      expect(await dataDir()).not.toBe(first);
+    });
+
+    it("prepares once when two runs with the same key start together", async () => {
+      const dir = await scratch();
+      const repo = await repoWithStub(dir, "good.py", { "prepare.py": "prepare.py" });
+      const counter = path.join(dir, "prepare-count");
+      const args = ["--repo", repo, "--cache-dir", path.join(dir, "cache"), "--prepare-cmd", "python3 prepare.py"];
+      const env = { STUB_PREPARE_COUNTER: counter, STUB_PREPARE_SECONDS: "1" };
+      const runs = await Promise.all([runHarness(args, { env }), runHarness(args, { env })]);
+
+      expect(runs.map((run) => resultOf(run).status)).toEqual(["ok", "ok"]);
+      expect(await readFile(counter, "utf8")).toBe("1");
+    });
+
+    it("ends with exit 3 at stage prepare when the preparation fails", async () => {
+      const dir = await scratch();
+      const repo = await repoWithStub(dir, "good.py", { "prepare.py": "prepare-fails.py" });
+      const run = await runHarness(["--repo", repo, "--cache-dir", path.join(dir, "cache"), "--prepare-cmd", "python3 prepare.py"]);
+      const result = resultOf(run);
+
+      expect(run.code).toBe(3);
+      expect(result).toMatchObject({ status: "crash", stage: "prepare", exit_code: 1, duration_seconds: null });
+      expect(result.reason).toBe(
+        "prepare failed: exit 1: ConnectionError: could not download shard_00000.parquet: connection reset by peer",
+      );
+      expect(result.log_tail).toContain("Downloading shard_00000.parquet");
+    });
+
+    it("runs python3 and python in the commands as the --python interpreter", async () => {
+      const dir = await scratch();
+      const repo = await repoWithStub(dir, "good.py");
+      const venv = path.join(dir, "venv");
+      await execFileAsync("python3", ["-m", "venv", "--without-pip", venv]);
+      const reportFile = path.join(dir, "report.json");
+      const run = await runHarness(
+        [
+          "--repo", repo, "--cache-dir", path.join(dir, "cache"), "--python", path.join(venv, "bin", "python"),
+          "--train-cmd", "python -c 'import sys; print(sys.prefix)' > python-prefix.txt && python3 train.py",
+        ],
+        { env: { STUB_REPORT: reportFile } },
+      );
+      const report = JSON.parse(await readFile(reportFile, "utf8")) as { prefix: string };
+
+      expect(run.code).toBe(0);
+      expect(report.prefix).toBe(venv);
+      expect((await readFile(path.join(repo, "python-prefix.txt"), "utf8")).trim()).toBe(venv);
+    });
+  });
+
+  describe("obtaining the repository", () => {
+    it("runs the train.py of an older commit of a local git repo and leaves the checkout alone", async () => {
+      const dir = await scratch();
+      const repo = await gitRepo(path.join(dir, "research"), { "train.py": 'print("---")\nprint("val_bpb: 1.100000")\n' });
+      const older = await git(repo, "rev-parse", "HEAD");
+      const newer = await commitFiles(repo, { "train.py": 'print("---")\nprint("val_bpb: 0.900000")\n' }, "second");
+
+      const run = await runHarness(["--repo", repo, "--commit", older, "--cache-dir", path.join(dir, "cache")]);
+      const result = resultOf(run);
+
+      expect(run.code).toBe(0);
+      expect(result.val_bpb).toBe(1.1);
+      expect(result.commit).toBe(older);
+      expect(await git(repo, "rev-parse", "HEAD")).toBe(newer);
+      expect(await git(repo, "status", "--porcelain")).toBe("");
+      expect((await git(repo, "worktree", "list")).split("\n")).toHaveLength(1);
+      expect(await readFile(path.join(repo, "train.py"), "utf8")).toContain("0.900000");
+    });
+
+    it("downloads a tarball URL with the token and keeps the token away from the trainer", async () => {
+      const dir = await scratch();
+      const source = await gitRepo(path.join(dir, "source"), {
+        "train.py": await readFile(path.join(STUBS, "good.py"), "utf8"),
+      });
+      const tarball = path.join(dir, "repo.tar.gz");
+      await git(source, "archive", "--format=tar.gz", "--prefix=owner-repo-abc123/", "-o", tarball, "HEAD");
+      const server = await serve({
+        "/repos/owner/repo/tarball/abc123": (req, res) => {
+          if (req.headers.authorization !== "Bearer secret") res.writeHead(401).end();
+          else res.writeHead(302, { location: "/codeload/owner/repo/legacy.tar.gz/abc123" }).end();
+        },
+        "/codeload/owner/repo/legacy.tar.gz/abc123": (_req, res) => {
+          res.writeHead(200, { "content-type": "application/x-gzip" }).end(readFileSync(tarball));
+        },
+      });
+      try {
+        const tokenFile = path.join(dir, "token");
+        await writeFile(tokenFile, "secret\n");
+        const reportFile = path.join(dir, "report.json");
+        const run = await runHarness(
+          [
+            "--repo", `${server.url}/repos/owner/repo/tarball/abc123`, "--commit", "abc123",
+            "--token-file", tokenFile, "--cache-dir", path.join(dir, "cache"),
+          ],
+          { env: { STUB_REPORT: reportFile } },
+        );
+        const result = resultOf(run);
+        const report = JSON.parse(await readFile(reportFile, "utf8")) as { environ: Record<string, string> };
+
+        expect(run.code).toBe(0);
+        expect(result).toMatchObject({ status: "ok", val_bpb: 0.9979, commit: "abc123", stage: "train" });
+        expect(server.requests[0]).toEqual({ path: "/repos/owner/repo/tarball/abc123", authorization: "Bearer secret" });
+        expect(server.requests.map((r) => r.path)).toContain("/codeload/owner/repo/legacy.tar.gz/abc123");
+        expect(Object.values(report.environ).some((value) => value.includes("secret"))).toBe(false);
+        expect(run.stdout + run.stderr).not.toContain("secret");
+      } finally {
+        await server.close();
+      }
+    });
+
+    it("ends with exit 3 at stage fetch when the tarball URL answers 404", async () => {
+      const dir = await scratch();
+      const server = await serve({});
+      try {
+        const run = await runHarness(["--repo", `${server.url}/repos/owner/repo/tarball/0000000`, "--cache-dir", path.join(dir, "cache")]);
+        const result = resultOf(run);
+
+        expect(run.code).toBe(3);
+        expect(result).toMatchObject({ status: "crash", stage: "fetch", val_bpb: null, exit_code: null, duration_seconds: null });
+        expect(result.reason).toContain("HTTP 404");
+        // A client error is not retried.
+        expect(server.requests).toHaveLength(1);
+      } finally {
+        await server.close();
+      }
+    });
+
+    it("refuses a tarball with a path that climbs out of its folder", async () => {
+      const dir = await scratch();
+      const escapee = `escaped-${path.basename(dir)}.txt`;
+      const tarball = path.join(dir, "evil.tar.gz");
+      await execFileAsync("python3", [
+        "-c",
+        "import io, sys, tarfile\n" +
+          "with tarfile.open(sys.argv[1], 'w:gz') as tar:\n" +
+          "    for name in ('owner-repo-abc123/train.py', 'owner-repo-abc123/../../' + sys.argv[2]):\n" +
+          "        info = tarfile.TarInfo(name); info.size = 3\n" +
+          "        tar.addfile(info, io.BytesIO(b'x=1'))",
+        tarball,
+        escapee,
+      ]);
+      const server = await serve({ "/tarball": (_req, res) => res.writeHead(200).end(readFileSync(tarball)) });
+      try {
+        const run = await runHarness(["--repo", `${server.url}/tarball`, "--cache-dir", path.join(dir, "cache")]);
+        const result = resultOf(run);
+
+        expect(run.code).toBe(3);
+        expect(result).toMatchObject({ status: "crash", stage: "fetch" });
+        expect(result.reason).toMatch(/^unsafe archive .*'\.\.'/);
+        expect(existsSync(path.join(os.tmpdir(), escapee))).toBe(false);
+      } finally {
+        await server.close();
+      }
+    });
+  });
+
+  describe("the command line", () => {
+    it("stops the training and still reports when the harness gets SIGTERM", async () => {
+      const dir = await scratch();
+      const repo = await repoWithStub(dir, "hangs-with-child.py");
+      const pidFile = path.join(dir, "pids");
+      let pids: number[] = [];
+      try {
+        const run = await runHarness(["--repo", repo, "--cache-dir", path.join(dir, "cache"), "--timeout", "60"], {
+          env: { STUB_PIDS: pidFile },
+          onSpawn: (child) => {
+            void waitFor(() => existsSync(pidFile), 10_000).then(() => child.kill("SIGTERM"));
+          },
+        });
+        const result = resultOf(run);
+        pids = await readPids(pidFile);
+
+        expect(run.code).toBe(3);
+        expect(result).toMatchObject({ status: "crash", stage: "train", reason: "harness interrupted by SIGTERM" });
+        expect(run.elapsedMs).toBeLessThan(20_000);
+        for (const pid of pids) expect(await waitFor(() => !isRunning(pid), 3_000)).toBe(true);
+      } finally {
+        killIfRunning(pids);
+      }
+    });
+
+    it("parses every field of a real autoresearch log with --parse-log", async () => {
+      const run = await runHarness(["--parse-log", AUTORESEARCH_LOG]);
+      expect(run.code).toBe(0);
+      expect(JSON.parse(run.stdout)).toEqual(SUMMARY);
+    });
+
+    it("takes the last summary block and keeps extra keys with --parse-log", async () => {
+      const dir = await scratch();
+      const logFile = path.join(dir, "run.log");
+      await writeFile(
+        logFile,
+        [
+          "---", "val_bpb: 1.250000", "num_steps: 10",
+          "warmup done", "---", "not a summary line",
+          "\rstep 00001 | loss: 3.1\rstep 00002 | loss: 3.0    ",
+          "---", "val_bpb:          0.987654", "num_steps:        953", "device:           cuda:0", "",
+        ].join("\n"),
+      );
+      const run = await runHarness(["--parse-log", logFile]);
+      expect(JSON.parse(run.stdout)).toEqual({ val_bpb: 0.987654, num_steps: 953, device: "cuda:0" });
+    });
+
+    it("lists every flag with its default and the exit codes in --help", async () => {
+      const run = await runHarness(["--help"]);
+      expect(run.code).toBe(0);
+      const flags = [
+        "--repo", "--commit", "--token-file", "--workdir", "--train-cmd", "--prepare-cmd", "--prepare-files",
+        "--prepare-timeout", "--python", "--cache-dir", "--budget", "--timeout", "--result", "--termination-log",
+        "--log", "--run-id", "--heartbeat", "--parse-log",
+      ];
+      const options = run.stdout.slice(run.stdout.indexOf("  -h, --help"));
+      for (const flag of flags) {
+        const start = options.indexOf(`  ${flag} `);
+        expect(start, flag).toBeGreaterThanOrEqual(0);
+        const next = options.indexOf("\n  --", start + 1);
+        const help = options.slice(start, next === -1 ? undefined : next).replace(/\s+/g, " ");
+        if (flag !== "--repo") expect(help, flag).toContain("(default:");
+      }
+      const flat = options.replace(/\s+/g, " ");
+      expect(flat).toContain("AUTORESEARCH_TIME_BUDGET (default: 300)");
+      expect(flat).toContain("(default: 2 x budget + 120)");
+      expect(flat).toContain("(default: python3 train.py)");
+      expect(run.stdout).toMatch(/exit codes:[\s\S]*0 {2}result written, status ok[\s\S]*2 {2}usage error[\s\S]*3 {2}infrastructure failure/);
+    });
+
+    it("exits 2 without a result on a usage error", async () => {
+      const run = await runHarness(["--budget", "5"]);
+      expect(run.code).toBe(2);
+      expect(run.stderr).toContain("--repo is required");
+      expect(run.stdout).toBe("");
+    });
+  });
+});

@@ -1,0 +1,1275 @@
+#!/usr/bin/env python3
+"""Run one autoresearch experiment and report it as one JSON object.
+
+The harness obtains the research repository at the experiment commit, runs the
+data preparation once per cache key, runs the training command under a time
+budget and a hard timeout, parses the summary block that autoresearch's
+``train.py`` prints at the end, classifies failures and emits one JSON result.
+It needs only the Python 3.9+ standard library.
+
+Usage
+-----
+
+    python3 harness.py --repo PATH|URL [--commit SHA] [--token-file FILE]
+                       [--workdir DIR] [--train-cmd CMD] [--prepare-cmd CMD]
+                       [--prepare-files GLOB ...] [--python INTERP]
+                       [--cache-dir DIR] [--budget SECONDS] [--timeout SECONDS]
+                       [--prepare-timeout SECONDS] [--result FILE]
+                       [--termination-log FILE] [--log FILE] [--run-id ID]
+    python3 harness.py --parse-log FILE
+
+``--repo`` is one of
+
+* a local directory, used in place;
+* a local git repository (or a directory inside one) together with
+  ``--commit``: the tree of that commit is exported with ``git archive`` into a
+  scratch directory, so the caller's checkout is never touched;
+* an http(s) URL of a ``.tar.gz`` such as GitHub's
+  ``https://api.github.com/repos/OWNER/REPO/tarball/SHA``. Redirects are
+  followed; ``Authorization: Bearer <token>`` is sent when ``--token-file`` is
+  given (and dropped on a redirect to another origin). The single top-level
+  folder (``owner-repo-sha/``) is stripped. Absolute paths, ``..`` and links
+  that point outside the tree are refused. Network errors are retried.
+
+Both commands run with ``/bin/sh -c`` in the work directory, in a new session
+(process group), with these environment variables:
+
+* ``AUTORESEARCH_TIME_BUDGET``: ``--budget`` in seconds;
+* ``AUTORESEARCH_DATA_DIR``: ``<cache-dir>/data-<key16>``, where the key is a
+  sha256 over the ``--prepare-files`` (paths and contents), the prepare command
+  and every ``AUTORESEARCH_DATA_*`` variable other than
+  ``AUTORESEARCH_DATA_DIR``. The prepare command runs only while that
+  directory has no ``.prepared`` marker, under an exclusive lock, so concurrent
+  runs prepare once;
+* ``PYTHONUNBUFFERED=1`` unless set; with ``--python``, ``python3`` and
+  ``python`` on ``PATH`` run that interpreter.
+
+The token is never logged and never reaches the commands' environment. When
+the training command exits, whatever else is left in its process group is
+killed; at the hard timeout the whole group gets SIGTERM, then SIGKILL after a
+grace period. SIGTERM or SIGINT sent to the harness kills the group too and
+still writes a result.
+
+Result
+------
+
+One flat JSON object, always printed as the last line of stdout and, with
+``--result``, written to that file atomically (``--termination-log`` gets the
+same object cut to 4096 bytes):
+
+``status``
+    ``ok``, ``crash``, ``oom``, ``timeout`` or ``nan``.
+``val_bpb``
+    the validation bits per byte (a number), or null.
+summary fields
+    every other ``key: value`` of the last summary block, numbers parsed:
+    ``training_seconds``, ``total_seconds``, ``peak_vram_mb``, ``mfu_percent``,
+    ``total_tokens_M``, ``num_steps``, ``num_params_M``, ``depth`` and any extra
+    key (a key equal to one of the reserved names below gets a ``summary_``
+    prefix; non-finite numbers are written as the strings "nan", "inf").
+``exit_code``
+    the exit status of the command of the stage where the run ended (negative
+    signal number when killed by a signal), or null.
+``reason``
+    one line for humans: what happened.
+``stage``
+    ``fetch``, ``prepare`` or ``train``: where the run ended.
+``run_id``, ``commit``
+    echoed from ``--run-id`` and ``--commit`` (the full sha for a local git
+    repository), or null.
+``duration_seconds``
+    wall time of the training command, or null when it never started.
+``harness_version``
+    the version of this script.
+``log_tail``
+    the last lines of the command's output (at most 50 lines and 3000 bytes,
+    ``\\r`` progress collapsed to its last state).
+
+Classification of a training run, first match wins: killed at the hard
+timeout -> ``timeout``; CUDA out-of-memory in the output (and no valid
+result) -> ``oom``; killed by SIGKILL that the harness did not send (exit -9 or
+137) -> ``oom`` (host out-of-memory); a ``FAIL`` line or a non-finite val_bpb
+-> ``nan``; a non-zero exit -> ``crash`` (reason: the last Python exception);
+exit 0 without a ``val_bpb:`` line -> ``crash``; otherwise ``ok``.
+
+Exit codes
+----------
+
+0  result written, status ok
+1  result written, the experiment failed (crash, oom, timeout or nan)
+2  usage error (bad flags); no result
+3  infrastructure failure: fetching the repository or preparing the data
+   failed, the harness was interrupted, or the harness itself failed; a result
+   is written (status crash, ``stage`` says where), and retrying may help
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import fcntl
+import glob
+import hashlib
+import http.client
+import json
+import math
+import os
+import re
+import select
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import traceback
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
+
+HARNESS_VERSION = "1.0.0"
+
+EXIT_OK = 0
+EXIT_EXPERIMENT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INFRASTRUCTURE = 3
+
+TAIL_MAX_LINES = 50
+TAIL_MAX_BYTES = 3000
+LINE_MAX_BYTES = 4096
+TERMINATION_LOG_MAX_BYTES = 4096
+READ_CHUNK_BYTES = 65536
+KILL_GRACE_SECONDS = 5.0
+DRAIN_SECONDS = 2.0
+FETCH_ATTEMPTS = 4
+FETCH_BACKOFF_SECONDS = 1.0
+FETCH_SOCKET_TIMEOUT = 60.0
+HEARTBEAT_TEXT_CHARS = 200
+REASON_MAX_CHARS = 300
+
+RESERVED_KEYS = (
+    "status",
+    "exit_code",
+    "reason",
+    "log_tail",
+    "stage",
+    "run_id",
+    "commit",
+    "duration_seconds",
+    "harness_version",
+)
+CORE_KEYS = ("status", "val_bpb", "exit_code", "reason", "stage", "run_id", "commit", "log_tail")
+
+_KEY_VALUE = re.compile(r"^([A-Za-z_][A-Za-z0-9_.\-]*)\s*:\s*(.*?)\s*$")
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
+_NONFINITE = ("nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity")
+_FAIL_LINE = re.compile(r"(?:^|\s)FAIL\s*$")
+_CUDA_OOM = re.compile(
+    r"CUDA out of memory|torch\.(?:cuda\.)?OutOfMemoryError|CUDA error: out of memory|HIP out of memory"
+)
+_TRACEBACK_START = "Traceback (most recent call last):"
+
+
+def log(message: str) -> None:
+    """Diagnostics go to stderr; stdout is reserved for the result."""
+    try:
+        sys.stderr.write("[harness] " + message + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _fmt_seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else "%g" % value
+
+
+# --------------------------------------------------------------------------- output parsing
+
+
+def parse_value(text: str):
+    """A summary value: an int, a float, or the string itself."""
+    if _INT.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text) or text.lower() in _NONFINITE:
+        return float(text)
+    return text
+
+
+class OutputMonitor:
+    """Follows a command's output in bounded memory.
+
+    Keeps the last lines with ``\\r`` progress collapsed (of ``a\\rb\\rc\\n`` only
+    ``c`` is kept), the last summary block (a ``---`` line followed by
+    ``key: value`` lines), the last Python exception line, CUDA out-of-memory
+    messages and ``FAIL`` lines. No line is ever held beyond LINE_MAX_BYTES.
+    """
+
+    def __init__(self) -> None:
+        self.lines = collections.deque(maxlen=TAIL_MAX_LINES)  # type: collections.deque
+        self.summary = {}  # type: dict
+        self.exception_line = None  # type: str | None
+        self.oom_line = None  # type: str | None
+        self.fail_line = None  # type: str | None
+        self.bytes_seen = 0
+        self._current = bytearray()
+        self._pending_cr = False
+        self._block = None  # type: dict | None
+        self._in_traceback = False
+
+    def feed(self, data: bytes) -> None:
+        self.bytes_seen += len(data)
+        start = 0
+        while True:
+            newline = data.find(b"\n", start)
+            piece = data[start:] if newline < 0 else data[start:newline]
+            if piece:
+                for index, part in enumerate(piece.split(b"\r")):
+                    if index:
+                        self._pending_cr = True
+                    if part:
+                        self._text(part)
+            if newline < 0:
+                return
+            self._end_line()
+            start = newline + 1
+
+    def close(self) -> None:
+        """End of output: an unterminated last line still counts."""
+        if self._current:
+            self._end_line()
+
+    def _text(self, part: bytes) -> None:
+        if self._pending_cr:
+            # A carriage return followed by more text: the line is overwritten.
+            self._current = bytearray()
+            self._pending_cr = False
+        room = LINE_MAX_BYTES - len(self._current)
+        if room > 0:
+            self._current += part[:room]
+
+    def _end_line(self) -> None:
+        text = bytes(self._current).decode("utf-8", "replace").rstrip()
+        self._current = bytearray()
+        self._pending_cr = False
+        self.lines.append(text)
+        self._scan(text)
+
+    def _scan(self, line: str) -> None:
+        stripped = line.strip()
+        # Summary block.
+        if stripped == "---":
+            self._block = {}
+        elif self._block is not None:
+            match = _KEY_VALUE.match(stripped)
+            if match:
+                self._block[match.group(1)] = parse_value(match.group(2))
+                self.summary = self._block
+            else:
+                self._block = None
+        # Python tracebacks: the first unindented line after the frames.
+        if _TRACEBACK_START in line:
+            self._in_traceback = True
+        elif self._in_traceback and stripped and not line[:1].isspace():
+            self.exception_line = stripped
+            self._in_traceback = False
+        if _CUDA_OOM.search(line):
+            self.oom_line = stripped
+        if _FAIL_LINE.search(line):
+            self.fail_line = stripped
+
+    def latest(self) -> str:
+        """The newest progress segment or line, for heartbeats."""
+        if self._current:
+            text = bytes(self._current).decode("utf-8", "replace")
+        else:
+            text = self.lines[-1] if self.lines else ""
+        return text.strip()[:HEARTBEAT_TEXT_CHARS]
+
+    def tail(self) -> str:
+        lines = list(self.lines)
+        if self._current:
+            lines.append(bytes(self._current).decode("utf-8", "replace").rstrip())
+        while lines and not lines[-1].strip():
+            lines.pop()
+        data = "\n".join(lines[-TAIL_MAX_LINES:]).encode("utf-8")
+        if len(data) > TAIL_MAX_BYTES:
+            data = data[-TAIL_MAX_BYTES:]
+        return data.decode("utf-8", "ignore")
+
+
+def parse_summary(text: str) -> dict:
+    """Parse the last autoresearch summary block of a whole log.
+
+    >>> parse_summary("step 1\\r step 2\\n---\\nval_bpb: 0.99\\nnum_steps: 953\\n")
+    {'val_bpb': 0.99, 'num_steps': 953}
+    """
+    monitor = OutputMonitor()
+    monitor.feed(text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text)
+    monitor.close()
+    return dict(monitor.summary)
+
+
+def _parse_summary_file(path: str) -> dict:
+    monitor = OutputMonitor()
+    stream = sys.stdin.buffer if path == "-" else open(path, "rb")
+    try:
+        while True:
+            chunk = stream.read(READ_CHUNK_BYTES)
+            if not chunk:
+                break
+            monitor.feed(chunk)
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    monitor.close()
+    return dict(monitor.summary)
+
+
+def _json_value(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# --------------------------------------------------------------------------- classification
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "signal %d" % number
+
+
+def _shorten(text: str, limit: int = REASON_MAX_CHARS) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def _oom_reason(line: str) -> str:
+    detail = ""
+    match = re.search(r"out of memory[.:]?\s*(.*)", line)
+    if match:
+        detail = match.group(1)
+        # Keep the first sentences ("Tried to allocate ... GPU 0 has ... free.").
+        sentences = re.split(r"(?<=\.)\s+", detail)
+        kept = []
+        for sentence in sentences:
+            if kept and len(" ".join(kept + [sentence])) > 160:
+                break
+            kept.append(sentence)
+        detail = " ".join(kept)
+    return _shorten("CUDA out of memory: " + detail if detail else "CUDA out of memory")
+
+
+def classify(exit_code, timed_out: bool, timeout_seconds: float, monitor: OutputMonitor):
+    """(status, reason) of a finished training command. See the module docstring."""
+    summary = monitor.summary
+    val_bpb = summary.get("val_bpb")
+    numeric = _is_number(val_bpb)
+    finite = numeric and math.isfinite(val_bpb)
+    succeeded = exit_code == 0 and finite
+    if timed_out:
+        return "timeout", "timed out after %s s (hard timeout); the process group was killed" % _fmt_seconds(
+            timeout_seconds
+        )
+    if monitor.oom_line and not succeeded:
+        return "oom", _oom_reason(monitor.oom_line)
+    if exit_code in (-signal.SIGKILL, 128 + signal.SIGKILL):
+        return "oom", "killed by SIGKILL (likely host out-of-memory)"
+    if monitor.fail_line:
+        return "nan", "training printed FAIL (the loss exploded or became NaN)"
+    if numeric and not finite:
+        return "nan", "val_bpb is %s" % _json_value(val_bpb)
+    if exit_code != 0:
+        if monitor.exception_line:
+            return "crash", _shorten(monitor.exception_line)
+        if exit_code is not None and exit_code < 0:
+            return "crash", "killed by %s (exit %d)" % (_signal_name(-exit_code), exit_code)
+        if exit_code is not None and 128 < exit_code < 128 + 65:
+            # A shell reports a child killed by signal N as 128 + N.
+            return "crash", "exited with code %d (killed by %s?)" % (exit_code, _signal_name(exit_code - 128))
+        return "crash", "exited with code %s" % exit_code
+    if val_bpb is None:
+        return "crash", "exited 0 but printed no val_bpb summary"
+    if not numeric:
+        return "crash", _shorten("val_bpb is not a number: %r" % (val_bpb,))
+    seconds = summary.get("training_seconds")
+    if _is_number(seconds):
+        return "ok", "val_bpb %.6f after %s s of training" % (val_bpb, _fmt_seconds(seconds))
+    return "ok", "val_bpb %.6f" % val_bpb
+
+
+# --------------------------------------------------------------------------- errors and signals
+
+
+class StageError(Exception):
+    """A failure of the harness's own work (fetch or prepare): exit code 3."""
+
+    def __init__(self, stage: str, reason: str, exit_code=None, log_tail: str = "") -> None:
+        super().__init__(reason)
+        self.stage = stage
+        self.reason = reason
+        self.exit_code = exit_code
+        self.log_tail = log_tail
+
+
+class UnsafeArchive(Exception):
+    pass
+
+
+class HarnessInterrupted(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(_signal_name(signum))
+        self.signum = signum
+
+
+class _Signals:
+    received = None  # type: int | None
+    # Outside a command's wait loop the handler raises; inside it, the loop
+    # sees `received`, kills the process group and then raises.
+    raise_in_handler = True
+
+
+def _on_signal(signum, _frame) -> None:
+    if _Signals.received is None:
+        _Signals.received = signum
+        if _Signals.raise_in_handler:
+            raise HarnessInterrupted(signum)
+
+
+def _install_signal_handlers() -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _on_signal)
+
+
+# --------------------------------------------------------------------------- running commands
+
+
+class CommandOutcome:
+    def __init__(self) -> None:
+        self.exit_code = None  # type: int | None
+        self.timed_out = False
+        self.interrupted = None  # type: int | None
+        self.duration = 0.0
+
+
+def _make_death_signal_setup():
+    """Ask Linux to SIGKILL the command if the harness itself dies abruptly."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def setup() -> None:
+        prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return setup
+
+
+def _killpg(pgid: int, signum: int) -> bool:
+    try:
+        os.killpg(pgid, signum)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def _exited_without_reaping(proc: subprocess.Popen) -> bool:
+    """True once the process has exited; the zombie is left for Popen.wait so
+    its pid (and process group id) cannot be reused while we kill the group."""
+    if proc.returncode is not None:
+        return True
+    waitid = getattr(os, "waitid", None)
+    if waitid is not None:
+        try:
+            return waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return True
+        except OSError:
+            pass
+    return proc.poll() is not None
+
+
+def run_command(
+    command: str,
+    cwd: str,
+    env: dict,
+    timeout: float,
+    log_file,
+    monitor: OutputMonitor,
+    label: str,
+    heartbeat: float,
+) -> CommandOutcome:
+    """Run `command` with /bin/sh in a new session, stream its combined output
+    to `log_file` and `monitor`, and enforce the hard timeout on its group."""
+    outcome = CommandOutcome()
+    _Signals.raise_in_handler = False
+    try:
+        if _Signals.received is not None:
+            raise HarnessInterrupted(_Signals.received)
+        start = time.monotonic()
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", command],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+            preexec_fn=_make_death_signal_setup(),
+        )
+        pgid = proc.pid
+        fd = proc.stdout.fileno()
+        deadline = start + timeout
+        kill_started = None  # type: float | None
+        hard_killed = False
+        exited_at = None  # type: float | None
+        eof = False
+        last_heartbeat = start
+        while True:
+            now = time.monotonic()
+            if kill_started is None:
+                if _Signals.received is not None:
+                    outcome.interrupted = _Signals.received
+                elif now >= deadline:
+                    outcome.timed_out = True
+                if outcome.interrupted is not None or outcome.timed_out:
+                    why = "interrupted by %s" % _signal_name(outcome.interrupted) if outcome.interrupted else (
+                        "hard timeout of %s s reached" % _fmt_seconds(timeout)
+                    )
+                    log("%s: %s; sending SIGTERM to the process group" % (label, why))
+                    kill_started = now
+                    _killpg(pgid, signal.SIGTERM)
+            if kill_started is not None and not hard_killed and now - kill_started >= KILL_GRACE_SECONDS:
+                log("%s: still running %s s after SIGTERM; sending SIGKILL" % (label, _fmt_seconds(KILL_GRACE_SECONDS)))
+                _killpg(pgid, signal.SIGKILL)
+                hard_killed = True
+            if exited_at is None and _exited_without_reaping(proc):
+                exited_at = now
+                # Whatever the command left behind in its group goes with it.
+                _killpg(pgid, signal.SIGKILL)
+            if exited_at is not None and (eof or now - exited_at >= DRAIN_SECONDS):
+                break
+            if heartbeat > 0 and now - last_heartbeat >= heartbeat:
+                last_heartbeat = now
+                latest = monitor.latest()
+                log("%s %ds%s" % (label, int(now - start), (" | " + latest) if latest else ""))
+            if eof:
+                time.sleep(0.1)
+                continue
+            wait = 0.25
+            if kill_started is None:
+                wait = max(0.0, min(wait, deadline - now))
+            ready, _, _ = select.select([fd], [], [], wait)
+            if ready:
+                data = os.read(fd, READ_CHUNK_BYTES)
+                if not data:
+                    eof = True
+                else:
+                    log_file.write(data)
+                    monitor.feed(data)
+        outcome.exit_code = proc.wait()
+        outcome.duration = time.monotonic() - start
+        proc.stdout.close()
+        log_file.flush()
+        monitor.close()
+    finally:
+        _Signals.raise_in_handler = True
+    if outcome.interrupted is not None:
+        raise HarnessInterrupted(outcome.interrupted)
+    return outcome
+
+
+# --------------------------------------------------------------------------- fetching the repository
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _member_parts(name: str):
+    if name.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", name):
+        raise UnsafeArchive("absolute path in archive: %r" % name)
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeArchive("path with '..' in archive: %r" % name)
+    return parts
+
+
+def safe_extract(tar: tarfile.TarFile, dest: str, strip_top: bool) -> int:
+    """Extract regular files, folders and links that stay inside `dest`.
+
+    With `strip_top`, the archive must have one top-level folder, which is
+    removed. Returns the number of files written."""
+    root = os.path.realpath(dest)
+    top = None
+    files = 0
+    for member in tar:
+        parts = _member_parts(member.name)
+        if strip_top:
+            if not parts:
+                continue
+            if top is None:
+                top = parts[0]
+            elif parts[0] != top:
+                raise UnsafeArchive("archive has more than one top-level folder (%r, %r)" % (top, parts[0]))
+            parts = parts[1:]
+        if not parts:
+            continue
+        target = os.path.join(root, *parts)
+        if member.isdir():
+            os.makedirs(target, exist_ok=True)
+            if not _inside(os.path.realpath(target), root):
+                raise UnsafeArchive("folder outside the tree: %r" % member.name)
+            continue
+        parent = os.path.dirname(target)
+        os.makedirs(parent, exist_ok=True)
+        if not _inside(os.path.realpath(parent), root):
+            raise UnsafeArchive("path through a link outside the tree: %r" % member.name)
+        if os.path.islink(target) or os.path.isfile(target):
+            os.unlink(target)
+        if member.isfile():
+            source = tar.extractfile(member)
+            with source, open(target, "wb") as out:
+                shutil.copyfileobj(source, out, 1 << 20)
+            os.chmod(target, 0o755 if member.mode & 0o111 else 0o644)
+            files += 1
+        elif member.issym():
+            link = member.linkname
+            if os.path.isabs(link):
+                raise UnsafeArchive("absolute link in archive: %r -> %r" % (member.name, link))
+            if not _inside(os.path.realpath(os.path.join(os.path.realpath(parent), link)), root):
+                raise UnsafeArchive("link pointing outside the tree: %r -> %r" % (member.name, link))
+            os.symlink(link, target)
+        elif member.islnk():
+            link_parts = _member_parts(member.linkname)
+            if strip_top:
+                link_parts = link_parts[1:]
+            source_path = os.path.join(root, *link_parts)
+            if not link_parts or not _inside(os.path.realpath(source_path), root) or not os.path.isfile(source_path):
+                raise UnsafeArchive("hard link to outside the tree: %r -> %r" % (member.name, member.linkname))
+            shutil.copyfile(source_path, target)
+            shutil.copymode(source_path, target)
+            files += 1
+        else:
+            log("fetch: skipping special file %r in archive" % member.name)
+    # Links may resolve differently once later members exist: check them all.
+    for folder, dirs, names in os.walk(root):
+        for name in dirs + names:
+            path = os.path.join(folder, name)
+            if os.path.islink(path) and not _inside(os.path.realpath(path), root):
+                raise UnsafeArchive("link pointing outside the tree: %r" % os.path.relpath(path, root))
+    return files
+
+
+def _origin(url: str):
+    parts = urllib.parse.urlsplit(url)
+    return (parts.scheme.lower(), parts.hostname, parts.port)
+
+
+def _safe_url(url: str) -> str:
+    """The URL without credentials or query string, for messages."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += ":%d" % parts.port
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+class _RedirectHandler(urllib.request.HTTPRedirectHandler):
+    """Follows redirects; the Authorization header goes only to the same origin."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(newurl) != _origin(req.full_url):
+            new.remove_header("Authorization")
+        return new
+
+
+def _retryable_http(code: int) -> bool:
+    return code in (408, 425, 429) or code >= 500
+
+
+def download_tarball(url: str, token, dest: str, scratch: str) -> None:
+    opener = urllib.request.build_opener(_RedirectHandler)
+    archive = os.path.join(scratch, "source.tar.gz")
+    shown = _safe_url(url)
+    last_error = ""
+    for attempt in range(1, FETCH_ATTEMPTS + 1):
+        request = urllib.request.Request(url, headers={"User-Agent": "autoresearch-bot-harness/" + HARNESS_VERSION})
+        if token:
+            request.add_header("Authorization", "Bearer " + token)
+        retry = True
+        try:
+            log("fetch: downloading %s (attempt %d/%d)" % (shown, attempt, FETCH_ATTEMPTS))
+            with opener.open(request, timeout=FETCH_SOCKET_TIMEOUT) as response, open(archive, "wb") as out:
+                shutil.copyfileobj(response, out, 1 << 20)
+            if os.path.isdir(dest):
+                shutil.rmtree(dest)
+            os.makedirs(dest)
+            with tarfile.open(archive, "r:*") as tar:
+                files = safe_extract(tar, dest, strip_top=True)
+            log("fetch: extracted %d files" % files)
+            return
+        except UnsafeArchive as error:
+            raise StageError("fetch", "unsafe archive from %s: %s" % (shown, error))
+        except urllib.error.HTTPError as error:
+            retry = _retryable_http(error.code)
+            last_error = "HTTP %d %s" % (error.code, error.reason)
+            if error.code in (401, 403, 404):
+                last_error += " (check the URL, the commit and the token's access to the repository)"
+        except (urllib.error.URLError, socket.timeout, ConnectionError, http.client.HTTPException) as error:
+            last_error = "%s: %s" % (type(error).__name__, getattr(error, "reason", error))
+        except (tarfile.TarError, EOFError, zlib.error) as error:
+            last_error = "invalid or truncated archive: %s" % error
+        finally:
+            if os.path.exists(archive):
+                os.unlink(archive)
+        if not retry or attempt == FETCH_ATTEMPTS:
+            break
+        delay = FETCH_BACKOFF_SECONDS * (2 ** (attempt - 1))
+        log("fetch: %s; retrying in %s s" % (last_error, _fmt_seconds(delay)))
+        time.sleep(delay)
+    raise StageError("fetch", "download of %s failed: %s" % (shown, last_error))
+
+
+def _git_environment() -> dict:
+    """The environment without variables that would point git elsewhere."""
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
+                        "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_PREFIX", "GIT_NAMESPACE")
+    }
+
+
+def _git(args, cwd: str):
+    return subprocess.run(
+        ["git"] + list(args),
+        cwd=cwd,
+        env=_git_environment(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        universal_newlines=True,
+    )
+
+
+def export_git_commit(path: str, commit: str, dest: str):
+    """Export the tree of `commit` (the subfolder `path` stands for) into
+    `dest` with git archive. Returns the full commit sha, or None when `path`
+    is not in a git repository."""
+    try:
+        prefix = _git(["rev-parse", "--show-prefix"], path)
+    except FileNotFoundError:
+        if os.path.exists(os.path.join(path, ".git")):
+            raise StageError("fetch", "--commit needs git, which is not installed")
+        return None
+    if prefix.returncode != 0:
+        return None
+    resolved = _git(["rev-parse", "--verify", "--quiet", commit + "^{commit}"], path)
+    if resolved.returncode != 0 or not resolved.stdout.strip():
+        raise StageError("fetch", "commit %s not found in the git repository %s" % (commit, path))
+    sha = resolved.stdout.strip()
+    subdir = prefix.stdout.strip().rstrip("/")
+    treeish = sha
+    archive_cwd = path
+    if subdir:
+        # git archive run in a subfolder would apply that subfolder again: run it at the top.
+        treeish = "%s:%s" % (sha, subdir)
+        toplevel = _git(["rev-parse", "--show-toplevel"], path)
+        if toplevel.returncode != 0:
+            raise StageError("fetch", _shorten("cannot find the top of the git repository %s: %s" % (
+                path, toplevel.stderr.strip())))
+        archive_cwd = toplevel.stdout.strip()
+    os.makedirs(dest, exist_ok=True)
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            ["git", "archive", "--format=tar", treeish], cwd=archive_cwd, env=_git_environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=errors,
+        )
+        try:
+            with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+                safe_extract(tar, dest, strip_top=False)
+        except (tarfile.TarError, UnsafeArchive) as error:
+            proc.kill()
+            proc.wait()
+            raise StageError("fetch", "git archive of %s failed: %s" % (sha, error))
+        finally:
+            proc.stdout.close()
+        code = proc.wait()
+        errors.seek(0)
+        message = errors.read().decode("utf-8", "replace").strip()
+    if code != 0:
+        raise StageError("fetch", _shorten("git archive of %s failed: %s" % (sha, message or "exit %d" % code)))
+    return sha
+
+
+def fetch_repository(args, token, scratch: str):
+    """Returns (root folder of the repository tree, commit to report)."""
+    if re.match(r"^https?://", args.repo, re.IGNORECASE):
+        dest = os.path.join(scratch, "src")
+        download_tarball(args.repo, token, dest, scratch)
+        return dest, args.commit
+    path = os.path.abspath(os.path.expanduser(args.repo))
+    if not os.path.isdir(path):
+        raise StageError("fetch", "repository %s is neither a folder nor an http(s) URL" % args.repo)
+    if not args.commit:
+        log("fetch: using %s in place" % path)
+        return path, None
+    dest = os.path.join(scratch, "src")
+    sha = export_git_commit(path, args.commit, dest)
+    if sha is None:
+        log("fetch: %s is not a git repository; using it in place (--commit is informative)" % path)
+        return path, args.commit
+    log("fetch: exported %s at %s" % (path, sha[:12]))
+    return dest, sha
+
+
+# --------------------------------------------------------------------------- data preparation
+
+
+def prepare_key(workdir: str, patterns, prepare_cmd: str, environ) -> str:
+    """sha256 over the prepare files (paths and contents), the prepare command
+    and the AUTORESEARCH_DATA_* variables other than AUTORESEARCH_DATA_DIR."""
+    digest = hashlib.sha256(b"autoresearch-bot prepare key v1\0")
+    files = set()
+    for pattern in patterns:
+        for match in glob.glob(os.path.join(glob.escape(workdir), pattern), recursive=True):
+            if os.path.isfile(match):
+                files.add(os.path.relpath(match, workdir).replace(os.sep, "/"))
+    for relative in sorted(files):
+        digest.update(b"file\0" + relative.encode("utf-8", "surrogateescape") + b"\0")
+        with open(os.path.join(workdir, relative), "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        digest.update(b"\0")
+    digest.update(b"command\0" + (prepare_cmd or "").encode("utf-8", "surrogateescape") + b"\0")
+    for name in sorted(environ):
+        if name.startswith("AUTORESEARCH_DATA_") and name != "AUTORESEARCH_DATA_DIR":
+            digest.update(("env\0%s=%s\0" % (name, environ[name])).encode("utf-8", "surrogateescape"))
+    if not files:
+        log("prepare: no file matches %s" % ", ".join(patterns))
+    return digest.hexdigest()
+
+
+def prepare_data(args, workdir: str, env: dict, log_file, data_dir: str) -> None:
+    """Run the prepare command unless `data_dir` is already prepared."""
+    lock_path = data_dir + ".lock"
+    with open(lock_path, "a+b") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("prepare: another run holds %s; waiting" % lock_path)
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        os.makedirs(data_dir, exist_ok=True)
+        marker = os.path.join(data_dir, ".prepared")
+        if not args.prepare_cmd:
+            return
+        if os.path.exists(marker):
+            log("prepare: cached in %s" % data_dir)
+            return
+        log("prepare: running %r (timeout %s s) into %s" % (args.prepare_cmd, _fmt_seconds(args.prepare_timeout), data_dir))
+        log_file.write(("==> [harness] prepare: %s\n" % args.prepare_cmd).encode("utf-8", "replace"))
+        monitor = OutputMonitor()
+        outcome = run_command(
+            args.prepare_cmd, workdir, env, args.prepare_timeout, log_file, monitor, "prepare", args.heartbeat
+        )
+        if outcome.timed_out:
+            raise StageError(
+                "prepare", "prepare timed out after %s s" % _fmt_seconds(args.prepare_timeout),
+                outcome.exit_code, monitor.tail(),
+            )
+        if outcome.exit_code != 0:
+            detail = monitor.exception_line or (monitor.lines[-1] if monitor.lines else "")
+            reason = "prepare failed: exit %s" % outcome.exit_code
+            if detail:
+                reason += ": " + detail
+            raise StageError("prepare", _shorten(reason), outcome.exit_code, monitor.tail())
+        with open(marker + ".tmp", "w") as handle:
+            json.dump(
+                {"command": args.prepare_cmd, "seconds": round(outcome.duration, 1), "harness_version": HARNESS_VERSION,
+                 "prepared_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+                handle,
+            )
+        os.replace(marker + ".tmp", marker)
+        log("prepare: done in %.1f s" % outcome.duration)
+
+
+# --------------------------------------------------------------------------- result output
+
+
+def build_result(base: dict, status: str, reason: str, stage: str, exit_code, log_tail: str,
+                 summary=None, duration=None) -> dict:
+    summary = summary or {}
+    val_bpb = summary.get("val_bpb")
+    result = {
+        "status": status,
+        "val_bpb": val_bpb if _is_number(val_bpb) and math.isfinite(val_bpb) else None,
+    }
+    for key, value in summary.items():
+        if key == "val_bpb":
+            continue
+        name = "summary_" + key if key in RESERVED_KEYS else key
+        result[name] = _json_value(value)
+    result.update(
+        {
+            "exit_code": exit_code,
+            "reason": reason,
+            "stage": stage,
+            "run_id": base.get("run_id"),
+            "commit": base.get("commit"),
+            "duration_seconds": None if duration is None else round(duration, 3),
+            "harness_version": HARNESS_VERSION,
+            "log_tail": log_tail,
+        }
+    )
+    return result
+
+
+def to_json(result: dict) -> str:
+    return json.dumps(result, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+
+
+def fit_json(result: dict, limit: int) -> str:
+    """The result as JSON of at most `limit` bytes: log_tail is cut first."""
+    text = to_json(result)
+    if len(text) <= limit:
+        return text
+    trimmed = dict(result)
+    tail = trimmed.get("log_tail") or ""
+    low, high = 0, len(tail)
+    while low < high:
+        middle = (low + high + 1) // 2
+        trimmed["log_tail"] = tail[len(tail) - middle:]
+        if len(to_json(trimmed)) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    trimmed["log_tail"] = tail[len(tail) - low:]
+    text = to_json(trimmed)
+    if len(text) <= limit:
+        return text
+    minimal = {key: trimmed.get(key) for key in CORE_KEYS}
+    minimal["log_tail"] = ""
+    minimal["reason"] = _shorten(str(minimal.get("reason") or ""), 200)
+    minimal["harness_version"] = HARNESS_VERSION
+    for key in ("run_id", "commit"):
+        if len(to_json(minimal)) > limit and isinstance(minimal.get(key), str):
+            minimal[key] = minimal[key][:64]
+    return to_json(minimal)
+
+
+def write_atomically(path: str, text: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".result-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def emit(result: dict, args) -> bool:
+    """Write the result everywhere it is wanted; False if a file failed."""
+    text = to_json(result)
+    written = True
+    if args.result:
+        try:
+            write_atomically(args.result, text)
+        except OSError as error:
+            log("cannot write the result to %s: %s" % (args.result, error))
+            written = False
+    if args.termination_log:
+        try:
+            with open(args.termination_log, "w") as out:
+                out.write(fit_json(result, TERMINATION_LOG_MAX_BYTES))
+        except OSError as error:
+            log("cannot write the termination log %s: %s" % (args.termination_log, error))
+            written = False
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+    return written
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _python_shims(interpreter: str, folder: str) -> None:
+    """`python3` and `python` in `folder` run `interpreter`.
+
+    Small exec scripts rather than symlinks: a virtual environment's python
+    reached through a symlink outside the environment loses its packages."""
+    os.makedirs(folder, exist_ok=True)
+    script = "#!/bin/sh\nexec %s \"$@\"\n" % shlex.quote(interpreter)
+    for name in ("python3", "python"):
+        path = os.path.join(folder, name)
+        with open(path, "w") as out:
+            out.write(script)
+        os.chmod(path, 0o755)
+
+
+def child_environment(args, token, data_dir: str, shim_dir) -> dict:
+    env = dict(os.environ)
+    if token:
+        for name in [name for name, value in env.items() if token in value]:
+            del env[name]
+    env["AUTORESEARCH_TIME_BUDGET"] = _fmt_seconds(args.budget)
+    env["AUTORESEARCH_DATA_DIR"] = data_dir
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    if shim_dir:
+        env["PATH"] = shim_dir + os.pathsep + env.get("PATH", os.defpath)
+    return env
+
+
+def _read_token(path):
+    if not path:
+        return None
+    try:
+        with open(path) as handle:
+            token = handle.read().strip()
+    except OSError as error:
+        raise StageError("fetch", "cannot read the token file %s: %s" % (path, error.strerror or error))
+    return token or None
+
+
+def _resolve_workdir(root: str, workdir: str) -> str:
+    real_root = os.path.realpath(root)
+    path = os.path.realpath(os.path.join(real_root, workdir))
+    if not _inside(path, real_root):
+        raise StageError("fetch", "workdir %r is outside the repository" % workdir)
+    if not os.path.isdir(path):
+        raise StageError("fetch", "workdir %r does not exist in the repository" % workdir)
+    return path
+
+
+def execute(args) -> int:
+    base = {"run_id": args.run_id, "commit": args.commit}
+    stage = "fetch"
+    safe_commit = re.sub(r"[^A-Za-z0-9._-]", "", args.commit or "")[:12]
+    scratch = tempfile.mkdtemp(prefix="autoresearch-run-%s" % (safe_commit + "-" if safe_commit else ""))
+    log_file = None
+    monitor = None
+    started = None
+    exit_code = EXIT_INFRASTRUCTURE
+    try:
+        try:
+            token = _read_token(args.token_file)
+            root, base["commit"] = fetch_repository(args, token, scratch)
+            workdir = _resolve_workdir(root, args.workdir)
+
+            stage = "prepare"
+            shim_dir = None
+            if args.python:
+                shim_dir = os.path.join(scratch, "bin")
+                _python_shims(args.python, shim_dir)
+            cache_dir = os.path.abspath(os.path.expanduser(args.cache_dir))
+            os.makedirs(cache_dir, exist_ok=True)
+            key = prepare_key(workdir, args.prepare_files, args.prepare_cmd, os.environ)
+            data_dir = os.path.join(cache_dir, "data-" + key[:16])
+            env = child_environment(args, token, data_dir, shim_dir)
+            log_path = args.log or os.path.join(scratch, "train.log")
+            if args.log:
+                os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+            log_file = open(log_path, "wb")
+            prepare_data(args, workdir, env, log_file, data_dir)
+
+            stage = "train"
+            log("train: running %r in %s (budget %s s, timeout %s s)" % (
+                args.train_cmd, workdir, _fmt_seconds(args.budget), _fmt_seconds(args.timeout)))
+            log_file.write(("==> [harness] train: %s\n" % args.train_cmd).encode("utf-8", "replace"))
+            monitor = OutputMonitor()
+            started = time.monotonic()
+            outcome = run_command(args.train_cmd, workdir, env, args.timeout, log_file, monitor, "train", args.heartbeat)
+            status, reason = classify(outcome.exit_code, outcome.timed_out, args.timeout, monitor)
+            result = build_result(base, status, reason, "train", outcome.exit_code, monitor.tail(),
+                                  monitor.summary, outcome.duration)
+            exit_code = EXIT_OK if status == "ok" else EXIT_EXPERIMENT_FAILED
+        except StageError as error:
+            result = build_result(base, "crash", error.reason, error.stage, error.exit_code, error.log_tail)
+        except HarnessInterrupted as interrupted:
+            _Signals.raise_in_handler = False
+            tail = monitor.tail() if monitor is not None else ""
+            duration = time.monotonic() - started if started is not None else None
+            result = build_result(base, "crash", "harness interrupted by %s" % _signal_name(interrupted.signum),
+                                  stage, None, tail, monitor.summary if monitor else None, duration)
+        except Exception as error:  # a bug or an unexpected environment: still report
+            _Signals.raise_in_handler = False
+            traceback.print_exc(file=sys.stderr)
+            result = build_result(base, "crash", _shorten("harness error: %s: %s" % (type(error).__name__, error)),
+                                  stage, None, monitor.tail() if monitor is not None else "")
+    finally:
+        _Signals.raise_in_handler = False
+        if log_file is not None:
+            log_file.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    log("result: %s (%s)" % (result["status"], result["reason"]))
+    if not emit(result, args):
+        return EXIT_INFRASTRUCTURE
+    return exit_code
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "autoresearch-bot")
+
+
+EPILOG = """\
+result (last line of stdout, and --result / --termination-log):
+  one JSON object: status (ok|crash|oom|timeout|nan), val_bpb (number|null),
+  every other summary field (training_seconds, total_seconds, peak_vram_mb,
+  mfu_percent, total_tokens_M, num_steps, num_params_M, depth, extra keys),
+  exit_code, reason, stage (fetch|prepare|train), run_id, commit,
+  duration_seconds, harness_version, log_tail.
+
+environment of the commands:
+  AUTORESEARCH_TIME_BUDGET  the --budget in seconds
+  AUTORESEARCH_DATA_DIR     <cache-dir>/data-<key16>, prepared once per key
+
+exit codes:
+  0  result written, status ok
+  1  result written, the experiment failed (crash, oom, timeout or nan)
+  2  usage error (no result)
+  3  infrastructure failure (fetch or prepare failed, harness interrupted
+     or harness error); result written with stage; a retry may help
+"""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness.py",
+        description="Run one autoresearch experiment (fetch, prepare, train) and print one JSON result.",
+        epilog=EPILOG,
+        formatter_class=_HelpFormatter,
+    )
+    add = parser.add_argument
+    add("--repo", metavar="PATH|URL",
+        help="research repository: a local folder (used in place), a local git repository with --commit, "
+             "or an http(s) URL of a .tar.gz (e.g. GitHub's /repos/OWNER/REPO/tarball/SHA) "
+             "(required unless --parse-log)")
+    add("--commit", metavar="SHA",
+        help="commit to run: exported from a local git repository with git archive; informative for a "
+             "tarball or a plain folder (default: none, the folder as it is)")
+    add("--token-file", metavar="FILE",
+        help="file holding a token sent as 'Authorization: Bearer' when downloading; never logged and "
+             "never passed to the commands (default: none)")
+    add("--workdir", metavar="DIR", default=".",
+        help="folder inside the repository where the commands run (default: .)")
+    add("--train-cmd", metavar="CMD", default="python3 train.py",
+        help="training command, run with /bin/sh -c (default: python3 train.py)")
+    add("--prepare-cmd", metavar="CMD", default=None,
+        help="data preparation command, run once per cache key (default: none)")
+    add("--prepare-files", metavar="GLOB", action="append", default=None,
+        help="files (relative to the workdir) whose contents key the prepared data; repeatable "
+             "(default: prepare.py)")
+    add("--prepare-timeout", metavar="SECONDS", type=float, default=3600.0,
+        help="hard timeout of the prepare command (default: 3600)")
+    add("--python", metavar="INTERP",
+        help="interpreter that 'python3' and 'python' mean inside the commands (default: none, PATH as is)")
+    add("--cache-dir", metavar="DIR", default=None,
+        help="where prepared data are cached (default: $XDG_CACHE_HOME/autoresearch-bot or "
+             "~/.cache/autoresearch-bot)")
+    add("--budget", metavar="SECONDS", type=float, default=300.0,
+        help="training time budget, given to the commands as AUTORESEARCH_TIME_BUDGET (default: 300)")
+    add("--timeout", metavar="SECONDS", type=float, default=None,
+        help="hard timeout of the training command; its whole process group is killed "
+             "(default: 2 x budget + 120)")
+    add("--result", metavar="FILE",
+        help="also write the JSON result to FILE, atomically (default: none; stdout only)")
+    add("--termination-log", metavar="FILE",
+        help="also write the JSON result cut to 4096 bytes, e.g. /dev/termination-log (default: none)")
+    add("--log", metavar="FILE",
+        help="write the full output of the commands to FILE (default: a temporary file, removed)")
+    add("--run-id", metavar="ID", help="run id echoed into the result (default: none)")
+    add("--heartbeat", metavar="SECONDS", type=float, default=10.0,
+        help="print a progress line to stderr this often; 0 turns it off (default: 10)")
+    add("--parse-log", metavar="FILE",
+        help="only parse the summary block of a log file ('-' for stdin), print it as JSON and exit "
+             "(default: none)")
+    add("--version", action="version", version="%(prog)s " + HARNESS_VERSION)
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.parse_log:
+        return args
+    if not args.repo:
+        parser.error("--repo is required")
+    if not args.train_cmd.strip():
+        parser.error("--train-cmd must not be empty")
+    if args.prepare_cmd is not None and not args.prepare_cmd.strip():
+        args.prepare_cmd = None
+    for name in ("budget", "prepare_timeout", "timeout"):
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            parser.error("--%s must be a positive number of seconds" % name.replace("_", "-"))
+    if args.heartbeat < 0:
+        parser.error("--heartbeat must not be negative")
+    if args.timeout is None:
+        args.timeout = 2 * args.budget + 120
+    if os.path.isabs(args.workdir):
+        parser.error("--workdir must be relative to the repository")
+    if not args.prepare_files:
+        args.prepare_files = ["prepare.py"]
+    if args.cache_dir is None:
+        args.cache_dir = default_cache_dir()
+    if args.python:
+        found = shutil.which(args.python) if os.sep not in args.python else args.python
+        if not found or not (os.path.isfile(found) and os.access(found, os.X_OK)):
+            parser.error("--python %s is not an executable interpreter" % args.python)
+        args.python = os.path.abspath(found)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.parse_log:
+        try:
+            summary = _parse_summary_file(args.parse_log)
+        except OSError as error:
+            log("cannot read %s: %s" % (args.parse_log, error.strerror or error))
+            return EXIT_USAGE
+        sys.stdout.write(json.dumps({key: _json_value(value) for key, value in summary.items()}) + "\n")
+        return EXIT_OK
+    _install_signal_handlers()
+    return execute(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
