@@ -121,8 +121,9 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
   for (const pull of pulls) {
     if (!pull.record) continue;
     try {
-      if (pull.state === "open" && (await advance(deps, snap, pull, pull.record, report, log))) report.again = true;
-      else if (pull.record.state === "running" || pull.record.state === "queued") {
+      if (pull.state === "open") {
+        if (await advance(deps, snap, pull, pull.record, report, log)) report.again = true;
+      } else if (pull.record.state === "running" || pull.record.state === "queued") {
         // Closed by a person while queued or running: stop spending GPU time on it.
         const runId = runIdFor(gh, pull.record);
         const obs = await runner.observe(runId);
