@@ -148,7 +148,11 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
     report.waiting = "disabled in config";
     return report;
   }
-  const inFlight = snap.records.filter((r) => isOpenPull(snap, r.n) && (r.state === "queued" || r.state === "running"));
+  // An experiment queued until the tree it is built on has a baseline holds no slot: that
+  // baseline must be able to start (with one slot, counting it would wait forever).
+  const inFlight = snap.records.filter(
+    (r) => isOpenPull(snap, r.n) && (r.state === "running" || (r.state === "queued" && !waitsForBaseline(snap, r))),
+  );
   if (inFlight.length >= Math.min(config.slots, runner.slots)) {
     report.waiting = `all ${config.slots} slot(s) busy`;
     return report;
@@ -190,6 +194,11 @@ function joinPath(workdir: string, path: string): string {
 
 function isOpenPull(snap: Snapshot, n: number): boolean {
   return snap.pulls.some((p) => p.record?.n === n && p.state === "open");
+}
+
+/** A queued experiment that cannot be submitted until the tree it is built on has a baseline. */
+function waitsForBaseline(snap: Snapshot, r: ExperimentRecord): boolean {
+  return r.kind === "experiment" && r.baselineBpb === null && !currentBaseline(snap.records, r.baseTreeHash);
 }
 
 async function writeRecord(gh: GitHubPort, pull: ExperimentPull, r: ExperimentRecord, now: Date): Promise<void> {
