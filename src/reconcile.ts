@@ -63,6 +63,8 @@ interface Snapshot {
   guidance: { text: string; sha: string };
   pulls: ExperimentPull[];
   records: ExperimentRecord[];
+  /** A merge in this pass moved the default branch: headSha, files and headTreeHash are stale. */
+  moved: boolean;
 }
 
 export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
@@ -115,6 +117,7 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
     guidance,
     pulls,
     records: pulls.flatMap((p) => (p.record ? [p.record] : [])),
+    moved: false,
   };
 
   // 3. Move every open experiment one step.
@@ -140,7 +143,8 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
   }
 
   // 4. Start the next experiment if a slot is free (on a fresh read of the head if it moved).
-  if (report.again) {
+  if (report.again || snap.moved) {
+    report.again = true;
     report.waiting = `${defaultBranch} moved; continuing on the new head`;
     return report;
   }
@@ -338,11 +342,16 @@ async function settleKeep(
     await gh.deleteBranch(pull.headRef);
     return false;
   }
+  // Another experiment was merged earlier in this pass: the head read at the start is stale,
+  // and merging this one now would merge a combination nobody measured. The next pass reads
+  // the new head and re-applies this change on it.
+  if (snap.moved) return false;
   // The merged tree is the measured tree: merge only if the PR head is the measured commit
   // and it was built on the current head of the default branch.
   if (r.baseSha === snap.headSha && pull.headSha === r.headSha) {
     const m = await gh.mergePull(pull.number, r.headSha, `${r.title} (#${pull.number})`, mergeMessage(r));
     if (m.merged) {
+      snap.moved = true;
       log.info(`${name}: merged`);
       await gh.deleteBranch(pull.headRef);
       return true;
