@@ -356,7 +356,10 @@ async function settleKeep(
       await gh.deleteBranch(pull.headRef);
       return true;
     }
-    log.warn(`${name}: merge refused (${m.reason}); re-measuring on the current head`);
+    // The PR is the measured commit on the current head, so measuring it again would not
+    // help (a protected branch, a push racing this pass): report it and try the merge again
+    // on the next pass, on a fresh read of the head.
+    throw new Error(`merge refused (${m.reason ?? "no reason given"}); tried again on the next pass`);
   }
   // The default branch moved while it ran: re-apply the edits on the new head and measure
   // again, or close it as superseded when they no longer apply.
