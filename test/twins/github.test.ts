@@ -51,8 +51,13 @@ function documentedSchema(method: string, template: string, status: number) {
   }
 }
 
+/** How many JSON responses were checked against the description. */
+let checkedResponses = 0;
+
 function checkResponse(method: string, template: string, status: number, data: unknown, mustBeDocumented: boolean): void {
-  if (data === undefined || data === null || data === "" || data instanceof ArrayBuffer) return;
+  // Raw, diff and archive media types are not JSON; everything else is checked.
+  if (data === undefined || data === null || typeof data === "string" || data instanceof ArrayBuffer) return;
+  checkedResponses++;
   const schema = documentedSchema(method, template, status);
   if (!schema) {
     if (mustBeDocumented) violations.push(`${method} ${template} ${status}: no documented schema`);
@@ -278,6 +283,8 @@ describe("GitHub twin", () => {
     if (Array.isArray(file.data) || file.data.type !== "file") throw new Error("expected a file");
     expect(Buffer.from(file.data.content, "base64").toString()).toContain("LR = 0.05");
     expect(file.data.sha).toBe(tree.data.tree.find((e) => e.path === "train.py")?.sha);
+    const raw = await gh.rest.repos.getContent({ owner: OWNER, repo: REPO, path: "train.py", ref: sha, mediaType: { format: "raw" } });
+    expect(raw.data as unknown).toBe(TRAIN.replace("LR = 0.04", "LR = 0.05"));
     const dir = await gh.rest.repos.getContent({ owner: OWNER, repo: REPO, path: "trainer" });
     expect(Array.isArray(dir.data) && dir.data.map((e) => e.name)).toEqual(["prepare.py"]);
     await expect(gh.rest.repos.getContent({ owner: OWNER, repo: REPO, path: "missing.py" })).rejects.toMatchObject({ status: 404 });
@@ -343,6 +350,8 @@ describe("GitHub twin", () => {
 
     const got = await gh.rest.pulls.get({ owner: OWNER, repo: REPO, pull_number: pr.data.number });
     expect(got.data).toMatchObject({ mergeable: true, mergeable_state: "clean", commits: 1, additions: 1, deletions: 1, changed_files: 1 });
+    const diff = await gh.rest.pulls.get({ owner: OWNER, repo: REPO, pull_number: pr.data.number, mediaType: { format: "diff" } });
+    expect(diff.data as unknown).toMatch(/^diff --git a\/train.py b\/train.py\n[\s\S]*-LR = 0.04\n\+LR = 0.05\n/);
     const files = await gh.rest.pulls.listFiles({ owner: OWNER, repo: REPO, pull_number: pr.data.number });
     expect(files.data.map((f) => f.filename)).toEqual(["train.py"]);
     const commits = await gh.rest.pulls.listCommits({ owner: OWNER, repo: REPO, pull_number: pr.data.number });
@@ -515,9 +524,20 @@ describe("GitHub twin", () => {
     });
     expect((await twin.log(OWNER, REPO, "main", 10)).filter((c) => c.parents.length > 1)).toEqual([]);
 
-    // Closing without merging.
+    // Closing without merging, reopening, and a reopen refused once the head branch is gone.
     const closed = await gh.rest.pulls.update({ owner: OWNER, repo: REPO, pull_number: 3, state: "closed" });
     expect(closed.data).toMatchObject({ state: "closed", merged: false });
+    const reopened = await gh.rest.pulls.update({ owner: OWNER, repo: REPO, pull_number: 3, state: "open" });
+    expect(reopened.data).toMatchObject({ state: "open", closed_at: null });
+    await gh.rest.git.deleteRef({ owner: OWNER, repo: REPO, ref: "heads/autoresearch/3-depth" });
+    expect(twin.pull(OWNER, REPO, 3)).toMatchObject({ state: "closed", merged: false });
+    await expect(gh.rest.pulls.update({ owner: OWNER, repo: REPO, pull_number: 3, state: "open" })).rejects.toMatchObject({ status: 422 });
+
+    // A pull request whose head lands on its base by a push is marked merged, as on GitHub.
+    const ffHead = await commitOnBranch("ff", { "NOTES.md": "fast-forward\n" }, "Notes");
+    const ff = await gh.rest.pulls.create({ owner: OWNER, repo: REPO, head: "ff", base: "main", title: "Notes" });
+    await twin.setBranch(OWNER, REPO, "main", ffHead, { user: "carol" });
+    expect(twin.pull(OWNER, REPO, ff.data.number)).toMatchObject({ state: "closed", merged: true, mergeCommitSha: ffHead, mergedBy: "carol" });
 
     await twin.waitForDeliveries();
     const closedEvents = received("pull_request", "closed");
@@ -525,7 +545,10 @@ describe("GitHub twin", () => {
       [1, true],
       [2, true],
       [3, false],
+      [3, false],
+      [ff.data.number, true],
     ]);
+    expect(received("pull_request", "reopened").map((d) => d.payload.number)).toEqual([3]);
     const mainPush = received("push").find((d) => d.payload.after === merged.data.sha);
     expect(mainPush?.payload).toMatchObject({ ref: "refs/heads/main", before: main0, forced: false, commits: [{ id: merged.data.sha, modified: ["train.py"] }] });
   });
@@ -554,12 +577,40 @@ describe("GitHub twin", () => {
   });
 
   it("logs every API request with its route, auth kind and read/write class", () => {
+    expect(checkedResponses).toBeGreaterThan(150);
     const stats = twin.requestStats((r) => r.auth === "installation");
     expect(stats.total).toBe(stats.reads + stats.writes);
     expect(stats.byRoute["POST /repos/{owner}/{repo}/pulls"]).toBeGreaterThanOrEqual(9);
     expect(stats.byRoute["PUT /repos/{owner}/{repo}/pulls/{pull_number}/merge"]).toBeGreaterThanOrEqual(3);
     expect(twin.requests.some((r) => r.auth === "app" && r.route === "POST /app/installations/{installation_id}/access_tokens")).toBe(true);
     expect(twin.requests.some((r) => r.auth === "invalid" && r.status === 401)).toBe(true);
+  });
+
+  it("accepts personal access tokens and can record webhooks without delivering them", async () => {
+    const quietTwin = new GitHubTwin({ deliveries: false, personalTokens: { "ghp_carol": "carol" } });
+    const base = (await quietTwin.start()).url;
+    try {
+      quietTwin.createApp({ appId: 7, privateKey, webhookSecret: "s", webhookUrl: receiver.url });
+      await quietTwin.createRepo("carol", "sandbox", { "a.txt": "a\n" }, { private: true });
+      await quietTwin.installApp("carol", "all");
+      const pat = client(base, "ghp_carol");
+      const issue = await pat.rest.issues.create({ owner: "carol", repo: "sandbox", title: "From a PAT" });
+      expect(issue.data.user?.login).toBe("carol");
+      expect(issue.data.performed_via_github_app).toBeNull();
+      const stranger = client(base, "ghp_unknown");
+      await expect(stranger.rest.repos.get({ owner: "carol", repo: "sandbox" })).rejects.toMatchObject({ status: 401 });
+      const anonymous = new ProbotOctokit({ baseUrl: base, log: quiet, throttle: { enabled: false }, retry: { enabled: false } });
+      await expect(anonymous.rest.repos.get({ owner: "carol", repo: "sandbox" })).rejects.toMatchObject({ status: 404 });
+      await quietTwin.waitForDeliveries();
+      expect(quietTwin.deliveries.map((d) => [d.event, d.action, d.state])).toEqual([
+        ["installation", "created", "skipped"],
+        ["issues", "opened", "skipped"],
+      ]);
+      expect(validateWebhook("issues", quietTwin.deliveries[1]?.payload ?? {})).toEqual([]);
+      expect(receiver.received.some((r) => (r.payload.repository as { name?: string } | undefined)?.name === "sandbox")).toBe(false);
+    } finally {
+      await quietTwin.stop();
+    }
   });
 
   it("drives a real Probot app: signed webhooks in, installation-authenticated API calls out", async () => {
@@ -575,7 +626,8 @@ describe("GitHub twin", () => {
         a.on("issue_comment.created", async (context) => {
           if (context.isBot) return;
           const perm = await context.octokit.rest.repos.getCollaboratorPermissionLevel(context.repo({ username: context.payload.comment.user?.login ?? "" }));
-          await context.octokit.rest.issues.createComment(context.issue({ body: `echo (${perm.data.permission}): ${context.payload.comment.body}` }));
+          const config = await context.config<{ greeting?: string }>("echo.yml", { greeting: "hi" });
+          await context.octokit.rest.issues.createComment(context.issue({ body: `${config?.greeting ?? "?"} (${perm.data.permission}): ${context.payload.comment.body}` }));
         });
       },
       { probot },
@@ -587,7 +639,7 @@ describe("GitHub twin", () => {
     try {
       const { port } = server.address() as AddressInfo;
       twin.createApp({ appId: probotId, privateKey: key, webhookSecret: "probot-secret", webhookUrl: `http://127.0.0.1:${port}/api/github/webhooks`, slug: "echo" });
-      await twin.createRepo(OWNER, "echo-room", { "README.md": "echo\n" });
+      await twin.createRepo(OWNER, "echo-room", { "README.md": "echo\n", ".github/echo.yml": "greeting: echo\n" });
       await twin.installApp(OWNER, ["echo-room"], { appId: probotId });
       const issue = await twin.createIssue(OWNER, "echo-room", "bob", "Say something");
       await twin.postComment(OWNER, "echo-room", issue, "bob", "hello");

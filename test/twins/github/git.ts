@@ -519,10 +519,9 @@ export class GitRepo {
     }
   }
 
-  async validRefName(ref: string): Promise<boolean> {
-    if (!safeRef(ref)) return false;
-    const r = await this.git(["check-ref-format", ref], { ok: [0, 1] });
-    return r.code === 0;
+  /** `git check-ref-format` rules (checked here; they are pure string rules). */
+  validRefName(ref: string): boolean {
+    return safeRef(ref) && !ref.includes("@{") && !ref.endsWith(".") && ref !== "@" && ref.split("/").length >= 2;
   }
 
   /** Atomically moves a ref; with `oldSha` the update fails unless the ref is there (ZERO_SHA: absent). */
@@ -694,6 +693,14 @@ export class GitRepo {
       }
     });
     return entries;
+  }
+
+  /** `git diff` text between two tree-ishes (null = empty tree), as GitHub's diff media type serves it. */
+  async unifiedDiff(from: string | null, to: string): Promise<string> {
+    const fromTree = from ? await this.treeOf(from) : EMPTY_TREE;
+    const toTree = await this.treeOf(to);
+    if (!fromTree || !toTree) throw new GitError(`cannot diff ${from ?? "(empty)"}..${to}`, 128, "");
+    return (await this.git(["diff-tree", "-r", "-p", "--no-renames", "--no-color", fromTree, toTree])).stdout.toString("utf8");
   }
 
   /** `git archive --format=tar.gz` of a commit with a directory prefix. */

@@ -67,6 +67,16 @@ function json(status: number, body: unknown, headers?: Record<string, string>): 
   return { status, body, headers };
 }
 
+/** The format asked for in `Accept: application/vnd.github[.v3].<format>` (raw, diff, patch, ...). */
+function mediaFormat(ctx: RequestCtx): string | null {
+  const accept = String(ctx.headers.accept ?? "");
+  return /application\/vnd\.github(?:\.v3)?\.(raw|diff|patch|object|html|text|full)\b/.exec(accept)?.[1] ?? null;
+}
+
+function text(body: string | Buffer, contentType = "text/plain; charset=utf-8"): Reply {
+  return { status: 200, raw: Buffer.isBuffer(body) ? body : Buffer.from(body, "utf8"), headers: { "content-type": contentType } };
+}
+
 function obj(body: unknown): Record<string, unknown> {
   return body && typeof body === "object" && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
 }
@@ -362,6 +372,7 @@ async function contentsReply(ctx: RequestCtx, repo: RepoRecord, path: string): P
   const shape = contentEntryShape(repo, ref, entry, urls);
   if (entry.type === "commit") return json(200, { ...shape, submodule_git_url: "" });
   const data = await repo.git.readBlob(entry.sha);
+  if (mediaFormat(ctx) === "raw") return text(data);
   if (entry.mode === "120000") return json(200, { ...shape, target: data.toString("utf8") });
   return json(200, { ...shape, content: base64Wrapped(data), encoding: "base64" });
 }
@@ -479,7 +490,7 @@ function registerRepoAndGit(r: Router<RequestCtx>): void {
     const b = obj(ctx.body);
     const ref = reqString(b, "ref", "Reference");
     const sha = reqString(b, "sha", "Reference");
-    if (!/^refs\/[^/]+\/.+/.test(ref) || !(await repo.git.validRefName(ref))) {
+    if (!/^refs\/[^/]+\/.+/.test(ref) || !repo.git.validRefName(ref)) {
       throw new HttpError(422, "Reference name is invalid");
     }
     const type = await repo.git.objectType(sha);
@@ -556,6 +567,7 @@ function registerRepoAndGit(r: Router<RequestCtx>): void {
     const sha = p.file_sha ?? "";
     if ((await repo.git.objectType(sha)) !== "blob") throw notFound();
     const data = await repo.git.readBlob(sha);
+    if (mediaFormat(ctx) === "raw") return text(data, "application/octet-stream");
     return json(200, {
       sha,
       node_id: `B_${sha}`,
@@ -683,6 +695,8 @@ function registerRepoAndGit(r: Router<RequestCtx>): void {
       const repo = access(ctx, p, ["contents"], "read");
       const sha = await commitOrThrow(repo, p.ref ?? "");
       const info = await repo.git.readCommit(sha);
+      const format = mediaFormat(ctx);
+      if (format === "diff" || format === "patch") return text(await repo.git.unifiedDiff(info.parents[0] ?? null, sha));
       const files = await repo.git.diff(info.parents[0] ?? null, sha);
       return json(200, commitShape(repo, info, ctx.core.urls, (e) => ctx.core.userForEmail(e), files));
     },
@@ -788,7 +802,14 @@ function registerPulls(r: Router<RequestCtx>): void {
 
   r.on("GET", "/repos/{owner}/{repo}/pulls/{pull_number}", async (ctx, p) => {
     const repo = access(ctx, p, ["pull_requests"], "read");
-    return json(200, await ctx.core.pullShape(repo, pullOf(repo, p.pull_number), true));
+    const issue = pullOf(repo, p.pull_number);
+    const format = mediaFormat(ctx);
+    if ((format === "diff" || format === "patch") && issue.pull) {
+      const pull = issue.pull;
+      const baseHead = issue.state === "open" ? ((await ctx.core.branchSha(repo, pull.baseRef)) ?? pull.baseSha) : pull.baseSha;
+      return text(await repo.git.unifiedDiff((await repo.git.mergeBase(baseHead, pull.headSha)) ?? baseHead, pull.headSha));
+    }
+    return json(200, await ctx.core.pullShape(repo, issue, true));
   });
 
   r.on("PATCH", "/repos/{owner}/{repo}/pulls/{pull_number}", async (ctx, p) => {

@@ -782,16 +782,17 @@ export class GitHubTwin {
         this.send(res, reply, method);
         return;
       }
+      const match = this.router.match(method, path);
+      if (match && "route" in match) record.route = `${match.route.method} ${match.route.template}`;
+      // Credentials are checked before anything else, like GitHub (a bad token is 401 anywhere).
       if (auth instanceof HttpError) {
         record.auth = "invalid";
         throw auth;
       }
       record.auth = auth.kind;
       record.installationId = auth.kind === "installation" ? auth.installation.id : null;
-      const match = this.router.match(method, path);
       if (!match) throw new HttpError(404, "Not Found");
       if (!("route" in match)) throw new HttpError(405, "Method Not Allowed");
-      record.route = `${match.route.method} ${match.route.template}`;
       let body: unknown = null;
       if (raw.length > 0) {
         try {
