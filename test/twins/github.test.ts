@@ -553,6 +553,62 @@ describe("GitHub twin", () => {
     expect(mainPush?.payload).toMatchObject({ ref: "refs/heads/main", before: main0, forced: false, commits: [{ id: merged.data.sha, modified: ["train.py"] }] });
   });
 
+  it("writes files through the contents API and merges with the merge and rebase methods", async () => {
+    const created = await gh.rest.repos.createOrUpdateFileContents({
+      owner: OWNER,
+      repo: REPO,
+      path: "results/results.tsv",
+      message: "Add results",
+      content: Buffer.from("commit\tval_bpb\n").toString("base64"),
+    });
+    expect(created.status).toBe(201);
+    const blobSha = created.data.content?.sha ?? "";
+    await expect(
+      gh.rest.repos.createOrUpdateFileContents({ owner: OWNER, repo: REPO, path: "results/results.tsv", message: "x", content: "eA==" }),
+    ).rejects.toMatchObject({ status: 422 });
+    await expect(
+      gh.rest.repos.createOrUpdateFileContents({ owner: OWNER, repo: REPO, path: "results/results.tsv", message: "x", content: "eA==", sha: "0".repeat(40) }),
+    ).rejects.toMatchObject({ status: 409 });
+    const updated = await gh.rest.repos.createOrUpdateFileContents({
+      owner: OWNER,
+      repo: REPO,
+      path: "results/results.tsv",
+      message: "Append a result",
+      content: Buffer.from("commit\tval_bpb\nabc1234\t0.997900\n").toString("base64"),
+      sha: blobSha,
+    });
+    expect(updated.status).toBe(200);
+    expect(await twin.readFile(OWNER, REPO, "main", "results/results.tsv")).toBe("commit\tval_bpb\nabc1234\t0.997900\n");
+    const history = await gh.rest.repos.listCommits({ owner: OWNER, repo: REPO, path: "results/results.tsv" });
+    expect(history.data.map((c) => c.commit.message)).toEqual(["Append a result", "Add results"]);
+    const branches = await gh.paginate(gh.rest.repos.listBranches, { owner: OWNER, repo: REPO, per_page: 5 });
+    expect(branches.map((b) => b.name)).toContain("main");
+    const refs = await gh.rest.git.listMatchingRefs({ owner: OWNER, repo: REPO, ref: "heads/autoresearch/" });
+    expect(refs.data.every((r) => r.ref.startsWith("refs/heads/autoresearch/"))).toBe(true);
+
+    // merge: a two-parent commit; rebase: the PR's commits replayed one by one on the base.
+    await commitOnBranch("m-merge", { "merge.txt": "m\n" }, "Merge me");
+    const pm = await gh.rest.pulls.create({ owner: OWNER, repo: REPO, head: "m-merge", base: "main", title: "Merge me" });
+    const headM = (await twin.branchSha(OWNER, REPO, "m-merge")) ?? "";
+    const mainM = (await twin.branchSha(OWNER, REPO, "main")) ?? "";
+    const mm = await gh.rest.pulls.merge({ owner: OWNER, repo: REPO, pull_number: pm.data.number, merge_method: "merge" });
+    expect((await twin.log(OWNER, REPO, "main", 1))[0]).toMatchObject({ sha: mm.data.sha, parents: [mainM, headM] });
+    await commitOnBranch("m-rebase", { "r1.txt": "1\n" }, "First");
+    await commitOnBranch("m-rebase", { "r2.txt": "2\n", "train.py": TRAIN.replace("BATCH = 64", "BATCH = 32") }, "Second");
+    await twin.pushCommit(OWNER, REPO, "main", { "program.md": "# Moved\n" }, "Move main", { user: "carol" });
+    const pr = await gh.rest.pulls.create({ owner: OWNER, repo: REPO, head: "m-rebase", base: "main", title: "Rebase me" });
+    const rm = await gh.rest.pulls.merge({ owner: OWNER, repo: REPO, pull_number: pr.data.number, merge_method: "rebase" });
+    const top = await twin.log(OWNER, REPO, "main", 3);
+    expect(top.map((c) => [c.message, c.parents.length])).toEqual([
+      ["Second", 1],
+      ["First", 1],
+      ["Move main", 1],
+    ]);
+    expect(top[0]?.sha).toBe(rm.data.sha);
+    expect(await twin.readFile(OWNER, REPO, "main", "train.py")).toContain("BATCH = 32");
+    expect(await twin.readFile(OWNER, REPO, "main", "program.md")).toBe("# Moved\n");
+  });
+
   it("redirects tarball downloads to an archive of the exact commit", async () => {
     const sha = (await twin.branchSha(OWNER, REPO, "main")) ?? "";
     const res = await gh.rest.repos.downloadTarballArchive({ owner: OWNER, repo: REPO, ref: "main" });
@@ -562,7 +618,8 @@ describe("GitHub twin", () => {
       writeFileSync(join(dir, "repo.tar.gz"), Buffer.from(res.data as ArrayBuffer));
       execFileSync("tar", ["-xzf", "repo.tar.gz"], { cwd: dir });
       const root = `${OWNER}-${REPO}-${sha.slice(0, 7)}`;
-      expect(readFileSync(join(dir, root, "train.py"), "utf8")).toContain("LR = 0.05");
+      expect(readFileSync(join(dir, root, "train.py"), "utf8")).toBe(await twin.readFile(OWNER, REPO, sha, "train.py"));
+      expect(readFileSync(join(dir, root, "results", "results.tsv"), "utf8")).toContain("0.997900");
       expect(readFileSync(join(dir, root, "trainer", "prepare.py"), "utf8")).toBe("DATA = 'brown'\n");
     } finally {
       rmSync(dir, { recursive: true, force: true });
