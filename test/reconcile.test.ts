@@ -1,0 +1,909 @@
+// The experiment loop, specified through what people see on GitHub: pull requests, their
+// labels and hidden records, check runs and comments. Every test drives reconcile() the way
+// the controller does, pass after pass, against in-memory fakes of GitHub, the runner and the
+// proposer; training runs are finished by hand with the result the harness would report.
+import { describe, expect, it } from "vitest";
+import { CONFIG_PATH } from "../src/config.js";
+import { decodeRecord } from "../src/ledger.js";
+import { reconcile, type ReconcileReport } from "../src/reconcile.js";
+import {
+  change,
+  crashed,
+  FakeGitHub,
+  FakeRunner,
+  infraFailure,
+  measured,
+  ScriptedProposer,
+  timedOut,
+  type ScriptStep,
+} from "./support/fakes.js";
+
+// ------------------------------------------------------------------ the research repository
+
+const TRAIN_PY = `import os
+
+DEPTH = 4
+LR = 0.04
+WARMUP = 100
+BATCH_SIZE = 32
+
+
+def main():
+    budget = int(os.environ.get("AUTORESEARCH_TIME_BUDGET", "300"))
+    print("training for", budget, "seconds at lr", LR)
+
+
+if __name__ == "__main__":
+    main()
+`;
+
+const PROGRAM_MD = "# Tonight\n\nFocus on the optimizer: the learning rate and its warmup.\n";
+const PREPARE_PY = "# data preparation and evaluation: fixed\nprint('prepared')\n";
+
+interface WorldOptions {
+  /** Text of .github/autoresearch.yml; null: no file (all defaults). */
+  config?: string | null;
+  /** Files to add or (null) remove from the initial commit. */
+  files?: Record<string, string | null>;
+  runnerSlots?: number;
+  now?: string;
+}
+
+interface World {
+  gh: FakeGitHub;
+  runner: FakeRunner;
+  proposer: ScriptedProposer;
+  clock: { now: Date };
+  /** One reconcile pass. */
+  pass(): Promise<ReconcileReport>;
+  /**
+   * Passes until one changes nothing on GitHub or in the runner (as the controller's
+   * triggers would); fails on an unexpected error in a report.
+   */
+  settle(o?: { allowErrors?: boolean }): Promise<ReconcileReport[]>;
+}
+
+function world(o: WorldOptions = {}): World {
+  const files: Record<string, string> = {
+    "program.md": PROGRAM_MD,
+    "train.py": TRAIN_PY,
+    "prepare.py": PREPARE_PY,
+    "README.md": "# research\n",
+  };
+  const config = o.config === undefined ? "min_delta: 0.001\n" : o.config;
+  if (config !== null) files[CONFIG_PATH] = config;
+  for (const [p, t] of Object.entries(o.files ?? {})) {
+    if (t === null) delete files[p];
+    else files[p] = t;
+  }
+  const gh = new FakeGitHub({ files });
+  const runner = new FakeRunner(o.runnerSlots ?? 1);
+  const proposer = new ScriptedProposer();
+  const clock = { now: new Date(o.now ?? "2025-03-01T23:00:00Z") };
+  const pass = () => reconcile({ gh, runner, proposerFor: () => proposer, env: {}, now: () => clock.now });
+  return {
+    gh,
+    runner,
+    proposer,
+    clock,
+    pass,
+    async settle({ allowErrors = false } = {}) {
+      const reports: ReconcileReport[] = [];
+      for (let i = 0; i < 12; i++) {
+        const before = [gh.revision, runner.revision];
+        const report = await pass();
+        reports.push(report);
+        if (!allowErrors && report.errors.length) throw new Error(`the pass reported errors: ${report.errors.join("; ")}`);
+        if (!report.again && gh.revision === before[0] && runner.revision === before[1]) return reports;
+      }
+      throw new Error("the loop did not settle within 12 passes");
+    },
+  };
+}
+
+/** The open PR of experiment n with its run in flight: the run id. */
+function runOf(w: World, n: number): string {
+  return w.runner.runOf(w.gh.pullOf(n).number);
+}
+
+/**
+ * A world whose baseline (experiment 1) measured `baselineBpb` and whose experiment 2 trains:
+ * by default it raises LR from 0.04 to 0.05 (later proposals come from the built-in proposer
+ * unless the test queues its own).
+ */
+async function measuredBaseline(
+  o: WorldOptions & { baselineBpb?: number; proposals?: ScriptStep[] } = {},
+): Promise<World> {
+  const w = world(o);
+  w.proposer.queue(...(o.proposals ?? [change("LR = 0.04", "LR = 0.05", "LR: 0.04 → 0.05")]));
+  await w.settle();
+  w.runner.finish(runOf(w, 1), measured(o.baselineBpb ?? 1.0));
+  await w.settle();
+  return w;
+}
+
+const allErrors = (reports: ReconcileReport[]) => reports.flatMap((r) => r.errors);
+
+// ================================================================== specification
+
+describe("before the loop can start", () => {
+  it("reports an invalid .github/autoresearch.yml as a failed `autoresearch` check on the default branch head, naming the field", async () => {
+    const w = world({ config: "slots: zero\nbudget_secnds: 60\n" });
+    const [report] = await w.settle();
+
+    const check = w.gh.checkRun(w.gh.head(), "autoresearch");
+    expect(check.status).toBe("completed");
+    expect(check.conclusion).toBe("failure");
+    expect(check.output.title).toBe(".github/autoresearch.yml is invalid");
+    expect(check.output.summary).toContain('slots: must be a number, got the text "zero"');
+    expect(check.output.summary).toContain("budget_secnds: unknown key (did you mean budget_seconds?)");
+    expect(report!.waiting).toContain("invalid config");
+    expect(w.gh.pulls).toHaveLength(0);
+    expect(w.gh.callsTo("commitFiles")).toHaveLength(0);
+    expect(w.runner.submitted).toHaveLength(0);
+  });
+
+  it("starts once a push fixes the config", async () => {
+    const w = world({ config: "slots: zero\n" });
+    await w.settle();
+    const broken = w.gh.head();
+
+    const fixed = w.gh.pushToDefault({ [CONFIG_PATH]: "slots: 1\n" }, "Fix the autoresearch config");
+    await w.settle();
+
+    expect(w.gh.checkRunsOn(fixed, "autoresearch")).toHaveLength(0);
+    expect(w.gh.checkRun(broken, "autoresearch").conclusion).toBe("failure");
+    expect(w.gh.openPulls()).toHaveLength(1);
+    expect(w.gh.record(w.gh.openPulls()[0]!.number).kind).toBe("baseline");
+    expect(w.runner.inFlight()).toHaveLength(1);
+  });
+
+  it("reports a missing program.md the same way, and waits", async () => {
+    const w = world({ files: { "program.md": null } });
+    const [report] = await w.settle();
+
+    const check = w.gh.checkRun(w.gh.head(), "autoresearch");
+    expect(check.conclusion).toBe("failure");
+    expect(check.output.title).toBe("autoresearch cannot start");
+    expect(check.output.summary).toContain("program.md was not found on main");
+    expect(report!.waiting).toContain("program.md");
+    expect(w.gh.pulls).toHaveLength(0);
+    expect(w.runner.submitted).toHaveLength(0);
+
+    w.gh.pushToDefault({ "program.md": PROGRAM_MD }, "Add the research program");
+    await w.settle();
+    expect(w.gh.openPulls()).toHaveLength(1);
+  });
+
+  it("reports a missing editable file (train.py under the configured workdir)", async () => {
+    const w = world({ config: "workdir: trainer\nprepare_files: []\n" });
+    await w.settle();
+
+    const check = w.gh.checkRun(w.gh.head(), "autoresearch");
+    expect(check.conclusion).toBe("failure");
+    expect(check.output.summary).toContain("editable file trainer/train.py was not found on main");
+    expect(w.gh.pulls).toHaveLength(0);
+  });
+});
+
+describe("the baseline", () => {
+  it("is the first experiment: an empty commit on the default branch head, labelled autoresearch + baseline + running, trained at once", async () => {
+    const w = world();
+    const main = w.gh.head();
+    const [first] = await w.settle();
+
+    expect(first!.proposed).toEqual([1]);
+    expect(w.gh.pulls).toHaveLength(1);
+    const pr = w.gh.pulls[0]!;
+    expect(pr.title).toBe("[autoresearch 1] Baseline: measure the current train.py");
+    expect(pr.state).toBe("open");
+    expect(pr.base).toBe("main");
+    expect(pr.head).toMatch(/^autoresearch\/1-baseline/);
+    expect(pr.labels).toEqual(["autoresearch", "autoresearch:baseline", "autoresearch:running"]);
+    expect(w.gh.commit(pr.headSha).parents).toEqual([main]);
+    expect(w.gh.changedPaths(pr.headSha)).toEqual([]);
+
+    const record = w.gh.record(pr.number);
+    expect(record).toMatchObject({ n: 1, kind: "baseline", state: "running", attempt: 1, baseSha: main, headSha: pr.headSha });
+    expect(record.measurements).toEqual([]);
+
+    expect(w.runner.submitted).toHaveLength(1);
+    const spec = w.runner.submitted[0]!;
+    expect(spec).toMatchObject({ runId: "acme-research-1-1", pull: pr.number, sha: pr.headSha, budgetSeconds: 300, trainCmd: "python3 train.py" });
+    expect(spec.source.url).toContain(pr.headSha);
+
+    const check = w.gh.checkRun(pr.headSha, "val_bpb");
+    expect(check.status).toBe("in_progress");
+    expect(check.output.title).toBe("Training for 300 s");
+  });
+
+  it("is not opened twice: a pass with nothing new changes nothing and writes nothing", async () => {
+    const w = world();
+    await w.pass();
+    const writes = w.gh.writes;
+    const calls = w.runner.submitCalls;
+
+    const again = await w.pass();
+    await w.pass();
+
+    expect(w.gh.pulls).toHaveLength(1);
+    expect(w.runner.submitted).toHaveLength(1);
+    expect(w.runner.submitCalls).toBe(calls);
+    expect(w.gh.writes).toBe(writes);
+    expect(w.runner.cancelled).toEqual([]);
+    expect(w.runner.inFlight()).toEqual(["acme-research-1-1"]);
+    expect(again.proposed).toEqual([]);
+    expect(again.errors).toEqual([]);
+    expect(again.waiting).toMatch(/slot/);
+  });
+
+  it("costs a handful of reads per quiet pass: the default branch, three files and the ledger", async () => {
+    const w = world();
+    await w.settle();
+    const reads = w.gh.reads;
+    await w.pass();
+    expect(w.gh.calls.slice(-6).map((c) => c.op)).toEqual([
+      "getDefaultBranch",
+      "getBranchSha",
+      "readFile",
+      "readFile",
+      "readFile",
+      "listExperimentPulls",
+    ]);
+    expect(w.gh.reads - reads).toBe(6);
+  });
+
+  it("when measured: records val_bpb, completes the check, closes the PR with a comment and opens the first experiment", async () => {
+    const w = world();
+    w.proposer.queue(change("LR = 0.04", "LR = 0.06", "LR: 0.04 → 0.06"));
+    await w.settle();
+    const baseline = w.gh.pullOf(1);
+    const main = w.gh.head();
+
+    w.runner.finish("acme-research-1-1", measured(0.998));
+    const [report] = await w.settle();
+
+    expect(report!.finished).toEqual([{ n: 1, verdict: "keep", valBpb: 0.998 }]);
+    expect(baseline.state).toBe("closed");
+    expect(baseline.merged).toBe(false);
+    expect(baseline.labels).toEqual(["autoresearch", "autoresearch:baseline", "autoresearch:keep"]);
+    expect(w.gh.commentsOn(baseline.number).join("\n")).toMatch(/Baseline measured: val_bpb 0\.998000/);
+    expect(w.gh.branches.has(baseline.head)).toBe(false);
+    const record = w.gh.record(baseline.number);
+    expect(record.state).toBe("kept");
+    expect(record.measurements.map((m) => m.result.val_bpb)).toEqual([0.998]);
+    const check = w.gh.checkRun(baseline.headSha, "val_bpb");
+    expect(check).toMatchObject({ status: "completed", conclusion: "success" });
+    expect(check.output.title).toBe("val_bpb 0.998000");
+    expect(w.runner.cleaned).toEqual(["acme-research-1-1"]);
+
+    // The same pass proposed experiment 2 from program.md and the current train.py.
+    expect(report!.proposed).toEqual([2]);
+    expect(w.proposer.requests).toHaveLength(1);
+    const req = w.proposer.requests[0]!;
+    expect(req.guidance).toBe(PROGRAM_MD);
+    expect(req.files).toEqual({ "train.py": TRAIN_PY });
+    expect(req.bestBpb).toBe(0.998);
+    expect(req.history.map((h) => [h.n, h.outcome])).toEqual([[1, "baseline"]]);
+
+    const exp = w.gh.pullOf(2);
+    expect(exp.title).toBe("[autoresearch 2] LR: 0.04 → 0.06");
+    expect(exp.labels).toEqual(["autoresearch", "autoresearch:running"]);
+    expect(w.gh.commit(exp.headSha).parents).toEqual([main]);
+    expect(w.gh.changedPaths(exp.headSha)).toEqual(["train.py"]);
+    expect(w.gh.file("train.py", exp.headSha)).toBe(TRAIN_PY.replace("LR = 0.04", "LR = 0.06"));
+    expect(w.gh.record(exp.number)).toMatchObject({ kind: "experiment", state: "running", baselineBpb: 0.998, baselineN: 1 });
+    expect(exp.body).toContain("**Hypothesis.**");
+    expect(exp.body).toContain("+LR = 0.06");
+    expect(w.runner.runOf(exp.number)).toBe("acme-research-2-1");
+  });
+});
+
+describe("a project in a subdirectory", () => {
+  it("trains in the configured workdir with the configured budget, and experiments change only workdir/train.py", async () => {
+    const w = await measuredBaseline({
+      config: "workdir: trainer\nbudget_seconds: 60\ntimeout_seconds: 200\nprepare_command: null\n",
+      files: { "train.py": null, "prepare.py": null, "trainer/train.py": TRAIN_PY, "trainer/prepare.py": PREPARE_PY },
+    });
+    const spec = w.runner.spec(runOf(w, 2));
+    expect(spec).toMatchObject({ workdir: "trainer", budgetSeconds: 60, timeoutSeconds: 200, prepareCmd: null, prepareFiles: ["prepare.py"] });
+    const pr = w.gh.pullOf(2);
+    expect(w.gh.changedPaths(pr.headSha)).toEqual(["trainer/train.py"]);
+    expect(w.gh.checkRun(pr.headSha, "val_bpb").output.title).toBe("Training for 60 s");
+  });
+});
+
+describe("deciding an experiment", () => {
+  it("keeps an improvement beyond min_delta: check success, squash-merged with the measured sha as guard", async () => {
+    const w = await measuredBaseline({ baselineBpb: 1.0 });
+    const pr = w.gh.pullOf(2);
+    const measuredSha = pr.headSha;
+    const edited = w.gh.file("train.py", measuredSha);
+
+    w.runner.finish(runOf(w, 2), measured(0.99));
+    const [decided] = await w.settle();
+
+    expect(decided!.finished).toEqual([{ n: 2, verdict: "keep", valBpb: 0.99 }]);
+    expect(decided!.again).toBe(true);
+    const check = w.gh.checkRun(measuredSha, "val_bpb");
+    expect(check).toMatchObject({ status: "completed", conclusion: "success" });
+    expect(check.output.title).toBe("val_bpb 0.990000 (−0.010000 vs baseline)");
+    expect(check.output.summary).toContain("**Decision: keep.**");
+
+    const merges = w.gh.callsTo("mergePull");
+    expect(merges).toHaveLength(1);
+    expect(merges[0]!.args[1]).toBe(measuredSha);
+    expect(pr.merged).toBe(true);
+    expect(pr.labels).toEqual(["autoresearch", "autoresearch:keep"]);
+    expect(w.gh.record(pr.number)).toMatchObject({ state: "kept", decision: { verdict: "keep", delta: -0.01 } });
+    expect(w.gh.head()).toBe(pr.mergeCommitSha);
+    expect(w.gh.file("train.py")).toBe(edited);
+    expect(w.gh.branches.has(pr.head)).toBe(false);
+
+    // The kept measurement is the new figure to beat: no second baseline is needed.
+    const next = w.gh.pullOf(3);
+    expect(w.gh.record(next.number)).toMatchObject({ kind: "experiment", baselineBpb: 0.99, baselineN: 2, baseSha: w.gh.head() });
+  });
+
+  it("discards a regression: check failure, PR closed unmerged with the reason", async () => {
+    const w = await measuredBaseline({ baselineBpb: 1.0 });
+    const pr = w.gh.pullOf(2);
+
+    w.runner.finish(runOf(w, 2), measured(1.02));
+    await w.settle();
+
+    const check = w.gh.checkRun(pr.headSha, "val_bpb");
+    expect(check.conclusion).toBe("failure");
+    expect(check.output.title).toBe("val_bpb 1.020000 (+0.020000 vs baseline)");
+    expect(pr).toMatchObject({ state: "closed", merged: false, labels: ["autoresearch", "autoresearch:discard"] });
+    expect(w.gh.commentsOn(pr.number)).toEqual([expect.stringMatching(/^Closed: not an improvement\. .*worse than the baseline/)]);
+    expect(w.gh.record(pr.number)).toMatchObject({ state: "discarded", decision: { verdict: "discard", delta: 0.02 } });
+    expect(w.gh.callsTo("mergePull")).toHaveLength(0);
+    expect(w.gh.branches.has(pr.head)).toBe(false);
+    // The loop goes on against the unchanged baseline.
+    expect(w.gh.record(w.gh.pullOf(3).number).baselineBpb).toBe(1.0);
+    expect(w.proposer.requests[1]!.history.find((h) => h.n === 2)?.outcome).toBe("worse");
+  });
+
+  it("discards a change within noise as neutral, and tells the proposer it was noise, not worse", async () => {
+    const w = await measuredBaseline({ baselineBpb: 1.0 });
+    const pr = w.gh.pullOf(2);
+
+    w.runner.finish(runOf(w, 2), measured(0.9995));
+    await w.settle();
+
+    const check = w.gh.checkRun(pr.headSha, "val_bpb");
+    expect(check.conclusion).toBe("neutral");
+    expect(check.output.summary).toContain("within noise");
+    expect(pr).toMatchObject({ state: "closed", merged: false, labels: ["autoresearch", "autoresearch:discard"] });
+    expect(w.proposer.requests[1]!.history.find((h) => h.n === 2)?.outcome).toBe("within noise");
+  });
+
+  it("closes a crash with the reason and the log tail in the check run", async () => {
+    const w = await measuredBaseline();
+    const pr = w.gh.pullOf(2);
+
+    w.runner.finish(runOf(w, 2), crashed("RuntimeError: mat1 and mat2 shapes cannot be multiplied", "step 12\rTraceback ...\nRuntimeError: mat1 and mat2 shapes cannot be multiplied\n"));
+    await w.settle();
+
+    const check = w.gh.checkRun(pr.headSha, "val_bpb");
+    expect(check.conclusion).toBe("failure");
+    expect(check.output.title).toBe("crash: RuntimeError: mat1 and mat2 shapes cannot be multiplied");
+    expect(check.output.text).toContain("**Reason:** RuntimeError: mat1 and mat2 shapes cannot be multiplied");
+    expect(check.output.text).toContain("Traceback ...");
+    expect(pr).toMatchObject({ state: "closed", merged: false, labels: ["autoresearch", "autoresearch:crash"] });
+    expect(w.gh.commentsOn(pr.number)[0]).toMatch(/^Closed: the run crashed\. The run crashed \(exit code 1\): RuntimeError/);
+    expect(w.gh.record(pr.number)).toMatchObject({ state: "crashed", decision: { verdict: "crash" } });
+    expect(pr.body).toContain("End of the log of the last run");
+  });
+
+  it("closes a run past its deadline as timed_out", async () => {
+    const w = await measuredBaseline();
+    const pr = w.gh.pullOf(2);
+
+    w.runner.finish(runOf(w, 2), timedOut(720));
+    await w.settle();
+
+    const check = w.gh.checkRun(pr.headSha, "val_bpb");
+    expect(check.conclusion).toBe("timed_out");
+    expect(check.output.title).toBe("timeout: killed after 720 s");
+    expect(pr).toMatchObject({ state: "closed", labels: ["autoresearch", "autoresearch:crash"] });
+  });
+
+  it("records a result once, even when the runner reports it to several passes", async () => {
+    const w = await measuredBaseline();
+    const pr = w.gh.pullOf(2);
+    w.runner.finish(runOf(w, 2), measured(1.01));
+    await w.pass();
+    await w.pass();
+    await w.pass();
+
+    expect(w.gh.record(pr.number).measurements).toHaveLength(1);
+    expect(w.gh.commentsOn(pr.number)).toHaveLength(1);
+  });
+});
+
+describe("infrastructure failures", () => {
+  it("measures again with a new run id when the repository could not be fetched; it is not a crash", async () => {
+    const w = await measuredBaseline({ baselineBpb: 1.0 });
+    const pr = w.gh.pullOf(2);
+
+    w.runner.finish("acme-research-2-1", infraFailure("fetch"));
+    await w.settle();
+
+    const first = w.gh.checkRunsOn(pr.headSha, "val_bpb").find((c) => c.externalId === "acme-research-2-1")!;
+    expect(first).toMatchObject({ status: "completed", conclusion: "neutral" });
+    expect(first.output.title).toBe("Measuring again");
+    expect(first.output.summary).toContain("Attempt 1 of 3 failed before training (fetch");
+    expect(w.runner.inFlight()).toEqual(["acme-research-2-2"]);
+    expect(w.gh.record(pr.number)).toMatchObject({ state: "running", attempt: 2, decision: null });
+    expect(pr.state).toBe("open");
+    expect(pr.labels).toEqual(["autoresearch", "autoresearch:running"]);
+
+    w.runner.finish("acme-research-2-2", measured(0.99));
+    await w.settle();
+    expect(pr.merged).toBe(true);
+    const record = w.gh.record(pr.number);
+    expect(record.decision).toMatchObject({ verdict: "keep", delta: -0.01 });
+    expect(record.measurements.map((m) => m.runId)).toEqual(["acme-research-2-1", "acme-research-2-2"]);
+  });
+
+  it("gives up after the maximum number of attempts and reports a crash", async () => {
+    const w = await measuredBaseline();
+    const pr = w.gh.pullOf(2);
+
+    for (const attempt of [1, 2, 3]) {
+      w.runner.finish(`acme-research-2-${attempt}`, infraFailure("prepare", "prepare.py exited with 1"));
+      await w.settle();
+    }
+
+    expect(w.runner.submitted.filter((s) => s.pull === pr.number).map((s) => s.runId)).toEqual([
+      "acme-research-2-1",
+      "acme-research-2-2",
+      "acme-research-2-3",
+    ]);
+    expect(pr).toMatchObject({ state: "closed", labels: ["autoresearch", "autoresearch:crash"] });
+    const check = w.gh.checkRunsOn(pr.headSha, "val_bpb").find((c) => c.externalId === "acme-research-2-3")!;
+    expect(check.conclusion).toBe("failure");
+    expect(check.output.summary).toContain("All 3 attempts failed before training; the last one at prepare");
+  });
+
+  it("submits a run again when the runner lost it", async () => {
+    const w = await measuredBaseline();
+    w.runner.lose("acme-research-2-1");
+    await w.settle();
+
+    expect(w.runner.inFlight()).toEqual(["acme-research-2-1"]);
+    expect(w.gh.pullOf(2).state).toBe("open");
+  });
+});
+
+describe("the merged tree is the measured tree", () => {
+  it("does not merge when the default branch moved while the experiment ran; it re-applies the change on the new head and merges after measuring it again", async () => {
+    const w = await measuredBaseline({ baselineBpb: 1.0 });
+    const pr = w.gh.pullOf(2);
+    const firstSha = pr.headSha;
+    const moved = w.gh.pushToDefault({ "README.md": "# research\n\nNotes by a person.\n" });
+
+    w.runner.finish("acme-research-2-1", measured(0.99));
+    await w.settle();
+
+    expect(w.gh.callsTo("mergePull")).toHaveLength(0);
+    expect(pr.state).toBe("open");
+    expect(pr.merged).toBe(false);
+    expect(pr.headSha).not.toBe(firstSha);
+    expect(w.gh.commit(pr.headSha).parents).toEqual([moved]);
+    expect(w.gh.changedPaths(pr.headSha)).toEqual(["train.py"]);
+    expect(w.gh.commentsOn(pr.number).join("\n")).toMatch(/main moved to .* will be measured again before any merge/);
+    expect(w.gh.checkRun(firstSha, "val_bpb").conclusion).toBe("success");
+    const record = w.gh.record(pr.number);
+    expect(record).toMatchObject({ state: "running", attempt: 2, baseSha: moved, headSha: pr.headSha, baselineBpb: 1.0 });
+    expect(record.measurements).toEqual([]);
+    expect(w.runner.inFlight()).toEqual(["acme-research-2-2"]);
+    expect(w.runner.spec("acme-research-2-2").sha).toBe(pr.headSha);
+
+    w.runner.finish("acme-research-2-2", measured(0.992));
+    await w.settle();
+
+    const merges = w.gh.callsTo("mergePull");
+    expect(merges).toHaveLength(1);
+    expect(merges[0]!.args[1]).toBe(w.gh.record(pr.number).headSha);
+    expect(pr.merged).toBe(true);
+    expect(w.gh.file("README.md")).toContain("Notes by a person");
+    expect(w.gh.file("train.py")).toBe(w.gh.file("train.py", record.headSha));
+  });
+
+  it("measures a new baseline first when a person changed train.py meanwhile, then the experiment against it", async () => {
+    const w = await measuredBaseline({ baselineBpb: 1.0 });
+    const pr = w.gh.pullOf(2);
+    const humanTrain = w.gh.file("train.py")!.replace("WARMUP = 100", "WARMUP = 200");
+    w.gh.pushToDefault({ "train.py": humanTrain }, "Longer warmup");
+
+    w.runner.finish("acme-research-2-1", measured(0.99));
+    await w.settle();
+
+    // Experiment 2 waits, re-applied on the new head; the new head's tree is measured first.
+    expect(pr.state).toBe("open");
+    expect(w.gh.file("train.py", pr.headSha)).toBe(humanTrain.replace("LR = 0.04", "LR = 0.05"));
+    expect(w.gh.record(pr.number)).toMatchObject({ state: "queued", baselineBpb: null });
+    const baseline = w.gh.pullOf(3);
+    expect(w.gh.record(baseline.number)).toMatchObject({ kind: "baseline", state: "running", baseSha: w.gh.head() });
+    expect(w.runner.inFlight()).toEqual([w.runner.runOf(baseline.number)]);
+
+    w.runner.finish(w.runner.runOf(baseline.number), measured(1.01));
+    await w.settle();
+    expect(w.gh.record(pr.number)).toMatchObject({ state: "running", attempt: 2, baselineBpb: 1.01, baselineN: 3 });
+    expect(w.runner.inFlight()).toEqual(["acme-research-2-2"]);
+    expect(w.runner.peakInFlight).toBe(1);
+
+    w.runner.finish("acme-research-2-2", measured(1.0));
+    await w.settle();
+    expect(pr.merged).toBe(true);
+    expect(w.gh.file("train.py")).toBe(humanTrain.replace("LR = 0.04", "LR = 0.05"));
+  });
+
+  it("closes an improvement as superseded, with the reason, when its edit no longer applies to the moved default branch", async () => {
+    const w = await measuredBaseline({ baselineBpb: 1.0 });
+    const pr = w.gh.pullOf(2);
+    const searched = w.gh.record(pr.number).edits[0]!.search;
+    w.gh.pushToDefault({ "train.py": w.gh.file("train.py")!.replace(searched, "LR = 0.03") }, "Set the learning rate by hand");
+
+    w.runner.finish("acme-research-2-1", measured(0.99));
+    await w.settle();
+
+    expect(w.gh.callsTo("mergePull")).toHaveLength(0);
+    expect(pr).toMatchObject({ state: "closed", merged: false, labels: ["autoresearch", "autoresearch:superseded"] });
+    const record = w.gh.record(pr.number);
+    expect(record.state).toBe("superseded");
+    expect(record.decision!.reasons.join(" ")).toMatch(/It improved val_bpb, but main moved and the change no longer applies: edit 1: the search text was not found in train\.py/);
+    expect(w.gh.commentsOn(pr.number)[0]).toMatch(/^Closed as superseded\./);
+    // The moved head gets its own baseline.
+    expect(w.gh.record(w.gh.pullOf(3).number).kind).toBe("baseline");
+  });
+
+  it("merges only one of two improvements finished in the same pass; the other is re-applied and measured on the new head", async () => {
+    const w = await measuredBaseline({
+      config: "slots: 2\n",
+      runnerSlots: 2,
+      baselineBpb: 1.0,
+      proposals: [change("LR = 0.04", "LR = 0.05"), change("WARMUP = 100", "WARMUP = 50")],
+    });
+    const a = w.gh.pullOf(2);
+    const b = w.gh.pullOf(3);
+    expect(w.runner.inFlight()).toEqual(["acme-research-2-1", "acme-research-3-1"]);
+
+    w.runner.finish("acme-research-2-1", measured(0.99));
+    w.runner.finish("acme-research-3-1", measured(0.995));
+    await w.settle();
+
+    expect(a.merged).toBe(true);
+    expect(b.merged).toBe(false);
+    expect(b.state).toBe("open");
+    expect(w.gh.callsTo("mergePull").map((c) => c.args[0])).toEqual([a.number]);
+    expect(w.gh.commit(b.headSha).parents).toEqual([w.gh.head()]);
+    expect(w.gh.record(b.number)).toMatchObject({ state: "running", attempt: 2, baselineBpb: 0.99, baselineN: 2 });
+
+    w.runner.finish("acme-research-3-2", measured(0.985));
+    await w.settle();
+    expect(b.merged).toBe(true);
+    expect(w.gh.file("train.py")).toContain("WARMUP = 50");
+    expect(w.gh.file("train.py")).toBe(w.gh.file("train.py", w.gh.record(b.number).headSha));
+  });
+
+  it("does not measure again when GitHub refuses the merge of a current PR; it retries the merge on the next pass", async () => {
+    const w = await measuredBaseline({ baselineBpb: 1.0 });
+    const pr = w.gh.pullOf(2);
+    w.gh.refuseNextMerge();
+
+    w.runner.finish("acme-research-2-1", measured(0.99));
+    const first = await w.pass();
+
+    expect(first.errors.join()).toMatch(/merge refused .*approving review/);
+    expect(pr).toMatchObject({ state: "open", merged: false, labels: ["autoresearch", "autoresearch:keep"] });
+    expect(w.runner.submitted.filter((s) => s.pull === pr.number)).toHaveLength(1);
+
+    await w.settle();
+    expect(pr.merged).toBe(true);
+    expect(w.runner.submitted.filter((s) => s.pull === pr.number)).toHaveLength(1);
+  });
+});
+
+describe("proposals", () => {
+  it("rejects a proposal that touches a non-editable file before any branch or PR exists, reports it, and tries again on the next pass", async () => {
+    const w = world();
+    await w.settle();
+    w.proposer.queue(change("print('prepared')", "print('prepared!')", "Tweak the evaluation", "prepare.py"));
+    w.runner.finish("acme-research-1-1", measured(1.0));
+    const commitsBefore = w.gh.callsTo("commitFiles").length;
+
+    const report = await w.pass();
+
+    expect(report.errors).toEqual([
+      "proposal failed: the proposal from scripted does not apply: edit 1 touches prepare.py, but only [train.py] may change",
+    ]);
+    expect(w.gh.callsTo("commitFiles")).toHaveLength(commitsBefore);
+    expect(w.gh.callsTo("createPull")).toHaveLength(1);
+    expect([...w.gh.branches.keys()]).toEqual(["main"]);
+    const check = w.gh.checkRunsOn(w.gh.head(), "autoresearch").find((c) => c.externalId === "proposer")!;
+    expect(check.conclusion).toBe("failure");
+    expect(check.output.summary).toContain("touches prepare.py");
+    // Nothing lost: the baseline that finished in the same pass is recorded.
+    expect(w.gh.record(w.gh.pullOf(1).number).state).toBe("kept");
+
+    await w.settle();
+    const exp = w.gh.pullOf(2);
+    expect(exp.state).toBe("open");
+    expect(w.gh.changedPaths(exp.headSha)).toEqual(["train.py"]);
+    expect(w.gh.file("prepare.py", exp.headSha)).toBe(PREPARE_PY);
+  });
+
+  it("reports a proposer that throws, creates nothing, and asks again on the next pass", async () => {
+    const w = await measuredBaseline();
+    w.runner.finish(runOf(w, 2), measured(1.01));
+    w.proposer.queue(new Error("the endpoint timed out after 60 s"));
+
+    const report = await w.pass();
+
+    expect(report.errors).toEqual(["proposal failed: the endpoint timed out after 60 s"]);
+    expect(report.waiting).toBe("proposal failed: the endpoint timed out after 60 s");
+    expect(report.proposed).toEqual([]);
+    expect(w.gh.openPulls()).toHaveLength(0);
+    const check = w.gh.checkRunsOn(w.gh.head(), "autoresearch").find((c) => c.externalId === "proposer")!;
+    expect(check).toMatchObject({ conclusion: "failure" });
+    expect(check.output.title).toBe("The next experiment could not be proposed");
+
+    const next = await w.pass();
+    expect(next.errors).toEqual([]);
+    expect(next.proposed).toEqual([3]);
+    expect(w.gh.openPulls().map((p) => w.gh.record(p.number).n)).toEqual([3]);
+  });
+
+  it("rejects a proposal that repeats an earlier experiment", async () => {
+    const w = world();
+    w.proposer.queue(change("LR = 0.04", "LR = 0.05"));
+    await w.settle();
+    w.runner.finish("acme-research-1-1", measured(1.0));
+    await w.settle();
+    w.runner.finish(runOf(w, 2), measured(1.01));
+    w.proposer.queue(change("LR = 0.04", "LR = 0.05", "The same again"));
+
+    const report = await w.pass();
+
+    expect(report.errors).toEqual(["proposal failed: the proposal from scripted repeats an earlier experiment"]);
+    expect(w.gh.openPulls()).toHaveLength(0);
+  });
+
+  it("shows the proposer the history: kept, worse, within noise and crashed", async () => {
+    const w = await measuredBaseline({ baselineBpb: 1.0 });
+    w.runner.finish(runOf(w, 2), measured(1.02));
+    await w.settle();
+    w.runner.finish(runOf(w, 3), measured(1.0003));
+    await w.settle();
+    w.runner.finish(runOf(w, 4), crashed("CUDA error"));
+    await w.settle();
+    w.runner.finish(runOf(w, 5), measured(0.98));
+    await w.settle();
+
+    const last = w.proposer.requests[w.proposer.requests.length - 1]!;
+    expect(last.history.map((h) => [h.n, h.outcome])).toEqual([
+      [1, "baseline"],
+      [2, "worse"],
+      [3, "within noise"],
+      [4, "crash"],
+      [5, "better"],
+    ]);
+    expect(last.bestBpb).toBe(0.98);
+    expect(last.triedTreeHashes.size).toBe(5);
+  });
+});
+
+describe("when GitHub fails in the middle of a pass", () => {
+  it("recovers from a failed PR creation after the branch was pushed: no duplicate PR, nothing lost", async () => {
+    const w = world();
+    await w.settle();
+    w.gh.failNext("createPull");
+    w.runner.finish("acme-research-1-1", measured(1.0));
+
+    const failed = await w.pass();
+    expect(failed.errors).toEqual([expect.stringMatching(/^proposal failed: GitHub createPull failed \(HTTP 500\)/)]);
+    expect(w.gh.openPulls()).toHaveLength(0);
+    const orphan = [...w.gh.branches.keys()].filter((b) => b !== "main");
+    expect(orphan).toHaveLength(1);
+
+    await w.settle();
+    const exp = w.gh.pullOf(2);
+    expect(w.gh.pulls.filter((p) => decodeRecord(p.body)?.n === 2)).toHaveLength(1);
+    expect(exp.head).toBe(orphan[0]);
+    expect(w.gh.head(exp.head)).toBe(exp.headSha);
+    expect(w.runner.submitted.filter((s) => s.pull === exp.number)).toHaveLength(1);
+  });
+
+  it("finds a PR whose creation response was lost and trains it, without proposing again", async () => {
+    const w = world();
+    await w.settle();
+    w.gh.failNext("createPull", { afterEffect: true, status: 502 });
+    w.runner.finish("acme-research-1-1", measured(1.0));
+
+    const failed = await w.pass();
+    expect(failed.errors).toHaveLength(1);
+    expect(w.gh.openPulls()).toHaveLength(1);
+    expect(w.runner.inFlight()).toEqual([]);
+
+    await w.settle();
+    expect(w.gh.pulls).toHaveLength(2);
+    expect(w.proposer.requests).toHaveLength(1);
+    expect(w.runner.inFlight()).toEqual(["acme-research-2-1"]);
+    expect(w.gh.record(w.gh.pullOf(2).number).state).toBe("running");
+  });
+
+  it("records a result once when writing it failed half way", async () => {
+    const w = await measuredBaseline();
+    const pr = w.gh.pullOf(2);
+    w.gh.failNext("updatePull");
+    w.runner.finish(runOf(w, 2), measured(1.02));
+
+    const failed = await w.pass();
+    expect(failed.errors).toEqual([expect.stringMatching(/^#2: GitHub updatePull failed/)]);
+    expect(pr.state).toBe("open");
+
+    await w.settle();
+    expect(pr.state).toBe("closed");
+    expect(w.gh.record(pr.number).measurements).toHaveLength(1);
+    expect(w.gh.commentsOn(pr.number)).toHaveLength(1);
+  });
+
+  it("merges on the next pass when the merge call failed", async () => {
+    const w = await measuredBaseline();
+    const pr = w.gh.pullOf(2);
+    w.gh.failNext("mergePull");
+    w.runner.finish(runOf(w, 2), measured(0.9));
+
+    const failed = await w.pass();
+    expect(failed.errors).toHaveLength(1);
+    expect(pr.state).toBe("open");
+    expect(w.gh.record(pr.number).state).toBe("kept");
+
+    await w.settle();
+    expect(pr.merged).toBe(true);
+    expect(w.runner.submitted.filter((s) => s.pull === pr.number)).toHaveLength(1);
+  });
+
+  it("carries on after a failed read at the start of a pass", async () => {
+    const w = world();
+    w.gh.failNext("listExperimentPulls");
+    await expect(w.pass()).rejects.toThrow(/HTTP 500/);
+    expect(w.gh.pulls).toHaveLength(0);
+
+    await w.settle();
+    expect(w.gh.pulls).toHaveLength(1);
+  });
+});
+
+describe("people", () => {
+  it("cancel the run of a PR they close while it trains; the slot goes to the next experiment", async () => {
+    const w = await measuredBaseline();
+    const pr = w.gh.pullOf(2);
+    const run = runOf(w, 2);
+
+    w.gh.closeByPerson(pr.number);
+    await w.settle();
+
+    expect(w.runner.cancelled).toEqual([run]);
+    expect(pr.merged).toBe(false);
+    expect(w.gh.pullOf(3).state).toBe("open");
+    expect(w.runner.inFlight()).toEqual([w.runner.runOf(w.gh.pullOf(3).number)]);
+  });
+
+  it("never have a run cancelled while its PR stays open", async () => {
+    const w = await measuredBaseline();
+    for (let i = 0; i < 3; i++) await w.pass();
+    expect(w.runner.cancelled).toEqual([]);
+    expect(w.runner.inFlight()).toEqual(["acme-research-2-1"]);
+  });
+});
+
+describe("slots", () => {
+  it("keeps two experiments in flight with slots: 2 and a runner with two slots", async () => {
+    const w = await measuredBaseline({ config: "slots: 2\n", runnerSlots: 2 });
+
+    expect(w.gh.openPulls().map((p) => w.gh.record(p.number).n)).toEqual([2, 3]);
+    expect(w.runner.inFlight()).toEqual(["acme-research-2-1", "acme-research-3-1"]);
+
+    w.runner.finish("acme-research-2-1", measured(1.02));
+    await w.settle();
+    expect(w.runner.inFlight()).toEqual(["acme-research-3-1", "acme-research-4-1"]);
+    expect(w.runner.peakInFlight).toBe(2);
+  });
+
+  it("never has more than one run in flight with slots: 1, through a night of keeps, discards and crashes", async () => {
+    const w = await measuredBaseline();
+    const results = [measured(0.99), measured(1.0), crashed("boom"), infraFailure("fetch"), measured(0.98), timedOut()];
+    for (const r of results) {
+      expect(w.runner.inFlight()).toHaveLength(1);
+      w.runner.finish(w.runner.inFlight()[0]!, r);
+      await w.settle();
+    }
+    expect(w.runner.peakInFlight).toBe(1);
+    expect(w.gh.openPulls()).toHaveLength(1);
+  });
+
+  it("uses the smaller of the configured slots and the runner's slots", async () => {
+    const w = await measuredBaseline({ config: "slots: 4\n", runnerSlots: 1 });
+    expect(w.runner.inFlight()).toHaveLength(1);
+    expect(w.gh.openPulls()).toHaveLength(1);
+  });
+});
+
+describe("the nightly window and max_experiments", () => {
+  const night = 'night:\n  window: "22:00-07:00"\n  timezone: UTC\n  max_experiments: 3\n';
+
+  it("starts nothing outside the window", async () => {
+    const w = world({ config: night, now: "2025-03-01T12:00:00Z" });
+    const [report] = await w.settle();
+    expect(report!.waiting).toBe("outside the nightly window 22:00-07:00");
+    expect(w.gh.pulls).toHaveLength(0);
+
+    w.clock.now = new Date("2025-03-01T22:00:00Z");
+    await w.settle();
+    expect(w.gh.pulls).toHaveLength(1);
+  });
+
+  it("finishes what runs after the window closes, but proposes nothing new", async () => {
+    const w = world({ config: night, now: "2025-03-02T06:50:00Z" });
+    await w.settle();
+    w.clock.now = new Date("2025-03-02T07:10:00Z");
+    w.runner.finish("acme-research-1-1", measured(1.0));
+    const [report] = await w.settle();
+
+    expect(w.gh.pullOf(1).state).toBe("closed");
+    expect(report!.waiting).toBe("outside the nightly window 22:00-07:00");
+    expect(w.gh.openPulls()).toHaveLength(0);
+  });
+
+  it("stops proposing after max_experiments in one night, and starts again the next night", async () => {
+    const w = world({ config: night, now: "2025-03-01T23:00:00Z" });
+    await w.settle();
+    w.runner.finish("acme-research-1-1", measured(1.0));
+    await w.settle();
+    w.clock.now = new Date("2025-03-02T02:00:00Z");
+    w.runner.finish(runOf(w, 2), measured(1.01));
+    await w.settle();
+    w.runner.finish(runOf(w, 3), measured(1.01));
+    const [report] = await w.settle();
+
+    expect(report!.waiting).toBe("reached max_experiments (3) for tonight");
+    expect(w.gh.pulls).toHaveLength(3);
+    expect(w.gh.openPulls()).toHaveLength(0);
+
+    w.clock.now = new Date("2025-03-02T22:30:00Z");
+    await w.settle();
+    expect(w.gh.openPulls().map((p) => w.gh.record(p.number).n)).toEqual([4]);
+  });
+});
+
+describe("enabled: false", () => {
+  it("starts no new experiment, but still records the one that runs", async () => {
+    const w = await measuredBaseline({ baselineBpb: 1.0 });
+    const pr = w.gh.pullOf(2);
+    w.gh.pushToDefault({ [CONFIG_PATH]: "enabled: false\n" }, "Pause autoresearch");
+
+    w.runner.finish(runOf(w, 2), measured(1.02));
+    const reports = await w.settle();
+
+    expect(pr).toMatchObject({ state: "closed", labels: ["autoresearch", "autoresearch:discard"] });
+    expect(w.gh.checkRun(pr.headSha, "val_bpb").conclusion).toBe("failure");
+    expect(reports[0]!.finished).toEqual([{ n: 2, verdict: "discard", valBpb: 1.02 }]);
+    expect(reports.every((r) => r.proposed.length === 0)).toBe(true);
+    expect(reports[reports.length - 1]!.waiting).toBe("disabled in config");
+    expect(w.gh.openPulls()).toHaveLength(0);
+    expect(w.runner.inFlight()).toEqual([]);
+    expect(allErrors(reports)).toEqual([]);
+  });
+
+  it("does not even start a baseline", async () => {
+    const w = world({ config: "enabled: false\n" });
+    const [report] = await w.settle();
+    expect(report!.waiting).toBe("disabled in config");
+    expect(w.gh.pulls).toHaveLength(0);
+  });
+});
