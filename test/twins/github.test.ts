@@ -633,8 +633,12 @@ describe("GitHub twin", () => {
     expect(denied.status).toBe(404);
   });
 
-  it("logs every API request with its route, auth kind and read/write class", () => {
+  it("logs every API request with its route, auth kind and read/write class", async () => {
     expect(checkedResponses).toBeGreaterThan(150);
+    // waitForIdle gives the caller's asynchronous work the whole quiet period to start.
+    const t0 = Date.now();
+    await twin.waitForIdle(120);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(115);
     const stats = twin.requestStats((r) => r.auth === "installation");
     expect(stats.total).toBe(stats.reads + stats.writes);
     expect(stats.byRoute["POST /repos/{owner}/{repo}/pulls"]).toBeGreaterThanOrEqual(9);

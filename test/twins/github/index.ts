@@ -1,19 +1,25 @@
 // GitHub twin: an in-process stand-in for the part of GitHub the bot talks to.
 //
 //   const twin = new GitHubTwin();
-//   const { url } = await twin.start();            // http://127.0.0.1:PORT/api/v3
-//   twin.createApp({ appId, privateKey, webhookSecret, webhookUrl });
+//   const { url, host } = await twin.start();      // url = http://127.0.0.1:PORT/api/v3
+//   twin.createApp({ appId, privateKey, webhookSecret, webhookUrl });  // webhookUrl: the bot's
+//                                                   // http://127.0.0.1:N/api/github/webhooks
 //   await twin.createRepo("alice", "research", { "program.md": "...", "train.py": "..." });
 //   await twin.installApp("alice", ["research"]);  // delivers installation.created
-//   // Probot: new Probot({ appId, privateKey, secret: webhookSecret, baseUrl: url })
-//   //   or env GHE_HOST=twin.host GHE_PROTOCOL=http APP_ID=... PRIVATE_KEY=... WEBHOOK_SECRET=...
 //   await twin.pushCommit("alice", "research", "main", { "program.md": "new" }, "Guidance");
-//   await twin.waitForIdle();
+//   await twin.waitForIdle();                       // webhooks delivered, bot quiet for 200 ms
 //   twin.pulls("alice", "research"); twin.checkRuns(...); twin.requestStats();
 //
-// REST is served under /api/v3 (GitHub Enterprise layout, what Probot's GHE_HOST produces) and
-// also at the root. Repositories are bare git repos in a temp dir; webhooks are signed with the
-// app's secret and delivered one at a time after the API response that caused them.
+// Wiring Probot: new Probot({ appId, privateKey, secret: webhookSecret, baseUrl: url }), or the
+// environment APP_ID, PRIVATE_KEY, WEBHOOK_SECRET, GHE_HOST=<host>, GHE_PROTOCOL=http (Probot
+// then uses http://<host>/api/v3). Probot's Octokit throttles writes like GitHub asks clients to
+// (one per second, three for issues/comments/PRs); tests want
+//   Octokit: ProbotOctokit.defaults((o) => ({ ...o, throttle: { ...o.throttle, enabled: false } }))
+// and usually `retry: { enabled: false }` too (405/409 are otherwise retried with backoff).
+//
+// REST is served under /api/v3 (GitHub Enterprise layout) and also at the root. Repositories are
+// bare git repos in a temp dir; webhooks are signed with the app's secret and delivered one at a
+// time, in order, after the API response that caused them.
 
 export { GitHubTwin } from "./twin.js";
 export type {

@@ -655,14 +655,16 @@ export class GitHubTwin {
   }
 
   /**
-   * Resolves once nothing happened for `quietMs`: no request in flight, no delivery pending. Use it
-   * after a webhook whose handler keeps calling the API asynchronously.
+   * Resolves once nothing happened for `quietMs` (counted from this call at the earliest): no
+   * request in flight, no delivery pending. Use it after anything that makes the bot work
+   * asynchronously (a webhook, a finished run): the bot gets `quietMs` to make its first call.
    */
   async waitForIdle(quietMs = 200, timeoutMs = 30_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
+    const start = Date.now();
+    const deadline = start + timeoutMs;
     for (;;) {
       await this.waitForDeliveries();
-      const quietFor = Date.now() - this.lastActivity;
+      const quietFor = Date.now() - Math.max(this.lastActivity, start);
       if (this.inFlight === 0 && this.deliverer.pending === 0 && quietFor >= quietMs) return;
       if (Date.now() > deadline) throw new Error("GitHub twin did not become idle");
       await new Promise((r) => setTimeout(r, Math.max(10, Math.min(quietMs - quietFor, 50))));
