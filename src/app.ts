@@ -41,6 +41,15 @@ export function defaultProposerFor(env: Record<string, string | undefined>) {
   };
 }
 
+/** Every GitHub call has a deadline; Probot's retry plugin bounds the retries. */
+const GITHUB_TIMEOUT_MS = 30_000;
+
+function withTimeout(octokit: ProbotOctokit, ms: number): void {
+  octokit.hook.wrap("request", (request, options) =>
+    request({ ...options, request: { ...options.request, signal: options.request?.signal ?? AbortSignal.timeout(ms) } }),
+  );
+}
+
 const EVENTS = [
   "push",
   "pull_request",
@@ -64,6 +73,7 @@ export function createApp(opts: AppOptions) {
       let o = installationOctokits.get(installationId);
       if (!o) {
         o = await app.auth(installationId);
+        withTimeout(o, GITHUB_TIMEOUT_MS);
         installationOctokits.set(installationId, o);
       }
       return o;

@@ -180,6 +180,8 @@ export class OctokitGitHub implements GitHubPort {
         merge_method: "squash",
         commit_title: title,
         commit_message: message,
+        // 405/409 answer "not now" for a reason (head moved, not mergeable): no blind retries.
+        request: { retries: 0 },
       });
       return { merged: data.merged, reason: data.merged ? undefined : data.message };
     } catch (err) {

@@ -2,7 +2,7 @@
 // GitHub API base URL — the GitHub twin in tests and in the demo.
 import { createServer } from "node:net";
 import { pino } from "pino";
-import { Probot, Server } from "probot";
+import { Probot, ProbotOctokit, Server } from "probot";
 import { createApp, type AppOptions } from "../../src/app.js";
 import type { Controller } from "../../src/controller.js";
 
@@ -35,9 +35,14 @@ export async function startBot(
   },
 ): Promise<BotHandle> {
   const port = o.port ?? (await freePort());
-  const log = pino({ level: o.logLevel ?? "warn" });
+  const log = pino({ level: o.logLevel ?? process.env.BOT_LOG_LEVEL ?? "warn" });
   const server = new Server({
     Probot: Probot.defaults({
+      // The twin has no secondary rate limits to respect: no write throttling in tests.
+      Octokit: ProbotOctokit.defaults((opts: Record<string, unknown>) => ({
+        ...opts,
+        throttle: { ...(opts.throttle as object), enabled: false },
+      })),
       appId: o.appId,
       privateKey: o.privateKey,
       secret: o.secret,

@@ -1,0 +1,33 @@
+// The bot as its own process, for tests that kill it mid-run and start it again.
+// Configured by environment: BOT_BASE_URL, BOT_APP_ID, BOT_PRIVATE_KEY, BOT_SECRET,
+// BOT_PORT, BOT_RUNS_DIR, BOT_CACHE_DIR, and OPENAI_API_KEY / OPENAI_BASE_URL.
+import { LocalRunner } from "../../src/runner/local.js";
+import { startBot } from "./bot.js";
+
+function need(name: string): string {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set`);
+  return v;
+}
+
+const runner = new LocalRunner({
+  runsDir: need("BOT_RUNS_DIR"),
+  cacheDir: process.env.BOT_CACHE_DIR,
+  pollMs: 200,
+  env: process.env.AUTORESEARCH_TEST_RUN_LOG ? { AUTORESEARCH_TEST_RUN_LOG: process.env.AUTORESEARCH_TEST_RUN_LOG } : {},
+});
+const bot = await startBot({
+  baseUrl: need("BOT_BASE_URL"),
+  appId: Number(need("BOT_APP_ID")),
+  privateKey: need("BOT_PRIVATE_KEY"),
+  secret: need("BOT_SECRET"),
+  port: Number(need("BOT_PORT")),
+  runner,
+  resyncMs: 1000,
+  env: process.env,
+});
+console.log(`ready ${bot.webhookUrl}`);
+process.on("SIGTERM", () => {
+  runner.close();
+  void bot.stop().then(() => process.exit(0));
+});

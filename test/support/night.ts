@@ -1,0 +1,156 @@
+// A miniature night for end-to-end tests: the GitHub twin with a research repository, the
+// OpenAI-compatible twin, the bot's real HTTP server and the local runner running the real
+// harness. Used by test/e2e/*.test.ts.
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { decodeRecord } from "../../src/ledger.js";
+import { LocalRunner } from "../../src/runner/local.js";
+import type { ExperimentRecord } from "../../src/types.js";
+import { GitHubTwin } from "../twins/github/index.js";
+import { OpenAITwin } from "../twins/openai.js";
+import { startBot, type BotHandle } from "./bot.js";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const OWNER = "alice";
+export const REPO = "research";
+export const APP_ID = 4242;
+export const SECRET = "night-webhook-secret";
+export const OPENAI_KEY = "sk-night-test";
+
+/** Every file under `dir` (relative path → text), hidden folders included. */
+export async function readTree(dir: string, prefix = ""): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    if (e.name === "__pycache__") continue;
+    const full = path.join(dir, e.name);
+    const rel = prefix ? `${prefix}/${e.name}` : e.name;
+    if (e.isDirectory()) Object.assign(out, await readTree(full, rel));
+    else out[rel] = await readFile(full, "utf8");
+  }
+  return out;
+}
+
+export function newAppKey(): string {
+  const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  return privateKey.export({ type: "pkcs1", format: "pem" }).toString();
+}
+
+/** A structured proposal as the LLM would send it. */
+export function proposal(title: string, hypothesis: string, search: string, replace: string): string {
+  return JSON.stringify({ title, hypothesis, edits: [{ path: "train.py", search, replace }] });
+}
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | null | false> | T | undefined | null | false, timeoutMs = 90_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export interface Night {
+  twin: GitHubTwin;
+  openai: OpenAITwin;
+  apiUrl: string;
+  openaiBaseURL: string;
+  privateKey: string;
+  installationId: number | null;
+  /** Install the app on the research repository (delivers installation.created). */
+  install(): Promise<number>;
+  workDir: string;
+  runsDir: string;
+  runLog: string;
+  bot: BotHandle | null;
+  runner: LocalRunner | null;
+  startBot(): Promise<BotHandle>;
+  stopBot(): Promise<void>;
+  /** Experiment PRs with their decoded records, by number. */
+  experiments(): { number: number; state: string; merged: boolean; labels: string[]; record: ExperimentRecord }[];
+  close(): Promise<void>;
+}
+
+export async function startNight(opts: { files?: Record<string, string>; startBot?: boolean } = {}): Promise<Night> {
+  const workDir = await mkdtemp(path.join(tmpdir(), "autoresearch-night-"));
+  const runsDir = path.join(workDir, "runs");
+  const runLog = path.join(workDir, "train-runs.log");
+  const twin = new GitHubTwin();
+  const { url: apiUrl } = await twin.start();
+  const openai = new OpenAITwin({ apiKey: OPENAI_KEY });
+  const { baseURL } = await openai.start();
+  const privateKey = newAppKey();
+  twin.createApp({ appId: APP_ID, privateKey, webhookSecret: SECRET, webhookUrl: null });
+  const files = opts.files ?? (await readTree(path.join(ROOT, "test/fixtures/research-repo")));
+  await twin.createRepo(OWNER, REPO, files);
+
+  const night: Night = {
+    twin,
+    openai,
+    apiUrl,
+    openaiBaseURL: baseURL,
+    privateKey,
+    installationId: null,
+    async install() {
+      night.installationId = await twin.installApp(OWNER, [REPO]);
+      return night.installationId;
+    },
+    workDir,
+    runsDir,
+    runLog,
+    bot: null,
+    runner: null,
+    async startBot() {
+      const runner = new LocalRunner({
+        runsDir,
+        cacheDir: path.join(workDir, "cache"),
+        pollMs: 200,
+        env: { AUTORESEARCH_TEST_RUN_LOG: runLog, TMPDIR: workDir },
+      });
+      const bot = await startBot({
+        baseUrl: apiUrl,
+        appId: APP_ID,
+        privateKey,
+        secret: SECRET,
+        runner,
+        resyncMs: 2000,
+        env: { OPENAI_API_KEY: OPENAI_KEY, OPENAI_BASE_URL: baseURL },
+      });
+      twin.setWebhookUrl(APP_ID, bot.webhookUrl);
+      night.bot = bot;
+      night.runner = runner;
+      return bot;
+    },
+    async stopBot() {
+      night.runner?.close();
+      await night.bot?.stop();
+      night.bot = null;
+      night.runner = null;
+    },
+    experiments() {
+      return twin
+        .pulls(OWNER, REPO)
+        .flatMap((p) => {
+          const record = decodeRecord(p.body);
+          return record ? [{ number: p.number, state: p.state, merged: p.merged, labels: p.labels, record }] : [];
+        })
+        .sort((a, b) => a.record.n - b.record.n);
+    },
+    async close() {
+      await night.stopBot();
+      await openai.stop();
+      await twin.stop();
+      await rm(workDir, { recursive: true, force: true });
+    },
+  };
+  if (opts.startBot !== false) await night.startBot();
+  return night;
+}
+
+/** The experiment is finished: its PR is closed (merged or not). */
+export function settled(night: Night, n: number) {
+  return night.experiments().find((e) => e.record.n === n && e.state === "closed");
+}
