@@ -9,8 +9,8 @@ import { LineCounter, parseDocument } from "yaml";
 import { z } from "zod";
 
 export interface NightConfig {
-  /** "HH:MM-HH:MM" in `timezone`; may wrap midnight ("22:00-07:00"). */
-  window: string;
+  /** "HH:MM-HH:MM" in `timezone`; may wrap midnight ("22:00-07:00"). null: around the clock. */
+  window: string | null;
   /** IANA time zone name. */
   timezone: string;
   /** At most this many experiments are started per night (null: no limit). */
@@ -118,7 +118,11 @@ const proposerSchema = z.strictObject({
 });
 
 const nightSchema = z.strictObject({
-  window: z.string().regex(WINDOW_RE, { error: 'must look like "HH:MM-HH:MM" (24-hour clock), e.g. "22:00-07:00"' }),
+  window: z
+    .string()
+    .regex(WINDOW_RE, { error: 'must look like "HH:MM-HH:MM" (24-hour clock), e.g. "22:00-07:00"' })
+    .nullable()
+    .default(null),
   timezone: z
     .string()
     .refine(isTimeZone, { error: 'must be an IANA time zone name such as "UTC" or "Europe/Berlin"' })
@@ -358,7 +362,7 @@ function crossFieldErrors(c: Config): ConfigError[] {
     if (seen.has(norm(p))) errors.push({ path: `editable[${i}]`, message: `${p} is listed twice` });
     seen.add(norm(p));
   });
-  if (c.night) {
+  if (c.night?.window) {
     const w = parseWindow(c.night.window);
     if (w.start === w.end) {
       errors.push({ path: "night.window", message: "start and end must differ" });
@@ -440,7 +444,7 @@ function localTime(date: Date, timeZone: string): { y: number; m: number; d: num
  * clock. The start minute is inside the window, the end minute is not.
  */
 export function inWindow(config: Pick<Config, "night">, date: Date): boolean {
-  if (!config.night) return true;
+  if (!config.night?.window) return true;
   const { start, end } = parseWindow(config.night.window);
   const { minutes } = localTime(date, config.night.timezone);
   return start < end ? minutes >= start && minutes < end : minutes >= start || minutes < end;
@@ -456,7 +460,7 @@ export function nightKey(config: Pick<Config, "night">, date: Date): string {
   const tz = config.night?.timezone ?? "UTC";
   const { y, m, d, minutes } = localTime(date, tz);
   let day = new Date(Date.UTC(y, m - 1, d));
-  if (config.night && minutes < parseWindow(config.night.window).start) {
+  if (config.night?.window && minutes < parseWindow(config.night.window).start) {
     day = new Date(Date.UTC(y, m - 1, d - 1));
   }
   return day.toISOString().slice(0, 10);

@@ -162,7 +162,7 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
     return report;
   }
   const at = now();
-  if (config.night && !inWindow(config, at)) {
+  if (config.night?.window && !inWindow(config, at)) {
     report.waiting = `outside the nightly window ${config.night.window}`;
     return report;
   }

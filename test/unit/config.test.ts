@@ -131,9 +131,16 @@ describe("parseConfig errors name the field", () => {
       'night.timezone: must be an IANA time zone name such as "UTC" or "Europe/Berlin"',
     ],
     ['night: { window: "22:00-07:00", max_experiments: 0 }', "night.max_experiments: must be at least 1"],
-    ["night: { timezone: UTC }", "night.window: must be text, got nothing"],
   ])("%s", (text, message) => {
     expect(errors(text)).toEqual([message]);
+  });
+
+  it("accepts a night without a window: experiments around the clock, capped per UTC day", () => {
+    const r = parseConfig("night: { max_experiments: 5 }");
+    if (!r.ok) throw new Error(JSON.stringify(r.errors));
+    expect(r.config.night).toEqual({ window: null, timezone: "UTC", maxExperiments: 5 });
+    expect(inWindow(r.config, new Date("2026-01-01T12:00:00Z"))).toBe(true);
+    expect(nightKey(r.config, new Date("2026-01-01T23:59:00Z"))).toBe("2026-01-01");
   });
 
   it("reports every error at once", () => {
