@@ -433,7 +433,8 @@ export function toResultsTsv(records: ExperimentRecord[]): string {
     .sort((a, b) => a.n - b.n)
     .flatMap((r) => {
       const status = TSV_STATUS[r.state];
-      if (!status) return [];
+      // Never measured (closed by a person before its run finished): nothing to report.
+      if (!status || r.measurements.length === 0) return [];
       const measured = r.measurements.filter((m) => isMeasured(m.result));
       const last = r.measurements[r.measurements.length - 1];
       const commit = shortSha(measured[measured.length - 1]?.sha ?? last?.sha ?? r.headSha);

@@ -134,6 +134,15 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
           log.info(`${name}#${pull.number}: closed while running; cancelling ${runId}`);
           await runner.cancel(runId);
         }
+        // Record it, so that later passes leave it alone and the ledger says what happened.
+        const r = pull.record;
+        r.state = "discarded";
+        r.decision = {
+          verdict: "discard",
+          delta: null,
+          reasons: ["The pull request was closed before its run finished; the run was cancelled."],
+        };
+        await writeRecord(gh, pull, r, (deps.now ?? (() => new Date()))());
       }
     } catch (err) {
       const msg = `#${pull.number}: ${(err as Error).message}`;

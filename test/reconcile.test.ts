@@ -790,6 +790,9 @@ describe("people", () => {
 
     expect(w.runner.cancelled).toEqual([run]);
     expect(pr.merged).toBe(false);
+    // The ledger says what happened, and later passes leave it alone.
+    expect(decodeRecord(pr.body)).toMatchObject({ state: "discarded", decision: { verdict: "discard" } });
+    expect(decodeRecord(pr.body)!.decision!.reasons.join(" ")).toMatch(/closed before its run finished/);
     expect(w.gh.pullOf(3).state).toBe("open");
     expect(w.runner.inFlight()).toEqual([w.runner.runOf(w.gh.pullOf(3).number)]);
   });

@@ -2,7 +2,7 @@
 // hands out). Every method is one small, idempotent step of the loop; errors carry the
 // HTTP status so reconcile can tell "try again next pass" from "this PR moved".
 import type { ProbotOctokit } from "probot";
-import { decodeRecord, LABEL } from "../ledger.js";
+import { branchName, decodeRecord, LABEL } from "../ledger.js";
 import type { CheckRunSpec, ExperimentPull, GitHubPort, RepoRef } from "../types.js";
 
 export class GitHubError extends Error {
@@ -65,8 +65,9 @@ export class OctokitGitHub implements GitHubPort {
   }
 
   async listExperimentPulls(): Promise<ExperimentPull[]> {
-    // The issues listing filters by label server-side (pulls cannot); each hit is then read
-    // as a pull for its head/base/merged state only when the body holds no record.
+    // The issues listing filters by label server-side and carries body, labels, state and
+    // merged_at; only open experiments need the pull itself (head branch and sha), and those
+    // are few however long the history grows.
     const issues = await step("list experiment PRs", () =>
       this.octokit.paginate(this.octokit.rest.issues.listForRepo, {
         ...this.r,
@@ -75,26 +76,30 @@ export class OctokitGitHub implements GitHubPort {
         per_page: 100,
       }),
     );
-    const pulls = await step("list pull requests", () =>
-      this.octokit.paginate(this.octokit.rest.pulls.list, { ...this.r, state: "all", per_page: 100 }),
-    );
-    const byNumber = new Map(pulls.map((p) => [p.number, p]));
+    const hasOpen = issues.some((i) => i.pull_request && i.state === "open");
+    const open = hasOpen
+      ? await step("list open pull requests", () =>
+          this.octokit.paginate(this.octokit.rest.pulls.list, { ...this.r, state: "open", per_page: 100 }),
+        )
+      : [];
+    const openByNumber = new Map(open.map((p) => [p.number, p]));
     const out: ExperimentPull[] = [];
     for (const issue of issues) {
       if (!issue.pull_request) continue;
-      const p = byNumber.get(issue.number);
-      if (!p) continue;
+      const record = decodeRecord(issue.body ?? "");
+      const p = openByNumber.get(issue.number);
+      if (issue.state === "open" && !p) continue; // closed between the two listings: next pass
       out.push({
-        number: p.number,
-        state: p.state === "open" ? "open" : "closed",
-        merged: Boolean(p.merged_at),
-        headRef: p.head.ref,
-        headSha: p.head.sha,
-        baseRef: p.base.ref,
-        labels: p.labels.map((l) => l.name),
-        title: p.title,
-        body: p.body ?? "",
-        record: decodeRecord(p.body ?? ""),
+        number: issue.number,
+        state: p ? "open" : "closed",
+        merged: Boolean(issue.pull_request.merged_at),
+        headRef: p?.head.ref ?? (record ? branchName(record.n, record.title) : ""),
+        headSha: p?.head.sha ?? record?.headSha ?? "",
+        baseRef: p?.base.ref ?? "",
+        labels: issue.labels.map((l) => (typeof l === "string" ? l : (l.name ?? ""))),
+        title: issue.title,
+        body: issue.body ?? "",
+        record,
       });
     }
     return out.sort((a, b) => a.number - b.number);

