@@ -35,7 +35,7 @@ beforeEach(async () => {
   unmatched = [];
   nock.emitter.on("no match", (req: { method?: string; path?: string }) => unmatched.push(`${req.method} ${req.path}`));
   // The resync timer's first look: no installations, so only webhooks start passes here.
-  nock(API).get("/app/installations").query(true).reply(200, []);
+  const installations = nock(API).get("/app/installations").query(true).reply(200, []);
   probot = new Probot({
     appId: 1,
     privateKey: PEM,
@@ -50,6 +50,7 @@ beforeEach(async () => {
   await probot.load(
     createApp({ runner: new FakeRunner(), resyncMs: 3_600_000, env: {}, onController: (c) => (controller = c) }),
   );
+  while (!installations.isDone()) await new Promise((r) => setTimeout(r, 10));
   await controller.idle();
 });
 
