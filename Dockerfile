@@ -3,11 +3,8 @@ FROM node:22-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json ./
+COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-COPY test ./test
-COPY scripts ./scripts
-COPY vitest.config.ts ./
 RUN npm run build && npm prune --omit=dev
 
 FROM node:22-bookworm-slim
