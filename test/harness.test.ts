@@ -417,7 +417,13 @@ describe("trainer/harness.py", () => {
       await appendFile(path.join(repo, "prepare.py"), "# tokenizer vocabulary raised to 16,384\n");
       expect((await runHarness(args, { env })).code).toBe(0);
       expect(await readFile(counter, "utf8")).toBe("2");
-      expect(await dataDir()).not.toBe(first);
+      const second = await dataDir();
+      expect(second).not.toBe(first);
+
+      // Another corpus is another data set.
+      expect((await runHarness(args, { env: { ...env, AUTORESEARCH_CORPUS: "/data/other-corpus" } })).code).toBe(0);
+      expect(await readFile(counter, "utf8")).toBe("3");
+      expect(await dataDir()).not.toBe(second);
     });
 
     it("prepares once when two runs with the same key start together", async () => {

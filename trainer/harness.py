@@ -37,8 +37,8 @@ Both commands run with ``/bin/sh -c`` in the work directory, in a new session
 * ``AUTORESEARCH_TIME_BUDGET``: ``--budget`` in seconds;
 * ``AUTORESEARCH_DATA_DIR``: ``<cache-dir>/data-<key16>``, where the key is a
   sha256 over the ``--prepare-files`` (paths and contents), the prepare command
-  and every ``AUTORESEARCH_DATA_*`` variable other than
-  ``AUTORESEARCH_DATA_DIR``. The prepare command runs only while that
+  every ``AUTORESEARCH_DATA_*`` variable other than
+  ``AUTORESEARCH_DATA_DIR``, and ``AUTORESEARCH_CORPUS``. The prepare command runs only while that
   directory has no ``.prepared`` marker, under an exclusive lock, so concurrent
   runs prepare once;
 * ``PYTHONUNBUFFERED=1`` unless set; with ``--python``, ``python3`` and
@@ -851,7 +851,8 @@ def fetch_repository(args, token, scratch: str):
 
 def prepare_key(workdir: str, patterns, prepare_cmd: str, environ) -> str:
     """sha256 over the prepare files (paths and contents), the prepare command
-    and the AUTORESEARCH_DATA_* variables other than AUTORESEARCH_DATA_DIR."""
+    and the AUTORESEARCH_DATA_* variables other than AUTORESEARCH_DATA_DIR,
+    plus AUTORESEARCH_CORPUS."""
     digest = hashlib.sha256(b"autoresearch-bot prepare key v1\0")
     files = set()
     for pattern in patterns:
@@ -866,7 +867,8 @@ def prepare_key(workdir: str, patterns, prepare_cmd: str, environ) -> str:
         digest.update(b"\0")
     digest.update(b"command\0" + (prepare_cmd or "").encode("utf-8", "surrogateescape") + b"\0")
     for name in sorted(environ):
-        if name.startswith("AUTORESEARCH_DATA_") and name != "AUTORESEARCH_DATA_DIR":
+        # The corpus a prepare step reads is a data setting too: another corpus, another cache.
+        if (name.startswith("AUTORESEARCH_DATA_") and name != "AUTORESEARCH_DATA_DIR") or name == "AUTORESEARCH_CORPUS":
             digest.update(("env\0%s=%s\0" % (name, environ[name])).encode("utf-8", "surrogateescape"))
     if not files:
         log("prepare: no file matches %s" % ", ".join(patterns))
