@@ -33,7 +33,7 @@ const USAGE = `usage: npm run demo -- [--experiments N] [--budget SECONDS] [--mi
 
   --experiments N   experiments after the baseline (default 4)
   --budget S        training seconds per experiment (default 20, at least 10)
-  --min-delta X     smallest val_bpb improvement that is kept (default 0.02: CPU runs are noisy)
+  --min-delta X     smallest val_bpb improvement that is kept (default 0.05: short CPU runs are noisy)
   --json FILE       also write the morning summary as JSON
   --keep            keep the temporary folder (runs, logs) and print where it is
   With OPENAI_API_KEY (and OPENAI_BASE_URL) set, proposals come from that endpoint.`;
@@ -70,7 +70,7 @@ async function main(): Promise<void> {
     options: {
       experiments: { type: "string", default: "4" },
       budget: { type: "string", default: "20" },
-      "min-delta": { type: "string", default: "0.02" },
+      "min-delta": { type: "string", default: "0.05" },
       json: { type: "string" },
       keep: { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
