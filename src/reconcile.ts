@@ -259,7 +259,14 @@ async function advance(
     if (r.kind === "experiment" && r.baselineBpb === null) {
       // Measured against the tree it was built on: wait until that tree has a baseline.
       const base = currentBaseline(snap.records, r.baseTreeHash ?? "");
-      if (!base) return false;
+      if (!base) {
+        // Its base has no baseline yet. If the default branch moved on again meanwhile, that
+        // baseline will never be measured: move the change to the current head instead.
+        if (r.baseSha !== snap.headSha && r.baseTreeHash !== snap.headTreeHash && !snap.moved) {
+          await reapply(deps, snap, pull, r, "before this experiment could be measured", "It was waiting for a baseline, but");
+        }
+        return false;
+      }
       r.baselineBpb = base.bpb;
       r.baselineN = base.n;
     }
@@ -343,7 +350,6 @@ async function settleKeep(
   log: Logger,
 ): Promise<boolean> {
   const { gh } = deps;
-  const now = deps.now ?? (() => new Date());
   const name = `${gh.repo.owner}/${gh.repo.repo}#${pull.number}`;
   if (r.kind === "baseline") {
     await gh.updatePull(pull.number, { state: "closed" });
@@ -372,20 +378,37 @@ async function settleKeep(
   }
   // The default branch moved while it ran: re-apply the edits on the new head and measure
   // again, or close it as superseded when they no longer apply.
+  await reapply(deps, snap, pull, r, "while this experiment ran", "It improved val_bpb, but");
+  return false;
+}
+
+/**
+ * Put the experiment's edits on the current head of the default branch as a new commit to
+ * be measured (state queued), or close it as superseded when they no longer apply.
+ */
+async function reapply(
+  deps: ReconcileDeps,
+  snap: Snapshot,
+  pull: ExperimentPull,
+  r: ExperimentRecord,
+  when: string,
+  lead: string,
+): Promise<void> {
+  const { gh } = deps;
   const applied = applyEdits(snap.files, r.edits, snap.config.editable);
-  const now_ = now();
+  const now_ = (deps.now ?? (() => new Date()))();
   if (!applied.ok) {
     r.state = "superseded";
     r.decision = {
       verdict: "discard",
       delta: r.decision?.delta ?? null,
-      reasons: [`It improved val_bpb, but ${snap.defaultBranch} moved and the change no longer applies: ${applied.error}`],
+      reasons: [`${lead} ${snap.defaultBranch} moved and the change no longer applies: ${applied.error}`],
     };
     await writeRecord(gh, pull, r, now_);
     await gh.updatePull(pull.number, { state: "closed" });
     await gh.comment(pull.number, closingComment(r));
     await gh.deleteBranch(pull.headRef);
-    return false;
+    return;
   }
   const newHash = treeHash(applied.files);
   const sha = await gh.commitFiles(pull.headRef, snap.headSha, prefixed(snap.config.workdir, applied.files), commitMessage(r));
@@ -404,10 +427,9 @@ async function settleKeep(
   await writeRecord(gh, pull, r, now_);
   await gh.comment(
     pull.number,
-    `${snap.defaultBranch} moved to ${snap.headSha.slice(0, 7)} while this experiment ran. ` +
+    `${snap.defaultBranch} moved to ${snap.headSha.slice(0, 7)} ${when}. ` +
       `The change was re-applied on it as ${sha.slice(0, 7)} and will be measured again before any merge.`,
   );
-  return false;
 }
 
 function prefixed(workdir: string, files: Record<string, string>): Record<string, string> {

@@ -542,6 +542,26 @@ describe("the merged tree is the measured tree", () => {
     expect(w.gh.file("train.py")).toBe(humanTrain.replace("LR = 0.04", "LR = 0.05"));
   });
 
+  it("moves a change waiting for a baseline on to the new head when train.py changes again before that baseline exists", async () => {
+    const w = await measuredBaseline({ baselineBpb: 1.0 });
+    const pr = w.gh.pullOf(2);
+    const first = w.gh.file("train.py")!.replace("WARMUP = 100", "WARMUP = 200");
+    w.gh.pushToDefault({ "train.py": first }, "Longer warmup");
+    w.runner.finish("acme-research-2-1", measured(0.99));
+    await w.settle();
+    expect(w.gh.record(pr.number)).toMatchObject({ state: "queued", baselineBpb: null });
+
+    // A second push by a person before the new baseline finished.
+    const second = first.replace("WARMUP = 200", "WARMUP = 300");
+    const head = w.gh.pushToDefault({ "train.py": second }, "Even longer warmup");
+    await w.settle();
+
+    // Not stranded on a tree nobody will measure: it follows the head.
+    expect(w.gh.record(pr.number)).toMatchObject({ state: "queued", baseSha: head, baselineBpb: null });
+    expect(w.gh.file("train.py", pr.headSha)).toBe(second.replace("LR = 0.04", "LR = 0.05"));
+    expect(w.gh.commentsOn(pr.number).join("\n")).toMatch(/before this experiment could be measured/);
+  });
+
   it("closes an improvement as superseded, with the reason, when its edit no longer applies to the moved default branch", async () => {
     const w = await measuredBaseline({ baselineBpb: 1.0 });
     const pr = w.gh.pullOf(2);
