@@ -35,7 +35,7 @@ export async function startBot(
   },
 ): Promise<BotHandle> {
   const port = o.port ?? (await freePort());
-  const log = pino({ level: o.logLevel ?? process.env.BOT_LOG_LEVEL ?? "warn" });
+  const log = pino({ level: o.logLevel ?? process.env.BOT_LOG_LEVEL ?? "silent" });
   const server = new Server({
     Probot: Probot.defaults({
       // The twin has no secondary rate limits to respect: no write throttling in tests.
