@@ -194,10 +194,10 @@ async function main(): Promise<void> {
   for (;;) {
     const all = records();
     for (const { pull, r } of all) {
-      const state = `${r.state}/${r.attempt}/${pull.state}/${pull.merged}`;
-      if (seen.get(r.n) === state) continue;
-      seen.set(r.n, state);
-      console.log(`${clock()} ${describe(r, pull.number, pull.state, pull.merged)}`);
+      const line = describe(r, pull.number, pull.state, pull.merged);
+      if (seen.get(r.n) === line) continue;
+      seen.set(r.n, line);
+      console.log(`${clock()} ${line}`);
     }
     const settled = all.filter(({ pull }) => pull.state === "closed").length;
     if (settled >= experiments + 1) break;

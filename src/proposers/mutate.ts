@@ -156,10 +156,15 @@ function candidatesFor(c: NumericConstant): Candidate[] {
       // Keep the granularity of the original (768 = 12 × 64 stays a multiple of 64).
       let g = 1;
       while (a % (g * 2) === 0 && g < 64) g *= 2;
-      int(roundTo(a * 1.5, g), "×1.5");
-      int(roundTo(a / 1.5, g), "÷1.5");
-      int(roundTo(a * 1.25, g), "×1.25");
-      int(roundTo(a / 1.25, g), "÷1.25");
+      // A rounded step says so: 96 × 1.25 at a granularity of 32 is 128, "≈×1.25".
+      const rounded = (x: number, label: string) => {
+        const r = roundTo(x, g);
+        int(r, r === x ? label : `≈${label}`);
+      };
+      rounded(a * 1.5, "×1.5");
+      rounded(a / 1.5, "÷1.5");
+      rounded(a * 1.25, "×1.25");
+      rounded(a / 1.25, "÷1.25");
     }
     return out;
   }
