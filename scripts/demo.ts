@@ -141,7 +141,8 @@ async function main(): Promise<void> {
     privateKey,
     secret: SECRET,
     runner,
-    resyncMs: 5000,
+    // Webhooks and finished runs trigger passes; the resync only covers missed webhooks.
+    resyncMs: 60_000,
     env: process.env,
     logLevel: (process.env.LOG_LEVEL as "info" | undefined) ?? "error",
   });

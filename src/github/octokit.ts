@@ -3,7 +3,7 @@
 // HTTP status so reconcile can tell "try again next pass" from "this PR moved".
 import type { ProbotOctokit } from "probot";
 import { branchName, decodeRecord, LABEL } from "../ledger.js";
-import type { CheckRunSpec, ExperimentPull, GitHubPort, RepoRef } from "../types.js";
+import type { CheckRunSpec, ExperimentPull, GitHubPort, IssueComment, IssueInfo, RepoRef } from "../types.js";
 
 export class GitHubError extends Error {
   constructor(
@@ -31,6 +31,10 @@ async function step<T>(what: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/** Files read at a commit sha, shared by every pass of this process (oldest evicted first). */
+const fileCache = new Map<string, { text: string; sha: string } | null>();
+const FILE_CACHE_ENTRIES = 256;
+
 export class OctokitGitHub implements GitHubPort {
   constructor(
     private readonly octokit: ProbotOctokit,
@@ -54,14 +58,23 @@ export class OctokitGitHub implements GitHubPort {
   }
 
   async readFile(path: string, ref: string): Promise<{ text: string; sha: string } | null> {
+    // A file at a commit sha never changes: every pass on an unchanged head reads it once.
+    const key = /^[0-9a-f]{40}$/.test(ref) ? `${this.r.owner}/${this.r.repo}@${ref}:${path}` : null;
+    if (key && fileCache.has(key)) return fileCache.get(key) ?? null;
+    let file: { text: string; sha: string } | null = null;
     try {
       const { data } = await this.octokit.rest.repos.getContent({ ...this.r, path, ref });
-      if (Array.isArray(data) || data.type !== "file" || !("content" in data)) return null;
-      return { text: Buffer.from(data.content, "base64").toString("utf8"), sha: data.sha };
+      if (!Array.isArray(data) && data.type === "file" && "content" in data) {
+        file = { text: Buffer.from(data.content, "base64").toString("utf8"), sha: data.sha };
+      }
     } catch (err) {
-      if (statusOf(err) === 404) return null;
-      return step(`read ${path}@${ref.slice(0, 7)}`, () => Promise.reject(err));
+      if (statusOf(err) !== 404) return step(`read ${path}@${ref.slice(0, 7)}`, () => Promise.reject(err));
     }
+    if (key) {
+      fileCache.set(key, file);
+      if (fileCache.size > FILE_CACHE_ENTRIES) fileCache.delete(fileCache.keys().next().value!);
+    }
+    return file;
   }
 
   async listExperimentPulls(): Promise<ExperimentPull[]> {
@@ -238,5 +251,83 @@ export class OctokitGitHub implements GitHubPort {
     const base = this.octokit.request.endpoint.DEFAULTS.baseUrl.replace(/\/$/, "");
     const auth = (await this.octokit.auth({ type: "installation" })) as { token?: string } | undefined;
     return { url: `${base}/repos/${this.r.owner}/${this.r.repo}/tarball/${sha}`, token: auth?.token ?? null };
+  }
+
+  async listCommentsSince(since: string): Promise<IssueComment[]> {
+    const data = await step("list comments", () =>
+      this.octokit.paginate(this.octokit.rest.issues.listCommentsForRepo, {
+        ...this.r,
+        since,
+        sort: "created",
+        direction: "asc",
+        per_page: 100,
+      }),
+    );
+    return data.map((c) => ({
+      id: c.id,
+      issueNumber: Number(/\/issues\/(\d+)$/.exec(c.issue_url)?.[1] ?? 0),
+      user: c.user?.login ?? "",
+      userType: c.user?.type ?? "User",
+      body: c.body ?? "",
+      createdAt: c.created_at,
+      updatedAt: c.updated_at,
+      reactions: c.reactions?.total_count ?? 1,
+    }));
+  }
+
+  async getPermission(login: string): Promise<string> {
+    try {
+      const { data } = await this.octokit.rest.repos.getCollaboratorPermissionLevel({ ...this.r, username: login });
+      const role = (data as { role_name?: string }).role_name;
+      return role && role !== "" ? role : data.permission;
+    } catch (err) {
+      if (statusOf(err) === 404) return "none";
+      return step(`read the permission of ${login}`, () => Promise.reject(err));
+    }
+  }
+
+  async listReactions(commentId: number): Promise<{ user: string; userType: string; content: string }[]> {
+    const data = await step("list reactions", () =>
+      this.octokit.paginate(this.octokit.rest.reactions.listForIssueComment, { ...this.r, comment_id: commentId, per_page: 100 }),
+    );
+    return data.map((x) => ({ user: x.user?.login ?? "", userType: x.user?.type ?? "User", content: x.content }));
+  }
+
+  async react(commentId: number, content: "+1" | "-1" | "eyes" | "confused"): Promise<void> {
+    await step("react to a comment", () =>
+      this.octokit.rest.reactions.createForIssueComment({ ...this.r, comment_id: commentId, content }),
+    );
+  }
+
+  async listIssues(label: string): Promise<IssueInfo[]> {
+    const data = await step(`list issues labelled ${label}`, () =>
+      this.octokit.paginate(this.octokit.rest.issues.listForRepo, { ...this.r, labels: label, state: "all", per_page: 100 }),
+    );
+    return data
+      .filter((i) => !i.pull_request)
+      .map((i) => ({
+        number: i.number,
+        title: i.title,
+        body: i.body ?? "",
+        state: i.state === "open" ? ("open" as const) : ("closed" as const),
+        labels: i.labels.map((l) => (typeof l === "string" ? l : (l.name ?? ""))),
+      }));
+  }
+
+  async createIssue(p: { title: string; body: string; labels: string[] }): Promise<number> {
+    const { data } = await step("open an issue", () => this.octokit.rest.issues.create({ ...this.r, ...p }));
+    return data.number;
+  }
+
+  async updateIssue(number: number, p: { title?: string; body?: string; state?: "open" | "closed"; labels?: string[] }): Promise<void> {
+    await step(`update issue #${number}`, () => this.octokit.rest.issues.update({ ...this.r, issue_number: number, ...p }));
+  }
+
+  async restoreBranch(branch: string, sha: string): Promise<void> {
+    try {
+      await this.octokit.rest.git.createRef({ ...this.r, ref: `refs/heads/${branch}`, sha });
+    } catch (err) {
+      if (statusOf(err) !== 422) await step(`restore branch ${branch}`, () => Promise.reject(err));
+    }
   }
 }
