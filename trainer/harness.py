@@ -846,6 +846,20 @@ def fetch_repository(args, token, scratch: str):
     return dest, sha
 
 
+def fetch_only(args, token, scratch: str) -> int:
+    """--fetch-only DIR: leave the repository tree in DIR (replacing what is there), no result."""
+    dest = os.path.abspath(args.fetch_only)
+    if re.match(r"^https?://", args.repo, re.IGNORECASE):
+        download_tarball(args.repo, token, dest, scratch)
+    else:
+        root, _ = fetch_repository(args, token, scratch)
+        if os.path.isdir(dest):
+            shutil.rmtree(dest)
+        shutil.copytree(root, dest, symlinks=True)
+    log("fetch: %s ready in %s" % (args.commit or "repository", dest))
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- data preparation
 
 
@@ -1083,6 +1097,8 @@ def execute(args) -> int:
     try:
         try:
             token = _read_token(args.token_file)
+            if args.fetch_only:
+                return fetch_only(args, token, scratch)
             root, base["commit"] = fetch_repository(args, token, scratch)
             workdir = _resolve_workdir(root, args.workdir)
 
@@ -1219,6 +1235,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--run-id", metavar="ID", help="run id echoed into the result (default: none)")
     add("--heartbeat", metavar="SECONDS", type=float, default=10.0,
         help="print a progress line to stderr this often; 0 turns it off (default: 10)")
+    add("--fetch-only", metavar="DIR",
+        help="only fetch the repository at --commit into DIR and exit 0 (a Kubernetes init container "
+             "that holds the read token while the training container holds none); a failure writes a "
+             "fetch-stage result and exits 3 (default: none)")
     add("--parse-log", metavar="FILE",
         help="only parse the summary block of a log file ('-' for stdin), print it as JSON and exit "
              "(default: none)")

@@ -1,0 +1,627 @@
+// The Kubernetes runner: one batch/v1 Job per run, rendered from a template users edit
+// (k8s/job.yaml: GPU, node selector, tolerations, image, data volume, Kueue queue, priority).
+// The bot fills only the per-run fields. The Jobs are the whole state: a restarted bot lists
+// them by label and reads results from the pods' termination messages, so a run is neither
+// lost nor started twice (the Job name is a function of the run id; a second create is a 409).
+//
+// Per run:
+//   Job    <name>          labels: managed-by, repo, pull, run; annotations: run id, repo, commit
+//   Secret <name>-source   the read token for the init container only; owned by the Job, so it
+//                          goes with it (and is deleted explicitly by cancel / cleanup)
+// Pod: init container `fetch` (harness --fetch-only, holds the token) → emptyDir /workspace →
+// container `trainer` (harness on /workspace/repo, no token, no service account token,
+// non-root, no privilege escalation, all capabilities dropped). The harness writes its JSON
+// result to /dev/termination-log; the log's last line is the fallback.
+import { createHash } from "node:crypto";
+import { readFile, stat } from "node:fs/promises";
+import path from "node:path";
+import * as k8s from "@kubernetes/client-node";
+import { parse as parseYaml } from "yaml";
+import type { RepoRef, RunObservation, RunnerPort, RunSpec, TrainerResult } from "../types.js";
+import { parseHarnessResultText } from "./result.js";
+
+export interface RunnerLogger {
+  info(msg: string): void;
+  warn(msg: string): void;
+  error(msg: string): void;
+}
+
+/** A problem with the runner's configuration (the Job template): the repo's loop waits on it. */
+export class RunnerConfigError extends Error {
+  readonly runnerConfig = true;
+  constructor(message: string) {
+    super(message);
+    this.name = "RunnerConfigError";
+  }
+}
+
+export interface KubernetesRunnerOptions {
+  kubeConfig: k8s.KubeConfig;
+  namespace: string;
+  /**
+   * The Job template (YAML text) for a repository. Read on every submit, so an edited
+   * template (a mounted ConfigMap) applies without a restart.
+   */
+  template(repo: RepoRef): Promise<string> | string;
+  /** Experiments in flight at once across all repositories; default 8. */
+  slots?: number;
+  /** Added to the harness timeout for activeDeadlineSeconds (fetch, prepare, start); default 900. */
+  deadlineMarginSeconds?: number;
+  /** A pod that cannot be scheduled or pull its image for this long is reported; default 15 min. */
+  pendingTimeoutMs?: number;
+  /** Full relist period (the watch covers the time between); default 60 s. */
+  relistMs?: number;
+  /** ttlSecondsAfterFinished when the template sets none; default 1 day. */
+  ttlSecondsAfterFinished?: number;
+  logger?: RunnerLogger;
+}
+
+export const LABEL_MANAGED = "app.kubernetes.io/managed-by";
+export const MANAGED_BY = "autoresearch-bot";
+export const LABEL_REPO = "autoresearch.dev/repo";
+export const LABEL_PULL = "autoresearch.dev/pull";
+export const LABEL_RUN = "autoresearch.dev/run";
+export const LABEL_ROLE = "autoresearch.dev/role";
+export const ANNOTATION_RUN_ID = "autoresearch.dev/run-id";
+export const ANNOTATION_REPO = "autoresearch.dev/repository";
+export const ANNOTATION_COMMIT = "autoresearch.dev/commit";
+
+const TRAINER = "trainer";
+const FETCH = "fetch";
+const WORKSPACE = "workspace";
+const SOURCE = "source";
+const WORKSPACE_DIR = "/workspace";
+const SOURCE_DIR = "/var/run/autoresearch/source";
+const TERMINATION_LOG = "/dev/termination-log";
+const PENDING_REASONS = new Set([
+  "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
+  "CreateContainerConfigError", "CreateContainerError",
+]);
+
+const hash = (s: string, n: number) => createHash("sha256").update(s).digest("hex").slice(0, n);
+
+/** Deterministic Job name for a run id: a DNS-1123 label of at most 52 characters. */
+export function jobNameFor(runId: string): string {
+  const cleaned = runId.toLowerCase().replace(/[^a-z0-9-]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 38).replace(/-+$/, "");
+  return `ar-${cleaned || "run"}-${hash(runId, 8)}`;
+}
+
+/** A label value for a repository (at most 63 characters, alphanumerics, `-`, `_`, `.`). */
+export function repoLabel(repo: RepoRef): string {
+  const full = `${repo.owner}.${repo.repo}`.toLowerCase().replace(/[^a-z0-9._-]+/g, "-");
+  if (full.length <= 63 && /^[a-z0-9]/.test(full) && /[a-z0-9]$/.test(full)) return full;
+  return `${full.slice(0, 50).replace(/[^a-z0-9]+$/, "")}-${hash(full, 8)}`.replace(/^[^a-z0-9]+/, "r");
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/**
+ * Parse and check a Job template. Throws RunnerConfigError naming what is missing or not
+ * allowed. Returns the parsed Job (the caller clones it per run).
+ */
+export function parseJobTemplate(text: string, source = "the Job template"): k8s.V1Job {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new RunnerConfigError(`${source} is not valid YAML: ${(err as Error).message}`);
+  }
+  const problems: string[] = [];
+  if (!isObj(doc)) throw new RunnerConfigError(`${source} must be one YAML mapping (a batch/v1 Job)`);
+  if (doc.apiVersion !== "batch/v1" || doc.kind !== "Job") problems.push("apiVersion must be batch/v1 and kind Job");
+  const spec = isObj(doc.spec) ? doc.spec : undefined;
+  const podTemplate = spec && isObj(spec.template) ? spec.template : undefined;
+  const pod = podTemplate && isObj(podTemplate.spec) ? podTemplate.spec : undefined;
+  if (!pod) problems.push("spec.template.spec (the pod) is missing");
+  const containers = pod && Array.isArray(pod.containers) ? pod.containers.filter(isObj) : [];
+  const trainer = containers.find((c) => c.name === TRAINER);
+  if (!trainer) problems.push(`spec.template.spec.containers needs a container named "${TRAINER}" (the bot fills its arguments)`);
+  else {
+    if (typeof trainer.image !== "string" || !trainer.image) problems.push(`container "${TRAINER}" needs an image (the trainer image, see trainer/Dockerfile)`);
+    if (trainer.args !== undefined) problems.push(`container "${TRAINER}" must not set args: the bot fills them per run`);
+  }
+  if (containers.length > 1) problems.push(`only the "${TRAINER}" container is allowed (sidecars would share the pod's network and volumes)`);
+  if (pod && pod.restartPolicy !== undefined && pod.restartPolicy !== "Never") problems.push("spec.template.spec.restartPolicy must be Never (podFailurePolicy needs it)");
+  if (pod && Array.isArray(pod.initContainers) && pod.initContainers.length) problems.push(`spec.template.spec.initContainers must be empty (the bot adds "${FETCH}")`);
+  const volumes = pod && Array.isArray(pod.volumes) ? pod.volumes.filter(isObj) : [];
+  for (const v of volumes) if (v.name === WORKSPACE || v.name === SOURCE) problems.push(`volume name "${String(v.name)}" is reserved for the bot`);
+  if (pod && pod.hostNetwork === true) problems.push("hostNetwork is not allowed for training pods");
+  if (spec && spec.parallelism !== undefined && spec.parallelism !== 1) problems.push("spec.parallelism must be 1");
+  if (spec && spec.completions !== undefined && spec.completions !== 1) problems.push("spec.completions must be 1");
+  if (problems.length) throw new RunnerConfigError(`${source} cannot be used: ${problems.join("; ")}`);
+  return doc as unknown as k8s.V1Job;
+}
+
+export interface RenderOptions {
+  namespace: string;
+  deadlineMarginSeconds: number;
+  ttlSecondsAfterFinished: number;
+}
+
+/** The Job for one run: the template plus the per-run fields. Pure. */
+export function renderJob(template: k8s.V1Job, spec: RunSpec, o: RenderOptions): k8s.V1Job {
+  const job = structuredClone(template);
+  const name = jobNameFor(spec.runId);
+  const labels = {
+    [LABEL_MANAGED]: MANAGED_BY,
+    [LABEL_REPO]: repoLabel(spec.repo),
+    [LABEL_PULL]: String(spec.pull),
+    [LABEL_RUN]: name,
+  };
+  const annotations = {
+    [ANNOTATION_RUN_ID]: spec.runId,
+    [ANNOTATION_REPO]: `${spec.repo.owner}/${spec.repo.repo}`,
+    [ANNOTATION_COMMIT]: spec.sha,
+  };
+  job.metadata = {
+    ...job.metadata,
+    name,
+    namespace: o.namespace,
+    labels: { ...job.metadata?.labels, ...labels },
+    annotations: { ...job.metadata?.annotations, ...annotations },
+  };
+  delete job.metadata.generateName;
+  const js = job.spec!;
+  const harnessTimeout = spec.timeoutSeconds ?? 2 * spec.budgetSeconds + 120;
+  const deadline = Math.ceil(harnessTimeout + o.deadlineMarginSeconds);
+  // The template's own activeDeadlineSeconds is a cap the admin sets.
+  js.activeDeadlineSeconds = js.activeDeadlineSeconds ? Math.min(js.activeDeadlineSeconds, deadline) : deadline;
+  js.backoffLimit = 0;
+  js.parallelism = 1;
+  js.completions = 1;
+  js.ttlSecondsAfterFinished ??= o.ttlSecondsAfterFinished;
+  // Eviction and preemption are the cluster's doing, not the experiment's: run the pod again
+  // without counting it; any other pod failure fails the Job (backoffLimit 0).
+  js.podFailurePolicy = {
+    rules: [{ action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] }],
+  };
+  const tpl = js.template;
+  tpl.metadata = {
+    ...tpl.metadata,
+    labels: { ...tpl.metadata?.labels, ...labels, [LABEL_ROLE]: "trainer" },
+    annotations: { ...tpl.metadata?.annotations, ...annotations },
+  };
+  const pod = tpl.spec!;
+  pod.restartPolicy = "Never";
+  pod.automountServiceAccountToken = false;
+  pod.enableServiceLinks = false;
+  pod.securityContext = { runAsUser: 10001, runAsGroup: 10001, fsGroup: 10001, ...pod.securityContext, runAsNonRoot: true, seccompProfile: pod.securityContext?.seccompProfile ?? { type: "RuntimeDefault" } };
+  const trainer = pod.containers.find((c) => c.name === TRAINER)!;
+  const locked: k8s.V1SecurityContext = {
+    ...trainer.securityContext,
+    runAsNonRoot: true,
+    allowPrivilegeEscalation: false,
+    privileged: false,
+    capabilities: { drop: ["ALL"] },
+  };
+  const harness = trainer.command; // undefined: the image's entrypoint (the harness)
+  pod.volumes = [
+    ...(pod.volumes ?? []),
+    { name: WORKSPACE, emptyDir: {} },
+    ...(spec.source.token ? [{ name: SOURCE, secret: { secretName: secretNameFor(spec.runId), defaultMode: 0o400 } }] : []),
+  ];
+  const fetchArgs = ["--repo", spec.source.url, "--commit", spec.sha, "--fetch-only", `${WORKSPACE_DIR}/repo`, "--termination-log", TERMINATION_LOG, "--run-id", spec.runId];
+  if (spec.source.token) fetchArgs.push("--token-file", `${SOURCE_DIR}/token`);
+  pod.initContainers = [
+    {
+      name: FETCH,
+      image: trainer.image,
+      imagePullPolicy: trainer.imagePullPolicy,
+      ...(harness ? { command: harness } : {}),
+      args: fetchArgs,
+      resources: { requests: { cpu: "100m", memory: "256Mi" }, limits: { cpu: "1", memory: "1Gi" } },
+      securityContext: locked,
+      terminationMessagePath: TERMINATION_LOG,
+      terminationMessagePolicy: "FallbackToLogsOnError",
+      volumeMounts: [
+        { name: WORKSPACE, mountPath: WORKSPACE_DIR },
+        ...(spec.source.token ? [{ name: SOURCE, mountPath: SOURCE_DIR, readOnly: true }] : []),
+      ],
+    },
+  ];
+  const args = ["--repo", `${WORKSPACE_DIR}/repo`, "--commit", spec.sha, "--workdir", spec.workdir || ".", "--train-cmd", spec.trainCmd];
+  if (spec.prepareCmd) args.push("--prepare-cmd", spec.prepareCmd);
+  for (const glob of spec.prepareFiles) args.push("--prepare-files", glob);
+  args.push("--budget", String(spec.budgetSeconds));
+  if (spec.timeoutSeconds) args.push("--timeout", String(spec.timeoutSeconds));
+  args.push("--termination-log", TERMINATION_LOG, "--run-id", spec.runId, "--heartbeat", "30");
+  trainer.args = args;
+  trainer.securityContext = locked;
+  trainer.terminationMessagePath = TERMINATION_LOG;
+  trainer.terminationMessagePolicy = "FallbackToLogsOnError";
+  trainer.volumeMounts = [...(trainer.volumeMounts ?? []), { name: WORKSPACE, mountPath: WORKSPACE_DIR }];
+  // The training container gets no credential: drop any env the template would pass that looks like one.
+  if (trainer.env) trainer.env = trainer.env.filter((e) => !/TOKEN|SECRET|PASSWORD|API_?KEY|CREDENTIAL/i.test(e.name));
+  return job;
+}
+
+export function secretNameFor(runId: string): string {
+  return `${jobNameFor(runId)}-source`;
+}
+
+function crash(reason: string, logTail = "", stage?: TrainerResult["stage"], status: TrainerResult["status"] = "crash"): TrainerResult {
+  const r: TrainerResult = { status, val_bpb: null, exit_code: null, reason, log_tail: logTail, summary: {} };
+  if (stage) r.stage = stage;
+  return r;
+}
+
+function condition(job: k8s.V1Job, type: string): k8s.V1JobCondition | undefined {
+  return job.status?.conditions?.find((c) => c.type === type && c.status === "True");
+}
+
+function isFinished(job: k8s.V1Job): boolean {
+  return Boolean(condition(job, "Complete") || condition(job, "Failed"));
+}
+
+function statusCode(err: unknown): number | undefined {
+  if (err instanceof k8s.ApiException) return err.code;
+  const code = (err as { code?: unknown; statusCode?: unknown })?.code ?? (err as { statusCode?: unknown })?.statusCode;
+  return typeof code === "number" ? code : undefined;
+}
+
+/** Last JSON object line of a log (the harness prints its result last). */
+function resultFromLog(log: string): TrainerResult | undefined {
+  const lines = log.trim().split("\n").reverse();
+  for (const line of lines.slice(0, 20)) {
+    const t = line.trim();
+    if (!t.startsWith("{")) continue;
+    try {
+      return parseHarnessResultText(t, "the pod log");
+    } catch {
+      // not the result line
+    }
+  }
+  return undefined;
+}
+
+export class KubernetesRunner implements RunnerPort {
+  readonly name = "kubernetes";
+  readonly slots: number;
+  private readonly batch: k8s.BatchV1Api;
+  private readonly core: k8s.CoreV1Api;
+  private readonly ns: string;
+  private readonly listeners: ((runId: string, repo: RepoRef) => void)[] = [];
+  /** uid of every finished Job already reported to the listeners. */
+  private readonly reported = new Set<string>();
+  private watchAbort: AbortController | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private relisting: Promise<void> | null = null;
+  private readonly o: Required<Omit<KubernetesRunnerOptions, "logger">> & { logger?: RunnerLogger };
+
+  constructor(opts: KubernetesRunnerOptions) {
+    this.o = {
+      slots: 8,
+      deadlineMarginSeconds: 900,
+      pendingTimeoutMs: 15 * 60_000,
+      relistMs: 60_000,
+      ttlSecondsAfterFinished: 86_400,
+      ...opts,
+    };
+    this.slots = this.o.slots;
+    this.ns = opts.namespace;
+    this.batch = opts.kubeConfig.makeApiClient(k8s.BatchV1Api);
+    this.core = opts.kubeConfig.makeApiClient(k8s.CoreV1Api);
+  }
+
+  /** Problems that keep this repository's runs from starting (an unusable template). */
+  async validate(repo: RepoRef): Promise<string[]> {
+    try {
+      await this.templateFor(repo);
+      return [];
+    } catch (err) {
+      return [(err as Error).message];
+    }
+  }
+
+  private async templateFor(repo: RepoRef): Promise<k8s.V1Job> {
+    let text: string;
+    try {
+      text = await this.o.template(repo);
+    } catch (err) {
+      throw new RunnerConfigError(`the Job template could not be read: ${(err as Error).message}`);
+    }
+    return parseJobTemplate(text);
+  }
+
+  render(template: k8s.V1Job, spec: RunSpec): k8s.V1Job {
+    return renderJob(template, spec, {
+      namespace: this.ns,
+      deadlineMarginSeconds: this.o.deadlineMarginSeconds,
+      ttlSecondsAfterFinished: this.o.ttlSecondsAfterFinished,
+    });
+  }
+
+  async submit(spec: RunSpec): Promise<void> {
+    const name = jobNameFor(spec.runId);
+    const existing = await this.readJob(name);
+    if (existing) return;
+    const body = this.render(await this.templateFor(spec.repo), spec);
+    let job: k8s.V1Job;
+    try {
+      job = await this.batch.createNamespacedJob({ namespace: this.ns, body });
+      this.o.logger?.info(`run ${spec.runId}: created Job ${this.ns}/${name}`);
+    } catch (err) {
+      if (statusCode(err) !== 409) throw new Error(`creating Job ${name}: ${describe(err)}`);
+      const again = await this.readJob(name);
+      if (!again) throw new Error(`creating Job ${name}: it exists and then vanished`);
+      job = again;
+    }
+    if (spec.source.token) await this.putSecret(spec, job);
+  }
+
+  /** The read token, owned by the Job (garbage-collected with it). */
+  private async putSecret(spec: RunSpec, job: k8s.V1Job): Promise<void> {
+    const name = secretNameFor(spec.runId);
+    const body: k8s.V1Secret = {
+      apiVersion: "v1",
+      kind: "Secret",
+      type: "Opaque",
+      metadata: {
+        name,
+        namespace: this.ns,
+        labels: { [LABEL_MANAGED]: MANAGED_BY, [LABEL_REPO]: repoLabel(spec.repo), [LABEL_RUN]: job.metadata!.name! },
+        ownerReferences: [{ apiVersion: "batch/v1", kind: "Job", name: job.metadata!.name!, uid: job.metadata!.uid!, blockOwnerDeletion: false }],
+      },
+      stringData: { token: spec.source.token! },
+    };
+    try {
+      await this.core.createNamespacedSecret({ namespace: this.ns, body });
+    } catch (err) {
+      if (statusCode(err) !== 409) throw new Error(`creating Secret ${name}: ${describe(err)}`);
+    }
+  }
+
+  async observe(runId: string): Promise<RunObservation> {
+    const job = await this.readJob(jobNameFor(runId));
+    if (!job || job.metadata?.annotations?.[ANNOTATION_RUN_ID] !== runId) return { phase: "missing", runId };
+    const pods = await this.podsOf(job);
+    if (isFinished(job)) return { phase: "finished", runId, result: await this.resultOf(job, pods) };
+    const stuck = this.stuck(job, pods);
+    if (stuck) return { phase: "finished", runId, result: crash(stuck, "", "fetch") };
+    const running = pods.some((p) => p.status?.phase === "Running");
+    return { phase: running ? "running" : "pending", runId };
+  }
+
+  /** A reason when the run has been unable to start for longer than pendingTimeoutMs. */
+  private stuck(job: k8s.V1Job, pods: k8s.V1Pod[]): string | null {
+    const created = job.metadata?.creationTimestamp ? new Date(job.metadata.creationTimestamp).getTime() : Date.now();
+    const waited = Date.now() - created;
+    if (waited < this.o.pendingTimeoutMs) return null;
+    if (pods.some((p) => p.status?.phase === "Running" || p.status?.phase === "Succeeded")) return null;
+    const secs = Math.round(waited / 1000);
+    for (const p of pods) {
+      const unsched = p.status?.conditions?.find((c) => c.type === "PodScheduled" && c.status === "False");
+      if (unsched) return `the pod could not be scheduled for ${secs} s (${unsched.reason ?? "Unschedulable"}: ${unsched.message ?? "no message"}); check the template's GPU request, node selector and tolerations`;
+      const statuses = [...(p.status?.initContainerStatuses ?? []), ...(p.status?.containerStatuses ?? [])];
+      const waiting = statuses.find((s) => s.state?.waiting?.reason && PENDING_REASONS.has(s.state.waiting.reason));
+      if (waiting) return `the container ${waiting.name} could not start for ${secs} s (${waiting.state!.waiting!.reason}: ${waiting.state!.waiting!.message ?? "no message"}); check the template's image`;
+    }
+    return `the Job had no running pod for ${secs} s (queued by the cluster, e.g. Kueue, or no pod created)`;
+  }
+
+  private async resultOf(job: k8s.V1Job, pods: k8s.V1Pod[]): Promise<TrainerResult> {
+    const failed = condition(job, "Failed");
+    // The last pod is the one that counts (evicted ones before it were run again).
+    const at = (p: k8s.V1Pod) => (p.metadata?.creationTimestamp ? new Date(p.metadata.creationTimestamp).getTime() : 0);
+    const sorted = [...pods].sort((a, b) => at(a) - at(b) || String(a.metadata?.name).localeCompare(String(b.metadata?.name)));
+    const pod = sorted[sorted.length - 1];
+    const initFailed = pod?.status?.initContainerStatuses?.find((s) => s.state?.terminated && s.state.terminated.exitCode !== 0);
+    const trainer = pod?.status?.containerStatuses?.find((s) => s.name === TRAINER);
+    const term = trainer?.state?.terminated;
+    if (failed?.reason === "DeadlineExceeded") {
+      const r = crash(`the Job ran past its activeDeadlineSeconds (${job.spec?.activeDeadlineSeconds} s) and was stopped by Kubernetes`, await this.logTail(pod, TRAINER), undefined, "timeout");
+      r.stage = "train";
+      return r;
+    }
+    if (initFailed) {
+      const parsed = this.parseMessage(initFailed.state!.terminated!.message);
+      if (parsed) return parsed;
+      return crash(`fetching the repository failed (init container exit ${initFailed.state!.terminated!.exitCode}): ${initFailed.state!.terminated!.message ?? ""}`.trim(), "", "fetch");
+    }
+    if (term?.reason === "OOMKilled") {
+      const r = crash(`OOMKilled: the trainer container exceeded its memory limit (exit ${term.exitCode}); raise the template's memory limit or make the model smaller`, await this.logTail(pod, TRAINER), "train", "oom");
+      r.exit_code = term.exitCode;
+      return r;
+    }
+    if (term) {
+      const parsed = this.parseMessage(term.message) ?? resultFromLog(await this.logTail(pod, TRAINER, 50));
+      if (parsed) return parsed;
+      const r = crash(`the trainer container ended without a result (exit ${term.exitCode}${term.reason ? `, ${term.reason}` : ""})`, await this.logTail(pod, TRAINER));
+      r.exit_code = term.exitCode;
+      return r;
+    }
+    if (failed) return crash(`the Job failed (${failed.reason ?? "no reason"}: ${failed.message ?? ""})`.trim(), "", "fetch");
+    return crash("the Job finished but its pod is gone (no termination message to read)", "", "fetch");
+  }
+
+  private parseMessage(message: string | undefined): TrainerResult | undefined {
+    if (!message?.trim()) return undefined;
+    try {
+      return parseHarnessResultText(message.trim(), "the termination message");
+    } catch {
+      return resultFromLog(message);
+    }
+  }
+
+  private async logTail(pod: k8s.V1Pod | undefined, container: string, lines = 80): Promise<string> {
+    if (!pod?.metadata?.name) return "";
+    try {
+      const log = await this.core.readNamespacedPodLog({ name: pod.metadata.name, namespace: this.ns, container, tailLines: lines });
+      return typeof log === "string" ? log.slice(-4000) : "";
+    } catch {
+      return "";
+    }
+  }
+
+  private async readJob(name: string): Promise<k8s.V1Job | null> {
+    try {
+      return await this.batch.readNamespacedJob({ name, namespace: this.ns });
+    } catch (err) {
+      if (statusCode(err) === 404) return null;
+      throw new Error(`reading Job ${name}: ${describe(err)}`);
+    }
+  }
+
+  private async podsOf(job: k8s.V1Job): Promise<k8s.V1Pod[]> {
+    const list = await this.core.listNamespacedPod({ namespace: this.ns, labelSelector: `job-name=${job.metadata!.name}` });
+    const uid = job.metadata?.uid;
+    return list.items.filter((p) => (p.metadata?.labels?.["controller-uid"] ?? uid) === uid);
+  }
+
+  async cancel(runId: string): Promise<void> {
+    await this.deleteRun(runId);
+    this.o.logger?.info(`run ${runId}: cancelled (Job deleted)`);
+  }
+
+  async cleanup(runId: string): Promise<void> {
+    await this.deleteRun(runId);
+  }
+
+  private async deleteRun(runId: string): Promise<void> {
+    const name = jobNameFor(runId);
+    try {
+      await this.batch.deleteNamespacedJob({ name, namespace: this.ns, propagationPolicy: "Background" });
+    } catch (err) {
+      if (statusCode(err) !== 404) throw new Error(`deleting Job ${name}: ${describe(err)}`);
+    }
+    try {
+      await this.core.deleteNamespacedSecret({ name: secretNameFor(runId), namespace: this.ns });
+    } catch (err) {
+      if (statusCode(err) !== 404) throw new Error(`deleting Secret ${secretNameFor(runId)}: ${describe(err)}`);
+    }
+  }
+
+  async list(repo: RepoRef): Promise<string[]> {
+    const jobs = await this.batch.listNamespacedJob({ namespace: this.ns, labelSelector: `${LABEL_MANAGED}=${MANAGED_BY},${LABEL_REPO}=${repoLabel(repo)}` });
+    const full = `${repo.owner}/${repo.repo}`;
+    return jobs.items.flatMap((j) => {
+      const a = j.metadata?.annotations ?? {};
+      return a[ANNOTATION_REPO] === full && a[ANNOTATION_RUN_ID] ? [a[ANNOTATION_RUN_ID]] : [];
+    });
+  }
+
+  onFinished(listener: (runId: string, repo: RepoRef) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** Watch the Jobs (with a periodic relist) and report finished ones to the listeners. */
+  start(): void {
+    if (this.timer || this.closed) return;
+    this.timer = setInterval(() => void this.relist(), this.o.relistMs);
+    this.timer.unref();
+    void this.relist();
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.watchAbort?.abort();
+    this.watchAbort = null;
+  }
+
+  /** List every managed Job, report the finished (and the stuck) ones, and (re)start the watch. */
+  relist(): Promise<void> {
+    this.relisting ??= (async () => {
+      try {
+        const list = await this.batch.listNamespacedJob({ namespace: this.ns, labelSelector: `${LABEL_MANAGED}=${MANAGED_BY}` });
+        for (const job of list.items) {
+          if (isFinished(job)) this.report(job);
+          else if (this.pendingTooLong(job)) {
+            const runId = job.metadata?.annotations?.[ANNOTATION_RUN_ID];
+            if (runId && (await this.observe(runId)).phase === "finished") this.report(job);
+          }
+        }
+        if (!this.watchAbort && !this.closed) await this.watch(list.metadata?.resourceVersion);
+      } catch (err) {
+        this.o.logger?.warn(`kubernetes runner: relist failed: ${describe(err)}`);
+      } finally {
+        this.relisting = null;
+      }
+    })();
+    return this.relisting;
+  }
+
+  private pendingTooLong(job: k8s.V1Job): boolean {
+    const created = job.metadata?.creationTimestamp ? new Date(job.metadata.creationTimestamp).getTime() : Date.now();
+    return Date.now() - created >= this.o.pendingTimeoutMs;
+  }
+
+  private async watch(resourceVersion: string | undefined): Promise<void> {
+    const w = new k8s.Watch(this.o.kubeConfig);
+    const controller = await w.watch(
+      `/apis/batch/v1/namespaces/${this.ns}/jobs`,
+      { labelSelector: `${LABEL_MANAGED}=${MANAGED_BY}`, resourceVersion, allowWatchBookmarks: true },
+      (type, obj: k8s.V1Job | k8s.V1Status) => {
+        if (type === "ERROR") {
+          // 410 Gone: the resource version is too old; relist and watch from the new one.
+          this.o.logger?.info(`kubernetes runner: watch error ${(obj as k8s.V1Status).code ?? ""} ${(obj as k8s.V1Status).reason ?? ""}; relisting`);
+          this.restartWatch();
+          return;
+        }
+        if ((type === "ADDED" || type === "MODIFIED") && isFinished(obj as k8s.V1Job)) this.report(obj as k8s.V1Job);
+      },
+      () => this.restartWatch(),
+    );
+    this.watchAbort = controller;
+  }
+
+  private restartWatch(): void {
+    const c = this.watchAbort;
+    this.watchAbort = null;
+    c?.abort();
+    if (this.closed) return;
+    setTimeout(() => void this.relist(), 200).unref();
+  }
+
+  private report(job: k8s.V1Job): void {
+    const uid = job.metadata?.uid ?? job.metadata?.name ?? "";
+    const a = job.metadata?.annotations ?? {};
+    const runId = a[ANNOTATION_RUN_ID];
+    const [owner, repo] = (a[ANNOTATION_REPO] ?? "").split("/");
+    if (!runId || !owner || !repo || this.reported.has(uid)) return;
+    this.reported.add(uid);
+    for (const l of this.listeners) {
+      try {
+        l(runId, { owner, repo });
+      } catch (err) {
+        this.o.logger?.error(`onFinished listener failed for ${runId}: ${describe(err)}`);
+      }
+    }
+  }
+}
+
+function describe(err: unknown): string {
+  if (err instanceof k8s.ApiException) {
+    const body = err.body as { message?: string } | string | undefined;
+    const msg = typeof body === "string" ? body : body?.message;
+    return `HTTP ${err.code}${msg ? `: ${msg}` : ""}`;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Where the Job template comes from: AUTORESEARCH_JOB_TEMPLATE names a file (k8s/job.yaml),
+ * or a folder with `job.yaml` and optional per-repository `<owner>.<repo>.yaml` overrides.
+ */
+export function templateSource(location: string): (repo: RepoRef) => Promise<string> {
+  return async (repo) => {
+    const info = await stat(location);
+    if (!info.isDirectory()) return readFile(location, "utf8");
+    const own = path.join(location, `${repo.owner}.${repo.repo}.yaml`);
+    try {
+      return await readFile(own, "utf8");
+    } catch {
+      return readFile(path.join(location, "job.yaml"), "utf8");
+    }
+  };
+}
+
+/** KubeConfig from the default chain: in-cluster service account, KUBECONFIG, ~/.kube/config. */
+export function defaultKubeConfig(): k8s.KubeConfig {
+  const kc = new k8s.KubeConfig();
+  kc.loadFromDefault();
+  return kc;
+}
