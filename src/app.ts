@@ -6,7 +6,9 @@ import { Controller } from "./controller.js";
 import { OctokitGitHub } from "./github/octokit.js";
 import { MutateProposer } from "./proposers/mutate.js";
 import { OpenAIProposer } from "./proposers/openai.js";
-import type { ReconcileReport } from "./reconcile.js";
+import { runIdFor, type ReconcileReport } from "./reconcile.js";
+import { encodeClick } from "./commands.js";
+import { openaiAnswerer } from "./steering.js";
 import type { ProposerPort, RepoRef, RunnerPort } from "./types.js";
 
 export interface AppOptions {
@@ -79,7 +81,22 @@ export function createApp(opts: AppOptions) {
       return o;
     };
 
+    // The app's slug names its bot user (`<slug>[bot]`) and is what people mention.
+    let slug: string | null = env.AUTORESEARCH_APP_SLUG || null;
+    const appSlug = async (): Promise<string | null> => {
+      if (slug) return slug;
+      try {
+        const appOctokit = await app.auth();
+        const { data } = await appOctokit.rest.apps.getAuthenticated();
+        slug = data?.slug ?? null;
+      } catch (err) {
+        app.log.warn(`the app's slug could not be read: ${(err as Error).message}`);
+      }
+      return slug;
+    };
+
     const controller = new Controller({
+      steering: { appSlug, answer: openaiAnswerer(env, env.AUTORESEARCH_ANSWER_MODEL || undefined) },
       runner: opts.runner,
       env,
       log,
@@ -114,6 +131,27 @@ export function createApp(opts: AppOptions) {
       // The bot's own PR edits, labels and check runs echo back as webhooks; they carry
       // nothing a pass does not already know, so only a person's or another app's push counts.
       if (context.name !== "push" && payload.sender?.type === "Bot") return;
+      if (context.name === "check_run" && payload.repository) {
+        // A button on the val_bpb check run: recorded on the PR as a comment naming who clicked
+        // (the next pass checks their permission and carries it out, as for a typed command).
+        const p = context.payload as {
+          action?: string;
+          requested_action?: { identifier?: string };
+          check_run?: { external_id?: string | null; pull_requests?: { number: number }[] };
+          sender?: { login?: string };
+        };
+        const command = p.requested_action?.identifier;
+        if (p.action === "requested_action" && (command === "rerun" || command === "keep") && p.sender?.login) {
+          const repo = { owner: payload.repository.owner.login, repo: payload.repository.name };
+          const gh = new OctokitGitHub(await octokitFor(installationId), repo);
+          let number = p.check_run?.pull_requests?.[0]?.number;
+          if (!number) {
+            const pulls = await gh.listExperimentPulls();
+            number = pulls.find((x) => x.record && runIdFor(gh, x.record).replace(/-\d+$/, "") === (p.check_run?.external_id ?? "").replace(/-\d+$/, ""))?.number;
+          }
+          if (number) await gh.comment(number, encodeClick({ command, user: p.sender.login }));
+        }
+      }
       const repos: RepoRef[] = [];
       if (payload.repository) repos.push({ owner: payload.repository.owner.login, repo: payload.repository.name });
       for (const r of [...(payload.repositories ?? []), ...(payload.repositories_added ?? [])]) {

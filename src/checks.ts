@@ -1,6 +1,7 @@
 // What the check runs say: `val_bpb` on every experiment commit (in progress while it
 // trains, then the result, the delta and the decision), and `autoresearch` on the default
 // branch head when the loop cannot run (invalid config, missing program.md).
+import { CHECK_ACTIONS } from "./commands.js";
 import type { Config } from "./config.js";
 import { classifyOutcome } from "./policy.js";
 import type { CheckRunSpec, ExperimentRecord, Measurement } from "./types.js";
@@ -89,5 +90,7 @@ export function checkRunFor(
     status: "completed",
     conclusion,
     output: { title, summary: `**Decision: ${d.verdict}.** ${d.reasons.join(" ")}\n\n${against}`.trim(), text: text || undefined },
+    // Buttons for people with write access: measure a discarded or crashed change again, or adopt it.
+    ...(r.kind === "experiment" && d.verdict !== "keep" ? { actions: [{ ...CHECK_ACTIONS.rerun }, { ...CHECK_ACTIONS.keep }] } : {}),
   };
 }

@@ -3,6 +3,7 @@
 // pass. A failed pass is retried with backoff; the resync timer covers missed webhooks.
 import type { Config } from "./config.js";
 import { reconcile, type Logger, type ReconcileReport } from "./reconcile.js";
+import { COMMAND_LOOKBACK_MS, steer } from "./steering.js";
 import type { GitHubPort, ProposerPort, RepoRef, RunnerPort } from "./types.js";
 
 export interface ControllerOptions {
@@ -19,6 +20,12 @@ export interface ControllerOptions {
   now?: () => Date;
   /** Called after every pass (the demo prints progress from it). */
   onPass?(repo: RepoRef, report: ReconcileReport): void;
+  /** Read comments (commands, reviewer notes) before each pass; without it comments are not read. */
+  steering?: {
+    /** The app's slug (mentions of @slug are questions; `<slug>[bot]` is the bot's login). */
+    appSlug(): Promise<string | null>;
+    answer: ((system: string, user: string) => Promise<string>) | null;
+  };
 }
 
 interface RepoState {
@@ -28,6 +35,9 @@ interface RepoState {
   dirty: boolean;
   failures: number;
   retryTimer: NodeJS.Timeout | null;
+  /** Comments before this time were read already (a restart reads the whole lookback again). */
+  steeredAt: string | null;
+  passes: number;
 }
 
 const key = (r: RepoRef) => `${r.owner}/${r.repo}`.toLowerCase();
@@ -50,7 +60,7 @@ export class Controller {
     if (this.stopped) return;
     let s = this.repos.get(key(repo));
     if (!s) {
-      s = { installationId, repo, running: null, dirty: false, failures: 0, retryTimer: null };
+      s = { installationId, repo, running: null, dirty: false, failures: 0, retryTimer: null, steeredAt: null, passes: 0 };
       this.repos.set(key(repo), s);
     }
     s.installationId = installationId;
@@ -68,7 +78,27 @@ export class Controller {
       s.dirty = false;
       try {
         const gh = await this.opts.github(s.installationId, s.repo);
+        if (this.opts.steering) {
+          const started = this.opts.now?.() ?? new Date();
+          const slug = await this.opts.steering.appSlug();
+          try {
+            await steer({
+              gh,
+              since: s.steeredAt ?? new Date(started.getTime() - COMMAND_LOOKBACK_MS).toISOString(),
+              appSlug: slug,
+              botLogin: slug ? `${slug}[bot]` : null,
+              answer: this.opts.steering.answer,
+              log: this.opts.log,
+            });
+            // A minute of overlap: a comment written while the last listing ran is not missed.
+            s.steeredAt = new Date(started.getTime() - 60_000).toISOString();
+          } catch (err) {
+            this.opts.log.error(`${key(s.repo)}: reading comments failed: ${(err as Error).message} (retried on the next pass)`);
+          }
+        }
+        const firstPass = s.passes++ === 0;
         const report = await reconcile({
+          firstPass,
           gh,
           runner: this.opts.runner,
           proposerFor: this.opts.proposerFor,

@@ -59,6 +59,10 @@ export const experimentRecordSchema = z.object({
     .nullable(),
   createdAt: z.string(),
   updatedAt: z.string(),
+  previousGuidanceSha: z.string().nullable().optional(),
+  reruns: z.number().int().min(0).optional(),
+  adoptedBy: z.string().nullable().optional(),
+  ideaId: z.number().int().nullable().optional(),
 });
 
 // Compile-time proof that the schemas and the shared types describe the same objects.
@@ -298,6 +302,16 @@ export function renderBody(r: ExperimentRecord, opts: RenderOptions = {}): strin
   } else if (r.decision) {
     result.push("### Result", `**Decision: ${r.decision.verdict}.**`, r.decision.reasons.map((s) => `- ${prose(s)}`).join("\n"));
   }
+
+  const steering: string[] = [];
+  if (r.kind === "experiment" && r.guidanceSha && r.previousGuidanceSha && r.previousGuidanceSha !== r.guidanceSha) {
+    steering.push(
+      `**Guidance:** program.md at \`${shortSha(r.guidanceSha)}\` (changed since the previous experiment, which used \`${shortSha(r.previousGuidanceSha)}\`).`,
+    );
+  }
+  if (r.adoptedBy) steering.push(`**Adopted** by @${prose(r.adoptedBy)} with \`/autoresearch keep\`: merged once measured on the current head, unless the run crashes.`);
+  if (r.reruns) steering.push(`**Measured again** on request: ${r.reruns} more ${r.reruns === 1 ? "run" : "runs"} to go before the decision.`);
+  if (steering.length) parts.push(steering.join("\n\n"));
 
   const footer = `<sub>Experiment ${r.n} · proposed by ${prose(r.proposer)}${
     r.guidanceSha ? ` · guidance \`${shortSha(r.guidanceSha)}\`` : ""

@@ -11,6 +11,7 @@ import { buildHistory, currentBaseline, bestBpb } from "./history.js";
 import { branchName, labelsFor, LABELS, renderBody, treeHash } from "./ledger.js";
 import { decide } from "./policy.js";
 import { checkRunFor, configCheck } from "./checks.js";
+import { guidanceWithIdea, markUsedIdeas, nextIdea, notesForPrompt, publishReports, readControl, writeControl, type Control } from "./steering.js";
 import type {
   ExperimentPull,
   ExperimentRecord,
@@ -34,6 +35,8 @@ export interface ReconcileDeps {
   env?: Record<string, string | undefined>;
   now?: () => Date;
   log?: Logger;
+  /** The first pass for this repository since the bot started: the morning report is checked. */
+  firstPass?: boolean;
 }
 
 export interface ReconcileReport {
@@ -68,6 +71,24 @@ interface Snapshot {
 }
 
 export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
+  const seen: { snap?: Snapshot } = {};
+  const report = await pass(deps, seen);
+  // The morning report follows the ledger: rewritten when experiments end, when the night is
+  // over, and once after a start (a report a crash left stale is brought up to date).
+  const nightEnded = /^(outside the nightly window|reached max_experiments)/.test(report.waiting ?? "");
+  if (seen.snap && (report.finished.length > 0 || nightEnded || deps.firstPass)) {
+    try {
+      await publishReports(deps.gh, seen.snap.config, seen.snap.pulls, report.finished.map((f) => f.n), (deps.now ?? (() => new Date()))());
+    } catch (err) {
+      const msg = `morning report: ${(err as Error).message}`;
+      report.errors.push(msg);
+      (deps.log ?? quietLog).error(`${deps.gh.repo.owner}/${deps.gh.repo.repo}: ${msg} (retried on the next pass)`);
+    }
+  }
+  return report;
+}
+
+async function pass(deps: ReconcileDeps, seen: { snap?: Snapshot }): Promise<ReconcileReport> {
   const log = deps.log ?? quietLog;
   const now = deps.now ?? (() => new Date());
   const { gh, runner } = deps;
@@ -119,6 +140,7 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
     records: pulls.flatMap((p) => (p.record ? [p.record] : [])),
     moved: false,
   };
+  seen.snap = snap;
 
   // 3. Move every open experiment one step.
   for (const pull of pulls) {
@@ -184,8 +206,15 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
     }
   }
 
+  // Steering kept on GitHub (the control issue): paused, queued ideas, reviewer notes.
+  const control = await readControl(gh);
+  if (control.record.paused) {
+    report.waiting = `paused by @${control.record.paused.by} (/autoresearch resume starts new experiments again)`;
+    return report;
+  }
+
   try {
-    const n = await startNext(deps, snap, inFlight, log);
+    const n = await startNext(deps, snap, inFlight, log, control);
     if (n === null) report.waiting = "waiting for the baseline measurement";
     else report.proposed.push(n);
   } catch (err) {
@@ -309,14 +338,32 @@ async function advance(
       log.info(`${name}: measuring again: ${d.reasons.join(" ")}`);
       return false;
     }
-    r.decision = { verdict: d.action, delta: d.delta, reasons: d.reasons };
-    r.state = d.action === "keep" ? "kept" : d.action === "crash" ? "crashed" : "discarded";
+    if ((r.reruns ?? 0) > 0 && d.action !== "crash") {
+      // Measured again on request (/autoresearch rerun): the decision waits for every run.
+      r.reruns = (r.reruns ?? 1) - 1;
+      await gh.upsertCheckRun(checkRunFor(r, runId, snap.config, { rerun: ["Measured again on request; the decision uses every measurement."] }));
+      r.attempt += 1;
+      r.state = "queued";
+      await writeRecord(gh, pull, r, now());
+      await runner.cleanup?.(runId);
+      log.info(`${name}: measuring again on request`);
+      return false;
+    }
+    let verdict: "keep" | "discard" | "crash" = d.action;
+    const reasons = [...d.reasons];
+    if (r.adoptedBy && verdict === "discard") {
+      // Adopted with /autoresearch keep: merged as measured unless the run crashed.
+      verdict = "keep";
+      reasons.push(`Kept anyway: adopted by @${r.adoptedBy} with /autoresearch keep.`);
+    }
+    r.decision = { verdict, delta: d.delta, reasons };
+    r.state = verdict === "keep" ? "kept" : verdict === "crash" ? "crashed" : "discarded";
     await gh.upsertCheckRun(checkRunFor(r, runId, snap.config));
     await writeRecord(gh, pull, r, now());
     await runner.cleanup?.(runId);
     const last = r.measurements[r.measurements.length - 1];
-    report.finished.push({ n: r.n, verdict: d.action, valBpb: last?.result.val_bpb ?? null });
-    log.info(`${name}: ${d.action}: ${d.reasons.join(" ")}`);
+    report.finished.push({ n: r.n, verdict, valBpb: last?.result.val_bpb ?? null });
+    log.info(`${name}: ${verdict}: ${reasons.join(" ")}`);
   }
 
   // A decided experiment whose PR is still open: carry out the decision (again, if a
@@ -450,6 +497,7 @@ async function startNext(
   snap: Snapshot,
   inFlight: ExperimentRecord[],
   log: Logger,
+  control: Control | null = null,
 ): Promise<number | null> {
   const { gh } = deps;
   const now = (deps.now ?? (() => new Date()))();
@@ -472,6 +520,7 @@ async function startNext(
 
   let record: ExperimentRecord;
   let files: Record<string, string> = {};
+  let ideaId: number | null = null;
   if (!baseline) {
     if (inFlight.some((r) => r.kind === "baseline" && r.baseTreeHash === snap.headTreeHash)) return null;
     record = {
@@ -489,14 +538,19 @@ async function startNext(
   } else {
     const proposer = deps.proposerFor(snap.config);
     const history = buildHistory(snap.records, snap.config.minDelta);
+    // A queued idea (/autoresearch try) is the first instruction; maintainers' notes follow program.md.
+    const idea = control ? nextIdea(control.record, snap.records) : null;
+    ideaId = idea?.id ?? null;
+    const notes = control ? notesForPrompt(control.record) : [];
     const proposal = await proposer.propose({
-      guidance: snap.guidance.text,
+      guidance: idea ? guidanceWithIdea(snap.guidance.text, idea) : snap.guidance.text,
       files: snap.files,
       editablePaths: snap.config.editable,
       history,
       bestBpb: bestBpb(snap.records),
       triedTreeHashes: new Set([...snap.records.map((r) => r.treeHash), snap.headTreeHash]),
       seed: n,
+      ...(notes.length ? { reviewerNotes: notes } : {}),
     });
     // Only the editable files change: re-check the proposer's work rather than trust it.
     const applied = applyEdits(snap.files, proposal.edits, snap.config.editable);
@@ -518,6 +572,10 @@ async function startNext(
       baselineBpb: baseline.bpb,
       baselineN: baseline.n,
     };
+    // Which guidance revision this proposal used, when it changed since the previous experiment.
+    const previous = [...snap.records].filter((r) => r.kind === "experiment" && r.guidanceSha).sort((a, b) => b.n - a.n)[0];
+    if (previous?.guidanceSha && previous.guidanceSha !== snap.guidance.sha) record.previousGuidanceSha = previous.guidanceSha;
+    if (ideaId !== null) record.ideaId = ideaId;
   }
 
   const branch = branchName(n, record.title);
@@ -545,6 +603,9 @@ async function startNext(
   };
   snap.pulls.push(pull);
   snap.records.push(record);
+  if (control && ideaId !== null && markUsedIdeas(control.record, snap.records)) {
+    await writeControl(gh, control).catch((err: Error) => log.warn(`${name}: the control issue could not be updated: ${err.message}`));
+  }
   // Submit right away rather than on the next pass.
   await advance(deps, snap, pull, record, { waiting: null, submitted: [], finished: [], proposed: [], errors: [], again: false }, log);
   return n;

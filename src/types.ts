@@ -77,6 +77,14 @@ export interface ExperimentRecord {
   decision: { verdict: Verdict; delta: number | null; reasons: string[] } | null;
   createdAt: string;
   updatedAt: string;
+  /** program.md blob sha of the previous experiment's proposal, when it differs from `guidanceSha`. */
+  previousGuidanceSha?: string | null;
+  /** Further measurements asked for (`/autoresearch rerun`) and not yet started. */
+  reruns?: number;
+  /** Who adopted this experiment with `/autoresearch keep`: merged unless its run crashes. */
+  adoptedBy?: string | null;
+  /** The queued idea (`/autoresearch try`, by its comment id) this proposal was asked to follow. */
+  ideaId?: number | null;
 }
 
 /** An experiment PR as read back from GitHub. */
@@ -144,6 +152,42 @@ export interface GitHubPort {
   upsertCheckRun(spec: CheckRunSpec): Promise<void>;
   /** Where a runner can download the repository at `sha` (tarball) and a short-lived read token. */
   archiveSource(sha: string): Promise<{ url: string; token: string | null }>;
+
+  // Steering: comments, permissions, reactions and the bot's own issues.
+  /** Issue and PR comments of the repository created or edited at or after `since` (ISO time), oldest first. */
+  listCommentsSince(since: string): Promise<IssueComment[]>;
+  /** The user's permission on the repository: admin | maintain | write | triage | read | none. */
+  getPermission(login: string): Promise<string>;
+  listReactions(commentId: number): Promise<{ user: string; userType: string; content: string }[]>;
+  react(commentId: number, content: "+1" | "-1" | "eyes" | "confused"): Promise<void>;
+  /** Issues (not pull requests) carrying `label`, open and closed. */
+  listIssues(label: string): Promise<IssueInfo[]>;
+  createIssue(p: { title: string; body: string; labels: string[] }): Promise<number>;
+  updateIssue(number: number, p: { title?: string; body?: string; state?: "open" | "closed"; labels?: string[] }): Promise<void>;
+  /** Create `branch` at `sha` again (after it was deleted); nothing happens when it exists. */
+  restoreBranch(branch: string, sha: string): Promise<void>;
+}
+
+export interface IssueComment {
+  id: number;
+  /** The issue or pull request it is on. */
+  issueNumber: number;
+  user: string;
+  /** "User" or "Bot". */
+  userType: string;
+  body: string;
+  createdAt: string;
+  updatedAt: string;
+  /** How many reactions it has (0: certainly not acknowledged yet). */
+  reactions: number;
+}
+
+export interface IssueInfo {
+  number: number;
+  title: string;
+  body: string;
+  state: "open" | "closed";
+  labels: string[];
 }
 
 // ---------------------------------------------------------------- runner port

@@ -48,7 +48,7 @@ beforeEach(async () => {
     })),
   });
   await probot.load(
-    createApp({ runner: new FakeRunner(), resyncMs: 3_600_000, env: {}, onController: (c) => (controller = c) }),
+    createApp({ runner: new FakeRunner(), resyncMs: 3_600_000, env: { AUTORESEARCH_APP_SLUG: "autoresearch-bot" }, onController: (c) => (controller = c) }),
   );
   while (!installations.isDone()) await new Promise((r) => setTimeout(r, 10));
   await controller.idle();
@@ -73,6 +73,10 @@ describe("webhook handlers", () => {
     let checkRun: Record<string, unknown> | null = null;
     tokenFor(1);
     const github = nock(API)
+      // Commands and notes first: no comments yet.
+      .get(`${REPO}/issues/comments`)
+      .query(true)
+      .reply(200, [])
       .get(REPO)
       .reply(200, { default_branch: "main" })
       .get(`${REPO}/git/ref/heads%2Fmain`)

@@ -21,6 +21,8 @@ import type {
   ExperimentPull,
   ExperimentRecord,
   GitHubPort,
+  IssueComment,
+  IssueInfo,
   Proposal,
   ProposalRequest,
   ProposerPort,
@@ -72,7 +74,24 @@ export interface FakeCheckRun {
 export interface FakeComment {
   number: number;
   body: string;
+  /** Set for every comment (the bot's are by BOT_LOGIN). */
+  id?: number;
+  user?: string;
+  userType?: string;
+  at?: string;
+  reactions?: { user: string; userType: string; content: string }[];
 }
+
+export interface FakeIssue {
+  number: number;
+  title: string;
+  body: string;
+  state: "open" | "closed";
+  labels: string[];
+}
+
+/** The login the fake gives the bot's own comments and reactions. */
+export const BOT_LOGIN = "autoresearch-bot[bot]";
 
 export interface Call {
   op: keyof GitHubPort | string;
@@ -99,6 +118,10 @@ const WRITES = new Set<string>([
   "mergePull",
   "deleteBranch",
   "upsertCheckRun",
+  "react",
+  "createIssue",
+  "updateIssue",
+  "restoreBranch",
 ]);
 
 const sha1 = (s: string) => createHash("sha1").update(s).digest("hex");
@@ -117,6 +140,9 @@ export class FakeGitHub implements GitHubPort {
   readonly checkRuns: FakeCheckRun[] = [];
   readonly comments: FakeComment[] = [];
   readonly labels = new Map<string, { name: string; color: string; description: string }>();
+  readonly issues: FakeIssue[] = [];
+  /** Collaborator permissions by login (admin | maintain | write | triage | read); others: none. */
+  readonly permissions = new Map<string, string>();
   readonly calls: Call[] = [];
   /** Bumped on every change of state (a write that changes nothing does not bump it). */
   revision = 0;
@@ -124,6 +150,8 @@ export class FakeGitHub implements GitHubPort {
   private refusals: string[] = [];
   private nextNumber = 1;
   private nextCheckId = 1;
+  private nextCommentId = 1000;
+  private clock = Date.parse("2026-01-01T00:00:00Z");
   private commitCounter = 0;
 
   constructor(o: { owner?: string; repo?: string; defaultBranch?: string; files: Record<string, string> }) {
@@ -245,6 +273,31 @@ export class FakeGitHub implements GitHubPort {
     const sha = this.newCommit([parent.sha], next, message);
     this.branches.set(this.defaultBranch, sha);
     return sha;
+  }
+
+  /** A person comments on a PR or issue; returns the comment id. */
+  commentByPerson(number: number, user: string, body: string): number {
+    const id = this.nextCommentId++;
+    this.comments.push({ number, body, id, user, userType: "User", at: this.tick(), reactions: [] });
+    this.changed();
+    return id;
+  }
+
+  /** Reactions on a comment. */
+  reactionsOn(commentId: number): { user: string; userType: string; content: string }[] {
+    return this.comments.find((c) => c.id === commentId)?.reactions ?? [];
+  }
+
+  issue(number: number): FakeIssue {
+    const i = this.issues.find((x) => x.number === number);
+    if (!i) throw new Error(`no issue #${number}`);
+    return i;
+  }
+
+  /** Comment timestamps: strictly increasing, after the fake's epoch. */
+  private tick(): string {
+    this.clock += 1000;
+    return new Date(this.clock).toISOString();
   }
 
   /** A person closes a PR without merging it. */
@@ -422,8 +475,8 @@ export class FakeGitHub implements GitHubPort {
 
   comment(number: number, body: string): Promise<void> {
     return this.call("comment", [number, body], () => {
-      this.pull(number);
-      this.comments.push({ number, body });
+      if (!this.issues.some((i) => i.number === number)) this.pull(number);
+      this.comments.push({ number, body, id: this.nextCommentId++, user: BOT_LOGIN, userType: "Bot", at: this.tick(), reactions: [] });
       this.changed();
     });
   }
@@ -500,6 +553,72 @@ export class FakeGitHub implements GitHubPort {
       url: `https://api.github.test/repos/${this.repo.owner}/${this.repo.repo}/tarball/${sha}`,
       token: "read-only-token",
     }));
+  }
+
+  listCommentsSince(since: string): Promise<IssueComment[]> {
+    return this.call("listCommentsSince", [since], () =>
+      this.comments
+        .filter((c) => c.id !== undefined && (c.at ?? "") >= since)
+        .map((c) => ({
+          id: c.id!,
+          issueNumber: c.number,
+          user: c.user ?? BOT_LOGIN,
+          userType: c.userType ?? "Bot",
+          body: c.body,
+          createdAt: c.at ?? "",
+          updatedAt: c.at ?? "",
+          reactions: c.reactions?.length ?? 0,
+        })),
+    );
+  }
+
+  getPermission(login: string): Promise<string> {
+    return this.call("getPermission", [login], () => this.permissions.get(login) ?? "none");
+  }
+
+  listReactions(commentId: number): Promise<{ user: string; userType: string; content: string }[]> {
+    return this.call("listReactions", [commentId], () => [...this.reactionsOn(commentId)]);
+  }
+
+  react(commentId: number, content: "+1" | "-1" | "eyes" | "confused"): Promise<void> {
+    return this.call("react", [commentId, content], () => {
+      const c = this.comments.find((x) => x.id === commentId);
+      if (!c) throw new GitHubError(`GitHub react to a comment failed (HTTP 404): Not Found`, 404);
+      if ((c.reactions ??= []).some((r) => r.user === BOT_LOGIN && r.content === content)) return;
+      c.reactions.push({ user: BOT_LOGIN, userType: "Bot", content });
+      this.changed();
+    });
+  }
+
+  listIssues(label: string): Promise<IssueInfo[]> {
+    return this.call("listIssues", [label], () =>
+      this.issues.filter((i) => i.labels.includes(label)).map((i) => ({ ...i, labels: [...i.labels] })),
+    );
+  }
+
+  createIssue(p: { title: string; body: string; labels: string[] }): Promise<number> {
+    return this.call("createIssue", [p], () => {
+      const number = this.nextNumber++;
+      this.issues.push({ number, title: p.title, body: p.body, state: "open", labels: [...p.labels] });
+      this.changed();
+      return number;
+    });
+  }
+
+  updateIssue(number: number, p: { title?: string; body?: string; state?: "open" | "closed"; labels?: string[] }): Promise<void> {
+    return this.call("updateIssue", [number, p], () => {
+      const i = this.issue(number);
+      Object.assign(i, Object.fromEntries(Object.entries(p).filter(([, v]) => v !== undefined)));
+      this.changed();
+    });
+  }
+
+  restoreBranch(branch: string, sha: string): Promise<void> {
+    return this.call("restoreBranch", [branch, sha], () => {
+      if (this.branches.has(branch)) return;
+      this.branches.set(branch, sha);
+      this.changed();
+    });
   }
 }
 

@@ -882,6 +882,24 @@ function registerPulls(r: Router<RequestCtx>): void {
 const ISSUE_PERMS = ["issues", "pull_requests"];
 
 function registerIssues(r: Router<RequestCtx>): void {
+  // Every issue and pull request comment of the repository (before /issues/{issue_number}).
+  r.on("GET", "/repos/{owner}/{repo}/issues/comments", (ctx, p) => {
+    const repo = access(ctx, p, ISSUE_PERMS, "read");
+    const since = ctx.query.get("since");
+    const all = sortAndDirection(
+      repo.comments.filter((c) => !since || c.updatedAt >= since),
+      ctx.query,
+      { created: (c) => String(c.id).padStart(12, "0"), updated: (c) => `${c.updatedAt}:${String(c.id).padStart(12, "0")}` },
+      "created",
+    );
+    const page = paginate(all, ctx.query, ctx.url);
+    return json(
+      200,
+      page.items.map((c) => ctx.core.commentShape(repo, c)),
+      page.headers,
+    );
+  });
+
   r.on("GET", "/repos/{owner}/{repo}/issues", (ctx, p) => {
     const repo = access(ctx, p, ISSUE_PERMS, "read");
     const q = ctx.query;
