@@ -51,6 +51,8 @@ export interface ReconcileReport {
 }
 
 const quietLog: Logger = { info() {}, warn() {}, error() {} };
+/** Runner kinds a repo's config can name; runners with other names (test doubles) accept any. */
+const RUNNER_KINDS: string[] = ["local", "kubernetes"];
 
 export function runIdFor(gh: GitHubPort, r: ExperimentRecord): string {
   const safe = `${gh.repo.owner}-${gh.repo.repo}`.toLowerCase().replace(/[^a-z0-9-]+/g, "-");
@@ -108,6 +110,23 @@ async function pass(deps: ReconcileDeps, seen: { snap?: Snapshot }): Promise<Rec
     return report;
   }
   const config = parsed.config;
+  // The runner is chosen per process (AUTORESEARCH_RUNNER); the repo's `runner:` must agree,
+  // and the runner must be able to run this repo (e.g. a usable Kubernetes Job template).
+  const runnerProblems: string[] = [];
+  if (RUNNER_KINDS.includes(runner.name) && config.runner !== runner.name) {
+    runnerProblems.push(
+      `runner: ${config.runner} in ${CONFIG_PATH}, but this bot runs experiments with the ${runner.name} runner ` +
+        `(AUTORESEARCH_RUNNER=${runner.name}); set runner: ${runner.name} or use a bot with the ${config.runner} runner`,
+    );
+  } else if (runner.validate) {
+    runnerProblems.push(...(await runner.validate(gh.repo)));
+  }
+  if (runnerProblems.length) {
+    await gh.upsertCheckRun(configCheck(headSha, "autoresearch cannot run experiments", runnerProblems));
+    log.warn(`${name}: the loop waits: ${runnerProblems.join("; ")}`);
+    report.waiting = `runner: ${runnerProblems.join("; ")}`;
+    return report;
+  }
   const guidance = await gh.readFile(config.program, headSha);
   const files: Record<string, string> = {};
   const missing: string[] = [];
@@ -208,6 +227,8 @@ async function pass(deps: ReconcileDeps, seen: { snap?: Snapshot }): Promise<Rec
 
   // Steering kept on GitHub (the control issue): paused, queued ideas, reviewer notes.
   const control = await readControl(gh);
+  // An idea an experiment used is marked so (also when a crash came between the two writes).
+  if (markUsedIdeas(control.record, snap.records)) await writeControl(gh, control);
   if (control.record.paused) {
     report.waiting = `paused by @${control.record.paused.by} (/autoresearch resume starts new experiments again)`;
     return report;
@@ -216,7 +237,11 @@ async function pass(deps: ReconcileDeps, seen: { snap?: Snapshot }): Promise<Rec
   try {
     const n = await startNext(deps, snap, inFlight, log, control);
     if (n === null) report.waiting = "waiting for the baseline measurement";
-    else report.proposed.push(n);
+    else {
+      report.proposed.push(n);
+      // A slot is still free: fill it now (another pass at once) rather than on the next trigger.
+      if (inFlight.length + 1 < Math.min(config.slots, runner.slots)) report.again = true;
+    }
   } catch (err) {
     const msg = `proposal failed: ${(err as Error).message}`;
     report.errors.push(msg);
@@ -347,8 +372,10 @@ async function advance(
       await writeRecord(gh, pull, r, now());
       await runner.cleanup?.(runId);
       log.info(`${name}: measuring again on request`);
-      return false;
+      // Submit the next run now rather than on the next trigger.
+      return advance(deps, snap, pull, r, report, log);
     }
+    if (r.reruns) r.reruns = 0; // a crash decides at once; no further runs are owed
     let verdict: "keep" | "discard" | "crash" = d.action;
     const reasons = [...d.reasons];
     if (r.adoptedBy && verdict === "discard") {
@@ -411,6 +438,14 @@ async function settleKeep(
   // The merged tree is the measured tree: merge only if the PR head is the measured commit
   // and it was built on the current head of the default branch.
   if (r.baseSha === snap.headSha && pull.headSha === r.headSha) {
+    // Several slots: experiments from the same base may finish together. Merge the best keep
+    // first; the others are then re-applied on the new head and measured again.
+    const better = await betterKeepFromSameBase(deps, snap, r);
+    if (better !== null) {
+      // Its merge moves the head (and asks for another pass, which re-applies this one).
+      log.info(`${name}: kept, but #${better} from the same base did better; it is merged first`);
+      return false;
+    }
     const m = await gh.mergePull(pull.number, r.headSha, `${r.title} (#${pull.number})`, mergeMessage(r));
     if (m.merged) {
       snap.moved = true;
@@ -427,6 +462,32 @@ async function settleKeep(
   // again, or close it as superseded when they no longer apply.
   await reapply(deps, snap, pull, r, "while this experiment ran", "It improved val_bpb, but");
   return false;
+}
+
+/** val_bpb − baseline of an experiment: its decision's delta, or its finished run's result. */
+async function deltaOf(deps: ReconcileDeps, r: ExperimentRecord): Promise<number | null> {
+  if (r.state === "kept") return r.decision?.delta ?? null;
+  if (r.state !== "running" || r.baselineBpb === null) return null;
+  const obs = await deps.runner.observe(runIdFor(deps.gh, r));
+  if (obs.phase !== "finished" || obs.result.status !== "ok" || obs.result.val_bpb === null) return null;
+  return obs.result.val_bpb - r.baselineBpb;
+}
+
+/**
+ * The PR number of another open experiment built on the same base that is kept, or finished
+ * and about to be decided, with a lower val_bpb than `r`; null when `r` is the best.
+ */
+async function betterKeepFromSameBase(deps: ReconcileDeps, snap: Snapshot, r: ExperimentRecord): Promise<number | null> {
+  const mine = r.decision?.delta;
+  if (mine === null || mine === undefined) return null;
+  for (const p of snap.pulls) {
+    const o = p.record;
+    if (!o || o.n === r.n || p.state !== "open" || o.kind !== "experiment" || o.baseSha !== r.baseSha) continue;
+    if (o.state !== "kept" && o.state !== "running") continue;
+    const theirs = await deltaOf(deps, o);
+    if (theirs !== null && (theirs < mine || (theirs === mine && o.n < r.n))) return p.number;
+  }
+  return null;
 }
 
 /**

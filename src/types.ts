@@ -228,6 +228,8 @@ export interface RunnerPort {
   onFinished(listener: (runId: string, repo: RepoRef) => void): void;
   /** Forget a finished run once its result is recorded on GitHub (optional). */
   cleanup?(runId: string): Promise<void>;
+  /** Problems that keep runs for this repo from starting (e.g. an unusable Job template); empty when none. */
+  validate?(repo: RepoRef): Promise<string[]>;
 }
 
 // ---------------------------------------------------------------- proposer port

@@ -610,6 +610,32 @@ describe("the merged tree is the measured tree", () => {
     expect(w.gh.file("train.py")).toBe(w.gh.file("train.py", w.gh.record(b.number).headSha));
   });
 
+  it("merges the best of several improvements from the same base first, whatever the PR order", async () => {
+    const w = await measuredBaseline({
+      config: "slots: 3\n",
+      runnerSlots: 3,
+      baselineBpb: 1.0,
+      proposals: [change("LR = 0.04", "LR = 0.05"), change("WARMUP = 100", "WARMUP = 50"), change("LR = 0.04", "LR = 0.03")],
+    });
+    const [a, b, c] = [w.gh.pullOf(2), w.gh.pullOf(3), w.gh.pullOf(4)];
+    expect(w.runner.inFlight()).toHaveLength(3);
+
+    // a finishes first and is kept, but b, finished at the same time, did better.
+    w.runner.finish("acme-research-2-1", measured(0.995));
+    w.runner.finish("acme-research-3-1", measured(0.98));
+    await w.settle();
+    expect(w.gh.callsTo("mergePull").map((x) => x.args[0])).toEqual([b.number]);
+    expect(w.gh.record(a.number)).toMatchObject({ state: "running", attempt: 2, baselineBpb: 0.98 });
+
+    // c was still training on the old base: it is decided against its own baseline, and as a
+    // keep it is re-applied on the new head too rather than merged untested.
+    w.runner.finish("acme-research-4-1", measured(0.97));
+    await w.settle();
+    expect(c.merged).toBe(false);
+    expect(w.gh.record(c.number)).toMatchObject({ state: "running", attempt: 2 });
+    expect(w.gh.commit(w.gh.record(c.number).headSha).parents).toEqual([w.gh.head()]);
+  });
+
   it("does not measure again when GitHub refuses the merge of a current PR; it retries the merge on the next pass", async () => {
     const w = await measuredBaseline({ baselineBpb: 1.0 });
     const pr = w.gh.pullOf(2);

@@ -249,8 +249,18 @@ export class OctokitGitHub implements GitHubPort {
 
   async archiveSource(sha: string): Promise<{ url: string; token: string | null }> {
     const base = this.octokit.request.endpoint.DEFAULTS.baseUrl.replace(/\/$/, "");
-    const auth = (await this.octokit.auth({ type: "installation" })) as { token?: string } | undefined;
-    return { url: `${base}/repos/${this.r.owner}/${this.r.repo}/tarball/${sha}`, token: auth?.token ?? null };
+    // A token for this one repository with contents:read only (POST
+    // /app/installations/{id}/access_tokens with repositories and permissions): it is handed
+    // to the runner's fetch step, which must not be able to push or reach other repositories.
+    const url = `${base}/repos/${this.r.owner}/${this.r.repo}/tarball/${sha}`;
+    const auth = (await this.octokit.auth({ type: "installation" })) as { token?: string; installationId?: number } | undefined;
+    if (!auth?.installationId) return { url, token: auth?.token ?? null }; // a plain token (CLI, PAT)
+    const narrowed = await this.octokit.request("POST /app/installations/{installation_id}/access_tokens", {
+      installation_id: auth.installationId,
+      repositories: [this.r.repo],
+      permissions: { contents: "read" },
+    });
+    return { url, token: narrowed.data.token };
   }
 
   async listCommentsSince(since: string): Promise<IssueComment[]> {

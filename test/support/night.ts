@@ -7,9 +7,12 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { decodeRecord } from "../../src/ledger.js";
+import type { KubernetesRunnerOptions } from "../../src/runner/kubernetes.js";
 import { LocalRunner } from "../../src/runner/local.js";
-import type { ExperimentRecord } from "../../src/types.js";
+import type { ExperimentRecord, RunnerPort } from "../../src/types.js";
 import { GitHubTwin } from "../twins/github/index.js";
+import type { KubernetesTwin } from "../twins/kubernetes/index.js";
+import { kubeRunner, startKubeTwin } from "./kube.js";
 import { OpenAITwin } from "../twins/openai.js";
 import { startBot, type BotHandle } from "./bot.js";
 
@@ -66,7 +69,9 @@ export interface Night {
   runsDir: string;
   runLog: string;
   bot: BotHandle | null;
-  runner: LocalRunner | null;
+  runner: (RunnerPort & { close(): void }) | null;
+  /** The Kubernetes twin, when the night runs with the Kubernetes runner. */
+  kube: { twin: KubernetesTwin; url: string } | null;
   startBot(): Promise<BotHandle>;
   stopBot(): Promise<void>;
   /** Experiment PRs with their decoded records, by number. */
@@ -74,7 +79,15 @@ export interface Night {
   close(): Promise<void>;
 }
 
-export async function startNight(opts: { files?: Record<string, string>; startBot?: boolean } = {}): Promise<Night> {
+export async function startNight(
+  opts: {
+    files?: Record<string, string>;
+    startBot?: boolean;
+    /** Train through the Kubernetes twin with the Kubernetes runner instead of the local runner. */
+    runner?: "local" | "kubernetes";
+    kubeRunner?: Partial<KubernetesRunnerOptions>;
+  } = {},
+): Promise<Night> {
   const workDir = await mkdtemp(path.join(tmpdir(), "autoresearch-night-"));
   const runsDir = path.join(workDir, "runs");
   const runLog = path.join(workDir, "train-runs.log");
@@ -86,6 +99,10 @@ export async function startNight(opts: { files?: Record<string, string>; startBo
   twin.createApp({ appId: APP_ID, privateKey, webhookSecret: SECRET, webhookUrl: null });
   const files = opts.files ?? (await readTree(path.join(ROOT, "test/fixtures/research-repo")));
   await twin.createRepo(OWNER, REPO, files);
+  const kube =
+    opts.runner === "kubernetes"
+      ? await startKubeTwin({ env: { AUTORESEARCH_TEST_RUN_LOG: runLog, TMPDIR: workDir } })
+      : null;
 
   const night: Night = {
     twin,
@@ -103,13 +120,21 @@ export async function startNight(opts: { files?: Record<string, string>; startBo
     runLog,
     bot: null,
     runner: null,
+    kube,
     async startBot() {
-      const runner = new LocalRunner({
-        runsDir,
-        cacheDir: path.join(workDir, "cache"),
-        pollMs: 200,
-        env: { AUTORESEARCH_TEST_RUN_LOG: runLog, TMPDIR: workDir },
-      });
+      let runner: RunnerPort & { close(): void };
+      if (kube) {
+        const k = kubeRunner(kube.twin, kube.url, opts.kubeRunner);
+        k.start();
+        runner = k;
+      } else {
+        runner = new LocalRunner({
+          runsDir,
+          cacheDir: path.join(workDir, "cache"),
+          pollMs: 200,
+          env: { AUTORESEARCH_TEST_RUN_LOG: runLog, TMPDIR: workDir },
+        });
+      }
       const bot = await startBot({
         baseUrl: apiUrl,
         appId: APP_ID,
@@ -142,6 +167,7 @@ export async function startNight(opts: { files?: Record<string, string>; startBo
     async close() {
       await night.stopBot();
       await openai.stop();
+      await kube?.twin.stop();
       await twin.stop();
       await rm(workDir, { recursive: true, force: true });
     },

@@ -91,6 +91,8 @@ export class KubernetesTwin {
   readonly rejected: { body: Obj; reason: string }[] = [];
   /** POSTs of a Job that already existed (409). */
   conflicts = 0;
+  /** The most Jobs that were running (not finished) at the same time. */
+  maxActiveJobs = 0;
   readonly requests: { method: string; path: string }[] = [];
 
   constructor(private readonly opts: KubernetesTwinOptions = {}) {
@@ -318,6 +320,8 @@ export class KubernetesTwin {
 
   private startJob(job: Obj): void {
     job.status = { active: 0, startTime: new Date().toISOString() };
+    const active = [...this.jobs.values()].filter((j) => !finished(j)).length;
+    this.maxActiveJobs = Math.max(this.maxActiveJobs, active);
     this.update(job);
     const deadline = job.spec.activeDeadlineSeconds as number | undefined;
     if (deadline) this.later(deadline * 1000, () => this.deadline(job));

@@ -1,0 +1,66 @@
+// The runner this process hosts, chosen by environment (one per process; a repository's
+// `runner:` must name the same kind or its loop waits with a clear error):
+//
+//   AUTORESEARCH_RUNNER            local (default) | kubernetes
+//   AUTORESEARCH_SLOTS             runs in flight at once (local default 1, kubernetes 8)
+//   local:      AUTORESEARCH_RUNS_DIR (default .runs), AUTORESEARCH_CACHE_DIR
+//   kubernetes: AUTORESEARCH_JOB_TEMPLATE (a file, or a folder with job.yaml and per-repo
+//               <owner>.<repo>.yaml; default k8s/job.yaml), AUTORESEARCH_NAMESPACE (default:
+//               the pod's own namespace in a cluster, else the kubeconfig context's, else
+//               default), AUTORESEARCH_PENDING_TIMEOUT_SECONDS (default 900); the cluster
+//               from the default chain: in-cluster service account, KUBECONFIG, ~/.kube/config
+import { readFileSync } from "node:fs";
+import type * as k8s from "@kubernetes/client-node";
+import type { RunnerPort } from "../types.js";
+import { defaultKubeConfig, KubernetesRunner, templateSource, type RunnerLogger } from "./kubernetes.js";
+import { LocalRunner } from "./local.js";
+
+const SA_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+
+function positive(env: Record<string, string | undefined>, name: string): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return undefined;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, not ${JSON.stringify(raw)}`);
+  return n;
+}
+
+export function namespaceFor(env: Record<string, string | undefined>, kc: k8s.KubeConfig): string {
+  if (env.AUTORESEARCH_NAMESPACE) return env.AUTORESEARCH_NAMESPACE;
+  try {
+    const ns = readFileSync(SA_NAMESPACE, "utf8").trim();
+    if (ns) return ns;
+  } catch {
+    // not in a cluster
+  }
+  const ctx = kc.getContextObject(kc.getCurrentContext());
+  return ctx?.namespace || "default";
+}
+
+export function runnerFromEnv(
+  env: Record<string, string | undefined>,
+  opts: { logger?: RunnerLogger; kubeConfig?: k8s.KubeConfig } = {},
+): RunnerPort & { close(): void } {
+  const kind = env.AUTORESEARCH_RUNNER || "local";
+  if (kind === "local") {
+    return new LocalRunner({
+      runsDir: env.AUTORESEARCH_RUNS_DIR ?? ".runs",
+      slots: positive(env, "AUTORESEARCH_SLOTS") ?? 1,
+      cacheDir: env.AUTORESEARCH_CACHE_DIR,
+      logger: opts.logger,
+    });
+  }
+  if (kind !== "kubernetes") throw new Error(`AUTORESEARCH_RUNNER must be local or kubernetes, not ${JSON.stringify(kind)}`);
+  const kc = opts.kubeConfig ?? defaultKubeConfig();
+  const pending = positive(env, "AUTORESEARCH_PENDING_TIMEOUT_SECONDS");
+  const runner = new KubernetesRunner({
+    kubeConfig: kc,
+    namespace: namespaceFor(env, kc),
+    template: templateSource(env.AUTORESEARCH_JOB_TEMPLATE || "k8s/job.yaml"),
+    slots: positive(env, "AUTORESEARCH_SLOTS") ?? 8,
+    ...(pending ? { pendingTimeoutMs: pending * 1000 } : {}),
+    logger: opts.logger,
+  });
+  runner.start();
+  return runner;
+}

@@ -1,0 +1,197 @@
+// Nights through the GitHub twin and the Kubernetes twin: the bot's real HTTP server, the
+// Kubernetes runner with the real @kubernetes/client-node, Jobs rendered from k8s/job.yaml and
+// validated against the Kubernetes schemas, the twin's kubelet running the real harness on the
+// stub research repository (about 2 s per experiment).
+import path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { jobNameFor, secretNameFor } from "../../src/runner/kubernetes.js";
+import { JOB_TEMPLATE, NAMESPACE } from "../support/kube.js";
+import { OWNER, REPO, ROOT, proposal, readTree, settled, startNight, waitFor, type Night } from "../support/night.js";
+
+let night: Night | null = null;
+afterEach(async () => {
+  await night?.close();
+  night = null;
+});
+
+const LR_UP = proposal("Raise LEARNING_RATE to 1e-3", "Ten times higher trains further.", "LEARNING_RATE = 0.0001", "LEARNING_RATE = 0.001");
+const NOISE = proposal("Two more warmup steps", "A slightly longer warmup.", "WARMUP_STEPS = 10", "WARMUP_STEPS = 12");
+const CRASH = proposal("Assert the depth", "Harmless check.", "DEPTH = 4\n", 'DEPTH = 4\nraise RuntimeError("depth check failed")\n');
+
+const runIdOf = (n: number, attempt = 1) => `${OWNER}-${REPO}-${n}-${attempt}`.toLowerCase();
+
+async function repoFiles(config: string, runSeconds?: number): Promise<Record<string, string>> {
+  const files = await readTree(path.join(ROOT, "test/fixtures/research-repo"));
+  files[".github/autoresearch.yml"] = config;
+  if (runSeconds) files["train.py"] = files["train.py"]!.replace("RUN_SECONDS = 2.0", `RUN_SECONDS = ${runSeconds.toFixed(1)}`);
+  return files;
+}
+
+function checksOf(n: Night, n_: number) {
+  const e = n.experiments().find((x) => x.record.n === n_)!;
+  return n.twin.checkRuns(OWNER, REPO, { headSha: e.record.headSha, name: "val_bpb" });
+}
+
+describe("a night through the GitHub and Kubernetes twins", () => {
+  it("runs three experiments at once as Jobs, merges the improvement, and never lets a token reach the trainer", async () => {
+    night = await startNight({
+      runner: "kubernetes",
+      startBot: false,
+      files: await repoFiles("runner: kubernetes\nslots: 3\nnight:\n  max_experiments: 4\n", 3),
+    });
+    const n = night;
+    n.openai.script(LR_UP, NOISE, CRASH);
+    await n.startBot();
+    await n.install();
+    for (let i = 1; i <= 4; i++) await waitFor(`experiment ${i} to finish`, () => settled(n, i), 120_000);
+    await n.stopBot();
+    await n.twin.waitForIdle();
+
+    const kube = n.kube!.twin;
+    // Three experiments from the same baseline trained side by side.
+    expect(kube.maxActiveJobs).toBe(3);
+    expect(kube.rejected).toEqual([]);
+    expect(kube.created).toHaveLength(4);
+    const [baseline, up, noise, crash] = n.experiments();
+    expect(baseline!.record.measurements[0]!.result.val_bpb).toBeCloseTo(1.105, 6);
+    expect(up!.merged).toBe(true);
+    expect(noise!.labels).toContain("autoresearch:discard");
+    expect(crash!.labels).toContain("autoresearch:crash");
+    expect(await n.twin.readFile(OWNER, REPO, "main", "train.py")).toContain("LEARNING_RATE = 0.001\n");
+    for (const e of n.experiments()) expect(checksOf(n, e.record.n)).toHaveLength(1);
+
+    // Every Job: the token only in the init container's Secret volume; the trainer has none.
+    for (const job of kube.created) {
+      const pod = job.spec.template.spec;
+      expect(pod.automountServiceAccountToken).toBe(false);
+      const trainer = pod.containers[0];
+      expect(trainer.volumeMounts.map((m: { name: string }) => m.name)).not.toContain("source");
+      expect(JSON.stringify(trainer.args)).not.toMatch(/token/);
+      expect(job.metadata.labels["autoresearch.dev/repo"]).toBe("alice.research");
+    }
+    // Recorded runs are cleaned up: no Job and no token Secret is left behind.
+    expect(kube.jobList(NAMESPACE)).toEqual([]);
+    expect(kube.secrets.size).toBe(0);
+  }, 180_000);
+
+  it("survives a restart with Jobs in flight: no duplicate Job, no lost result, each check run completed once", async () => {
+    night = await startNight({
+      runner: "kubernetes",
+      startBot: false,
+      files: await repoFiles("runner: kubernetes\nslots: 2\nnight:\n  max_experiments: 3\n", 4),
+    });
+    const n = night;
+    n.openai.script(LR_UP, NOISE);
+    await n.startBot();
+    await n.install();
+    await waitFor("two experiments in flight", () => n.experiments().filter((e) => e.record.state === "running" && e.record.kind === "experiment").length === 2, 60_000);
+    await n.stopBot();
+    // While the bot is down the Jobs finish; a new bot (new runner, new client) picks them up.
+    await new Promise((r) => setTimeout(r, 1500));
+    await n.startBot();
+    for (let i = 1; i <= 3; i++) await waitFor(`experiment ${i} to finish`, () => settled(n, i), 120_000);
+    await n.stopBot();
+    await n.twin.waitForIdle();
+
+    const kube = n.kube!.twin;
+    expect(kube.created.map((j) => j.metadata.name).sort()).toEqual([1, 2, 3].map((i) => jobNameFor(runIdOf(i))).sort());
+    for (const e of n.experiments()) {
+      expect(e.record.measurements).toHaveLength(1);
+      const checks = checksOf(n, e.record.n);
+      expect(checks).toHaveLength(1);
+      expect(checks[0]!.status).toBe("completed");
+    }
+    expect(n.experiments()[1]!.merged).toBe(true);
+  }, 180_000);
+
+  it("deadline exceeded: a timed_out check run; an evicted pod runs again and is not a failure", async () => {
+    night = await startNight({
+      runner: "kubernetes",
+      startBot: false,
+      files: await repoFiles("runner: kubernetes\nnight:\n  max_experiments: 2\n", 2),
+      kubeRunner: {
+        // The template's cap wins for experiment 2 only (it sleeps far longer than the cap).
+        template: () => JOB_TEMPLATE.replace("activeDeadlineSeconds: 3600", "activeDeadlineSeconds: 8"),
+      },
+    });
+    const n = night;
+    n.openai.script(proposal("Train longer", "More steps.", "RUN_SECONDS = 2.0", "RUN_SECONDS = 30.0"));
+    await n.startBot();
+    const kube = n.kube!.twin;
+    kube.inject((job) => job.metadata.name === jobNameFor(runIdOf(1)), { kind: "evict", afterMs: 700 });
+    await n.install();
+    await waitFor("experiment 2 to finish", () => settled(n, 2), 120_000);
+    await n.stopBot();
+    await n.twin.waitForIdle();
+
+    const [baseline, slow] = n.experiments();
+    // Eviction: the Job ran a second pod; the baseline was measured once, on its first attempt.
+    expect(baseline!.record.attempt).toBe(1);
+    expect(baseline!.record.measurements).toHaveLength(1);
+    expect(baseline!.record.measurements[0]!.result.status).toBe("ok");
+    expect(kube.created.filter((j) => j.metadata.name === jobNameFor(runIdOf(1)))).toHaveLength(1);
+    // Deadline: the check run says timed_out and the PR is closed as a crash.
+    const [check] = checksOf(n, 2);
+    expect(check!.conclusion).toBe("timed_out");
+    expect(`${check!.output.title} ${check!.output.summary} ${check!.output.text ?? ""}`).toMatch(/activeDeadlineSeconds/);
+    expect(slow!.labels).toContain("autoresearch:crash");
+  }, 180_000);
+
+  it("OOMKilled is a crash with that reason; closing a PR cancels its Job", async () => {
+    night = await startNight({
+      runner: "kubernetes",
+      startBot: false,
+      files: await repoFiles("runner: kubernetes\nslots: 2\nnight:\n  max_experiments: 3\n", 2),
+    });
+    const n = night;
+    n.openai.script(LR_UP, proposal("Train longer", "More steps.", "RUN_SECONDS = 2.0", "RUN_SECONDS = 60.0"));
+    await n.startBot();
+    const kube = n.kube!.twin;
+    kube.inject((job) => job.metadata.name === jobNameFor(runIdOf(2)), { kind: "oom", afterMs: 300 });
+    await n.install();
+    await waitFor("experiment 2 to finish", () => settled(n, 2), 120_000);
+    const [check] = checksOf(n, 2);
+    expect(check!.conclusion).toBe("failure");
+    expect(`${check!.output.title} ${check!.output.summary} ${check!.output.text ?? ""}`).toMatch(/OOMKilled/);
+    expect(n.experiments()[1]!.labels).toContain("autoresearch:crash");
+
+    // Experiment 3 trains for a minute; a person closes its PR.
+    const three = await waitFor("experiment 3 to train", () => n.experiments().find((e) => e.record.n === 3 && e.record.state === "running"), 60_000);
+    const job = jobNameFor(runIdOf(3));
+    await waitFor("its Job to exist", () => kube.jobs.has(`${NAMESPACE}/${job}`));
+    await n.twin.setIssueState(OWNER, REPO, three.number, "closed", { user: OWNER });
+    await waitFor("the Job to be deleted", () => !kube.jobs.has(`${NAMESPACE}/${job}`), 30_000);
+    expect(kube.secrets.has(`${NAMESPACE}/${secretNameFor(runIdOf(3))}`)).toBe(false);
+    await waitFor("the record to say so", () => n.experiments().find((e) => e.record.n === 3 && e.record.state === "discarded"), 30_000);
+  }, 180_000);
+
+  it("a malformed template or a config naming another runner pauses that repo with a clear error; others go on", async () => {
+    night = await startNight({
+      runner: "kubernetes",
+      startBot: false,
+      files: await repoFiles("runner: kubernetes\nnight:\n  max_experiments: 1\n"),
+      kubeRunner: {
+        template: (repo) => (repo.repo === "broken" ? JOB_TEMPLATE.replace("name: trainer", "name: main") : JOB_TEMPLATE),
+      },
+    });
+    const n = night;
+    await n.twin.createRepo(OWNER, "broken", await repoFiles("runner: kubernetes\n"));
+    await n.twin.createRepo(OWNER, "local", await repoFiles("runner: local\n"));
+    await n.startBot();
+    n.installationId = await n.twin.installApp(OWNER, [REPO, "broken", "local"]);
+    await waitFor("the baseline of the healthy repo", () => settled(n, 1), 60_000);
+
+    const errorOf = async (repo: string) => {
+      const head = (await n.twin.branchSha(OWNER, repo, "main"))!;
+      return waitFor(`the error on ${repo}`, () => n.twin.checkRuns(OWNER, repo, { headSha: head, name: "autoresearch" })[0], 30_000);
+    };
+    const broken = await errorOf("broken");
+    expect(broken.conclusion).toBe("failure");
+    expect(broken.output.summary).toMatch(/container named "trainer"/);
+    const local = await errorOf("local");
+    expect(local.output.summary).toMatch(/runner: local .* kubernetes runner/);
+    expect(n.twin.pulls(OWNER, "broken")).toEqual([]);
+    expect(n.twin.pulls(OWNER, "local")).toEqual([]);
+    expect(n.kube!.twin.created.every((j) => j.metadata.labels["autoresearch.dev/repo"] === "alice.research")).toBe(true);
+  }, 120_000);
+});
