@@ -4,8 +4,9 @@
 // made from this project's template (program.md + trainer/), the bot's real HTTP server
 // receives its signed webhooks, the local runner trains each experiment on this machine
 // through trainer/harness.py, and the built-in `mutate` proposer (or the endpoint in
-// OPENAI_API_KEY / OPENAI_BASE_URL) proposes the changes. Prints progress, then a morning
-// summary.
+// OPENAI_API_KEY / OPENAI_BASE_URL) proposes the changes. A maintainer comments
+// `/autoresearch rerun` on the first experiment. Prints progress, then a morning summary and
+// the morning report issue the bot wrote.
 import { spawnSync } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createRequire } from "node:module";
@@ -179,6 +180,9 @@ async function main(): Promise<void> {
   );
   console.log(`${clock()} GitHub twin at ${url}, bot at ${bot.webhookUrl}`);
   await twin.installApp(OWNER, [REPO]);
+  // A maintainer who steers from the PRs (write permission on the repository).
+  twin.setPermission(OWNER, REPO, "maria", "write");
+  let steered = false;
 
   // Follow the ledger the way a person would: by reading the PRs.
   const seen = new Map<number, string>();
@@ -199,6 +203,12 @@ async function main(): Promise<void> {
       if (seen.get(r.n) === line) continue;
       seen.set(r.n, line);
       console.log(`${clock()} ${line}`);
+      if (!steered && r.kind === "experiment" && r.state === "running" && pull.state === "open") {
+        // A command in a comment: measure the first experiment twice, decide on both runs.
+        steered = true;
+        await twin.postComment(OWNER, REPO, pull.number, "maria", "/autoresearch rerun");
+        console.log(`${clock()} @maria commented on #${pull.number}: /autoresearch rerun`);
+      }
     }
     const settled = all.filter(({ pull }) => pull.state === "closed").length;
     if (settled >= experiments + 1) break;
@@ -209,7 +219,7 @@ async function main(): Promise<void> {
     if (Date.now() - lastTick > 15_000) {
       lastTick = Date.now();
       const running = all.find(({ r }) => r.state === "running");
-      if (running) console.log(`${clock()}   … #${running.r.n} still training`);
+      if (running) console.log(`${clock()}   … #${running.pull.number} still training`);
     }
     await new Promise((r) => setTimeout(r, 500));
   }
@@ -271,6 +281,25 @@ async function main(): Promise<void> {
     `GitHub API requests: ${installation.reads} reads, ${installation.writes} writes ` +
       `(${summary.githubRequests.perExperiment.reads} reads and ${summary.githubRequests.perExperiment.writes} writes per experiment)`,
   );
+  // The morning report issue the bot wrote for the night.
+  const reportDeadline = Date.now() + 30_000;
+  let report = null as ReturnType<GitHubTwin["issues"]>[number] | null;
+  while (Date.now() < reportDeadline) {
+    report = twin.issues(OWNER, REPO).find((i) => i.labels.includes("autoresearch:report")) ?? null;
+    if (report?.body?.includes("is over")) break;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  if (report) {
+    console.log(`\nMorning report: issue #${report.number} "${report.title}" (${url}/repos/${OWNER}/${REPO}/issues/${report.number})`);
+    const excerpt = (report.body ?? "").split("\n").filter((l) => l.trim() !== "").slice(0, 8);
+    for (const l of excerpt) console.log(`  ${l}`);
+    console.log("  …");
+  }
+  const ack = twin
+    .comments(OWNER, REPO)
+    .filter((c) => c.user === "maria")
+    .map((c) => `#${c.issueNumber} "${c.body}": ${c.reactions.map((x) => x.content).join(" ") || "no reaction yet"}`);
+  for (const a of ack) console.log(`Command ${a}`);
   if (values.json) {
     await writeFile(values.json, JSON.stringify(summary, null, 2) + "\n");
     console.log(`wrote ${values.json}`);
