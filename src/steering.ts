@@ -253,7 +253,9 @@ export async function steer(o: SteerOptions): Promise<SteerReport> {
       await gh.react(c.id, "-1");
       await gh.comment(
         c.issueNumber,
-        `@${by} \`/autoresearch ${cmd.kind}\` needs write access to this repository; nothing was done.`,
+        cmd.kind === "ask"
+          ? `@${by} only people with write access to this repository can ask the bot questions here.`
+          : `@${by} \`/autoresearch ${cmd.kind}\` needs write access to this repository; nothing was done.`,
       );
       out.handled.push({ comment: c.id, command: cmd.kind, by, outcome: "denied" });
       o.log?.info(`${gh.repo.owner}/${gh.repo.repo}#${c.issueNumber}: ${cmd.kind} by ${by} denied (no write access)`);
