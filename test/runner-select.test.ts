@@ -1,0 +1,39 @@
+// The runner a bot process hosts, from its environment.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { KubernetesRunner } from "../src/runner/kubernetes.js";
+import { LocalRunner } from "../src/runner/local.js";
+import { runnerFromEnv } from "../src/runner/select.js";
+import { kubeConfigFor } from "./support/kube.js";
+
+describe("runnerFromEnv", () => {
+  it("is the local runner by default and the Kubernetes runner with AUTORESEARCH_RUNNER=kubernetes", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "runner-select-"));
+    try {
+      const local = runnerFromEnv({ AUTORESEARCH_RUNS_DIR: dir });
+      expect(local).toBeInstanceOf(LocalRunner);
+      expect(local.slots).toBe(1);
+      local.close();
+      const quiet = { info() {}, warn() {}, error() {} };
+      const kube = runnerFromEnv(
+        { AUTORESEARCH_RUNNER: "kubernetes", AUTORESEARCH_NAMESPACE: "research", AUTORESEARCH_SLOTS: "3" },
+        { kubeConfig: kubeConfigFor("http://127.0.0.1:9", "t"), logger: quiet },
+      );
+      expect(kube).toBeInstanceOf(KubernetesRunner);
+      expect(kube.name).toBe("kubernetes");
+      expect(kube.slots).toBe(3);
+      kube.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses an unknown runner or a bad slot count by name", () => {
+    expect(() => runnerFromEnv({ AUTORESEARCH_RUNNER: "slurm" })).toThrow(/AUTORESEARCH_RUNNER must be local or kubernetes/);
+    expect(() => runnerFromEnv({ AUTORESEARCH_RUNNER: "kubernetes", AUTORESEARCH_SLOTS: "many" }, { kubeConfig: kubeConfigFor("http://127.0.0.1:9", "t") })).toThrow(
+      /AUTORESEARCH_SLOTS must be a positive number/,
+    );
+  });
+});
