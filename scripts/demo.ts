@@ -16,8 +16,9 @@ import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { decodeRecord } from "../src/ledger.js";
 import { LocalRunner } from "../src/runner/local.js";
-import type { ExperimentRecord } from "../src/types.js";
+import type { ExperimentRecord, RunnerPort } from "../src/types.js";
 import { startBot } from "../test/support/bot.js";
+import { kubeRunner, startKubeTwin } from "../test/support/kube.js";
 import { newAppKey } from "../test/support/night.js";
 import { GitHubTwin } from "../test/twins/github/index.js";
 
@@ -27,7 +28,7 @@ const REPO = "research";
 const APP_ID = 1;
 const SECRET = "demo-webhook-secret";
 
-const USAGE = `usage: npm run demo -- [--experiments N] [--budget SECONDS] [--min-delta X] [--json FILE] [--keep]
+const USAGE = `usage: npm run demo -- [--experiments N] [--budget SECONDS] [--min-delta X] [--runner local|kubernetes] [--slots N] [--json FILE] [--keep]
 
   Runs a miniature autoresearch night on this machine, offline: a baseline and then N
   experiments on the template in trainer/, each trained for the budget.
@@ -36,6 +37,9 @@ const USAGE = `usage: npm run demo -- [--experiments N] [--budget SECONDS] [--mi
   --budget S        training seconds per experiment (default 20, at least 10)
   --min-delta X     smallest val_bpb improvement that is kept (default 0.05: short CPU runs are noisy)
   --json FILE       also write the morning summary as JSON
+  --runner R        local (default): the local runner; kubernetes: Jobs through the
+                    Kubernetes runner and a local Kubernetes twin whose kubelet runs them here
+  --slots N         experiments in flight at once (default 1)
   --keep            keep the temporary folder (runs, logs) and print where it is
   With OPENAI_API_KEY (and OPENAI_BASE_URL) set, proposals come from that endpoint.`;
 
@@ -74,6 +78,8 @@ async function main(): Promise<void> {
       "min-delta": { type: "string", default: "0.05" },
       json: { type: "string" },
       keep: { type: "boolean", default: false },
+      runner: { type: "string", default: "local" },
+      slots: { type: "string", default: "1" },
       help: { type: "boolean", short: "h", default: false },
     },
   });
@@ -84,6 +90,10 @@ async function main(): Promise<void> {
   const experiments = Number(values.experiments);
   const budget = Number(values.budget);
   const minDelta = Number(values["min-delta"]);
+  const runnerKind = values.runner;
+  const slots = Number(values.slots);
+  if (runnerKind !== "local" && runnerKind !== "kubernetes") fail(`--runner must be local or kubernetes\n\n${USAGE}`);
+  if (!Number.isInteger(slots) || slots < 1) fail(`--slots must be a positive whole number\n\n${USAGE}`);
   if (!Number.isInteger(experiments) || experiments < 1) fail(`--experiments must be a positive whole number\n\n${USAGE}`);
   if (!Number.isInteger(budget) || budget < 10) fail(`--budget must be a whole number of seconds, at least 10\n\n${USAGE}`);
   if (!(minDelta >= 0)) fail(`--min-delta must be a number ≥ 0\n\n${USAGE}`);
@@ -111,6 +121,8 @@ async function main(): Promise<void> {
     "# written by the demo",
     "workdir: trainer",
     "editable: [train.py]",
+    `runner: ${runnerKind}`,
+    `slots: ${slots}`,
     `budget_seconds: ${budget}`,
     `min_delta: ${minDelta}`,
     "proposer:",
@@ -128,14 +140,36 @@ async function main(): Promise<void> {
   };
   await twin.createRepo(OWNER, REPO, files);
 
-  const runner = new LocalRunner({
-    runsDir: path.join(work, "runs"),
-    // Prepared data outlive the demo so the next one skips the preparation.
-    cacheDir: process.env.AUTORESEARCH_CACHE_DIR ?? path.join(ROOT, ".cache"),
-    trainPython: torch.python,
-    pollMs: 500,
-    env: { AUTORESEARCH_CORPUS: corpus, TMPDIR: work },
-  });
+  // With --runner kubernetes: a Kubernetes twin whose kubelet runs the trainer image's
+  // entrypoint (the harness) with the Python that has torch, and the real Kubernetes runner.
+  const torchDir = torch.python.includes("/") ? path.dirname(torch.python) : null;
+  const kube =
+    runnerKind === "kubernetes"
+      ? await startKubeTwin({
+          defaultEntrypoint: [torch.python, "/opt/autoresearch/harness.py"],
+          env: {
+            AUTORESEARCH_CORPUS: corpus,
+            TMPDIR: work,
+            ...(torchDir ? { PATH: `${torchDir}:${process.env.PATH ?? "/usr/bin:/bin"}` } : {}),
+          },
+        })
+      : null;
+  let runner: RunnerPort & { close(): void };
+  if (kube) {
+    const k = kubeRunner(kube.twin, kube.url, { slots, deadlineMarginSeconds: 300 });
+    k.start();
+    runner = k;
+  } else {
+    runner = new LocalRunner({
+      runsDir: path.join(work, "runs"),
+      // Prepared data outlive the demo so the next one skips the preparation.
+      cacheDir: process.env.AUTORESEARCH_CACHE_DIR ?? path.join(ROOT, ".cache"),
+      trainPython: torch.python,
+      slots,
+      pollMs: 500,
+      env: { AUTORESEARCH_CORPUS: corpus, TMPDIR: work },
+    });
+  }
   const bot = await startBot({
     baseUrl: url,
     appId: APP_ID,
@@ -165,6 +199,7 @@ async function main(): Promise<void> {
     }
     runner.close();
     await bot.stop();
+    await kube?.twin.stop();
     await twin.stop();
     if (values.keep) console.log(`kept ${work}`);
     else await rm(work, { recursive: true, force: true });
@@ -179,6 +214,7 @@ async function main(): Promise<void> {
       `proposer ${useOpenAI ? `openai (${process.env.OPENAI_BASE_URL ?? "api.openai.com"})` : "mutate"}`,
   );
   console.log(`${clock()} GitHub twin at ${url}, bot at ${bot.webhookUrl}`);
+  if (kube) console.log(`${clock()} Kubernetes twin at ${kube.url}: each experiment is a Job rendered from k8s/job.yaml, ${slots} slot(s)`);
   await twin.installApp(OWNER, [REPO]);
   // A maintainer who steers from the PRs (write permission on the repository).
   twin.setPermission(OWNER, REPO, "maria", "write");
