@@ -113,7 +113,9 @@ async function pass(deps: ReconcileDeps, seen: { snap?: Snapshot }): Promise<Rec
   // The runner is chosen per process (AUTORESEARCH_RUNNER); the repo's `runner:` must agree,
   // and the runner must be able to run this repo (e.g. a usable Kubernetes Job template).
   const runnerProblems: string[] = [];
-  if (RUNNER_KINDS.includes(runner.name) && config.runner !== runner.name) {
+  // Unset, `runner:` means whichever runner the bot has; only an explicit one must match.
+  const runnerSet = /^runner\s*:/m.test(configFile?.text ?? "");
+  if (RUNNER_KINDS.includes(runner.name) && runnerSet && config.runner !== runner.name) {
     runnerProblems.push(
       `runner: ${config.runner} in ${CONFIG_PATH}, but this bot runs experiments with the ${runner.name} runner ` +
         `(AUTORESEARCH_RUNNER=${runner.name}); set runner: ${runner.name} or use a bot with the ${config.runner} runner`,

@@ -389,6 +389,8 @@ export class KubernetesRunner implements RunnerPort {
     const created = job.metadata?.creationTimestamp ? new Date(job.metadata.creationTimestamp).getTime() : Date.now();
     const waited = Date.now() - created;
     if (waited < this.o.pendingTimeoutMs) return null;
+    // Suspended: held in a queue (Kueue) until admitted; waiting there is the queue's policy.
+    if (job.spec?.suspend) return null;
     if (pods.some((p) => p.status?.phase === "Running" || p.status?.phase === "Succeeded")) return null;
     const secs = Math.round(waited / 1000);
     for (const p of pods) {

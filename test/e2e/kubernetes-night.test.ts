@@ -69,6 +69,13 @@ describe("a night through the GitHub and Kubernetes twins", () => {
       expect(JSON.stringify(trainer.args)).not.toMatch(/token/);
       expect(job.metadata.labels["autoresearch.dev/repo"]).toBe("alice.research");
     }
+    // The fetch token reads this one repository and can write nothing.
+    expect(kube.createdSecrets).toHaveLength(4);
+    const token = Buffer.from(kube.createdSecrets[0]!.data.token, "base64").toString();
+    const call = (method: string, route: string, body?: unknown) =>
+      fetch(`${n.apiUrl}${route}`, { method, headers: { authorization: `token ${token}`, "content-type": "application/json" }, body: body ? JSON.stringify(body) : undefined });
+    expect((await call("GET", `/repos/${OWNER}/${REPO}/contents/train.py`)).status).toBe(200);
+    expect((await call("POST", `/repos/${OWNER}/${REPO}/labels`, { name: "x", color: "ffffff" })).status).toBe(403);
     // Recorded runs are cleaned up: no Job and no token Secret is left behind.
     expect(kube.jobList(NAMESPACE)).toEqual([]);
     expect(kube.secrets.size).toBe(0);
@@ -177,9 +184,12 @@ describe("a night through the GitHub and Kubernetes twins", () => {
     const n = night;
     await n.twin.createRepo(OWNER, "broken", await repoFiles("runner: kubernetes\n"));
     await n.twin.createRepo(OWNER, "local", await repoFiles("runner: local\n"));
+    // Without `runner:` a repository uses the bot's runner.
+    await n.twin.createRepo(OWNER, "plain", await repoFiles("night:\n  max_experiments: 1\n"));
     await n.startBot();
-    n.installationId = await n.twin.installApp(OWNER, [REPO, "broken", "local"]);
+    n.installationId = await n.twin.installApp(OWNER, [REPO, "broken", "local", "plain"]);
     await waitFor("the baseline of the healthy repo", () => settled(n, 1), 60_000);
+    await waitFor("the baseline of the repo without runner:", () => n.twin.pulls(OWNER, "plain").find((p) => p.state === "closed"), 60_000);
 
     const errorOf = async (repo: string) => {
       const head = (await n.twin.branchSha(OWNER, repo, "main"))!;
@@ -192,6 +202,6 @@ describe("a night through the GitHub and Kubernetes twins", () => {
     expect(local.output.summary).toMatch(/runner: local .* kubernetes runner/);
     expect(n.twin.pulls(OWNER, "broken")).toEqual([]);
     expect(n.twin.pulls(OWNER, "local")).toEqual([]);
-    expect(n.kube!.twin.created.every((j) => j.metadata.labels["autoresearch.dev/repo"] === "alice.research")).toBe(true);
+    expect(new Set(n.kube!.twin.created.map((j) => j.metadata.labels["autoresearch.dev/repo"]))).toEqual(new Set(["alice.research", "alice.plain"]));
   }, 120_000);
 });

@@ -87,6 +87,8 @@ export class KubernetesTwin {
   private stopped = false;
   /** Every Job body accepted by POST (after validation), in order. */
   readonly created: Obj[] = [];
+  /** Every Secret created (kept after deletion, for the tests). */
+  readonly createdSecrets: Obj[] = [];
   /** Job bodies refused by validation, with the reason. */
   readonly rejected: { body: Obj; reason: string }[] = [];
   /** POSTs of a Job that already existed (409). */
@@ -206,6 +208,7 @@ export class KubernetesTwin {
         }
         const obj = this.admit(kind, ns, body);
         if (kind === "jobs") this.startJob(obj);
+        if (kind === "secrets") this.createdSecrets.push(structuredClone(obj));
         return send(201, obj);
       }
       return send(405, status(405, "MethodNotAllowed", method));
