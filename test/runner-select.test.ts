@@ -1,9 +1,9 @@
 // The runner a bot process hosts, from its environment.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { KubernetesRunner } from "../src/runner/kubernetes.js";
+import { KubernetesRunner, templateSource } from "../src/runner/kubernetes.js";
 import { LocalRunner } from "../src/runner/local.js";
 import { runnerFromEnv } from "../src/runner/select.js";
 import { kubeConfigFor } from "./support/kube.js";
@@ -35,5 +35,21 @@ describe("runnerFromEnv", () => {
     expect(() => runnerFromEnv({ AUTORESEARCH_RUNNER: "kubernetes", AUTORESEARCH_SLOTS: "many" }, { kubeConfig: kubeConfigFor("http://127.0.0.1:9", "t") })).toThrow(
       /AUTORESEARCH_SLOTS must be a positive number/,
     );
+  });
+
+  it("reads the Job template from a file, or from a folder with per-repository overrides", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "job-templates-"));
+    try {
+      mkdirSync(path.join(dir, "templates"));
+      writeFileSync(path.join(dir, "templates", "job.yaml"), "default\n");
+      writeFileSync(path.join(dir, "templates", "alice.gpu.yaml"), "alice's\n");
+      const folder = templateSource(path.join(dir, "templates"));
+      expect(await folder({ owner: "alice", repo: "gpu" })).toBe("alice's\n");
+      expect(await folder({ owner: "bob", repo: "gpu" })).toBe("default\n");
+      expect(await templateSource(path.join(dir, "templates", "job.yaml"))({ owner: "x", repo: "y" })).toBe("default\n");
+      await expect(templateSource(path.join(dir, "missing.yaml"))({ owner: "x", repo: "y" })).rejects.toThrow(/ENOENT/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
