@@ -602,7 +602,8 @@ async function startNext(
     const proposer = deps.proposerFor(snap.config);
     const history = buildHistory(snap.records, snap.config.minDelta);
     // A queued idea (/autoresearch try) is the first instruction; maintainers' notes follow program.md.
-    const idea = control ? nextIdea(control.record, snap.records) : null;
+    // The built-in proposer reads no text: ideas wait for a proposer that does.
+    const idea = control && proposer.name !== "mutate" ? nextIdea(control.record, snap.records) : null;
     ideaId = idea?.id ?? null;
     const notes = control ? notesForPrompt(control.record) : [];
     const proposal = await proposer.propose({

@@ -4,6 +4,7 @@
 // what the controller does: read new comments, then reconcile.
 import { describe, expect, it } from "vitest";
 import { CONFIG_PATH } from "../src/config.js";
+import { MutateProposer } from "../src/proposers/mutate.js";
 import { reconcile, type ReconcileReport } from "../src/reconcile.js";
 import { REPORT_LABEL } from "../src/report.js";
 import { CONTROL_LABEL, PAUSED_LABEL, steer } from "../src/steering.js";
@@ -127,6 +128,20 @@ describe("commands", () => {
     w.runner.finish(w.runOf(3), measured(1.2));
     await w.settle();
     expect(w.proposer.requests[w.proposer.requests.length - 1]!.guidance).not.toContain("deeper model");
+  });
+
+  it("with the built-in proposer (which reads no text) a queued idea stays queued", async () => {
+    const w = await started();
+    w.gh.commentByPerson(w.gh.pullOf(2).number, "maintainer", "/autoresearch try a deeper model");
+    await w.settle();
+    const mutate = new MutateProposer();
+    w.runner.finish(w.runOf(2), measured(1.1));
+    for (let i = 0; i < 4; i++) {
+      await steer({ gh: w.gh, since: "2000-01-01T00:00:00Z", botLogin: BOT_LOGIN });
+      await reconcile({ gh: w.gh, runner: w.runner, proposerFor: () => mutate, env: {}, now: () => w.clock.now });
+    }
+    expect(w.gh.record(w.gh.pullOf(3).number).ideaId ?? null).toBeNull();
+    expect(w.gh.issues.find((i) => i.labels.includes(CONTROL_LABEL))!.body).toContain("- [ ] a deeper model");
   });
 
   it("rerun on a running experiment measures it once more and decides on the mean of both runs", async () => {
