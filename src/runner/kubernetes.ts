@@ -408,7 +408,13 @@ export class KubernetesRunner implements RunnerPort {
     // The last pod is the one that counts (evicted ones before it were run again).
     const at = (p: k8s.V1Pod) => (p.metadata?.creationTimestamp ? new Date(p.metadata.creationTimestamp).getTime() : 0);
     const sorted = [...pods].sort((a, b) => at(a) - at(b) || String(a.metadata?.name).localeCompare(String(b.metadata?.name)));
-    const pod = sorted[sorted.length - 1];
+    // (creationTimestamp has one-second resolution: prefer the pod that succeeded, then the
+    // last one that was not disrupted.)
+    const disrupted = (p: k8s.V1Pod) => (p.status?.conditions ?? []).some((c) => c.type === "DisruptionTarget" && c.status === "True");
+    const pod =
+      sorted.find((p) => p.status?.phase === "Succeeded") ??
+      [...sorted].reverse().find((p) => !disrupted(p)) ??
+      sorted[sorted.length - 1];
     const initFailed = pod?.status?.initContainerStatuses?.find((s) => s.state?.terminated && s.state.terminated.exitCode !== 0);
     const trainer = pod?.status?.containerStatuses?.find((s) => s.name === TRAINER);
     const term = trainer?.state?.terminated;
