@@ -37,7 +37,7 @@ describe("a night through the GitHub and Kubernetes twins", () => {
     night = await startNight({
       runner: "kubernetes",
       startBot: false,
-      files: await repoFiles("runner: kubernetes\nslots: 3\nnight:\n  max_experiments: 4\n", 3),
+      files: await repoFiles("runner: kubernetes\nslots: 3\nnight:\n  max_experiments: 4\n", 5),
     });
     const n = night;
     n.openai.script(LR_UP, NOISE, CRASH);
@@ -85,7 +85,7 @@ describe("a night through the GitHub and Kubernetes twins", () => {
     night = await startNight({
       runner: "kubernetes",
       startBot: false,
-      files: await repoFiles("runner: kubernetes\nslots: 2\nnight:\n  max_experiments: 3\n", 4),
+      files: await repoFiles("runner: kubernetes\nslots: 2\nnight:\n  max_experiments: 3\n", 6),
     });
     const n = night;
     n.openai.script(LR_UP, NOISE);
@@ -93,7 +93,7 @@ describe("a night through the GitHub and Kubernetes twins", () => {
     await n.install();
     await waitFor("two experiments in flight", () => n.experiments().filter((e) => e.record.state === "running" && e.record.kind === "experiment").length === 2, 60_000);
     await n.stopBot();
-    // While the bot is down the Jobs finish; a new bot (new runner, new client) picks them up.
+    // The Jobs keep training while the bot is down; a new bot (new runner, new client) picks them up.
     await new Promise((r) => setTimeout(r, 1500));
     await n.startBot();
     for (let i = 1; i <= 3; i++) await waitFor(`experiment ${i} to finish`, () => settled(n, i), 120_000);
