@@ -93,8 +93,13 @@ describe("a night through the GitHub and Kubernetes twins", () => {
     await n.install();
     await waitFor("two experiments in flight", () => n.experiments().filter((e) => e.record.state === "running" && e.record.kind === "experiment").length === 2, 60_000);
     await n.stopBot();
-    // The Jobs keep training while the bot is down; a new bot (new runner, new client) picks them up.
-    await new Promise((r) => setTimeout(r, 1500));
+    // The Jobs finish while the bot is down; a new bot (new runner, new client) finds their results.
+    const done = (j: { status?: { conditions?: { type: string; status: string }[] } }) =>
+      (j.status?.conditions ?? []).some((c) => c.type === "Complete" && c.status === "True");
+    await waitFor("the Jobs to finish with the bot down", () => {
+      const jobs = n.kube!.twin.jobList(NAMESPACE).filter((j) => j.metadata.name !== jobNameFor(runIdOf(1)));
+      return jobs.length === 2 && jobs.every(done);
+    }, 60_000);
     await n.startBot();
     for (let i = 1; i <= 3; i++) await waitFor(`experiment ${i} to finish`, () => settled(n, i), 120_000);
     await n.stopBot();
