@@ -57,6 +57,7 @@ const EVENTS = [
   "pull_request",
   "check_run",
   "issue_comment",
+  "pull_request_review_comment",
   "installation",
   "installation_repositories",
 ] as const;

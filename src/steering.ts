@@ -38,8 +38,10 @@ export interface Idea {
 }
 
 export interface Note {
-  /** The comment id. */
+  /** The comment id (a review comment's when `review` is set: its own id sequence). */
   id: number;
+  /** From a review comment on the PR's diff. */
+  review?: true;
   /** The experiment PR it is on. */
   pull: number;
   by: string;
@@ -195,6 +197,10 @@ export async function steer(o: SteerOptions): Promise<SteerReport> {
 
   const candidates: { c: IssueComment; cmd: Command; by: string }[] = [];
   const noteCandidates: IssueComment[] = [];
+  // Review comments on a diff are discussion only: notes, never commands.
+  for (const c of await gh.listReviewCommentsSince(o.since)) {
+    if (!isBot(c) && c.body.trim()) noteCandidates.push(c);
+  }
   for (const c of comments) {
     if (isBot(c)) {
       const click = ownBot(c.user) ? decodeClick(c.body) : null;
@@ -228,8 +234,9 @@ export async function steer(o: SteerOptions): Promise<SteerReport> {
     if (!pull) continue;
     if (!canWrite(await permissionOf(c.user))) continue; // the prompt-injection boundary
     const rec = (await ctl()).record;
-    const text = c.body.trim().slice(0, MAX_NOTE_CHARS);
-    const existing = rec.notes.find((n) => n.id === c.id);
+    const where = c.review ? `(on ${c.review.path}${c.review.line ? ` line ${c.review.line}` : ""}) ` : "";
+    const text = (where + c.body.trim()).slice(0, MAX_NOTE_CHARS);
+    const existing = rec.notes.find((n) => n.id === c.id && !n.review === !c.review);
     if (existing) {
       if (existing.text !== text) {
         existing.text = text;
@@ -237,7 +244,7 @@ export async function steer(o: SteerOptions): Promise<SteerReport> {
       }
       continue;
     }
-    rec.notes.push({ id: c.id, pull: c.issueNumber, by: c.user, text });
+    rec.notes.push({ id: c.id, pull: c.issueNumber, by: c.user, text, ...(c.review ? { review: true as const } : {}) });
     rec.notes.sort((a, b) => a.id - b.id);
     if (rec.notes.length > MAX_NOTES) rec.notes.splice(0, rec.notes.length - MAX_NOTES);
     controlDirty = true;

@@ -156,6 +156,8 @@ export interface GitHubPort {
   // Steering: comments, permissions, reactions and the bot's own issues.
   /** Issue and PR comments of the repository created or edited at or after `since` (ISO time), oldest first. */
   listCommentsSince(since: string): Promise<IssueComment[]>;
+  /** Review comments on the diffs of the repository's PRs created or edited at or after `since`, oldest first. */
+  listReviewCommentsSince(since: string): Promise<IssueComment[]>;
   /** The user's permission on the repository: admin | maintain | write | triage | read | none. */
   getPermission(login: string): Promise<string>;
   listReactions(commentId: number): Promise<{ user: string; userType: string; content: string }[]>;
@@ -180,6 +182,8 @@ export interface IssueComment {
   updatedAt: string;
   /** How many reactions it has (0: certainly not acknowledged yet). */
   reactions: number;
+  /** Set for a review comment on a PR's diff: where it points. */
+  review?: { path: string; line: number | null };
 }
 
 export interface IssueInfo {

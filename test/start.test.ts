@@ -30,7 +30,7 @@ it("serves the GitHub App registration page from app.yml when no credentials are
     expect(page).toContain("Register GitHub App");
     // The manifest posted to GitHub carries exactly the permissions and events of app.yml.
     expect(page).toContain('"default_permissions":{"contents":"write","pull_requests":"write","checks":"write","issues":"write","metadata":"read"}');
-    expect(page).toContain('"default_events":["push","pull_request","check_run","issue_comment"]');
+    expect(page).toContain('"default_events":["push","pull_request","check_run","issue_comment","pull_request_review_comment"]');
     expect(child.exitCode).toBeNull();
   } finally {
     child.kill("SIGTERM");

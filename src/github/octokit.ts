@@ -285,6 +285,29 @@ export class OctokitGitHub implements GitHubPort {
     }));
   }
 
+  async listReviewCommentsSince(since: string): Promise<IssueComment[]> {
+    const data = await step("list review comments", () =>
+      this.octokit.paginate(this.octokit.rest.pulls.listReviewCommentsForRepo, {
+        ...this.r,
+        since,
+        sort: "created",
+        direction: "asc",
+        per_page: 100,
+      }),
+    );
+    return data.map((c) => ({
+      id: c.id,
+      issueNumber: Number(/\/pulls\/(\d+)$/.exec(c.pull_request_url)?.[1] ?? 0),
+      user: c.user?.login ?? "",
+      userType: c.user?.type ?? "User",
+      body: c.body ?? "",
+      createdAt: c.created_at,
+      updatedAt: c.updated_at,
+      reactions: c.reactions?.total_count ?? 0,
+      review: { path: c.path, line: c.line ?? c.original_line ?? null },
+    }));
+  }
+
   async getPermission(login: string): Promise<string> {
     try {
       const { data } = await this.octokit.rest.repos.getCollaboratorPermissionLevel({ ...this.r, username: login });

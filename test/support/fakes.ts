@@ -139,6 +139,8 @@ export class FakeGitHub implements GitHubPort {
   readonly pulls: FakePull[] = [];
   readonly checkRuns: FakeCheckRun[] = [];
   readonly comments: FakeComment[] = [];
+  /** Review comments on PR diffs (their own id sequence, like on GitHub). */
+  readonly reviewComments: (FakeComment & { path: string; line: number })[] = [];
   readonly labels = new Map<string, { name: string; color: string; description: string }>();
   readonly issues: FakeIssue[] = [];
   /** Collaborator permissions by login (admin | maintain | write | triage | read); others: none. */
@@ -279,6 +281,14 @@ export class FakeGitHub implements GitHubPort {
   commentByPerson(number: number, user: string, body: string): number {
     const id = this.nextCommentId++;
     this.comments.push({ number, body, id, user, userType: "User", at: this.tick(), reactions: [] });
+    this.changed();
+    return id;
+  }
+
+  /** A person comments on a line of an experiment PR's diff. */
+  reviewCommentByPerson(number: number, user: string, body: string, path: string, line: number): number {
+    const id = this.reviewComments.length + 1;
+    this.reviewComments.push({ number, body, id, user, userType: "User", at: this.tick(), reactions: [], path, line });
     this.changed();
     return id;
   }
@@ -568,6 +578,24 @@ export class FakeGitHub implements GitHubPort {
           createdAt: c.at ?? "",
           updatedAt: c.at ?? "",
           reactions: c.reactions?.length ?? 0,
+        })),
+    );
+  }
+
+  listReviewCommentsSince(since: string): Promise<IssueComment[]> {
+    return this.call("listReviewCommentsSince", [since], () =>
+      this.reviewComments
+        .filter((c) => (c.at ?? "") >= since)
+        .map((c) => ({
+          id: c.id!,
+          issueNumber: c.number,
+          user: c.user ?? BOT_LOGIN,
+          userType: c.userType ?? "Bot",
+          body: c.body,
+          createdAt: c.at ?? "",
+          updatedAt: c.at ?? "",
+          reactions: 0,
+          review: { path: c.path, line: c.line },
         })),
     );
   }

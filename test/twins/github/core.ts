@@ -10,6 +10,7 @@ import {
   checkRunShape,
   checkSuiteShape,
   commentShape,
+  reviewCommentShape,
   installationShape,
   iso,
   issueShape,
@@ -29,6 +30,7 @@ import type {
   CheckRunRecord,
   CheckSuiteRecord,
   CommentRecord,
+  ReviewCommentRecord,
   InstallationRecord,
   IssueRecord,
   LabelRecord,
@@ -275,6 +277,7 @@ export class TwinCore {
       })),
       issues: new Map(),
       comments: [],
+      reviewComments: [],
       checkRuns: [],
       checkSuites: [],
       roles: new Map(),
@@ -751,6 +754,34 @@ export class TwinCore {
       comment: this.commentShape(repo, c),
       ...this.base(repo, actor),
     });
+  }
+
+  reviewCommentShape(repo: RepoRecord, c: ReviewCommentRecord): Json {
+    return reviewCommentShape(repo, c, this.urls);
+  }
+
+  /** A review comment on a line of a pull request's diff (delivers pull_request_review_comment). */
+  async addReviewComment(repo: RepoRecord, issue: IssueRecord, actor: Actor, body: string, path: string, line: number): Promise<ReviewCommentRecord> {
+    const now = this.now();
+    const c: ReviewCommentRecord = {
+      id: this.nextId("review-comment", 9000000),
+      pullNumber: issue.number,
+      user: actor.user,
+      body,
+      path,
+      line,
+      commitId: issue.pull?.headSha ?? ZERO_SHA,
+      createdAt: now,
+      updatedAt: now,
+    };
+    repo.reviewComments.push(c);
+    this.emit(repo, "pull_request_review_comment", {
+      action: "created",
+      comment: this.reviewCommentShape(repo, c),
+      pull_request: await this.pullShape(repo, issue, false),
+      ...this.base(repo, actor),
+    });
+    return c;
   }
 
   addComment(repo: RepoRecord, issue: IssueRecord, actor: Actor, body: string): CommentRecord {

@@ -800,6 +800,24 @@ function registerPulls(r: Router<RequestCtx>): void {
     return json(201, shape, { location: String(shape.url) });
   });
 
+  // Review comments on the diffs of every pull request (before /pulls/{pull_number}).
+  r.on("GET", "/repos/{owner}/{repo}/pulls/comments", (ctx, p) => {
+    const repo = access(ctx, p, ["pull_requests"], "read");
+    const since = ctx.query.get("since");
+    const all = sortAndDirection(
+      repo.reviewComments.filter((c) => !since || c.updatedAt >= since),
+      ctx.query,
+      { created: (c) => String(c.id).padStart(12, "0"), updated: (c) => `${c.updatedAt}:${String(c.id).padStart(12, "0")}` },
+      "created",
+    );
+    const page = paginate(all, ctx.query, ctx.url);
+    return json(
+      200,
+      page.items.map((c) => ctx.core.reviewCommentShape(repo, c)),
+      page.headers,
+    );
+  });
+
   r.on("GET", "/repos/{owner}/{repo}/pulls/{pull_number}", async (ctx, p) => {
     const repo = access(ctx, p, ["pull_requests"], "read");
     const issue = pullOf(repo, p.pull_number);

@@ -13,6 +13,7 @@ import type {
   LabelRecord,
   ReactionRecord,
   RepoRecord,
+  ReviewCommentRecord,
   Role,
   User,
 } from "./state.js";
@@ -448,6 +449,36 @@ export function commentShape(repo: RepoRecord, comment: CommentRecord, urls: Url
     body: comment.body,
     reactions: reactionRollup(`${a}/reactions`, comment.reactions),
     performed_via_github_app: app ? appShape(app, urls) : null,
+  };
+}
+
+export function reviewCommentShape(repo: RepoRecord, c: ReviewCommentRecord, urls: Urls): Json {
+  const api = `${repoApiUrl(repo, urls)}/pulls/comments/${c.id}`;
+  const html = `${repoWebUrl(repo, urls)}/pull/${c.pullNumber}#discussion_r${c.id}`;
+  const pull = `${repoApiUrl(repo, urls)}/pulls/${c.pullNumber}`;
+  return {
+    url: api,
+    pull_request_review_id: c.id,
+    id: c.id,
+    node_id: nodeId("PRRC", c.id),
+    diff_hunk: `@@ -${c.line},1 +${c.line},1 @@`,
+    path: c.path,
+    position: c.line,
+    original_position: c.line,
+    commit_id: c.commitId,
+    original_commit_id: c.commitId,
+    user: userShape(c.user, urls),
+    body: c.body,
+    created_at: c.createdAt,
+    updated_at: c.updatedAt,
+    html_url: html,
+    pull_request_url: pull,
+    author_association: authorAssociation(repo, c.user),
+    _links: { self: { href: api }, html: { href: html }, pull_request: { href: pull } },
+    line: c.line,
+    original_line: c.line,
+    side: "RIGHT",
+    subject_type: "line",
   };
 }
 

@@ -119,6 +119,18 @@ export interface CommentRecord {
   reactions: ReactionRecord[];
 }
 
+export interface ReviewCommentRecord {
+  id: number;
+  pullNumber: number;
+  user: User;
+  body: string;
+  path: string;
+  line: number;
+  commitId: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
 export interface CheckRunAction {
   label: string;
   description: string;
@@ -166,6 +178,8 @@ export interface RepoRecord {
   /** Issues and pull requests share one number sequence, like on GitHub. */
   issues: Map<number, IssueRecord>;
   comments: CommentRecord[];
+  /** Review comments on pull request diffs (their own id sequence, like on GitHub). */
+  reviewComments: ReviewCommentRecord[];
   checkRuns: CheckRunRecord[];
   checkSuites: CheckSuiteRecord[];
   roles: Map<string, Role>;

@@ -457,6 +457,16 @@ export class GitHubTwin {
     });
   }
 
+  /** A human comments on a line of a pull request's diff (delivers `pull_request_review_comment.created`). */
+  async postReviewComment(owner: string, repo: string, number: number, user: string, body: string, path: string, line: number): Promise<number> {
+    return this.exclusive(async (core) => {
+      const r = this.repoOrThrow(owner, repo);
+      const issue = r.issues.get(number);
+      if (!issue?.pull) throw new Error(`no pull request #${number}`);
+      return (await core.addReviewComment(r, issue, this.human(user, r), body, path, line)).id;
+    });
+  }
+
   /** A human edits a comment (delivers `issue_comment.edited`). */
   async editComment(owner: string, repo: string, commentId: number, user: string, body: string): Promise<void> {
     await this.exclusive((core) => {
