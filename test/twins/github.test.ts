@@ -449,6 +449,14 @@ describe("GitHub twin", () => {
     expect(created.map((d) => (d.payload.sender as { login: string }).login)).toEqual([botLogin, "bob"]);
     expect(created[1]?.payload).toMatchObject({ issue: { number: 1, pull_request: {} }, comment: { body: "Try it with the old LR.", author_association: "NONE" } });
     expect(received("issue_comment", "edited")[0]?.payload.changes).toEqual({ body: { from: "Queued on the local runner." } });
+
+    // Review comments on the diff: their own listing and event.
+    await twin.postReviewComment(OWNER, REPO, 1, "bob", "This line halves the warmup.", "train.py", 2);
+    const reviews = await gh.rest.pulls.listReviewCommentsForRepo({ owner: OWNER, repo: REPO, since: "2000-01-01T00:00:00Z" });
+    expect(reviews.data.map((x) => [x.user?.login, x.path, x.line, x.body])).toEqual([["bob", "train.py", 2, "This line halves the warmup."]]);
+    expect(reviews.data[0]!.pull_request_url).toMatch(/\/pulls\/1$/);
+    await twin.waitForDeliveries();
+    expect(received("pull_request_review_comment", "created")[0]?.payload).toMatchObject({ comment: { path: "train.py" }, pull_request: { number: 1 } });
   });
 
   it("creates, updates and lists check runs and delivers their events", async () => {

@@ -60,7 +60,7 @@ export const DEFAULT_PERMISSIONS: Permissions = {
   statuses: "write",
 };
 
-export const DEFAULT_EVENTS = ["check_run", "check_suite", "issue_comment", "issues", "label", "pull_request", "push"];
+export const DEFAULT_EVENTS = ["check_run", "check_suite", "issue_comment", "issues", "label", "pull_request", "pull_request_review_comment", "push"];
 
 const DEFAULT_LABELS: Array<[string, string, string]> = [
   ["bug", "d73a4a", "Something isn't working"],
@@ -775,10 +775,15 @@ export class TwinCore {
       updatedAt: now,
     };
     repo.reviewComments.push(c);
+    // The event carries the short pull request shape (no merge state or counts), like GitHub's.
+    const pull = { ...(await this.pullShape(repo, issue, false)) } as Record<string, unknown>;
+    for (const k of ["merged", "mergeable", "rebaseable", "mergeable_state", "merged_by", "comments", "review_comments", "maintainer_can_modify", "commits", "additions", "deletions", "changed_files"]) {
+      delete pull[k];
+    }
     this.emit(repo, "pull_request_review_comment", {
       action: "created",
       comment: this.reviewCommentShape(repo, c),
-      pull_request: await this.pullShape(repo, issue, false),
+      pull_request: pull as Json,
       ...this.base(repo, actor),
     });
     return c;

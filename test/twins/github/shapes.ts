@@ -475,10 +475,14 @@ export function reviewCommentShape(repo: RepoRecord, c: ReviewCommentRecord, url
     pull_request_url: pull,
     author_association: authorAssociation(repo, c.user),
     _links: { self: { href: api }, html: { href: html }, pull_request: { href: pull } },
+    start_line: null,
+    original_start_line: null,
+    start_side: null,
     line: c.line,
     original_line: c.line,
     side: "RIGHT",
     subject_type: "line",
+    reactions: reactionRollup(`${api}/reactions`, []),
   };
 }
 
