@@ -130,6 +130,8 @@ describe("steering a night through the twins", () => {
     expect(check!.actions.map((a) => a.identifier)).toEqual(["rerun", "keep"]);
     await n.twin.clickCheckRunAction(check!.id, "keep", { user: "maria" });
     await waitFor("experiment 2 to be merged", () => pullOf(n, 2)?.merged);
+    // The merge request that set the flag may still be moving the branch: let it finish.
+    await n.twin.waitForIdle();
     expect(await n.twin.readFile(OWNER, REPO, "main", "train.py")).toContain("WARMUP_STEPS = 12");
 
     // A question that mentions the app is answered by the configured LLM, grounded in the record.

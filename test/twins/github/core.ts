@@ -672,6 +672,11 @@ export class TwinCore {
         result = await git.commitTree(tree, [baseHead, pull.headSha], message ? `${title}\n\n${message}` : title, this.identity(actor.user), committer);
       }
     }
+    // The base branch moves first: a refused move leaves the pull request open and unmerged, and
+    // nobody sees it merged before the branch holds the merge.
+    if (!(await this.moveBranch(repo, pull.baseRef, result, actor, baseHead))) {
+      throw new HttpError(409, "Base branch was modified. Review and try the merge again.");
+    }
     const now = this.now();
     pull.merged = true;
     pull.mergedAt = now;
@@ -682,9 +687,6 @@ export class TwinCore {
     issue.closedAt = now;
     issue.closedBy = actor.user;
     issue.updatedAt = now;
-    if (!(await this.moveBranch(repo, pull.baseRef, result, actor, baseHead))) {
-      throw new HttpError(409, "Base branch was modified. Review and try the merge again.");
-    }
     await this.emitPull(repo, issue, "closed", actor);
     return result;
   }
