@@ -10,7 +10,7 @@ import { applyEdits } from "./edits.js";
 import { buildHistory, currentBaseline, bestBpb } from "./history.js";
 import { branchName, labelsFor, LABELS, renderBody, treeHash } from "./ledger.js";
 import { decide } from "./policy.js";
-import { checkRunFor, configCheck } from "./checks.js";
+import { checkRunFor, configCheck, VAL_BPB_CHECK } from "./checks.js";
 import { guidanceWithIdea, markUsedIdeas, nextIdea, notesForPrompt, publishReports, readControl, writeControl, type Control } from "./steering.js";
 import type {
   ExperimentPull,
@@ -70,6 +70,8 @@ interface Snapshot {
   records: ExperimentRecord[];
   /** A merge in this pass moved the default branch: headSha, files and headTreeHash are stale. */
   moved: boolean;
+  /** Who paused the loop (/autoresearch pause): runs are cancelled and nothing is submitted. */
+  pausedBy: string | null;
 }
 
 export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
@@ -148,7 +150,8 @@ async function pass(deps: ReconcileDeps, seen: { snap?: Snapshot }): Promise<Rec
     return report;
   }
 
-  // 2. Observed state: the ledger.
+  // 2. Observed state: the ledger, and the steering kept on GitHub (the control issue).
+  const control = await readControl(gh);
   const pulls = await gh.listExperimentPulls();
   const snap: Snapshot = {
     config,
@@ -160,6 +163,7 @@ async function pass(deps: ReconcileDeps, seen: { snap?: Snapshot }): Promise<Rec
     pulls,
     records: pulls.flatMap((p) => (p.record ? [p.record] : [])),
     moved: false,
+    pausedBy: control.record.paused?.by ?? null,
   };
   seen.snap = snap;
 
@@ -204,6 +208,10 @@ async function pass(deps: ReconcileDeps, seen: { snap?: Snapshot }): Promise<Rec
     report.waiting = "disabled in config";
     return report;
   }
+  if (snap.pausedBy) {
+    report.waiting = `paused by @${snap.pausedBy} (/autoresearch resume starts the experiments again)`;
+    return report;
+  }
   // An experiment queued until the tree it is built on has a baseline holds no slot: that
   // baseline must be able to start (with one slot, counting it would wait forever).
   const inFlight = snap.records.filter(
@@ -227,14 +235,9 @@ async function pass(deps: ReconcileDeps, seen: { snap?: Snapshot }): Promise<Rec
     }
   }
 
-  // Steering kept on GitHub (the control issue): paused, queued ideas, reviewer notes.
-  const control = await readControl(gh);
+  // Steering: paused, queued ideas, reviewer notes.
   // An idea an experiment used is marked so (also when a crash came between the two writes).
   if (markUsedIdeas(control.record, snap.records)) await writeControl(gh, control);
-  if (control.record.paused) {
-    report.waiting = `paused by @${control.record.paused.by} (/autoresearch resume starts new experiments again)`;
-    return report;
-  }
 
   try {
     const n = await startNext(deps, snap, inFlight, log, control);
@@ -326,6 +329,7 @@ async function advance(
       r.baselineBpb = base.bpb;
       r.baselineN = base.n;
     }
+    if (snap.pausedBy) return false; // submitted again on /autoresearch resume
     const source = await gh.archiveSource(r.headSha);
     await runner.submit(runSpec(snap, gh, r, pull.number, source));
     r.state = "running";
@@ -344,6 +348,28 @@ async function advance(
       log.warn(`${name}: run ${runId} is unknown to the runner; submitting it again`);
       const source = await gh.archiveSource(r.headSha);
       await runner.submit(runSpec(snap, gh, r, pull.number, source));
+      return false;
+    }
+    if (obs.phase !== "finished" && snap.pausedBy) {
+      // Paused: give the GPU back now. The experiment goes back to the queue and is measured
+      // from the start, under a new run id, once the loop is resumed.
+      await runner.cancel(runId);
+      await gh.upsertCheckRun({
+        name: VAL_BPB_CHECK,
+        headSha: r.headSha,
+        externalId: runId,
+        status: "completed",
+        conclusion: "cancelled",
+        output: {
+          title: "Cancelled: the loop was paused",
+          summary: `@${snap.pausedBy} paused the loop. This experiment is measured again from the start after \`/autoresearch resume\`.`,
+        },
+      });
+      r.attempt += 1;
+      r.state = "queued";
+      await writeRecord(gh, pull, r, now());
+      await runner.cleanup?.(runId).catch(() => undefined);
+      log.info(`${name}: paused; cancelled ${runId}, queued again`);
       return false;
     }
     if (obs.phase !== "finished") return false;

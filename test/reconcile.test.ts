@@ -237,20 +237,21 @@ describe("the baseline", () => {
     expect(again.waiting).toMatch(/slot/);
   });
 
-  it("costs a handful of reads per quiet pass: the default branch, three files and the ledger", async () => {
+  it("costs a handful of reads per quiet pass: the default branch, three files, the control issue and the ledger", async () => {
     const w = world();
     await w.settle();
     const reads = w.gh.reads;
     await w.pass();
-    expect(w.gh.calls.slice(-6).map((c) => c.op)).toEqual([
+    expect(w.gh.calls.slice(-7).map((c) => c.op)).toEqual([
       "getDefaultBranch",
       "getBranchSha",
       "readFile",
       "readFile",
       "readFile",
+      "listIssues",
       "listExperimentPulls",
     ]);
-    expect(w.gh.reads - reads).toBe(6);
+    expect(w.gh.reads - reads).toBe(7);
   });
 
   it("when measured: records val_bpb, completes the check, closes the PR with a comment and opens the first experiment", async () => {

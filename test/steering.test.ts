@@ -62,26 +62,37 @@ async function started(o: { config?: string } = {}): Promise<W> {
 const reactions = (w: W, id: number) => w.gh.reactionsOn(id).map((r) => r.content);
 
 describe("commands", () => {
-  it("pause keeps new experiments from starting, in a state on GitHub that a restart reads back; resume starts them again", async () => {
+  it("pause cancels the run in flight and starts nothing, in a state on GitHub that a restart reads back; resume measures it again", async () => {
     const w = await started();
-    const pull = w.gh.pullOf(2).number;
-    const c = w.gh.commentByPerson(pull, "maintainer", "/autoresearch pause");
-    await w.settle();
+    const pr = w.gh.pullOf(2);
+    const firstRun = w.runOf(2);
+    const c = w.gh.commentByPerson(pr.number, "maintainer", "/autoresearch pause");
+    const r = await w.settle();
     expect(reactions(w, c)).toEqual(["+1"]);
     const control = w.gh.issues.find((i) => i.labels.includes(CONTROL_LABEL))!;
     expect(control.labels).toContain(PAUSED_LABEL);
     expect(control.body).toContain("Paused");
 
-    // Experiment 2 finishes; nothing new starts, however many passes run (a fresh pass reads GitHub only).
-    w.runner.finish(w.runOf(2), measured(1.1));
-    const r = await w.settle();
+    // The GPU is given back at once; the experiment waits in the queue; nothing new starts,
+    // however many passes run (a fresh pass reads GitHub only).
+    expect(w.runner.cancelled).toEqual([firstRun]);
+    expect(w.runner.inFlight()).toEqual([]);
+    expect(w.gh.record(pr.number)).toMatchObject({ state: "queued", attempt: 2, measurements: [] });
+    expect(w.gh.checkRun(pr.headSha, "val_bpb")).toMatchObject({ conclusion: "cancelled" });
     expect(r.waiting).toMatch(/paused by @maintainer/);
+    await w.settle();
+    expect(w.runner.inFlight()).toEqual([]);
     expect(() => w.gh.pullOf(3)).toThrow();
 
     const c2 = w.gh.commentByPerson(control.number, "owner", "/autoresearch resume");
     await w.settle();
     expect(reactions(w, c2)).toEqual(["+1"]);
     expect(w.gh.issue(control.number).labels).not.toContain(PAUSED_LABEL);
+    // Measured again from the start under a new run id, then the loop goes on.
+    expect(w.runner.inFlight()).toEqual([w.runOf(2)]);
+    expect(w.runOf(2)).not.toBe(firstRun);
+    w.runner.finish(w.runOf(2), measured(1.1));
+    await w.settle();
     expect(w.gh.pullOf(3).state).toBe("open");
   });
 
