@@ -31,6 +31,33 @@ async function step<T>(what: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
+const oldestFirstSince = (since: string) => ({ since, sort: "created" as const, direction: "asc" as const, per_page: 100 });
+
+/** The fields an issue comment and a review comment share; the number is the last URL segment. */
+function commentFields(
+  c: {
+    id: number;
+    user: { login: string; type: string } | null;
+    body?: string;
+    created_at: string;
+    updated_at: string;
+    reactions?: { total_count: number };
+  },
+  parentUrl: string,
+  unknownReactions: number,
+): IssueComment {
+  return {
+    id: c.id,
+    issueNumber: Number(/\/(\d+)$/.exec(parentUrl)?.[1] ?? 0),
+    user: c.user?.login ?? "",
+    userType: c.user?.type ?? "User",
+    body: c.body ?? "",
+    createdAt: c.created_at,
+    updatedAt: c.updated_at,
+    reactions: c.reactions?.total_count ?? unknownReactions,
+  };
+}
+
 /** Files read at a commit sha, shared by every pass of this process (oldest evicted first). */
 const fileCache = new Map<string, { text: string; sha: string } | null>();
 const FILE_CACHE_ENTRIES = 256;
@@ -265,45 +292,18 @@ export class OctokitGitHub implements GitHubPort {
 
   async listCommentsSince(since: string): Promise<IssueComment[]> {
     const data = await step("list comments", () =>
-      this.octokit.paginate(this.octokit.rest.issues.listCommentsForRepo, {
-        ...this.r,
-        since,
-        sort: "created",
-        direction: "asc",
-        per_page: 100,
-      }),
+      this.octokit.paginate(this.octokit.rest.issues.listCommentsForRepo, { ...this.r, ...oldestFirstSince(since) }),
     );
-    return data.map((c) => ({
-      id: c.id,
-      issueNumber: Number(/\/issues\/(\d+)$/.exec(c.issue_url)?.[1] ?? 0),
-      user: c.user?.login ?? "",
-      userType: c.user?.type ?? "User",
-      body: c.body ?? "",
-      createdAt: c.created_at,
-      updatedAt: c.updated_at,
-      reactions: c.reactions?.total_count ?? 1,
-    }));
+    // Unknown reaction counts read as "maybe acknowledged", so the reactions are checked.
+    return data.map((c) => commentFields(c, c.issue_url, 1));
   }
 
   async listReviewCommentsSince(since: string): Promise<IssueComment[]> {
     const data = await step("list review comments", () =>
-      this.octokit.paginate(this.octokit.rest.pulls.listReviewCommentsForRepo, {
-        ...this.r,
-        since,
-        sort: "created",
-        direction: "asc",
-        per_page: 100,
-      }),
+      this.octokit.paginate(this.octokit.rest.pulls.listReviewCommentsForRepo, { ...this.r, ...oldestFirstSince(since) }),
     );
     return data.map((c) => ({
-      id: c.id,
-      issueNumber: Number(/\/pulls\/(\d+)$/.exec(c.pull_request_url)?.[1] ?? 0),
-      user: c.user?.login ?? "",
-      userType: c.user?.type ?? "User",
-      body: c.body ?? "",
-      createdAt: c.created_at,
-      updatedAt: c.updated_at,
-      reactions: c.reactions?.total_count ?? 0,
+      ...commentFields(c, c.pull_request_url, 0),
       review: { path: c.path, line: c.line ?? c.original_line ?? null },
     }));
   }

@@ -82,6 +82,19 @@ export interface FakeComment {
   reactions?: { user: string; userType: string; content: string }[];
 }
 
+function asIssueComment(c: FakeComment): IssueComment {
+  return {
+    id: c.id!,
+    issueNumber: c.number,
+    user: c.user ?? BOT_LOGIN,
+    userType: c.userType ?? "Bot",
+    body: c.body,
+    createdAt: c.at ?? "",
+    updatedAt: c.at ?? "",
+    reactions: c.reactions?.length ?? 0,
+  };
+}
+
 export interface FakeIssue {
   number: number;
   title: string;
@@ -567,18 +580,7 @@ export class FakeGitHub implements GitHubPort {
 
   listCommentsSince(since: string): Promise<IssueComment[]> {
     return this.call("listCommentsSince", [since], () =>
-      this.comments
-        .filter((c) => c.id !== undefined && (c.at ?? "") >= since)
-        .map((c) => ({
-          id: c.id!,
-          issueNumber: c.number,
-          user: c.user ?? BOT_LOGIN,
-          userType: c.userType ?? "Bot",
-          body: c.body,
-          createdAt: c.at ?? "",
-          updatedAt: c.at ?? "",
-          reactions: c.reactions?.length ?? 0,
-        })),
+      this.comments.filter((c) => c.id !== undefined && (c.at ?? "") >= since).map(asIssueComment),
     );
   }
 
@@ -586,17 +588,7 @@ export class FakeGitHub implements GitHubPort {
     return this.call("listReviewCommentsSince", [since], () =>
       this.reviewComments
         .filter((c) => (c.at ?? "") >= since)
-        .map((c) => ({
-          id: c.id!,
-          issueNumber: c.number,
-          user: c.user ?? BOT_LOGIN,
-          userType: c.userType ?? "Bot",
-          body: c.body,
-          createdAt: c.at ?? "",
-          updatedAt: c.at ?? "",
-          reactions: 0,
-          review: { path: c.path, line: c.line },
-        })),
+        .map((c) => ({ ...asIssueComment(c), review: { path: c.path, line: c.line } })),
     );
   }
 
