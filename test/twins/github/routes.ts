@@ -803,19 +803,7 @@ function registerPulls(r: Router<RequestCtx>): void {
   // Review comments on the diffs of every pull request (before /pulls/{pull_number}).
   r.on("GET", "/repos/{owner}/{repo}/pulls/comments", (ctx, p) => {
     const repo = access(ctx, p, ["pull_requests"], "read");
-    const since = ctx.query.get("since");
-    const all = sortAndDirection(
-      repo.reviewComments.filter((c) => !since || c.updatedAt >= since),
-      ctx.query,
-      { created: (c) => String(c.id).padStart(12, "0"), updated: (c) => `${c.updatedAt}:${String(c.id).padStart(12, "0")}` },
-      "created",
-    );
-    const page = paginate(all, ctx.query, ctx.url);
-    return json(
-      200,
-      page.items.map((c) => ctx.core.reviewCommentShape(repo, c)),
-      page.headers,
-    );
+    return commentListing(ctx, repo.reviewComments, (c) => ctx.core.reviewCommentShape(repo, c));
   });
 
   r.on("GET", "/repos/{owner}/{repo}/pulls/{pull_number}", async (ctx, p) => {
@@ -899,23 +887,24 @@ function registerPulls(r: Router<RequestCtx>): void {
 
 const ISSUE_PERMS = ["issues", "pull_requests"];
 
+/** A repository-wide comment listing: `since`, `sort` (created | updated), `direction`, pages. */
+function commentListing<T extends { id: number; updatedAt: string }>(ctx: RequestCtx, comments: T[], shape: (c: T) => Json) {
+  const since = ctx.query.get("since");
+  const all = sortAndDirection(
+    comments.filter((c) => !since || c.updatedAt >= since),
+    ctx.query,
+    { created: (c) => String(c.id).padStart(12, "0"), updated: (c) => `${c.updatedAt}:${String(c.id).padStart(12, "0")}` },
+    "created",
+  );
+  const page = paginate(all, ctx.query, ctx.url);
+  return json(200, page.items.map(shape), page.headers);
+}
+
 function registerIssues(r: Router<RequestCtx>): void {
   // Every issue and pull request comment of the repository (before /issues/{issue_number}).
   r.on("GET", "/repos/{owner}/{repo}/issues/comments", (ctx, p) => {
     const repo = access(ctx, p, ISSUE_PERMS, "read");
-    const since = ctx.query.get("since");
-    const all = sortAndDirection(
-      repo.comments.filter((c) => !since || c.updatedAt >= since),
-      ctx.query,
-      { created: (c) => String(c.id).padStart(12, "0"), updated: (c) => `${c.updatedAt}:${String(c.id).padStart(12, "0")}` },
-      "created",
-    );
-    const page = paginate(all, ctx.query, ctx.url);
-    return json(
-      200,
-      page.items.map((c) => ctx.core.commentShape(repo, c)),
-      page.headers,
-    );
+    return commentListing(ctx, repo.comments, (c) => ctx.core.commentShape(repo, c));
   });
 
   r.on("GET", "/repos/{owner}/{repo}/issues", (ctx, p) => {
