@@ -30,6 +30,7 @@ import type {
   CheckRunRecord,
   CheckSuiteRecord,
   CommentRecord,
+  PullData,
   ReviewCommentRecord,
   InstallationRecord,
   IssueRecord,
@@ -342,16 +343,7 @@ export class TwinCore {
         if (newSha === null) {
           await this.closeIssue(repo, issue, actor);
         } else if (await repo.git.isAncestor(pull.headSha, newSha)) {
-          pull.merged = true;
-          pull.mergedAt = now;
-          pull.mergedBy = actor.user;
-          pull.mergeCommitSha = newSha;
-          pull.baseSha = before ?? pull.baseSha;
-          issue.state = "closed";
-          issue.closedAt = now;
-          issue.closedBy = actor.user;
-          issue.updatedAt = now;
-          await this.emitPull(repo, issue, "closed", actor);
+          await this.markMerged(repo, issue, pull, actor, newSha, before ?? pull.baseSha);
         }
       }
     }
@@ -677,18 +669,23 @@ export class TwinCore {
     if (!(await this.moveBranch(repo, pull.baseRef, result, actor, baseHead))) {
       throw new HttpError(409, "Base branch was modified. Review and try the merge again.");
     }
+    await this.markMerged(repo, issue, pull, actor, result, baseHead);
+    return result;
+  }
+
+  /** A pull request whose changes reached its base: merged and closed, and `closed` delivered. */
+  private async markMerged(repo: RepoRecord, issue: IssueRecord, pull: PullData, actor: Actor, mergeSha: string, baseSha: string): Promise<void> {
     const now = this.now();
     pull.merged = true;
     pull.mergedAt = now;
     pull.mergedBy = actor.user;
-    pull.mergeCommitSha = result;
-    pull.baseSha = baseHead;
+    pull.mergeCommitSha = mergeSha;
+    pull.baseSha = baseSha;
     issue.state = "closed";
     issue.closedAt = now;
     issue.closedBy = actor.user;
     issue.updatedAt = now;
     await this.emitPull(repo, issue, "closed", actor);
-    return result;
   }
 
   // ---- labels --------------------------------------------------------------------------------
