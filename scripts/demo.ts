@@ -15,7 +15,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
 import { decodeRecord } from "../src/ledger.js";
-import { LocalRunner } from "../src/runner/local.js";
+import { LocalRunner, SandboxUnavailableError } from "../src/runner/local.js";
 import type { ExperimentRecord, RunnerPort } from "../src/types.js";
 import { startBot } from "../test/support/bot.js";
 import { kubeRunner, startKubeTwin } from "../test/support/kube.js";
@@ -59,6 +59,22 @@ interface Row {
 function fail(msg: string): never {
   console.error(msg);
   process.exit(1);
+}
+
+/** The local runner, or the reason it cannot sandbox experiments here (with the fix) and exit. */
+function localRunnerOrExit(options: ConstructorParameters<typeof LocalRunner>[0]): LocalRunner {
+  try {
+    return new LocalRunner(options);
+  } catch (err) {
+    if (err instanceof SandboxUnavailableError) {
+      fail(
+        "The demo trains LLM-written changes inside a sandbox (bubblewrap), and it cannot run here:\n\n" +
+          `    ${err.message}\n\n` +
+          "On Debian or Ubuntu: sudo apt-get install bubblewrap",
+      );
+    }
+    throw err;
+  }
 }
 
 function findTorchPython(): { python: string; version: string } | null {
@@ -147,10 +163,11 @@ async function main(): Promise<void> {
     runnerKind === "kubernetes"
       ? await startKubeTwin({
           defaultEntrypoint: [torch.python, "/opt/autoresearch/harness.py"],
+          // The "image" holds the corpus (the trainer image's AUTORESEARCH_CORPUS).
+          shared: [corpus, ...(torchDir && !torchDir.startsWith("/usr/") ? [path.dirname(torchDir)] : [])],
           env: {
             AUTORESEARCH_CORPUS: corpus,
-            TMPDIR: work,
-            ...(torchDir ? { PATH: `${torchDir}:${process.env.PATH ?? "/usr/bin:/bin"}` } : {}),
+            ...(torchDir ? { PATH: `${torchDir}:/usr/local/bin:/usr/bin:/bin` } : {}),
           },
         })
       : null;
@@ -160,7 +177,7 @@ async function main(): Promise<void> {
     k.start();
     runner = k;
   } else {
-    runner = new LocalRunner({
+    runner = localRunnerOrExit({
       runsDir: path.join(work, "runs"),
       // Prepared data outlive the demo so the next one skips the preparation.
       cacheDir: process.env.AUTORESEARCH_CACHE_DIR ?? path.join(ROOT, ".cache"),

@@ -6,9 +6,9 @@ import { Controller } from "./controller.js";
 import { OctokitGitHub } from "./github/octokit.js";
 import { MutateProposer } from "./proposers/mutate.js";
 import { OpenAIProposer } from "./proposers/openai.js";
-import { runIdFor, type ReconcileReport } from "./reconcile.js";
-import { encodeClick } from "./commands.js";
-import { openaiAnswerer } from "./steering.js";
+import { z } from "zod";
+import { type ReconcileReport } from "./reconcile.js";
+import { openaiAnswerer, type Click } from "./steering.js";
 import type { ProposerPort, RepoRef, RunnerPort } from "./types.js";
 
 export interface AppOptions {
@@ -62,6 +62,29 @@ const EVENTS = [
   "installation_repositories",
 ] as const;
 
+/** What a `check_run.requested_action` webhook says about a button click (null for anything else). */
+const requestedAction = z.object({
+  action: z.literal("requested_action"),
+  requested_action: z.object({ identifier: z.enum(["rerun", "keep"]) }),
+  check_run: z.object({
+    head_sha: z.string().regex(/^[0-9a-f]{40}$/),
+    pull_requests: z.array(z.object({ number: z.number().int().positive() })).optional(),
+  }),
+  sender: z.object({ login: z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]|\[bot\]){0,45}$/) }),
+});
+
+export function clickOf(payload: unknown, delivery: string): Click | null {
+  const p = requestedAction.safeParse(payload);
+  if (!p.success || !/^[A-Za-z0-9-]{1,100}$/.test(delivery)) return null;
+  return {
+    command: p.data.requested_action.identifier,
+    user: p.data.sender.login,
+    delivery,
+    headSha: p.data.check_run.head_sha,
+    pull: p.data.check_run.pull_requests?.[0]?.number ?? null,
+  };
+}
+
 export function createApp(opts: AppOptions) {
   return (app: Probot) => {
     const env = opts.env ?? process.env;
@@ -104,7 +127,10 @@ export function createApp(opts: AppOptions) {
       resyncMs: opts.resyncMs,
       onPass: opts.onPass,
       proposerFor: opts.proposerFor ?? defaultProposerFor(env),
-      github: async (installationId, repo) => new OctokitGitHub(await octokitFor(installationId), repo),
+      github: async (installationId, repo) => {
+        const s = await appSlug();
+        return new OctokitGitHub(await octokitFor(installationId), repo, { botLogin: s ? `${s}[bot]` : null });
+      },
       listRepos: async () => {
         const appOctokit = await app.auth();
         const installations = await appOctokit.paginate(appOctokit.rest.apps.listInstallations, { per_page: 100 });
@@ -133,25 +159,10 @@ export function createApp(opts: AppOptions) {
       // nothing a pass does not already know, so only a person's or another app's push counts.
       if (context.name !== "push" && payload.sender?.type === "Bot") return;
       if (context.name === "check_run" && payload.repository) {
-        // A button on the val_bpb check run: recorded on the PR as a comment naming who clicked
-        // (the next pass checks their permission and carries it out, as for a typed command).
-        const p = context.payload as {
-          action?: string;
-          requested_action?: { identifier?: string };
-          check_run?: { external_id?: string | null; pull_requests?: { number: number }[] };
-          sender?: { login?: string };
-        };
-        const command = p.requested_action?.identifier;
-        if (p.action === "requested_action" && (command === "rerun" || command === "keep") && p.sender?.login) {
-          const repo = { owner: payload.repository.owner.login, repo: payload.repository.name };
-          const gh = new OctokitGitHub(await octokitFor(installationId), repo);
-          let number = p.check_run?.pull_requests?.[0]?.number;
-          if (!number) {
-            const pulls = await gh.listExperimentPulls();
-            number = pulls.find((x) => x.record && runIdFor(gh, x.record).replace(/-\d+$/, "") === (p.check_run?.external_id ?? "").replace(/-\d+$/, ""))?.number;
-          }
-          if (number) await gh.comment(number, encodeClick({ command, user: p.sender.login }));
-        }
+        // A button on the val_bpb check run: carried out from this webhook (who clicked is the
+        // sender GitHub vouches for), under the repository's lock before its next pass.
+        const click = clickOf(context.payload, context.id);
+        if (click) controller.click(installationId, { owner: payload.repository.owner.login, repo: payload.repository.name }, click);
       }
       const repos: RepoRef[] = [];
       if (payload.repository) repos.push({ owner: payload.repository.owner.login, repo: payload.repository.name });

@@ -3,6 +3,7 @@
 // branch head when the loop cannot run (invalid config, missing program.md).
 import { CHECK_ACTIONS } from "./commands.js";
 import type { Config } from "./config.js";
+import { codeBlock, defuse, escapeText, oneLine, table } from "./markdown.js";
 import { classifyOutcome } from "./policy.js";
 import type { CheckRunSpec, ExperimentRecord, Measurement } from "./types.js";
 
@@ -28,23 +29,42 @@ export function configCheck(headSha: string, title: string, problems: string[]):
   };
 }
 
+// Everything a run printed (summary fields, reasons, the log) and everything an LLM wrote (the
+// hypothesis) is quoted through the markdown helpers: it can never become HTML, a hidden marker,
+// a command or a mention in the bot's name.
 function figuresTable(m: Measurement): string {
-  const rows = Object.entries(m.result.summary).map(([k, v]) => `| ${k} | ${v} |`);
-  if (!rows.length) return "";
-  return ["| figure | value |", "| --- | --- |", ...rows].join("\n");
+  const rows = Object.entries(m.result.summary).map(([k, v]) => [k, String(v)]);
+  return rows.length ? table(["figure", "value"], rows) : "";
 }
 
 function logTail(m: Measurement): string {
-  const tail = m.result.log_tail.replace(/```/g, "ʼʼʼ").slice(-3000);
-  return tail ? `<details><summary>log tail</summary>\n\n\`\`\`\n${tail}\n\`\`\`\n</details>` : "";
+  const tail = m.result.log_tail.slice(-3000);
+  return tail ? `<details><summary>log tail</summary>\n\n${codeBlock(tail)}\n</details>` : "";
 }
+
+/** What the harness noted about the run (data prepared again, no sandbox), as a list. */
+function harnessNotes(m: Measurement | undefined): string {
+  const notes = m?.result.notes ?? [];
+  return notes.length ? notes.map((n) => `- ${escapeText(n)}`).join("\n") : "";
+}
+
+/** Said on every val_bpb check run when the runner does not sandbox experiments. */
+export const UNSANDBOXED =
+  "**Not sandboxed:** this bot runs experiments with `AUTORESEARCH_SANDBOX=off`, so this code ran with the runner's " +
+  "access to files, network and credentials.";
 
 export function checkRunFor(
   r: ExperimentRecord,
   runId: string,
   config: Config,
-  opts: { rerun?: string[] } = {},
+  opts: { rerun?: string[]; unsandboxed?: boolean } = {},
 ): CheckRunSpec {
+  const spec = checkRunBody(r, runId, config, opts);
+  if (opts.unsandboxed) spec.output = { ...spec.output, summary: `${UNSANDBOXED}\n\n${spec.output.summary}` };
+  return spec;
+}
+
+function checkRunBody(r: ExperimentRecord, runId: string, config: Config, opts: { rerun?: string[] }): CheckRunSpec {
   const base = { name: VAL_BPB_CHECK, headSha: r.headSha, externalId: runId };
   const against =
     r.baselineBpb === null ? "" : `Baseline to beat: val_bpb ${fmt(r.baselineBpb)} (keep needs an improvement over ${config.minDelta}).`;
@@ -55,7 +75,7 @@ export function checkRunFor(
       ...base,
       status: "completed",
       conclusion: "neutral",
-      output: { title: "Measuring again", summary: opts.rerun.join(" "), text: m ? logTail(m) : undefined },
+      output: { title: "Measuring again", summary: escapeText(opts.rerun.join(" ")), text: m ? logTail(m) || undefined : undefined },
     };
   }
   if (!r.decision || !m) {
@@ -64,7 +84,7 @@ export function checkRunFor(
       status: "in_progress",
       output: {
         title: `Training for ${config.budgetSeconds} s`,
-        summary: `${r.kind === "baseline" ? "Baseline run" : r.hypothesis}\n\n${against}`.trim(),
+        summary: `${r.kind === "baseline" ? "Baseline run" : escapeText(r.hypothesis)}\n\n${against}`.trim(),
       },
     };
   }
@@ -75,21 +95,27 @@ export function checkRunFor(
   let title: string;
   if (d.verdict === "crash") {
     conclusion = res.status === "timeout" ? "timed_out" : "failure";
-    title = `${res.status}: ${res.reason}`.slice(0, 200);
+    // A title is plain text: defused, one line, bounded.
+    title = defuse(oneLine(`${res.status}: ${res.reason}`, 200));
   } else {
     const bpb = res.val_bpb ?? NaN;
     title = d.delta === null ? `val_bpb ${fmt(bpb)}` : `val_bpb ${fmt(bpb)} (${signed(d.delta)} vs baseline)`;
     if (d.verdict === "keep") conclusion = "success";
     else conclusion = d.delta !== null && classifyOutcome(d.delta, config.minDelta) === "within noise" ? "neutral" : "failure";
   }
-  const text = [figuresTable(m), d.verdict === "crash" ? `**Reason:** ${res.reason}` : "", d.verdict === "crash" ? logTail(m) : ""]
+  const text = [
+    figuresTable(m),
+    harnessNotes(m),
+    d.verdict === "crash" ? `**Reason:** ${escapeText(res.reason)}` : "",
+    d.verdict === "crash" ? logTail(m) : "",
+  ]
     .filter(Boolean)
     .join("\n\n");
   return {
     ...base,
     status: "completed",
     conclusion,
-    output: { title, summary: `**Decision: ${d.verdict}.** ${d.reasons.join(" ")}\n\n${against}`.trim(), text: text || undefined },
+    output: { title, summary: `**Decision: ${d.verdict}.** ${escapeText(d.reasons.join(" "))}\n\n${against}`.trim(), text: text || undefined },
     // Buttons for people with write access: measure a discarded or crashed change again, or adopt it.
     ...(r.kind === "experiment" && d.verdict !== "keep" ? { actions: [{ ...CHECK_ACTIONS.rerun }, { ...CHECK_ACTIONS.keep }] } : {}),
   };

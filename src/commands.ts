@@ -113,30 +113,3 @@ function visibleLines(body: string): string[] {
 function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
-
-/** The hidden marker a check-run button click is recorded with (a bot comment carrying who asked). */
-const CLICK_RE = /<!--\s*autoresearch:command\s+(\{[\s\S]*?\})\s*-->/;
-
-export interface RecordedClick {
-  command: "rerun" | "keep";
-  user: string;
-}
-
-export function encodeClick(c: RecordedClick): string {
-  const json = JSON.stringify(c).replace(/</g, "\\u003c").replace(/>/g, "\\u003e");
-  return `@${c.user} asked for \`${COMMAND_PREFIX} ${c.command}\` with the check run's button.\n\n<!-- autoresearch:command ${json} -->`;
-}
-
-export function decodeClick(body: string): RecordedClick | null {
-  const m = CLICK_RE.exec(body);
-  if (!m) return null;
-  try {
-    const v = JSON.parse(m[1]!) as Partial<RecordedClick>;
-    if ((v.command === "rerun" || v.command === "keep") && typeof v.user === "string" && v.user) {
-      return { command: v.command, user: v.user };
-    }
-  } catch {
-    // not a click record
-  }
-  return null;
-}

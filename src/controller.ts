@@ -3,7 +3,7 @@
 // pass. A failed pass is retried with backoff; the resync timer covers missed webhooks.
 import type { Config } from "./config.js";
 import { reconcile, type Logger, type ReconcileReport } from "./reconcile.js";
-import { COMMAND_LOOKBACK_MS, steer } from "./steering.js";
+import { COMMAND_LOOKBACK_MS, handleClick, steer, type Click } from "./steering.js";
 import type { GitHubPort, ProposerPort, RepoRef, RunnerPort } from "./types.js";
 
 export interface ControllerOptions {
@@ -38,7 +38,12 @@ interface RepoState {
   /** Comments before this time were read already (a restart reads the whole lookback again). */
   steeredAt: string | null;
   passes: number;
+  /** Check-run button clicks to carry out before the next pass (under this repo's lock). */
+  clicks: { click: Click; tries: number }[];
 }
+
+/** A click that fails (GitHub down) is tried again this often, then given up with a log line. */
+const CLICK_TRIES = 3;
 
 const key = (r: RepoRef) => `${r.owner}/${r.repo}`.toLowerCase();
 
@@ -60,7 +65,7 @@ export class Controller {
     if (this.stopped) return;
     let s = this.repos.get(key(repo));
     if (!s) {
-      s = { installationId, repo, running: null, dirty: false, failures: 0, retryTimer: null, steeredAt: null, passes: 0 };
+      s = { installationId, repo, running: null, dirty: false, failures: 0, retryTimer: null, steeredAt: null, passes: 0, clicks: [] };
       this.repos.set(key(repo), s);
     }
     s.installationId = installationId;
@@ -73,11 +78,40 @@ export class Controller {
     });
   }
 
+  /**
+   * Carry out a check-run button click before this repository's next pass: passes and clicks
+   * on one repository never interleave, so a click cannot lose a pass's record update (or the
+   * other way round).
+   */
+  click(installationId: number, repo: RepoRef, click: Click): void {
+    if (this.stopped) return;
+    this.trigger(installationId, repo);
+    const s = this.repos.get(key(repo))!;
+    s.clicks.push({ click, tries: 0 });
+    s.dirty = true;
+  }
+
+  private async runClicks(s: RepoState, gh: GitHubPort): Promise<void> {
+    for (const item of s.clicks.splice(0)) {
+      try {
+        await handleClick(gh, item.click, this.opts.log);
+      } catch (err) {
+        item.tries += 1;
+        const msg = `${key(s.repo)}: the ${item.click.command} click by ${item.click.user} failed: ${(err as Error).message}`;
+        if (item.tries < CLICK_TRIES) {
+          this.opts.log.warn(`${msg} (tried again with the next pass)`);
+          s.clicks.push(item);
+        } else this.opts.log.error(`${msg}; given up after ${CLICK_TRIES} tries (click again)`);
+      }
+    }
+  }
+
   private async loop(s: RepoState): Promise<void> {
     do {
       s.dirty = false;
       try {
         const gh = await this.opts.github(s.installationId, s.repo);
+        await this.runClicks(s, gh);
         if (this.opts.steering) {
           const started = this.opts.now?.() ?? new Date();
           const slug = await this.opts.steering.appSlug();

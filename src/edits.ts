@@ -4,7 +4,10 @@
 // keep experiments honest (only editable files, each search matching exactly once), parses the
 // plain-text block format for models without structured output, and renders unified diffs.
 
+import { fenceFor } from "./markdown.js";
 import type { Edit } from "./types.js";
+
+export { fenceFor };
 
 export type ApplyResult = { ok: true; files: Record<string, string> } | { ok: false; error: string };
 
@@ -186,12 +189,6 @@ function closestHint(text: string, search: string): string {
     squash(region.join("\n")) === squash(wanted.join("\n")) ? " It differs from the search text only in whitespace." : "";
   const fence = fenceFor(region.join("\n"));
   return `The closest text is at ${where}:${whitespace}\n${fence}\n${region.join("\n")}\n${fence}`;
-}
-
-/** A code fence longer than any backtick run inside `content`, so the content cannot close it. */
-export function fenceFor(content: string): string {
-  const longest = Math.max(0, ...(content.match(/`+/g) ?? []).map((r) => r.length));
-  return "`".repeat(Math.max(3, longest + 1));
 }
 
 // ------------------------------------------------------------------ plain-text SEARCH/REPLACE blocks

@@ -7,7 +7,8 @@
 import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { z } from "zod";
-import { editsAsDiff, fenceFor } from "./edits.js";
+import { editsAsDiff } from "./edits.js";
+import { codeBlock, escapeCell as cell, escapeText as prose } from "./markdown.js";
 import { fmtBpb, isMeasured, meanValBpb } from "./policy.js";
 import type { ExperimentRecord, ExperimentState, Measurement, TrainerResult } from "./types.js";
 
@@ -23,6 +24,10 @@ export const trainerResultSchema = z.object({
   log_tail: z.string(),
   summary: z.record(z.string(), z.union([z.number(), z.string()])),
   stage: z.enum(["fetch", "prepare", "train"]).optional(),
+  commit: z.string().nullable().optional(),
+  runId: z.string().nullable().optional(),
+  sandbox: z.string().optional(),
+  notes: z.array(z.string()).optional(),
 });
 
 export const measurementSchema = z.object({
@@ -63,6 +68,7 @@ export const experimentRecordSchema = z.object({
   reruns: z.number().int().min(0).optional(),
   adoptedBy: z.string().nullable().optional(),
   ideaId: z.number().int().nullable().optional(),
+  clicks: z.array(z.string()).optional(),
 });
 
 // Compile-time proof that the schemas and the shared types describe the same objects.
@@ -75,7 +81,8 @@ void _resultShape;
 // ------------------------------------------------------------------ the hidden record
 
 const RECORD_OPEN = "<!-- autoresearch:record";
-const RECORD_RE = /<!--\s*autoresearch:record\s*([\s\S]*?)-->/g;
+/** After the last opener: the one-line JSON and the closer (a body edited on the web may use CRLF). */
+const RECORD_TAIL = /^[ \t]*\r?\n(\{[^\r\n]*\})[ \t]*\r?\n-->/;
 
 /** Non-finite numbers have no JSON form; keep them readable instead of turning into null. */
 function jsonSafe(r: ExperimentRecord): ExperimentRecord {
@@ -100,16 +107,19 @@ export function encodeRecord(r: ExperimentRecord): string {
 }
 
 /**
- * The record in a PR body: the last `autoresearch:record` block. Returns null, never throws,
- * when there is none or it is not a valid record (another tool's PR, a damaged edit).
+ * The record in a PR body: the block after the last `<!-- autoresearch:record` opener, whose
+ * JSON is one line (as encodeRecord writes it). Text the bot quotes into a body is defused
+ * (src/markdown.ts), so no opener comes after the bot's own; and text before it cannot reach
+ * into it. Returns null, never throws, when there is none or it is not a valid record.
  */
 export function decodeRecord(body: string | null | undefined): ExperimentRecord | null {
   if (!body) return null;
-  let last: string | null = null;
-  for (const m of body.matchAll(RECORD_RE)) last = m[1]!;
-  if (last === null) return null;
+  const at = body.lastIndexOf(RECORD_OPEN);
+  if (at < 0) return null;
+  const m = RECORD_TAIL.exec(body.slice(at + RECORD_OPEN.length));
+  if (!m) return null;
   try {
-    const parsed = experimentRecordSchema.safeParse(JSON.parse(last));
+    const parsed = experimentRecordSchema.safeParse(JSON.parse(m[1]!));
     return parsed.success ? (parsed.data as ExperimentRecord) : null;
   } catch {
     return null;
@@ -126,15 +136,6 @@ const LOG_TAIL_CHARS = 3_000;
 
 const bytes = (s: string) => Buffer.byteLength(s, "utf8");
 
-/** Escape text that goes into markdown prose: no HTML (an LLM-written `<!--` would hide the rest). */
-function prose(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-}
-
-function cell(s: string): string {
-  return prose(s).replace(/\|/g, "\\|").replace(/\r?\n/g, " ");
-}
-
 export function shortSha(sha: string): string {
   return sha.slice(0, 7);
 }
@@ -142,11 +143,6 @@ export function shortSha(sha: string): string {
 function commitRef(sha: string, repoUrl: string | undefined): string {
   if (!sha) return "(unknown commit)";
   return repoUrl ? `[\`${shortSha(sha)}\`](${repoUrl.replace(/\/+$/, "")}/commit/${sha})` : `\`${shortSha(sha)}\``;
-}
-
-function fenced(content: string, lang = ""): string {
-  const fence = fenceFor(content);
-  return `${fence}${lang}\n${content.endsWith("\n") ? content : content + "\n"}${fence}`;
 }
 
 function lastLines(text: string, maxChars: number): string {
@@ -297,7 +293,7 @@ export function renderBody(r: ExperimentRecord, opts: RenderOptions = {}): strin
     if (table) result.push("Summary printed by the training run:", table);
     const lastRun = r.measurements[r.measurements.length - 1]!;
     if (!isMeasured(lastRun.result) && lastRun.result.log_tail.trim() !== "") {
-      logTail = `<details><summary>End of the log of the last run</summary>\n\n${fenced(lastLines(lastRun.result.log_tail, LOG_TAIL_CHARS))}\n\n</details>`;
+      logTail = `<details><summary>End of the log of the last run</summary>\n\n${codeBlock(lastLines(lastRun.result.log_tail, LOG_TAIL_CHARS))}\n\n</details>`;
     }
   } else if (r.decision) {
     result.push("### Result", `**Decision: ${r.decision.verdict}.**`, r.decision.reasons.map((s) => `- ${prose(s)}`).join("\n"));
@@ -329,16 +325,16 @@ export function renderBody(r: ExperimentRecord, opts: RenderOptions = {}): strin
       record,
     ].join("\n\n") + "\n";
 
-  const full = assemble(diff ? fenced(diff, "diff") : "", logTail);
+  const full = assemble(diff ? codeBlock(diff, "diff") : "", logTail);
   if (bytes(full) <= BODY_LIMIT) return full;
 
   // Too long: drop the log tail first (it is in the runner's logs), then cut the shown diff.
-  const withoutLog = assemble(diff ? fenced(diff, "diff") : "", "");
+  const withoutLog = assemble(diff ? codeBlock(diff, "diff") : "", "");
   if (bytes(withoutLog) <= BODY_LIMIT) return withoutLog;
   const room = BODY_LIMIT - bytes(assemble("", "")) - 400;
   const cut = boundedDiff(diff, Math.max(0, room));
   const note = `*The diff is cut here: ${cut.omitted} more lines are not shown; see the Files changed tab.*`;
-  return assemble(`${cut.text ? fenced(cut.text, "diff") + "\n\n" : ""}${note}`, "");
+  return assemble(`${cut.text ? codeBlock(cut.text, "diff") + "\n\n" : ""}${note}`, "");
 }
 
 // ------------------------------------------------------------------ branches

@@ -13,7 +13,8 @@
 // The editable files are never cut: if they alone do not fit, buildMessages throws.
 
 import type { HistoryEntry, ProposalRequest } from "./types.js";
-import { fenceFor, SEARCH_REPLACE_FORMAT_HELP } from "./edits.js";
+import { SEARCH_REPLACE_FORMAT_HELP } from "./edits.js";
+import { fenceFor } from "./markdown.js";
 
 export interface ChatMessage {
   role: "system" | "user";

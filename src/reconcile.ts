@@ -10,8 +10,10 @@ import { applyEdits } from "./edits.js";
 import { buildHistory, currentBaseline, bestBpb } from "./history.js";
 import { branchName, labelsFor, LABELS, renderBody, treeHash } from "./ledger.js";
 import { decide } from "./policy.js";
-import { checkRunFor, configCheck, VAL_BPB_CHECK } from "./checks.js";
+import { checkRunFor, configCheck, UNSANDBOXED, VAL_BPB_CHECK } from "./checks.js";
+import { escapeText } from "./markdown.js";
 import { guidanceWithIdea, markUsedIdeas, nextIdea, notesForPrompt, publishReports, readControl, writeControl, type Control } from "./steering.js";
+import { readLedger } from "./trust.js";
 import type {
   ExperimentPull,
   ExperimentRecord,
@@ -19,6 +21,7 @@ import type {
   ProposerPort,
   RunnerPort,
   RunSpec,
+  TrainerResult,
 } from "./types.js";
 
 export interface Logger {
@@ -151,8 +154,8 @@ async function pass(deps: ReconcileDeps, seen: { snap?: Snapshot }): Promise<Rec
   }
 
   // 2. Observed state: the ledger, and the steering kept on GitHub (the control issue).
-  const control = await readControl(gh);
-  const pulls = await gh.listExperimentPulls();
+  const control = await readControl(gh, log);
+  const pulls = await readLedger(gh, log);
   const snap: Snapshot = {
     config,
     defaultBranch,
@@ -333,7 +336,7 @@ async function advance(
     const source = await gh.archiveSource(r.headSha);
     await runner.submit(runSpec(snap, gh, r, pull.number, source));
     r.state = "running";
-    await gh.upsertCheckRun(checkRunFor(r, runIdFor(gh, r), snap.config));
+    await gh.upsertCheckRun(checkRunFor(r, runIdFor(gh, r), snap.config, { unsandboxed: runner.sandboxed === false }));
     await writeRecord(gh, pull, r, now());
     report.submitted.push(r.n);
     log.info(`${name}: training ${r.headSha.slice(0, 7)} as ${runIdFor(gh, r)}`);
@@ -362,7 +365,9 @@ async function advance(
         conclusion: "cancelled",
         output: {
           title: "Cancelled: the loop was paused",
-          summary: `@${snap.pausedBy} paused the loop. This experiment is measured again from the start after \`/autoresearch resume\`.`,
+          summary:
+            (runner.sandboxed === false ? `${UNSANDBOXED}\n\n` : "") +
+            `@${snap.pausedBy} paused the loop. This experiment is measured again from the start after \`/autoresearch resume\`.`,
         },
       });
       r.attempt += 1;
@@ -373,6 +378,16 @@ async function advance(
       return false;
     }
     if (obs.phase !== "finished") return false;
+    const foreign = foreignResult(obs.result, runId, r.headSha);
+    if (foreign) {
+      // A result that is not this run's (a run id reused after a lost record, a stale run
+      // folder): never recorded. The run is dropped and this experiment measured anew.
+      log.warn(`${name}: the result of ${runId} ${foreign}; discarding it and measuring ${r.headSha.slice(0, 7)} again`);
+      await runner.cleanup?.(runId);
+      const source = await gh.archiveSource(r.headSha);
+      await runner.submit(runSpec(snap, gh, r, pull.number, source));
+      return false;
+    }
     if (!r.measurements.some((m) => m.runId === runId)) {
       r.measurements.push({ runId, sha: r.headSha, result: obs.result, finishedAt: now().toISOString() });
     }
@@ -383,7 +398,7 @@ async function advance(
       minDelta: snap.config.minDelta,
     });
     if (d.action === "rerun") {
-      await gh.upsertCheckRun(checkRunFor(r, runId, snap.config, { rerun: d.reasons }));
+      await gh.upsertCheckRun(checkRunFor(r, runId, snap.config, { rerun: d.reasons, unsandboxed: runner.sandboxed === false }));
       r.attempt += 1;
       r.state = "queued";
       await writeRecord(gh, pull, r, now());
@@ -394,7 +409,9 @@ async function advance(
     if ((r.reruns ?? 0) > 0 && d.action !== "crash") {
       // Measured again on request (/autoresearch rerun): the decision waits for every run.
       r.reruns = (r.reruns ?? 1) - 1;
-      await gh.upsertCheckRun(checkRunFor(r, runId, snap.config, { rerun: ["Measured again on request; the decision uses every measurement."] }));
+      await gh.upsertCheckRun(
+        checkRunFor(r, runId, snap.config, { rerun: ["Measured again on request; the decision uses every measurement."], unsandboxed: runner.sandboxed === false }),
+      );
       r.attempt += 1;
       r.state = "queued";
       await writeRecord(gh, pull, r, now());
@@ -413,7 +430,7 @@ async function advance(
     }
     r.decision = { verdict, delta: d.delta, reasons };
     r.state = verdict === "keep" ? "kept" : verdict === "crash" ? "crashed" : "discarded";
-    await gh.upsertCheckRun(checkRunFor(r, runId, snap.config));
+    await gh.upsertCheckRun(checkRunFor(r, runId, snap.config, { unsandboxed: runner.sandboxed === false }));
     await writeRecord(gh, pull, r, now());
     await runner.cleanup?.(runId);
     const last = r.measurements[r.measurements.length - 1];
@@ -432,8 +449,22 @@ async function advance(
   return false;
 }
 
+/**
+ * Why a finished run's result does not belong to this experiment's run, or null when it does:
+ * the harness reports the run id and the commit it measured (it checks the archive it unpacked
+ * against that commit), and both must be the ones the record expects.
+ */
+export function foreignResult(result: TrainerResult, runId: string, sha: string): string | null {
+  if (result.runId != null && result.runId !== runId) return `is run ${result.runId}'s`;
+  if (result.commit && result.commit !== sha) {
+    return `measured ${result.commit.slice(0, 12)}, not ${sha.slice(0, 12)}`;
+  }
+  return null;
+}
+
 function closingComment(r: ExperimentRecord): string {
-  const why = r.decision?.reasons.join(" ") ?? "";
+  // The reasons quote the run (a crash's exception, a log line): escaped, never markup.
+  const why = escapeText(r.decision?.reasons.join(" ") ?? "");
   switch (r.state) {
     case "crashed":
       return `Closed: the run crashed. ${why}`;
@@ -683,6 +714,8 @@ async function startNext(
     number,
     state: "open",
     merged: false,
+    author: gh.botLogin ?? "",
+    headRepo: `${gh.repo.owner}/${gh.repo.repo}`,
     headRef: branch,
     headSha: record.headSha,
     baseRef: snap.defaultBranch,

@@ -5,6 +5,7 @@
 import { bestBpb } from "./history.js";
 import { fmtBpb, meanValBpb, describeFailure, isMeasured } from "./policy.js";
 import { toResultsTsv } from "./ledger.js";
+import { codeBlock, escapeCell as escape } from "./markdown.js";
 import type { ExperimentRecord } from "./types.js";
 
 export const REPORT_LABEL = "autoresearch:report";
@@ -27,10 +28,6 @@ export interface ReportInput {
 }
 
 const FINISHED = new Set(["kept", "discarded", "crashed", "superseded"]);
-
-function escape(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/\|/g, "\\|").replace(/\r?\n/g, " ");
-}
 
 function cut(s: string, max: number): string {
   const flat = s.replace(/\s+/g, " ").trim();
@@ -126,7 +123,7 @@ export function renderReport(input: ReportInput): string {
     out.push("", "</details>");
   }
 
-  out.push("", "<details><summary>results.tsv</summary>", "", "```tsv", toResultsTsv(rs).trimEnd(), "```", "", "</details>");
+  out.push("", "<details><summary>results.tsv</summary>", "", codeBlock(toResultsTsv(rs).trimEnd(), "tsv"), "", "</details>");
   out.push("", `<!-- autoresearch:report ${JSON.stringify({ night: input.night })} -->`);
   return out.join("\n") + "\n";
 }

@@ -2,19 +2,23 @@
 //
 // - Comments by users with write permission on experiment PRs become reviewer notes for later
 //   proposals; comments by anyone else never reach the proposer.
-// - `/autoresearch <command>` comments (and check-run button clicks, which the webhook handler
-//   records as a bot comment naming who clicked) are carried out once: the bot's +1, -1 or
-//   confused reaction on the comment is the record that it was handled, so a pass after a
-//   restart finds the ones still to do.
+// - `/autoresearch <command>` comments are carried out once: the bot's +1, -1 or confused
+//   reaction on the comment is the record that it was handled, so a pass after a restart finds
+//   the ones still to do. The bot's own comments are never read as commands.
+// - Check-run button clicks come from the `check_run.requested_action` webhook itself
+//   (handleClick): the clicker's permission is asked, and the click's delivery id is kept in
+//   the experiment's own record, so a redelivered click is a no-op.
 // - Pause, queued ideas and the notes live in one "control" issue (label
 //   `autoresearch:control`): a readable body plus a hidden JSON record, and the label
 //   `autoresearch:paused` while paused.
 import OpenAI from "openai";
-import { canWrite, decodeClick, HELP, needsWrite, parseCommand, type Command } from "./commands.js";
+import { canWrite, HELP, needsWrite, parseCommand, type Command } from "./commands.js";
 import { editsAsDiff } from "./edits.js";
 import { fmtBpb, meanValBpb, describeFailure, isMeasured } from "./policy.js";
 import { inWindow, nightKey, type Config } from "./config.js";
 import { labelsFor, renderBody } from "./ledger.js";
+import { codeBlock, escapeText } from "./markdown.js";
+import { readLedger, readOwnIssues } from "./trust.js";
 import { renderReport, REPORT_LABEL, reportTitle } from "./report.js";
 import type { ExperimentPull, ExperimentRecord, GitHubPort, IssueComment, IssueInfo } from "./types.js";
 
@@ -27,6 +31,8 @@ export const COMMAND_LOOKBACK_MS = 3 * 24 * 3600_000;
 /** Reviewer notes kept in the control issue (newest). */
 export const MAX_NOTES = 30;
 const MAX_NOTE_CHARS = 1_500;
+/** Longest answer to a question that is posted. */
+const MAX_ANSWER_CHARS = 4_000;
 
 export interface Idea {
   /** The comment id of the `/autoresearch try` comment. */
@@ -77,17 +83,13 @@ export function decodeControl(body: string): ControlRecord {
   }
 }
 
-function esc(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-}
-
 export function renderControl(c: ControlRecord): string {
   const out: string[] = [
     "This issue holds what maintainers told the autoresearch bot. The bot keeps it up to date; " +
       "use `/autoresearch help` in a comment for the commands.",
     "",
     c.paused
-      ? `**Paused** by @${esc(c.paused.by)} at ${c.paused.at}: no new experiments start (running ones finish). \`/autoresearch resume\` starts them again.`
+      ? `**Paused** by @${escapeText(c.paused.by)} at ${c.paused.at}: no new experiments start, and a run in flight was cancelled (it runs again from the start). \`/autoresearch resume\` starts them again.`
       : "**Running**: new experiments start whenever a slot is free. `/autoresearch pause` stops that.",
     "",
     "### Queued ideas (`/autoresearch try`)",
@@ -95,19 +97,19 @@ export function renderControl(c: ControlRecord): string {
   const pending = c.ideas.filter((i) => i.usedBy === null);
   const used = c.ideas.filter((i) => i.usedBy !== null);
   if (!c.ideas.length) out.push("", "None.");
-  for (const i of pending) out.push(`- [ ] ${esc(i.text.replace(/\s+/g, " "))} (by @${esc(i.by)})`);
-  for (const i of used) out.push(`- [x] ${esc(i.text.replace(/\s+/g, " "))} (by @${esc(i.by)}; used by experiment ${i.usedBy})`);
+  for (const i of pending) out.push(`- [ ] ${escapeText(i.text.replace(/\s+/g, " "))} (by @${escapeText(i.by)})`);
+  for (const i of used) out.push(`- [x] ${escapeText(i.text.replace(/\s+/g, " "))} (by @${escapeText(i.by)}; used by experiment ${i.usedBy})`);
   out.push("", `### Reviewer notes the next proposals take into account (newest ${MAX_NOTES})`, "");
   if (!c.notes.length) out.push("None.");
-  for (const n of c.notes) out.push(`- #${n.pull} @${esc(n.by)}: ${esc(n.text.replace(/\s+/g, " ").slice(0, 200))}`);
+  for (const n of c.notes) out.push(`- #${n.pull} @${escapeText(n.by)}: ${escapeText(n.text.replace(/\s+/g, " ").slice(0, 200))}`);
   const json = JSON.stringify(c).replace(/</g, "\\u003c").replace(/>/g, "\\u003e");
   out.push("", `<!-- autoresearch:control\n${json}\n-->`);
   return out.join("\n") + "\n";
 }
 
 /** The control issue and its record (an empty record when there is none yet). */
-export async function readControl(gh: GitHubPort): Promise<Control> {
-  const issues = await gh.listIssues(CONTROL_LABEL);
+export async function readControl(gh: GitHubPort, log?: { warn(m: string): void }): Promise<Control> {
+  const issues = await readOwnIssues(gh, CONTROL_LABEL, log);
   const issue = issues.find((i) => i.state === "open") ?? issues[0] ?? null;
   return { issue, record: issue ? decodeControl(issue.body) : { paused: null, ideas: [], notes: [] } };
 }
@@ -122,7 +124,7 @@ export async function writeControl(gh: GitHubPort, control: Control): Promise<vo
       { name: PAUSED_LABEL, color: "e99695", description: "autoresearch is paused: no new experiments" },
     ]);
     const number = await gh.createIssue({ title: CONTROL_TITLE, body, labels });
-    control.issue = { number, title: CONTROL_TITLE, body, state: "open", labels };
+    control.issue = { number, author: gh.botLogin ?? "", title: CONTROL_TITLE, body, state: "open", labels };
     return;
   }
   const same = control.issue.body === body && control.issue.labels.slice().sort().join() === labels.slice().sort().join();
@@ -202,11 +204,8 @@ export async function steer(o: SteerOptions): Promise<SteerReport> {
     if (!isBot(c) && c.body.trim()) noteCandidates.push(c);
   }
   for (const c of comments) {
-    if (isBot(c)) {
-      const click = ownBot(c.user) ? decodeClick(c.body) : null;
-      if (click) candidates.push({ c, cmd: { kind: click.command }, by: click.user });
-      continue;
-    }
+    // Bots' comments (the bot's own above all: they quote runs and LLMs) are never commands or notes.
+    if (isBot(c)) continue;
     const cmd = parseCommand(c.body, o.appSlug);
     if (cmd) candidates.push({ c, cmd, by: c.user });
     else if (c.body.trim()) noteCandidates.push(c);
@@ -223,9 +222,9 @@ export async function steer(o: SteerOptions): Promise<SteerReport> {
     return p;
   };
   let pulls: ExperimentPull[] | null = null;
-  const ledger = async () => (pulls ??= await gh.listExperimentPulls());
+  const ledger = async () => (pulls ??= await readLedger(gh, o.log));
   let control: Control | null = null;
-  const ctl = async () => (control ??= await readControl(gh));
+  const ctl = async () => (control ??= await readControl(gh, o.log));
   let controlDirty = false;
 
   // Reviewer notes: comments on experiment PRs by people who may write to the repository.
@@ -331,6 +330,57 @@ async function carryOut(
       return cmd.kind === "rerun" ? rerun(gh, pull, pull.record, by) : adopt(gh, pull, pull.record, by);
     }
   }
+}
+
+// ---------------------------------------------------------------- check-run buttons
+
+/** A click on a button of a val_bpb check run, as the requested_action webhook tells it. */
+export interface Click {
+  command: "rerun" | "keep";
+  /** Who clicked (the webhook's sender). */
+  user: string;
+  /** The webhook delivery id: the same click delivered again has the same id. */
+  delivery: string;
+  /** The check run's commit, and the pull request GitHub associates with it (if any). */
+  headSha: string;
+  pull: number | null;
+}
+
+/** Clicks remembered per experiment record (a redelivery comes soon after the click). */
+export const MAX_CLICKS = 20;
+
+export type ClickOutcome = "done" | "denied" | "refused" | "duplicate" | "unknown";
+
+/**
+ * Carry out a check-run button click: the clicker must have write access, the click is kept in
+ * the experiment's own record (its delivery id), and a click whose delivery id is there already
+ * is a no-op. Nothing is read from comments, so no text can pose as a click.
+ */
+export async function handleClick(gh: GitHubPort, click: Click, log?: { info(m: string): void; warn(m: string): void }): Promise<ClickOutcome> {
+  const name = `${gh.repo.owner}/${gh.repo.repo}`;
+  const pulls = await readLedger(gh, log);
+  const pull =
+    pulls.find((p) => p.record && click.pull !== null && p.number === click.pull) ??
+    pulls.find((p) => p.record && (p.record.headSha === click.headSha || p.record.measurements.some((m) => m.sha === click.headSha)));
+  if (!pull?.record) {
+    log?.warn(`${name}: a ${click.command} click by ${click.user} on ${click.headSha.slice(0, 7)} matches no experiment; ignored`);
+    return "unknown";
+  }
+  const r = pull.record;
+  if (r.clicks?.includes(click.delivery)) return "duplicate";
+  r.clicks = [...(r.clicks ?? []), click.delivery].slice(-MAX_CLICKS);
+  const label = click.command === "rerun" ? "Measure again" : "Keep anyway";
+  if (!canWrite(await gh.getPermission(click.user))) {
+    await writeRecord(gh, pull, r);
+    await gh.comment(pull.number, `@${click.user} clicked **${label}**, which needs write access to this repository; nothing was done.`);
+    log?.info(`${name}#${pull.number}: ${click.command} click by ${click.user} denied (no write access)`);
+    return "denied";
+  }
+  const result = click.command === "rerun" ? await rerun(gh, pull, r, click.user) : await adopt(gh, pull, r, click.user);
+  if (!result.ok) await writeRecord(gh, pull, r);
+  await gh.comment(pull.number, `With the check run's **${label}** button: ${result.reply ?? ""}`.trim());
+  log?.info(`${name}#${pull.number}: ${click.command} click by ${click.user}: ${result.ok ? "done" : "refused"}`);
+  return result.ok ? "done" : "refused";
 }
 
 async function writeRecord(gh: GitHubPort, pull: ExperimentPull, r: ExperimentRecord): Promise<void> {
@@ -449,15 +499,16 @@ async function answer(o: SteerOptions, pull: ExperimentPull, r: ExperimentRecord
       .join("\n\n");
     try {
       const text = (await o.answer(system, user)).trim();
-      if (text) return `${text}\n\n<sub>Answered from experiment ${r.n}'s record, diff and result.</sub>`;
+      // The model read a run's log and an LLM's diff: its words are quoted, not trusted.
+      if (text) return `${escapeText(text.slice(0, MAX_ANSWER_CHARS))}\n\n<sub>Answered from experiment ${r.n}'s record, diff and result.</sub>`;
     } catch (err) {
       o.log?.warn(`#${pull.number}: the answer could not be generated: ${(err as Error).message}`);
     }
   }
-  const why = r.state === "crashed" && tail ? `\n\nEnd of the log:\n\n\`\`\`\n${tail.replace(/```/g, "ʼʼʼ")}\n\`\`\`` : "";
+  const why = r.state === "crashed" && tail ? `\n\nEnd of the log:\n\n${codeBlock(tail)}` : "";
   return `What the record of this experiment says:\n\n${facts
     .split("\n")
-    .map((l) => `- ${l}`)
+    .map((l) => `- ${escapeText(l)}`)
     .join("\n")}${why}`;
 }
 
@@ -518,13 +569,13 @@ export async function publishReports(
       pulls: numbers,
       complete: nightOver(config, night, tonight, now),
     });
-    existing ??= await gh.listIssues(REPORT_LABEL);
+    existing ??= await readOwnIssues(gh, REPORT_LABEL);
     const title = reportTitle(night);
     const issue = existing.find((i) => i.title === title);
     if (!issue) {
       await gh.ensureLabels([{ name: REPORT_LABEL, color: "0e8a16", description: "autoresearch: the morning report of a night" }]);
       const number = await gh.createIssue({ title, body, labels: [REPORT_LABEL] });
-      existing.push({ number, title, body, state: "open", labels: [REPORT_LABEL] });
+      existing.push({ number, author: gh.botLogin ?? "", title, body, state: "open", labels: [REPORT_LABEL] });
     } else if (issue.body !== body) {
       await gh.updateIssue(issue.number, { body });
       issue.body = body;

@@ -23,6 +23,14 @@ export interface TrainerResult {
   summary: Record<string, number | string>;
   /** Where the run stopped: fetch/prepare failures are infrastructure, not the experiment. */
   stage?: "fetch" | "prepare" | "train";
+  /** The commit the harness measured (a local git export resolves it; an archive's folder is checked against it). */
+  commit?: string | null;
+  /** The run id the harness was started with. */
+  runId?: string | null;
+  /** How the commands were isolated: bwrap, container (a Kubernetes pod) or none. */
+  sandbox?: string;
+  /** What the harness did that a reader should know (data prepared again, no sandbox). */
+  notes?: string[];
 }
 
 export type Verdict = "keep" | "discard" | "crash";
@@ -85,6 +93,8 @@ export interface ExperimentRecord {
   adoptedBy?: string | null;
   /** The queued idea (`/autoresearch try`, by its comment id) this proposal was asked to follow. */
   ideaId?: number | null;
+  /** Delivery ids of the check-run button clicks already carried out (newest last, bounded). */
+  clicks?: string[];
 }
 
 /** An experiment PR as read back from GitHub. */
@@ -92,6 +102,10 @@ export interface ExperimentPull {
   number: number;
   state: "open" | "closed";
   merged: boolean;
+  /** Login of who opened it (the ledger trusts only the app's bot user). */
+  author: string;
+  /** owner/name of the repository its head branch is in; null when not known (a closed PR). */
+  headRepo: string | null;
   headRef: string;
   headSha: string;
   baseRef: string;
@@ -129,6 +143,8 @@ export interface CheckRunSpec {
 /** Everything reconcile does on GitHub, for one repository. */
 export interface GitHubPort {
   readonly repo: RepoRef;
+  /** The app's own bot user (`<slug>[bot]`): only what it wrote is the ledger. Null when unknown. */
+  readonly botLogin: string | null;
   getDefaultBranch(): Promise<string>;
   getBranchSha(branch: string): Promise<string>;
   /** File text at ref, or null when the file does not exist. */
@@ -162,7 +178,7 @@ export interface GitHubPort {
   getPermission(login: string): Promise<string>;
   listReactions(commentId: number): Promise<{ user: string; userType: string; content: string }[]>;
   react(commentId: number, content: "+1" | "-1" | "eyes" | "confused"): Promise<void>;
-  /** Issues (not pull requests) carrying `label`, open and closed. */
+  /** Issues (not pull requests) carrying `label`, open and closed, whoever opened them. */
   listIssues(label: string): Promise<IssueInfo[]>;
   createIssue(p: { title: string; body: string; labels: string[] }): Promise<number>;
   updateIssue(number: number, p: { title?: string; body?: string; state?: "open" | "closed"; labels?: string[] }): Promise<void>;
@@ -188,6 +204,8 @@ export interface IssueComment {
 
 export interface IssueInfo {
   number: number;
+  /** Login of who opened it. */
+  author: string;
   title: string;
   body: string;
   state: "open" | "closed";
@@ -228,6 +246,8 @@ export interface RunnerPort {
   list(repo: RepoRef): Promise<string[]>;
   /** Slots available in total. */
   readonly slots: number;
+  /** False when experiments run without a sandbox (AUTORESEARCH_SANDBOX=off): every check run says so. */
+  readonly sandboxed?: boolean;
   /** Called with the run id whenever a run finishes (triggers a reconcile). */
   onFinished(listener: (runId: string, repo: RepoRef) => void): void;
   /** Forget a finished run once its result is recorded on GitHub (optional). */

@@ -43,7 +43,8 @@ it("prints results.tsv for every experiment PR, across pages", async () => {
   const write = vi.spyOn(process.stdout, "write").mockImplementation((s) => (out.push(String(s)), true));
   process.env.GITHUB_TOKEN = "ghp_reader";
   try {
-    expect(await main(["results", "alice/research", "--api-url", url])).toBe(0);
+    // Here alice opened the experiment PRs, so she plays the app's bot user.
+    expect(await main(["results", "alice/research", "--api-url", url, "--author", "alice"])).toBe(0);
   } finally {
     write.mockRestore();
     delete process.env.GITHUB_TOKEN;
@@ -55,6 +56,22 @@ it("prints results.tsv for every experiment PR, across pages", async () => {
   expect(lines[7]).toMatch(/^[0-9a-f]{7}\t0\.000000\t0\.0\tcrash\texperiment 7$/);
   expect(lines[104]).toMatch(/\t0\.896000\t2\.0\tdiscard\texperiment 104$/);
   expect(lines[105]).toMatch(/\tcrash\texperiment 105$/);
+}, 60_000);
+
+it("counts only the PRs of the app's bot user: anyone else's labelled PRs are left out, and said so", async () => {
+  const out: string[] = [];
+  const write = vi.spyOn(process.stdout, "write").mockImplementation((s) => (out.push(String(s)), true));
+  const err = vi.spyOn(console, "error").mockImplementation(() => undefined);
+  process.env.GITHUB_TOKEN = "ghp_reader";
+  try {
+    expect(await main(["results", "alice/research", "--api-url", url])).toBe(0);
+    expect(out.join("").trimEnd().split("\n")).toEqual(["commit\tval_bpb\tmemory_gb\tstatus\tdescription"]);
+    expect(err.mock.calls.flat().join("\n")).toMatch(/ignored: opened by @alice, not by autoresearch-bot\[bot\]/);
+  } finally {
+    write.mockRestore();
+    err.mockRestore();
+    delete process.env.GITHUB_TOKEN;
+  }
 }, 60_000);
 
 it("says what is wrong with a bad target or a failed read, with a non-zero exit", async () => {

@@ -3,7 +3,7 @@
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { appendFile, copyFile, mkdir, mkdtemp, readFile, realpath, rm, stat, writeFile } from "node:fs/promises";
+import { appendFile, copyFile, mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, writeFile } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
@@ -45,6 +45,8 @@ interface RunOptions {
   /** Arguments for python3 before the harness path (e.g. a measuring wrapper). */
   launcher?: string[];
   onSpawn?: (child: ChildProcess) => void;
+  /** Written to the harness's standard input (e.g. the token with --token-stdin). */
+  stdin?: string;
 }
 
 const scratchDirs: string[] = [];
@@ -64,12 +66,13 @@ function runHarness(args: string[], options: RunOptions = {}): Promise<HarnessRu
     const started = Date.now();
     const child = spawn("python3", [...(options.launcher ?? []), HARNESS, ...args], {
       env: { ...process.env, ...options.env },
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: [options.stdin === undefined ? "ignore" : "pipe", "pipe", "pipe"],
     });
+    if (options.stdin !== undefined) child.stdin!.end(options.stdin);
     let stdout = "";
     let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
+    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
+    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
     child.on("error", reject);
     child.on("close", (code) => resolve({ code, stdout, stderr, elapsedMs: Date.now() - started }));
     options.onSpawn?.(child);
@@ -573,6 +576,203 @@ describe("trainer/harness.py", () => {
         expect(result).toMatchObject({ status: "crash", stage: "fetch" });
         expect(result.reason).toMatch(/^unsafe archive .*'\.\.'/);
         expect(existsSync(path.join(os.tmpdir(), escapee))).toBe(false);
+      } finally {
+        await server.close();
+      }
+    });
+  });
+
+  describe("the sandbox, the source and the prepared data", () => {
+    /** A stub that prints what it sees (environment, folders, network) before the summary. */
+    const SEES = [
+      "import json, os, socket",
+      "env = {k: v for k, v in os.environ.items() if k.startswith(('AUTORESEARCH_', 'HOME', 'OMP_'))}",
+      "seen = {'cwd': os.getcwd(), 'env': env, 'leaks': [k for k, v in os.environ.items() if 's3cret' in v or 'piped-token' in v],",
+      "        'data': sorted(os.listdir(os.environ['AUTORESEARCH_DATA_DIR']))}",
+      "try:",
+      "    open(os.path.join(os.environ['AUTORESEARCH_DATA_DIR'], 'x'), 'w'); seen['data_writable'] = True",
+      "except OSError:",
+      "    seen['data_writable'] = False",
+      "try:",
+      "    socket.create_connection(('127.0.0.1', int(os.environ.get('PORT_TO_TRY', '9'))), timeout=2); seen['network'] = True",
+      "except OSError:",
+      "    seen['network'] = False",
+      "print('SEEN ' + json.dumps(seen))",
+      "print('---'); print('val_bpb: 1.5')",
+    ].join("\n");
+    const seenOf = (run: HarnessRun) => JSON.parse(/^SEEN (.*)$/m.exec(resultOf(run).log_tail)![1]!) as {
+      cwd: string; env: Record<string, string>; leaks: string[]; data: string[]; data_writable: boolean; network: boolean;
+    };
+
+    it("with --sandbox bwrap the trainer sees its own tree, read-only data, a clean environment and no network", async () => {
+      const dir = await scratch();
+      const source = await gitRepo(path.join(dir, "source"), {
+        "train.py": SEES,
+        "prepare.py": "import os\nopen(os.path.join(os.environ['AUTORESEARCH_DATA_DIR'], 'shard.bin'), 'w').write('data')\n",
+      });
+      const server = await serve({ "/": (_req, res) => res.end("ok") });
+      try {
+        const run = await runHarness(
+          ["--repo", source, "--commit", "HEAD", "--sandbox", "bwrap", "--cache-dir", path.join(dir, "cache"), "--prepare-cmd", "python3 prepare.py"],
+          { env: { AUTORESEARCH_RUN_DIR: dir, PORT_TO_TRY: new URL(server.url).port, WEBHOOK_SECRET: "s3cret", OMP_NUM_THREADS: "1" } },
+        );
+        const result = resultOf(run);
+        expect(run.code).toBe(0);
+        expect(result).toMatchObject({ status: "ok", sandbox: "bwrap", notes: [] });
+        const seen = seenOf(run);
+        expect(seen.cwd).toBe("/experiment");
+        expect(seen.data).toEqual([".prepared", "shard.bin"]);
+        expect(seen.data_writable).toBe(false);
+        expect(seen.network).toBe(false);
+        expect(server.requests).toEqual([]);
+        expect(seen.env).toMatchObject({ AUTORESEARCH_DATA_DIR: "/data", HOME: "/home/experiment", AUTORESEARCH_TIME_BUDGET: "300", OMP_NUM_THREADS: "1" });
+        expect(seen.env.AUTORESEARCH_RUN_DIR).toBeUndefined();
+        expect(seen.leaks).toEqual([]);
+      } finally {
+        await server.close();
+      }
+    });
+
+    it("without a sandbox the commands still never get AUTORESEARCH_RUN_DIR, and the result says they were not sandboxed", async () => {
+      const dir = await scratch();
+      const repo = path.join(dir, "repo");
+      await mkdir(repo);
+      await writeFile(path.join(repo, "train.py"), SEES);
+      const run = await runHarness(["--repo", repo, "--cache-dir", path.join(dir, "cache")], { env: { AUTORESEARCH_RUN_DIR: dir } });
+      expect(resultOf(run)).toMatchObject({ status: "ok", sandbox: "none" });
+      expect(resultOf(run).notes).toEqual([expect.stringMatching(/not sandboxed/)]);
+      expect(seenOf(run).env.AUTORESEARCH_RUN_DIR).toBeUndefined();
+    });
+
+    it("fails at stage prepare, naming the fix, when bwrap cannot run", async () => {
+      const dir = await scratch();
+      const repo = await repoWithStub(dir, "good.py");
+      const run = await runHarness(["--repo", repo, "--sandbox", "bwrap", "--bwrap", path.join(dir, "no-bwrap"), "--cache-dir", path.join(dir, "cache")]);
+      expect(run.code).toBe(3);
+      expect(resultOf(run)).toMatchObject({ status: "crash", stage: "prepare" });
+      expect(resultOf(run).reason).toMatch(/sandbox is unavailable.*apt-get install bubblewrap/);
+    });
+
+    it("reads the token from standard input and sends it for the download only", async () => {
+      const dir = await scratch();
+      const source = await gitRepo(path.join(dir, "source"), { "train.py": SEES });
+      const sha = await git(source, "rev-parse", "HEAD");
+      const tarball = path.join(dir, "repo.tar.gz");
+      await git(source, "archive", "--format=tar.gz", `--prefix=owner-repo-${sha.slice(0, 7)}/`, "-o", tarball, "HEAD");
+      const server = await serve({
+        [`/tarball/${sha}`]: (req, res) =>
+          req.headers.authorization === "Bearer piped-token" ? res.writeHead(200).end(readFileSync(tarball)) : res.writeHead(401).end(),
+      });
+      try {
+        const run = await runHarness(
+          ["--repo", `${server.url}/tarball/${sha}`, "--commit", sha, "--token-stdin", "--sandbox", "bwrap", "--cache-dir", path.join(dir, "cache")],
+          { stdin: "piped-token\n" },
+        );
+        expect(run.code).toBe(0);
+        expect(resultOf(run).commit).toBe(sha);
+        expect(server.requests[0]!.authorization).toBe("Bearer piped-token");
+        expect(seenOf(run).leaks).toEqual([]);
+        expect(run.stdout + run.stderr).not.toContain("piped-token");
+      } finally {
+        await server.close();
+      }
+    });
+
+    it("refuses an archive of another commit, and archives past the size or entry limits", async () => {
+      const dir = await scratch();
+      const source = await gitRepo(path.join(dir, "source"), { "train.py": SEES, "a.py": "", "b.py": "" });
+      const sha = await git(source, "rev-parse", "HEAD");
+      const other = path.join(dir, "other.tar.gz");
+      await git(source, "archive", "--format=tar.gz", "--prefix=owner-repo-1234567/", "-o", other, "HEAD");
+      const mine = path.join(dir, "mine.tar.gz");
+      await git(source, "archive", "--format=tar.gz", `--prefix=owner-repo-${sha.slice(0, 7)}/`, "-o", mine, "HEAD");
+      const server = await serve({
+        "/other": (_req, res) => res.writeHead(200).end(readFileSync(other)),
+        "/mine": (_req, res) => res.writeHead(200).end(readFileSync(mine)),
+      });
+      try {
+        const wrong = await runHarness(["--repo", `${server.url}/other`, "--commit", sha, "--cache-dir", path.join(dir, "cache")]);
+        expect(wrong.code).toBe(3);
+        expect(resultOf(wrong).reason).toMatch(/not of the commit asked for/);
+        const many = await runHarness(["--repo", `${server.url}/mine`, "--commit", sha, "--max-source-files", "2", "--cache-dir", path.join(dir, "cache")]);
+        expect(resultOf(many).reason).toMatch(/more than 2 entries/);
+        const big = await runHarness(["--repo", `${server.url}/mine`, "--commit", sha, "--max-archive-bytes", "100", "--cache-dir", path.join(dir, "cache")]);
+        expect(resultOf(big)).toMatchObject({ stage: "fetch" });
+        expect(resultOf(big).reason).toMatch(/larger than 100 bytes/);
+        expect(big.code).toBe(3);
+      } finally {
+        await server.close();
+      }
+    });
+
+    it("fetch-only leaves source.tar; prepare-only prepares; prepared-only trains on verified data and refuses changed data", async () => {
+      const dir = await scratch();
+      const source = await gitRepo(path.join(dir, "source"), {
+        "train.py": SEES,
+        "prepare.py": "import os\nopen(os.path.join(os.environ['AUTORESEARCH_DATA_DIR'], 'shard.bin'), 'w').write('data')\n",
+      });
+      const sha = await git(source, "rev-parse", "HEAD");
+      const runs = path.join(dir, "runs");
+      const cache = path.join(dir, "cache");
+      const common = ["--commit", sha, "--prepare-cmd", "python3 prepare.py", "--cache-dir", cache];
+      const fetched = await runHarness(["--repo", source, "--commit", sha, "--fetch-only", path.join(runs, "run-1")]);
+      expect(fetched.code).toBe(0);
+      const tar = path.join(runs, "run-1", "source.tar");
+      expect(existsSync(tar)).toBe(true);
+
+      const early = await runHarness(["--repo", tar, ...common, "--prepared-only"]);
+      expect(early.code).toBe(3);
+      expect(resultOf(early)).toMatchObject({ stage: "prepare" });
+      expect(resultOf(early).reason).toMatch(/cannot be used: not prepared/);
+
+      const prepared = await runHarness(["--repo", tar, ...common, "--prepare-only"]);
+      expect(prepared.code).toBe(0);
+      const trained = await runHarness(["--repo", tar, ...common, "--prepared-only", "--sandbox", "bwrap"]);
+      expect(resultOf(trained)).toMatchObject({ status: "ok", commit: sha });
+      expect(seenOf(trained).data).toEqual([".prepared", "shard.bin"]);
+
+      const dataDir = path.join(cache, (await readdir(cache)).find((n) => /^data-[0-9a-f]{16}$/.test(n))!);
+      await writeFile(path.join(dataDir, "shard.bin"), "tampered");
+      const refused = await runHarness(["--repo", tar, ...common, "--prepared-only"]);
+      expect(refused.code).toBe(3);
+      expect(resultOf(refused).reason).toMatch(/its content changed since it was prepared/);
+      // The fetch step prepares it again, and says so.
+      const again = await runHarness(["--repo", tar, ...common, "--prepare-only"]);
+      expect(again.code).toBe(0);
+      expect(again.stderr).toMatch(/prepared again: its content changed/);
+      expect(await readFile(path.join(dataDir, "shard.bin"), "utf8")).toBe("data");
+    });
+
+    it("prepare writes only its output, and has no network with --prepare-network off", async () => {
+      const dir = await scratch();
+      const server = await serve({ "/": (_req, res) => res.end("ok") });
+      const port = new URL(server.url).port;
+      const source = await gitRepo(path.join(dir, "source"), {
+        "train.py": SEES,
+        "prepare.py": [
+          "import os, socket",
+          "out = os.environ['AUTORESEARCH_DATA_DIR']",
+          "try:",
+          "    open('tree-write.txt', 'w'); tree = 'tree writable'",
+          "except OSError:",
+          "    tree = 'tree read-only'",
+          "try:",
+          `    socket.create_connection(('127.0.0.1', ${port}), timeout=2); net = 'network'`,
+          "except OSError:",
+          "    net = 'no network'",
+          "open(os.path.join(out, 'what.txt'), 'w').write(tree + ', ' + net)",
+        ].join("\n"),
+      });
+      try {
+        const what = async (network: string) => {
+          const cache = path.join(dir, `cache-${network}`);
+          const run = await runHarness(["--repo", source, "--commit", "HEAD", "--sandbox", "bwrap", "--prepare-network", network, "--prepare-cmd", "python3 prepare.py", "--cache-dir", cache]);
+          expect(run.code).toBe(0);
+          const data = path.join(cache, (await readdir(cache)).find((n) => /^data-[0-9a-f]{16}$/.test(n))!);
+          return readFile(path.join(data, "what.txt"), "utf8");
+        };
+        expect(await what("on")).toBe("tree read-only, network");
+        expect(await what("off")).toBe("tree read-only, no network");
       } finally {
         await server.close();
       }

@@ -1,17 +1,20 @@
 // The Kubernetes runner against the Kubernetes twin: real client, rendered Jobs validated
 // against the Kubernetes schemas, the real harness run by the twin's kubelet on the stub
 // research repository (about 2 s per run).
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  fetchJobNameFor,
   jobNameFor,
   KubernetesRunner,
   parseJobTemplate,
+  renderFetchJob,
   renderJob,
   RunnerConfigError,
   secretNameFor,
+  specOfJob,
 } from "../src/runner/kubernetes.js";
 import type { RunObservation, RunSpec } from "../src/types.js";
 import { JOB_TEMPLATE, NAMESPACE, kubeRunner, startKubeTwin } from "./support/kube.js";
@@ -30,6 +33,7 @@ afterEach(async () => {
   work = null;
 });
 
+/** A copy of the stub research repository, which the twin's containers may read (its local "URL"). */
 function repoDir(edit?: (train: string) => string): string {
   work = mkdtempSync(path.join(tmpdir(), "k8s-runner-"));
   const dir = path.join(work, "repo");
@@ -38,6 +42,7 @@ function repoDir(edit?: (train: string) => string): string {
     const file = path.join(dir, "train.py");
     writeFileSync(file, edit(readFileSync(file, "utf8")));
   }
+  twin?.share(dir);
   return dir;
 }
 
@@ -69,16 +74,41 @@ async function until(r: KubernetesRunner, runId: string, ms = 30_000): Promise<E
 }
 
 describe("Job template", () => {
-  it("renders a schema-valid Job with the per-run fields and the sandbox", () => {
-    const job = renderJob(parseJobTemplate(JOB_TEMPLATE), spec({ url: "https://api.github.com/repos/alice/research/tarball/0123" }), {
-      namespace: NAMESPACE,
-      deadlineMarginSeconds: 900,
-      ttlSecondsAfterFinished: 86400,
-    });
+  const options = { namespace: NAMESPACE, deadlineMarginSeconds: 900, ttlSecondsAfterFinished: 86400 };
+  const url = "https://api.github.com/repos/alice/research/tarball/0123";
+
+  it("renders the fetch Job: only its init container holds the token; preparation writes the repository's data folder", () => {
+    const job = renderFetchJob(parseJobTemplate(JOB_TEMPLATE), spec({ url }), options);
+    expect(validateJob(job as never)).toBeNull();
+    expect(job.metadata!.name).toBe(fetchJobNameFor("alice-research-1-1"));
+    expect(job.metadata!.labels).toMatchObject({ "autoresearch.dev/repo": "alice.research", "autoresearch.dev/role": "fetch" });
+    expect(job.spec!.template.metadata!.labels!["autoresearch.dev/role"]).toBe("fetch");
+    // The training Job is rendered later from this annotation: the spec without its token.
+    expect(specOfJob(job)).toMatchObject({ runId: "alice-research-1-1", sha: spec({ url }).sha, source: { url, token: null } });
+    expect(JSON.stringify(job.metadata!.annotations)).not.toContain("ghs_read_only");
+    const pod = job.spec!.template.spec!;
+    const [fetch] = pod.initContainers!;
+    const [prepare] = pod.containers;
+    expect(fetch!.args).toEqual(expect.arrayContaining(["--fetch-only", "/runs/" + jobNameFor("alice-research-1-1"), "--token-file"]));
+    expect(fetch!.volumeMounts).toEqual(
+      expect.arrayContaining([{ name: "cache", mountPath: "/runs", subPath: "alice.research/runs" }, { name: "source", mountPath: "/var/run/autoresearch/token", readOnly: true }]),
+    );
+    expect(prepare!.name).toBe("prepare");
+    expect(prepare!.args).toEqual(expect.arrayContaining(["--prepare-only", "--sandbox", "container", "--cache-dir", "/cache"]));
+    expect(prepare!.volumeMounts!.map((m) => m.name)).not.toContain("source");
+    expect(prepare!.volumeMounts).toEqual(expect.arrayContaining([{ name: "cache", mountPath: "/cache", subPath: "alice.research/data" }]));
+    // Preparation needs no GPU.
+    expect(prepare!.resources!.limits!["nvidia.com/gpu"]).toBeUndefined();
+    expect(prepare!.resources!.limits!.memory).toBe("64Gi");
+    for (const v of pod.volumes!) if (v.emptyDir) expect(v.emptyDir.sizeLimit, v.name).toBeDefined();
+  });
+
+  it("renders the training Job: no token, no network role, the data read-only, its own commit only", () => {
+    const job = renderJob(parseJobTemplate(JOB_TEMPLATE), spec({ url }), options);
     expect(validateJob(job as never)).toBeNull();
     expect(validateJob({ ...job, spec: { ...job.spec, backoffLimit: "none" } } as never)).toMatch(/schema/);
     expect(job.metadata!.name).toBe(jobNameFor("alice-research-1-1"));
-    expect(job.metadata!.labels).toMatchObject({ "autoresearch.dev/repo": "alice.research", "autoresearch.dev/pull": "1" });
+    expect(job.metadata!.labels).toMatchObject({ "autoresearch.dev/repo": "alice.research", "autoresearch.dev/pull": "1", "autoresearch.dev/role": "trainer" });
     expect(job.spec!.backoffLimit).toBe(0);
     // 60 s harness timeout + 900 s margin, under the template's cap of 3600 s
     expect(job.spec!.activeDeadlineSeconds).toBe(960);
@@ -86,19 +116,35 @@ describe("Job template", () => {
     const pod = job.spec!.template.spec!;
     expect(pod.automountServiceAccountToken).toBe(false);
     expect(pod.securityContext!.runAsNonRoot).toBe(true);
+    expect(pod.initContainers ?? []).toEqual([]);
+    expect(pod.volumes!.map((v) => v.name)).not.toContain("source");
     const trainer = pod.containers[0]!;
-    expect(trainer.securityContext).toMatchObject({ allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] }, runAsNonRoot: true });
-    // The token reaches only the init container.
-    expect(trainer.volumeMounts!.map((m) => m.name)).toEqual(["cache", "dshm", "workspace"]);
+    expect(trainer.securityContext).toMatchObject({ allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] }, runAsNonRoot: true, readOnlyRootFilesystem: true });
+    const run = jobNameFor("alice-research-1-1");
+    expect(trainer.volumeMounts).toEqual([
+      { name: "dshm", mountPath: "/dev/shm" },
+      { name: "cache", mountPath: "/cache", subPath: "alice.research/data", readOnly: true },
+      { name: "cache", mountPath: "/source", subPath: `alice.research/runs/${run}`, readOnly: true },
+      { name: "workspace", mountPath: "/workspace" },
+    ]);
+    expect(trainer.args).toEqual(expect.arrayContaining(["--prepared-only", "--repo", "/source/source.tar", "--sandbox", "container"]));
     expect(trainer.args!.join(" ")).not.toMatch(/token/i);
-    expect(trainer.env ?? []).toEqual([]);
-    const fetch = pod.initContainers![0]!;
-    expect(fetch.args).toContain("--fetch-only");
-    expect(fetch.volumeMounts!.map((m) => m.name)).toEqual(["workspace", "source"]);
-    expect(pod.volumes!.find((v) => v.name === "source")!.secret!.secretName).toBe(secretNameFor("alice-research-1-1"));
-    // GPU, tolerations and the cache volume come from the template untouched.
+    expect(trainer.env!.map((e) => e.name)).toEqual(["HOME", "TMPDIR", "XDG_CACHE_HOME"]);
+    // GPU and tolerations come from the template untouched.
     expect(trainer.resources!.limits!["nvidia.com/gpu"]).toBe("1");
     expect(pod.tolerations![0]!.key).toBe("nvidia.com/gpu");
+  });
+
+  it("refuses templates that would hand the trainer a credential, a host path or an unbounded disk", () => {
+    const withVolume = (v: string) => JOB_TEMPLATE.replace("      volumes:\n", `      volumes:\n${v}`);
+    expect(() => parseJobTemplate(withVolume("        - name: creds\n          secret:\n            secretName: x\n"))).toThrow(/volume "creds" is a secret volume/);
+    expect(() => parseJobTemplate(withVolume("        - name: docker\n          hostPath:\n            path: /var/run/docker.sock\n"))).toThrow(/host paths/);
+    expect(() => parseJobTemplate(withVolume("        - name: scratch\n          emptyDir: {}\n"))).toThrow(/emptyDir volume "scratch" needs a sizeLimit/);
+    expect(() => parseJobTemplate(JOB_TEMPLATE.replace("persistentVolumeClaim:\n            claimName: autoresearch-cache", "emptyDir:\n            sizeLimit: 1Gi"))).toThrow(
+      /must be shared storage/,
+    );
+    expect(() => parseJobTemplate(JOB_TEMPLATE.replace("name: cache ", "name: data "))).toThrow(/needs a volume named "cache"/);
+    expect(() => parseJobTemplate(JOB_TEMPLATE.replace("imagePullPolicy: IfNotPresent", "imagePullPolicy: IfNotPresent\n          envFrom:\n            - secretRef:\n                name: x"))).toThrow(/envFrom/);
   });
 
   it("refuses a template that lacks what the bot needs, naming it", () => {
@@ -227,6 +273,41 @@ describe("Kubernetes runner through the twin", () => {
     t.twin.dropWatches();
     await runner.submit(quick);
     await waitUntil(() => finished.includes(quick.runId), 30_000);
+  });
+
+  it("an attacker's train.py in the training pod: no token, no network, the data read-only, no process left", async () => {
+    const t = await startKubeTwin();
+    twin = t.twin;
+    runner = kubeRunner(t.twin, t.url);
+    const marker = `k8s-attack-${process.pid}-${Date.now()}`;
+    const targets = {
+      files: ["/var/run/autoresearch/token/token", "/var/run/secrets/kubernetes.io/serviceaccount/token"],
+      dirs: ["/runs"],
+      canaries: ["ghs_read_only"],
+      hosts: [["127.0.0.1", Number(new URL(t.url).port)]],
+      writable: ["/cache/poison.txt", "/source/poison.txt", "/etc/poison.txt"],
+      marker,
+    };
+    const attacker = readFileSync(path.join(ROOT, "test/fixtures/attacks/train.py"), "utf8").replace("TARGETS = {}", `TARGETS = ${JSON.stringify(targets)}`);
+    const s = spec({ url: repoDir(() => attacker), runId: "alice-research-10-1" });
+    await runner.submit(s);
+    const o = await until(runner, s.runId);
+    expect(o.result.status).toBe("ok");
+    const attacks = JSON.parse(/^ATTACKS (.*)$/m.exec(o.result.log_tail)![1]!) as Record<string, string>;
+    for (const [name, outcome] of Object.entries(attacks)) expect(outcome, name).not.toMatch(/^(LEAKED|LISTED|CONNECTED|RESOLVED|WROTE|READ)/);
+    expect(Object.keys(attacks)).toHaveLength(11);
+    // The fetch pod had the network and the token; the training pod had neither.
+    const runs = t.twin.containerRuns.filter((r) => r.job.startsWith(jobNameFor(s.runId)));
+    expect(runs.map((r) => [r.container, r.network])).toEqual([["fetch", true], ["prepare", true], ["trainer", false]]);
+    // Nothing of the run is left running on the node.
+    const left = readdirSync("/proc").filter((p) => /^\d+$/.test(p)).filter((p) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, "utf8").includes(marker);
+      } catch {
+        return false;
+      }
+    });
+    expect(left).toEqual([]);
   });
 
   it("validate() names the problem of an unusable template", async () => {

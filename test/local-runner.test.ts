@@ -1,6 +1,7 @@
-// The local runner with the real harness (trainer/harness.py) and small stub training scripts:
-// no PyTorch needed. Covers idempotent submit, the persisted queue, cancel, a bot restart while
-// a run is in flight, lost harness processes and a token-protected tarball source.
+// The local runner with the real harness (trainer/harness.py, behind test/fixtures/counting-
+// harness.py, which counts harness starts) and small stub training scripts: no PyTorch needed.
+// Covers idempotent submit, the persisted queue, cancel, a bot restart while a run is in
+// flight, lost harness processes and a token-protected tarball source, all in the sandbox.
 
 import { execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
@@ -9,11 +10,11 @@ import type { AddressInfo } from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { LocalRunner, runDirName } from "../src/runner/local.js";
+import { LocalRunner, repoCacheDir, runDirName, SandboxUnavailableError, sandboxFromEnv } from "../src/runner/local.js";
 import { HarnessResultError, parseHarnessResult, parseHarnessResultText, readResultFile } from "../src/runner/result.js";
 import type { RepoRef, RunObservation, RunSpec } from "../src/types.js";
 
-const HARNESS = path.resolve("trainer/harness.py");
+const HARNESS = path.resolve("test/fixtures/counting-harness.py");
 const REPO: RepoRef = { owner: "o", repo: "r" };
 
 const SUMMARY = `---
@@ -43,12 +44,13 @@ beforeAll(() => {
   counterFile = path.join(tmp, "counter");
   fs.mkdirSync(repoDir);
   fs.mkdirSync(path.join(tmp, "scratch"));
-  const count = (tag: string) =>
-    `import os, sys, time\nwith open(${JSON.stringify(counterFile)}, "a") as f:\n    f.write(${JSON.stringify(tag)} + " " + str(os.getpid()) + "\\n")\n`;
-  stub("good.py", `${count("good")}time.sleep(1.0)\nprint("step 00012 (100.0%) | loss: 3.1\\r", end="")\nprint(${JSON.stringify(SUMMARY)})\n`);
-  stub("slow.py", `${count("slow")}time.sleep(float(sys.argv[1]) if len(sys.argv) > 1 else 3.0)\nprint(${JSON.stringify(SUMMARY)})\n`);
-  stub("crash.py", `${count("crash")}raise RuntimeError("boom: the stub always crashes")\n`);
-  stub("sleep.py", `${count("sleep")}time.sleep(120)\n`);
+  // The stubs can write nothing outside their sandbox: the harness starts are counted by the
+  // counting harness, and the stubs' processes are found by their command lines.
+  const head = "import os, sys, time\n";
+  stub("good.py", `${head}time.sleep(1.0)\nprint("step 00012 (100.0%) | loss: 3.1\\r", end="")\nprint(${JSON.stringify(SUMMARY)})\n`);
+  stub("slow.py", `${head}time.sleep(float(sys.argv[1]) if len(sys.argv) > 1 else 3.0)\nprint(${JSON.stringify(SUMMARY)})\n`);
+  stub("crash.py", `${head}raise RuntimeError("boom: the stub always crashes")\n`);
+  stub("sleep.py", `${head}time.sleep(120)\n`);
 });
 
 afterEach(() => {
@@ -69,7 +71,7 @@ function makeRunner(runsDir: string, extra: Partial<ConstructorParameters<typeof
     pollMs: 100,
     killGraceMs: 5000,
     // The harness's scratch folders (left behind when it is SIGKILLed) stay in the test's folder.
-    env: { TMPDIR: path.join(tmp, "scratch") },
+    env: { TMPDIR: path.join(tmp, "scratch"), AUTORESEARCH_TEST_RUN_LOG: counterFile },
     ...extra,
   });
   runners.push(runner);
@@ -97,9 +99,25 @@ function spec(runId: string, trainCmd: string, over: Partial<RunSpec> = {}): Run
   };
 }
 
+/** The run ids of the harness starts so far, in order. */
 function counterLines(): string[] {
   if (!fs.existsSync(counterFile)) return [];
-  return fs.readFileSync(counterFile, "utf8").trim().split("\n").filter(Boolean);
+  return fs.readFileSync(counterFile, "utf8").trim().split("\n").filter(Boolean).map((l) => l.split(" ")[0]!);
+}
+
+/** Host pids of live processes whose argv contains these arguments in a row (a stub and its tag). */
+function processesWith(...args: string[]): number[] {
+  const marker = Buffer.from(args.join("\0") + "\0");
+  const out: number[] = [];
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${entry}/cmdline`).includes(marker) && alive(Number(entry))) out.push(Number(entry));
+    } catch {
+      // gone
+    }
+  }
+  return out;
 }
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
@@ -157,6 +175,8 @@ describe("parseHarnessResult", () => {
     commit: "abc",
     duration_seconds: 326.2,
     harness_version: "1.0.0",
+    sandbox: "bwrap",
+    notes: ["the prepared data was prepared again"],
     log_tail: "...\nval_bpb: 0.997900\n",
   };
 
@@ -169,6 +189,11 @@ describe("parseHarnessResult", () => {
       reason: "val_bpb 0.997900 after 300.1 s of training",
       log_tail: "...\nval_bpb: 0.997900\n",
       stage: "train",
+      // Who measured what: the run and the commit, checked by the loop against its record.
+      runId: "o-r-1-a1",
+      commit: "abc",
+      sandbox: "bwrap",
+      notes: ["the prepared data was prepared again"],
       summary: {
         training_seconds: 300.1,
         total_seconds: 325.9,
@@ -264,7 +289,8 @@ describe("LocalRunner", () => {
     // A second submit of a finished run is a no-op too: the stub ran once.
     await runner.submit(s);
     await sleep(300);
-    expect(counterLines()).toHaveLength(1);
+    expect(counterLines()).toEqual(["good-1"]);
+    expect(obs.result.sandbox).toBe("bwrap");
 
     const dir = path.join(runsDir, "good-1");
     const stored = JSON.parse(fs.readFileSync(path.join(dir, "spec.json"), "utf8"));
@@ -305,7 +331,7 @@ describe("LocalRunner", () => {
     await waitFinished(runner, "q-a");
     const b = await waitFinished(runner, "q-b");
     expect(b.result.status).toBe("ok");
-    expect(counterLines().map((l) => l.split(" ")[0])).toEqual(["slow", "good"]);
+    expect(counterLines()).toEqual(["q-a", "q-b"]);
     await waitFor("both reported", () => finished.length === 2);
     expect(finished).toEqual(["q-a", "q-b"]);
   });
@@ -313,27 +339,27 @@ describe("LocalRunner", () => {
   it("cancels a running run (its processes end) and drops a queued one", async () => {
     const runsDir = freshRunsDir();
     const runner = makeRunner(runsDir);
-    await runner.submit(spec("sleepy", "python3 sleep.py"));
+    const tag = `sleepy-${process.pid}-${Date.now()}`;
+    await runner.submit(spec("sleepy", `python3 sleep.py ${tag}`));
     await runner.submit(spec("waiting", "python3 good.py"));
     expect((await runner.observe("waiting")).phase).toBe("pending");
     await runner.cancel("waiting");
     expect(await runner.observe("waiting")).toEqual({ phase: "missing", runId: "waiting" });
 
-    await waitFor("the stub to start", () => counterLines().length === 1);
-    const stubPid = Number(counterLines()[0]?.split(" ")[1]);
+    const [stubPid] = await waitFor("the stub to start", () => (processesWith("sleep.py", tag).length === 1 ? processesWith("sleep.py", tag) : undefined));
     const pid = harnessPid(runsDir, "sleepy");
     expect(alive(pid)).toBe(true);
-    expect(alive(stubPid)).toBe(true);
+    expect(alive(stubPid!)).toBe(true);
 
     await runner.cancel("sleepy");
     expect(alive(pid)).toBe(false);
-    await waitFor("the stub to die", () => !alive(stubPid), 5000);
+    await waitFor("the stub to die", () => !alive(stubPid!), 5000);
     const obs = await waitFinished(runner, "sleepy");
     expect(obs.result.status).not.toBe("ok");
     expect(fs.existsSync(path.join(runsDir, "sleepy", "cancelled"))).toBe(true);
     // The dropped run never started.
     await sleep(300);
-    expect(counterLines().map((l) => l.split(" ")[0])).toEqual(["sleep"]);
+    expect(counterLines()).toEqual(["sleepy"]);
   });
 
   it("survives a bot restart: a new runner picks up the run in flight and reports it once", async () => {
@@ -358,7 +384,7 @@ describe("LocalRunner", () => {
     await sleep(400);
     expect(seenByB).toEqual(["restart-1"]);
     expect(seenByA).toEqual([]);
-    expect(counterLines()).toHaveLength(1);
+    expect(counterLines()).toEqual(["restart-1"]);
 
     // A runner started after the run ended (it finished while the bot was down) reports it once.
     const c = makeRunner(runsDir);
@@ -390,9 +416,9 @@ describe("LocalRunner", () => {
   it("turns a harness that is gone without a result into a crash", async () => {
     const runsDir = freshRunsDir();
     const a = makeRunner(runsDir);
-    await a.submit(spec("killed", "python3 sleep.py"));
-    await waitFor("the stub to start", () => counterLines().length === 1);
-    const stubPid = Number(counterLines()[0]?.split(" ")[1]);
+    const tag = `killed-${process.pid}-${Date.now()}`;
+    await a.submit(spec("killed", `python3 sleep.py ${tag}`));
+    const [stubPid] = await waitFor("the stub to start", () => (processesWith("sleep.py", tag).length === 1 ? processesWith("sleep.py", tag) : undefined));
     const pid = harnessPid(runsDir, "killed");
     a.close();
     process.kill(-pid, "SIGKILL"); // e.g. kill -9 of the harness's process group
@@ -404,8 +430,8 @@ describe("LocalRunner", () => {
     expect(obs.result.stage).toBe("train");
     expect(obs.result.reason).toMatch(/the harness process ended without a result/);
     expect(obs.result.log_tail).toContain("train");
-    // The training ran in its own session and outlived the harness: the runner ends it.
-    await waitFor("the orphaned stub to be killed", () => !alive(stubPid), 5000);
+    // The training's PID namespace dies with the harness: nothing of the run is left.
+    await waitFor("the orphaned stub to be gone", () => !alive(stubPid!), 5000);
   });
 
   it("does not mistake a reused pid for the harness (start time differs)", async () => {
@@ -432,7 +458,7 @@ describe("LocalRunner", () => {
     expect(obs.result.log_tail).toContain("python3 sleep.py");
   });
 
-  it("fetches a token-protected tarball; the token never lands in spec.json and is deleted after the run", async () => {
+  it("fetches a token-protected tarball; the token travels on a pipe and is never written anywhere", async () => {
     const gitDir = path.join(tmp, "git-src");
     fs.mkdirSync(gitDir);
     fs.copyFileSync(path.join(repoDir, "good.py"), path.join(gitDir, "good.py"));
@@ -469,22 +495,47 @@ describe("LocalRunner", () => {
       await runner.submit(
         spec("tarball-1", "python3 good.py", { sha, source: { url: `http://127.0.0.1:${port}/repos/o/r/tarball/${sha}`, token } }),
       );
-      const tokenFile = path.join(dir, "token");
-      expect(fs.existsSync(tokenFile)).toBe(true);
-      expect(fs.statSync(tokenFile).mode & 0o777).toBe(0o600);
       expect(fs.readFileSync(path.join(dir, "spec.json"), "utf8")).not.toContain(token);
+      const pid = harnessPid(runsDir, "tarball-1");
+      // Not on the harness's command line, not in its environment.
+      expect(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8")).not.toContain(token);
+      expect(fs.readFileSync(`/proc/${pid}/environ`, "utf8")).not.toContain(token);
 
       const obs = await waitFinished(runner, "tarball-1");
       expect(obs.result.status).toBe("ok");
       expect(seen).toContain(`/repos/o/r/tarball/${sha} Bearer ${token}`);
       await waitFor("onFinished", () => finished.length === 1);
-      expect(fs.existsSync(tokenFile)).toBe(false);
       for (const name of fs.readdirSync(dir)) {
         expect(fs.readFileSync(path.join(dir, name), "utf8")).not.toContain(token);
       }
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
+  });
+
+  it("drops a queued run whose token was lost with a restart, so that the next pass submits it with a new one", async () => {
+    const runsDir = freshRunsDir();
+    const a = makeRunner(runsDir);
+    await a.submit(spec("busy", "python3 slow.py 1.5"));
+    await a.submit(spec("tokened", "python3 good.py", { source: { url: "http://127.0.0.1:9/never", token: "ghs_lostInMemory" } }));
+    expect((await a.observe("tokened")).phase).toBe("pending");
+    a.close();
+    const b = makeRunner(runsDir);
+    await waitFor("the queued run to be dropped", async () => (await b.observe("tokened")).phase === "missing");
+    expect(fs.readdirSync(runsDir).join(" ")).not.toContain("ghs_");
+    await waitFinished(b, "busy");
+  });
+
+  it("replaces a run of the same id for another commit instead of reporting its result", async () => {
+    const runsDir = freshRunsDir();
+    const runner = makeRunner(runsDir);
+    await runner.submit(spec("reused-id", "python3 good.py", { sha: "1".repeat(40) }));
+    const first = await waitFinished(runner, "reused-id");
+    expect(first.result.commit).toBe("1".repeat(40));
+    await runner.submit(spec("reused-id", "python3 good.py", { sha: "2".repeat(40) }));
+    const second = await waitFinished(runner, "reused-id");
+    expect(second.result.commit).toBe("2".repeat(40));
+    expect(counterLines()).toEqual(["reused-id", "reused-id"]);
   });
 
   it("keeps the bot's credentials out of the harness environment", async () => {
@@ -495,4 +546,132 @@ describe("LocalRunner", () => {
     );
     expect(env).toEqual({ PATH: "/bin", HOME: "/root", CUDA_VISIBLE_DEVICES: "0", AUTORESEARCH_CORPUS: "brown" });
   });
+});
+
+describe("the sandbox", () => {
+  it("a runner that cannot sandbox refuses to start and names the fix; AUTORESEARCH_SANDBOX=off is the only way past", () => {
+    expect(() => makeRunner(freshRunsDir(), { sandbox: "bwrap", bwrap: path.join(tmp, "no-such-bwrap") })).toThrow(SandboxUnavailableError);
+    expect(() => makeRunner(freshRunsDir(), { sandbox: "bwrap", bwrap: path.join(tmp, "no-such-bwrap") })).toThrow(
+      /apt-get install bubblewrap[\s\S]*unprivileged_userns_clone[\s\S]*AUTORESEARCH_SANDBOX=off/,
+    );
+    const warnings: string[] = [];
+    const off = makeRunner(freshRunsDir(), { sandbox: "off", bwrap: path.join(tmp, "no-such-bwrap"), logger: { info() {}, warn: (m) => warnings.push(m), error() {} } });
+    expect(off.sandboxed).toBe(false);
+    expect(warnings.join("\n")).toMatch(/WITHOUT a sandbox/);
+    expect(sandboxFromEnv({})).toBe("bwrap");
+    expect(sandboxFromEnv({ AUTORESEARCH_SANDBOX: "off" })).toBe("off");
+    expect(() => sandboxFromEnv({ AUTORESEARCH_SANDBOX: "maybe" })).toThrow(/must be bwrap \(the default\) or off/);
+  });
+
+  it("an attacker's train.py reads no credential, reaches no network, writes no shared data and leaves no process", async () => {
+    const canaries = [`canary-private-key-${process.pid}`, `canary-webhook-${process.pid}`, `ghs_canaryToken${process.pid}`, `canary-other-run-${process.pid}`];
+    // What the bot has lying around: its .env, its own environment, another run's files, a token in flight.
+    fs.writeFileSync(path.join(tmp, ".env"), `PRIVATE_KEY=${canaries[0]}\nWEBHOOK_SECRET=${canaries[1]}\n`);
+    process.env.AUTORESEARCH_TEST_CANARY = canaries[1];
+    const runsDir = freshRunsDir();
+    fs.mkdirSync(path.join(runsDir, "another-run"));
+    fs.writeFileSync(path.join(runsDir, "another-run", "harness.log"), canaries[3]!);
+    const connections: string[] = [];
+    const listener = http.createServer((req, res) => {
+      connections.push(req.url ?? "");
+      res.end("ok");
+    });
+    await new Promise<void>((resolve) => listener.listen(0, "127.0.0.1", resolve));
+    const port = (listener.address() as AddressInfo).port;
+    const marker = `attack-marker-${process.pid}-${Date.now()}`;
+    const cache = path.join(tmp, "cache");
+    const dataDir = () => {
+      const base = repoCacheDir(cache, REPO);
+      const name = fs.readdirSync(base).find((n) => /^data-[0-9a-f]{16}$/.test(n));
+      return path.join(base, name!);
+    };
+
+    const gitDir = fs.mkdtempSync(path.join(tmp, "attacker-"));
+    const targets = {
+      files: [path.join(tmp, ".env"), path.join(runsDir, "another-run", "harness.log"), "/proc/1/environ", `/proc/${process.pid}/environ`],
+      dirs: [runsDir, tmp],
+      canaries,
+      hosts: [["127.0.0.1", port]],
+      writable: [path.join(tmp, "planted-by-an-experiment"), path.join(repoCacheDir(cache, REPO), "poison.txt")],
+      marker,
+    };
+    fs.writeFileSync(
+      path.join(gitDir, "train.py"),
+      fs.readFileSync("test/fixtures/attacks/train.py", "utf8").replace("TARGETS = {}", `TARGETS = ${JSON.stringify(targets)}`),
+    );
+    fs.writeFileSync(path.join(gitDir, "prepare.py"), 'import os\nopen(os.path.join(os.environ["AUTORESEARCH_DATA_DIR"], "data.txt"), "w").write("prepared")\n');
+    const git = (...args: string[]) => execFileSync("git", ["-c", "user.email=t@example.com", "-c", "user.name=t", ...args], { cwd: gitDir, encoding: "utf8" }).trim();
+    git("init", "-q");
+    git("add", ".");
+    git("commit", "-q", "-m", "attack");
+    const sha = git("rev-parse", "HEAD");
+    const server = http.createServer((req, res) => {
+      if (req.headers.authorization !== `Bearer ${canaries[2]}`) return void res.writeHead(401).end();
+      res.writeHead(200, { "content-type": "application/x-gzip" });
+      spawn("git", ["archive", "--format=tar.gz", `--prefix=o-r-${sha.slice(0, 7)}/`, sha], { cwd: gitDir }).stdout.pipe(res);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const runner = makeRunner(runsDir, { cacheDir: cache });
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/repos/o/r/tarball/${sha}`;
+      const run = spec("attack-1", "python3 train.py", { sha, source: { url, token: canaries[2]! }, prepareCmd: "python3 prepare.py", prepareFiles: ["prepare.py"] });
+      await runner.submit(run);
+      const obs = await waitFinished(runner, "attack-1");
+      expect(obs.result.status).toBe("ok");
+      const log = fs.readFileSync(path.join(runsDir, "attack-1", "train.log"), "utf8");
+      const attacks = JSON.parse(/^ATTACKS (.*)$/m.exec(log)![1]!) as Record<string, string>;
+      expect(attacks["leave a process behind"]).toMatch(/started a daemon/);
+      for (const [name, outcome] of Object.entries(attacks)) expect(outcome, name).not.toMatch(/^(LEAKED|LISTED|CONNECTED|RESOLVED|WROTE)/);
+      // The bot's files and the other run do not exist for it; the network and the data refuse it.
+      for (const name of [`read ${targets.files[0]}`, `read ${targets.files[1]}`, `list ${runsDir}`, `list ${tmp}`, `connect 127.0.0.1:${port}`, "resolve github.com", "write the prepared data", ...targets.writable.map((w) => `write ${w}`)]) {
+        expect(attacks[name], name).toMatch(/^blocked/);
+      }
+      // Its /proc holds only the sandbox's own processes.
+      expect(attacks["scan /proc and the environment"]).toMatch(/^nothing \((\d) processes visible\)$/);
+
+      // Checked from outside as well: no connection, no process, no write, no canary in anything published.
+      expect(connections).toEqual([]);
+      expect(processesWith(marker)).toEqual([]);
+      expect(fs.existsSync(path.join(tmp, "planted-by-an-experiment"))).toBe(false);
+      expect(fs.readdirSync(dataDir()).sort()).toEqual([".prepared", "data.txt"]);
+      const published = [JSON.stringify(obs.result), log, fs.readFileSync(path.join(runsDir, "attack-1", "harness.log"), "utf8")].join("\n");
+      for (const c of canaries) expect(published).not.toContain(c);
+
+      // The prepared data is verified before the next run and still matches: it is not prepared again.
+      await runner.submit({ ...run, runId: "attack-2" });
+      const again = await waitFinished(runner, "attack-2");
+      expect(again.result.notes ?? []).toEqual([]);
+      expect(fs.readFileSync(path.join(runsDir, "attack-2", "harness.log"), "utf8")).toMatch(/prepare: cached/);
+    } finally {
+      delete process.env.AUTORESEARCH_TEST_CANARY;
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await new Promise<void>((resolve) => listener.close(() => resolve()));
+    }
+  }, 60_000);
+
+  it("prepared data changed behind the harness's back is prepared again, and the run says so", async () => {
+    const runsDir = freshRunsDir();
+    const cache = path.join(tmp, "cache-tamper");
+    const gitDir = fs.mkdtempSync(path.join(tmp, "tamper-"));
+    fs.writeFileSync(path.join(gitDir, "train.py"), `print(${JSON.stringify(SUMMARY)})\n`);
+    fs.writeFileSync(path.join(gitDir, "prepare.py"), 'import os\nopen(os.path.join(os.environ["AUTORESEARCH_DATA_DIR"], "data.txt"), "w").write("prepared")\n');
+    const git = (...args: string[]) => execFileSync("git", ["-c", "user.email=t@example.com", "-c", "user.name=t", ...args], { cwd: gitDir, encoding: "utf8" }).trim();
+    git("init", "-q");
+    git("add", ".");
+    git("commit", "-q", "-m", "x");
+    const sha = git("rev-parse", "HEAD");
+    const runner = makeRunner(runsDir, { cacheDir: cache });
+    const run = (id: string) => spec(id, "python3 train.py", { sha, source: { url: gitDir, token: null }, prepareCmd: "python3 prepare.py", prepareFiles: ["prepare.py"] });
+    await runner.submit(run("t-1"));
+    expect((await waitFinished(runner, "t-1")).result.status).toBe("ok");
+    const base = repoCacheDir(cache, REPO);
+    const data = path.join(base, fs.readdirSync(base).find((n) => /^data-[0-9a-f]{16}$/.test(n))!);
+    // Someone (an unsandboxed run, a person) changes the prepared data.
+    fs.writeFileSync(path.join(data, "data.txt"), "tampered");
+    await runner.submit(run("t-2"));
+    const second = await waitFinished(runner, "t-2");
+    expect(second.result.status).toBe("ok");
+    expect(second.result.notes?.join(" ")).toMatch(/prepared again: its content changed since it was prepared/);
+    expect(fs.readFileSync(path.join(data, "data.txt"), "utf8")).toBe("prepared");
+  }, 60_000);
 });

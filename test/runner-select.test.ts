@@ -30,6 +30,23 @@ describe("runnerFromEnv", () => {
     }
   });
 
+  it("sandboxes the local runner unless AUTORESEARCH_SANDBOX=off, and refuses unknown sandbox settings", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "runner-select-"));
+    try {
+      const quiet = { info() {}, warn() {}, error() {} };
+      const on = runnerFromEnv({ AUTORESEARCH_RUNS_DIR: dir });
+      expect(on.sandboxed).toBe(true);
+      on.close();
+      const off = runnerFromEnv({ AUTORESEARCH_RUNS_DIR: dir, AUTORESEARCH_SANDBOX: "off" }, { logger: quiet });
+      expect(off.sandboxed).toBe(false);
+      off.close();
+      expect(() => runnerFromEnv({ AUTORESEARCH_RUNS_DIR: dir, AUTORESEARCH_SANDBOX: "yes" })).toThrow(/AUTORESEARCH_SANDBOX must be/);
+      expect(() => runnerFromEnv({ AUTORESEARCH_RUNS_DIR: dir, AUTORESEARCH_PREPARE_NETWORK: "maybe" })).toThrow(/AUTORESEARCH_PREPARE_NETWORK must be/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("refuses an unknown runner or a bad slot count by name", () => {
     expect(() => runnerFromEnv({ AUTORESEARCH_RUNNER: "slurm" })).toThrow(/AUTORESEARCH_RUNNER must be local or kubernetes/);
     expect(() => runnerFromEnv({ AUTORESEARCH_RUNNER: "kubernetes", AUTORESEARCH_SLOTS: "many" }, { kubeConfig: kubeConfigFor("http://127.0.0.1:9", "t") })).toThrow(

@@ -10,17 +10,23 @@ It needs only the Python 3.9+ standard library.
 Usage
 -----
 
-    python3 harness.py --repo PATH|URL [--commit SHA] [--token-file FILE]
+    python3 harness.py --repo PATH|URL [--commit SHA]
+                       [--token-file FILE | --token-stdin]
                        [--workdir DIR] [--train-cmd CMD] [--prepare-cmd CMD]
                        [--prepare-files GLOB ...] [--python INTERP]
-                       [--cache-dir DIR] [--budget SECONDS] [--timeout SECONDS]
+                       [--sandbox none|bwrap|container] [--sandbox-ro PATH ...]
+                       [--prepare-network on|off] [--cache-dir DIR]
+                       [--budget SECONDS] [--timeout SECONDS]
                        [--prepare-timeout SECONDS] [--result FILE]
                        [--termination-log FILE] [--log FILE] [--run-id ID]
+                       [--fetch-only DIR | --prepare-only | --prepared-only]
     python3 harness.py --parse-log FILE
 
 ``--repo`` is one of
 
 * a local directory, used in place;
+* a local ``.tar`` or ``.tar.gz`` with one top-level folder (what
+  ``--fetch-only`` leaves), unpacked into a scratch directory;
 * a local git repository (or a directory inside one) together with
   ``--commit``: the tree of that commit is exported with ``git archive`` into a
   scratch directory, so the caller's checkout is never touched;
@@ -28,23 +34,32 @@ Usage
   ``https://api.github.com/repos/OWNER/REPO/tarball/SHA``. Redirects are
   followed; ``Authorization: Bearer <token>`` is sent when ``--token-file`` is
   given (and dropped on a redirect to another origin). The single top-level
-  folder (``owner-repo-sha/``) is stripped. Absolute paths, ``..`` and links
-  that point outside the tree are refused. Network errors are retried.
+  folder (``owner-repo-sha/``) is stripped; with a hexadecimal ``--commit`` it
+  must end with that commit's short sha. Absolute paths, ``..`` and links
+  that point outside the tree are refused, and so are archives past
+  ``--max-archive-bytes``, ``--max-source-files`` or ``--max-source-bytes``.
+  Network errors are retried.
 
 Both commands run with ``/bin/sh -c`` in the work directory, in a new session
 (process group), with these environment variables:
 
-* ``AUTORESEARCH_TIME_BUDGET``: ``--budget`` in seconds;
+* ``AUTORESEARCH_TIME_BUDGET``: ``--budget`` in seconds (unsandboxed, the
+  commands get the harness's environment less ``AUTORESEARCH_RUN_DIR``; in the
+  sandbox only locale, time zone, the numeric libraries' ``CUDA_*``, ``OMP_*``,
+  ``MKL_*``... variables, ``AUTORESEARCH_DATA_*``, ``AUTORESEARCH_CORPUS`` and
+  ``AUTORESEARCH_SEED``);
 * ``AUTORESEARCH_DATA_DIR``: ``<cache-dir>/data-<key16>``, where the key is a
   sha256 over the ``--prepare-files`` (paths and contents), the prepare command
   every ``AUTORESEARCH_DATA_*`` variable other than
   ``AUTORESEARCH_DATA_DIR``, and ``AUTORESEARCH_CORPUS``. The prepare command runs only while that
-  directory has no ``.prepared`` marker, under an exclusive lock, so concurrent
-  runs prepare once;
+  directory has no ``.prepared`` marker whose content hash still matches,
+  under an exclusive lock, so concurrent runs prepare once;
 * ``PYTHONUNBUFFERED=1`` unless set; with ``--python``, ``python3`` and
   ``python`` on ``PATH`` run that interpreter.
 
-The token is never logged and never reaches the commands' environment. When
+The token is never logged, never written anywhere by the harness and never
+reaches the commands (their environment, their files or, in the sandbox,
+their view of the harness's process). When
 the training command exits, whatever else is left in its process group is
 killed; at the hard timeout the whole group gets SIGTERM, then SIGKILL after a
 grace period. SIGTERM or SIGINT sent to the harness kills the group too and
@@ -84,6 +99,32 @@ summary fields
 ``log_tail``
     the last lines of the command's output (at most 50 lines and 3000 bytes,
     ``\\r`` progress collapsed to its last state).
+``sandbox``
+    ``bwrap``, ``container`` or ``none``: how the commands were isolated.
+``notes``
+    a list of sentences about the run a reader should know (prepared data
+    that had to be prepared again, no sandbox).
+
+Sandbox
+-------
+
+With ``--sandbox bwrap`` both commands run under bubblewrap: new user, PID,
+network, IPC, UTS and cgroup namespaces, no capabilities, no nested user
+namespaces, the system folders and a few files of ``/etc`` read-only, a
+private ``/tmp`` and home, the run's own copy of the repository at
+``/experiment`` (read-only while preparing), and the prepared data at
+``/data`` and ``~/.cache`` (writable only while preparing). Nothing else of
+the host is there: not the runner's folders, tokens or configuration, not
+other runs, not the harness's processes. Training has no network; preparing
+has the host's unless ``--prepare-network off``. The PID namespace dies with
+the run, so nothing it started survives it. GPUs (``/dev/nvidia*``) are
+passed through. When bwrap cannot create the sandbox the run fails at stage
+``prepare`` (exit 3) and says how to fix it.
+
+Prepared data is verified before every run against the sha256 of its content
+recorded when it was prepared; data that changed is prepared again (and a
+note says so), or, with ``--prepared-only``, the run fails at stage prepare.
+Without a prepare command the commands get an empty data folder of their own.
 
 Classification of a training run, first match wins: killed at the hard
 timeout -> ``timeout``; CUDA out-of-memory in the output (and no valid
@@ -131,7 +172,7 @@ import urllib.parse
 import urllib.request
 import zlib
 
-HARNESS_VERSION = "1.0.0"
+HARNESS_VERSION = "1.1.0"
 
 EXIT_OK = 0
 EXIT_EXPERIMENT_FAILED = 1
@@ -153,6 +194,8 @@ REASON_MAX_CHARS = 300
 
 RESERVED_KEYS = (
     "status",
+    "sandbox",
+    "notes",
     "exit_code",
     "reason",
     "log_tail",
@@ -182,6 +225,10 @@ def log(message: str) -> None:
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
+
+
+def _fmt_bytes(count: int) -> str:
+    return "%.0f MiB" % (count / 1048576.0) if count >= 1048576 else "%d bytes" % count
 
 
 def _fmt_seconds(value: float) -> str:
@@ -509,7 +556,7 @@ def _exited_without_reaping(proc: subprocess.Popen) -> bool:
 
 
 def run_command(
-    command: str,
+    argv,
     cwd: str,
     env: dict,
     timeout: float,
@@ -518,8 +565,10 @@ def run_command(
     label: str,
     heartbeat: float,
 ) -> CommandOutcome:
-    """Run `command` with /bin/sh in a new session, stream its combined output
-    to `log_file` and `monitor`, and enforce the hard timeout on its group."""
+    """Run `argv` (``/bin/sh -c CMD``, or bwrap around it) in a new session,
+    stream its combined output to `log_file` and `monitor`, and enforce the
+    hard timeout on its group. In a sandbox the group is bwrap itself: when it
+    dies, its PID namespace and every process in it die too."""
     outcome = CommandOutcome()
     _Signals.raise_in_handler = False
     try:
@@ -527,7 +576,7 @@ def run_command(
             raise HarnessInterrupted(_Signals.received)
         start = time.monotonic()
         proc = subprocess.Popen(
-            ["/bin/sh", "-c", command],
+            list(argv),
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -599,6 +648,187 @@ def run_command(
     return outcome
 
 
+# --------------------------------------------------------------------------- the sandbox
+
+# Inside the sandbox the experiment sees only these paths (everything else of the host, the
+# bot's working directory, its .env, other runs and the harness's own files, does not exist):
+SANDBOX_TREE = "/experiment"  # the repository at the experiment commit: the per-run scratch copy
+SANDBOX_DATA = "/data"  # the prepared data: read-only while training, writable while preparing
+SANDBOX_HOME = "/home/experiment"  # a private tmpfs; ~/.cache is the prepared data too
+SANDBOX_BIN = "/run/autoresearch/bin"  # the python3/python shims for --python
+SANDBOX_TMP_BYTES = 4 << 30
+SANDBOX_HOME_BYTES = 1 << 30
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# /etc is not bound whole (it can hold host keys and credentials): only what programs need to
+# run, resolve names and verify TLS.
+SANDBOX_ETC = (
+    "alternatives", "ca-certificates", "ca-certificates.conf", "gai.conf", "group", "host.conf",
+    "hosts", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "mime.types",
+    "nsswitch.conf", "os-release", "passwd", "pki", "protocols", "resolv.conf", "services", "ssl",
+    "timezone",
+)
+# Environment the commands may see besides what the harness sets: locale, time zone and the
+# knobs of the numeric libraries. Nothing else of the harness's environment crosses.
+SANDBOX_ENV_NAMES = ("LANG", "LANGUAGE", "TZ", "TERM", "PYTHONUNBUFFERED", "PYTHONHASHSEED")
+SANDBOX_ENV_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "PYTORCH_", "TORCH", "OMP_", "MKL_", "OPENBLAS_",
+                        "AUTORESEARCH_DATA_", "AUTORESEARCH_CORPUS", "AUTORESEARCH_SEED", "HF_HUB_OFFLINE")
+# Never passed, whatever their name matches: where the runner keeps the run.
+PRIVATE_ENV = ("AUTORESEARCH_RUN_DIR",)
+SANDBOX_FIX = (
+    "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) and allow unprivileged user "
+    "namespaces (sysctl kernel.unprivileged_userns_clone=1 on Debian; on Ubuntu 24.04 also "
+    "kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor profile for bwrap)"
+)
+
+
+class SandboxUnavailable(Exception):
+    pass
+
+
+def probe_bwrap(bwrap: str) -> None:
+    """Raise SandboxUnavailable unless `bwrap` can build the namespaces a run needs."""
+    argv = [bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--disable-userns", "--cap-drop", "ALL",
+            "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--", "/bin/true"]
+    try:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              timeout=30, universal_newlines=True)
+    except (OSError, subprocess.SubprocessError) as error:
+        raise SandboxUnavailable("%s cannot run: %s" % (bwrap, error))
+    if proc.returncode != 0:
+        raise SandboxUnavailable("%s cannot create a sandbox: %s" % (bwrap, _shorten(proc.stdout.strip() or "exit %d" % proc.returncode)))
+
+
+def _interpreter_prefixes(interpreter: str) -> list:
+    """The folders a Python interpreter needs (its prefixes and the folders on sys.path), asked of
+    the interpreter itself in isolated mode: it is the operator's, not the experiment's."""
+    code = "import json, sys; print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix] + sys.path))"
+    try:
+        proc = subprocess.run([interpreter, "-I", "-c", code], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, timeout=60, universal_newlines=True)
+        paths = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else []
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        paths = []
+    real = os.path.realpath(interpreter)
+    paths.append(os.path.dirname(os.path.dirname(real)))  # <prefix>/bin/python3
+    return [path for path in paths if isinstance(path, str) and os.path.isabs(path)]
+
+
+def _under(path: str, roots) -> bool:
+    return any(_inside(path, root) for root in roots)
+
+
+class Sandbox:
+    """bubblewrap around one command: new user, PID, network, IPC, UTS and cgroup namespaces, no
+    capabilities, no further user namespaces, a read-only view of the system, and writable only
+    the run's own tree (and, while preparing, the data folder). The PID namespace dies with
+    bwrap, so no process of a run outlives it. GPUs (/dev/nvidia*) are passed through."""
+
+    def __init__(self, bwrap: str, tree: str, shim_dir, extra_ro) -> None:
+        self.bwrap = bwrap
+        self.tree = os.path.realpath(tree)
+        self.shim_dir = shim_dir
+        self.extra_ro = []
+        for path in extra_ro:
+            real = os.path.realpath(path)
+            if os.path.exists(real) and not _under(real, SYSTEM_DIRS) and real not in self.extra_ro:
+                self.extra_ro.append(real)
+
+    def inside(self, host_path: str) -> str:
+        """Where a path of the run's tree is inside the sandbox."""
+        return SANDBOX_TREE + os.path.realpath(host_path)[len(self.tree):]
+
+    def argv(self, command: str, workdir: str, data_dir: str, env: dict, network: bool, data_writable: bool,
+             tree_writable: bool = True) -> list:
+        argv = [self.bwrap, "--unshare-all", "--unshare-user"]
+        if network:
+            argv.append("--share-net")
+        argv += ["--die-with-parent", "--new-session", "--disable-userns", "--cap-drop", "ALL"]
+        for path in SYSTEM_DIRS:
+            if os.path.islink(path):
+                argv += ["--symlink", os.readlink(path), path]
+            elif os.path.isdir(path):
+                argv += ["--ro-bind", path, path]
+        argv += ["--dir", "/etc"]
+        for name in SANDBOX_ETC:
+            argv += ["--ro-bind-try", "/etc/" + name, "/etc/" + name]
+        for entry in sorted(glob.glob("/etc/python3*")):
+            argv += ["--ro-bind", entry, entry]
+        argv += ["--proc", "/proc", "--dev", "/dev"]
+        gpus = sorted(glob.glob("/dev/nvidia*"))
+        for device in gpus:
+            argv += ["--dev-bind", device, device]
+        if gpus:
+            # The CUDA driver and NVML read the devices' PCI and NUMA topology.
+            argv += ["--ro-bind-try", "/sys", "/sys"]
+        else:
+            argv += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
+        argv += ["--size", str(SANDBOX_TMP_BYTES), "--tmpfs", "/tmp"]
+        argv += ["--size", str(SANDBOX_HOME_BYTES), "--tmpfs", SANDBOX_HOME]
+        for path in self.extra_ro:
+            argv += ["--ro-bind", path, path]
+        argv += ["--bind" if tree_writable else "--ro-bind", self.tree, SANDBOX_TREE]
+        bind = "--bind" if data_writable else "--ro-bind"
+        argv += [bind, data_dir, SANDBOX_DATA, bind, data_dir, SANDBOX_HOME + "/.cache"]
+        if self.shim_dir:
+            argv += ["--ro-bind", self.shim_dir, SANDBOX_BIN]
+        argv += ["--chdir", self.inside(workdir), "--clearenv"]
+        for name, value in sorted(env.items()):
+            argv += ["--setenv", name, value]
+        return argv + ["--", "/bin/sh", "-c", command]
+
+
+def sandbox_environment(args, shim: bool) -> dict:
+    """The whole environment of a sandboxed command: set here, not inherited."""
+    env = {}
+    for name, value in os.environ.items():
+        if name in PRIVATE_ENV:
+            continue
+        if name in SANDBOX_ENV_NAMES or any(name.startswith(prefix) for prefix in SANDBOX_ENV_PREFIXES):
+            env[name] = value
+    path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    env.update({
+        "PATH": (SANDBOX_BIN + ":" + path) if shim else path,
+        "HOME": SANDBOX_HOME,
+        "TMPDIR": "/tmp",
+        "AUTORESEARCH_TIME_BUDGET": _fmt_seconds(args.budget),
+        "AUTORESEARCH_DATA_DIR": SANDBOX_DATA,
+    })
+    env.setdefault("LANG", "C.UTF-8")
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def make_sandbox(args, tree: str, shim_dir):
+    """The sandbox of this run, or None with --sandbox none. Raises StageError (an
+    infrastructure failure: the experiment is not to blame) when bwrap cannot run."""
+    if args.sandbox != "bwrap":
+        return None
+    bwrap = shutil.which(args.bwrap) if os.sep not in args.bwrap else args.bwrap
+    try:
+        if not bwrap:
+            raise SandboxUnavailable("%s was not found on PATH" % args.bwrap)
+        probe_bwrap(bwrap)
+    except SandboxUnavailable as error:
+        raise StageError("prepare", "the sandbox is unavailable: %s; %s" % (error, SANDBOX_FIX))
+    extra = list(args.sandbox_ro or [])
+    if args.python:
+        extra += _interpreter_prefixes(args.python)
+    corpus = os.environ.get("AUTORESEARCH_CORPUS", "")
+    if corpus and os.path.isabs(corpus):
+        extra.append(corpus)
+    # A folder that holds the harness's own working directory (the runner's run folder, and so
+    # the runner's other runs, tokens and configuration) is never shown to the experiment.
+    here = os.path.realpath(os.getcwd())
+    kept = []
+    for path in extra:
+        real = os.path.realpath(path)
+        if real == "/" or _inside(here, real):
+            log("sandbox: not binding %s: it holds the harness's working directory" % real)
+            continue
+        kept.append(real)
+    return Sandbox(bwrap, tree, shim_dir, kept)
+
+
 # --------------------------------------------------------------------------- fetching the repository
 
 
@@ -615,21 +845,36 @@ def _member_parts(name: str):
     return parts
 
 
-def safe_extract(tar: tarfile.TarFile, dest: str, strip_top: bool) -> int:
+def safe_extract(tar: tarfile.TarFile, dest: str, strip_top: bool, max_entries: int = 0, max_bytes: int = 0,
+                 top_suffix: str = "") -> int:
     """Extract regular files, folders and links that stay inside `dest`.
 
     With `strip_top`, the archive must have one top-level folder, which is
-    removed. Returns the number of files written."""
+    removed. At most `max_entries` entries and `max_bytes` bytes of file
+    content (0: no limit). With `top_suffix`, the top-level folder must end
+    with it (GitHub names it owner-repo-<short sha>: the archive is of the
+    commit asked for). Returns the number of files written."""
     root = os.path.realpath(dest)
     top = None
     files = 0
+    entries = 0
+    unpacked = 0
     for member in tar:
+        entries += 1
+        if max_entries and entries > max_entries:
+            raise UnsafeArchive("more than %d entries in the archive (--max-source-files)" % max_entries)
+        if member.isfile():
+            unpacked += member.size
+            if max_bytes and unpacked > max_bytes:
+                raise UnsafeArchive("more than %s unpacked in the archive (--max-source-bytes)" % _fmt_bytes(max_bytes))
         parts = _member_parts(member.name)
         if strip_top:
             if not parts:
                 continue
             if top is None:
                 top = parts[0]
+                if top_suffix and not top.endswith(top_suffix):
+                    raise UnsafeArchive("the archive's folder %r is not of the commit asked for (%s)" % (top, top_suffix.lstrip("-")))
             elif parts[0] != top:
                 raise UnsafeArchive("archive has more than one top-level folder (%r, %r)" % (top, parts[0]))
             parts = parts[1:]
@@ -709,7 +954,52 @@ def _retryable_http(code: int) -> bool:
     return code in (408, 425, 429) or code >= 500
 
 
-def download_tarball(url: str, token, dest: str, scratch: str) -> None:
+class SourceLimits:
+    """Bounds on a repository archive: its size, its entries, its unpacked size."""
+
+    def __init__(self, archive_bytes: int, entries: int, unpacked_bytes: int) -> None:
+        self.archive_bytes = archive_bytes
+        self.entries = entries
+        self.unpacked_bytes = unpacked_bytes
+
+    @classmethod
+    def of(cls, args) -> "SourceLimits":
+        return cls(args.max_archive_bytes, args.max_source_files, args.max_source_bytes)
+
+
+def _commit_suffix(commit) -> str:
+    """`-<short sha>` when `commit` is a hexadecimal sha (GitHub's archive folder ends with it)."""
+    if commit and re.fullmatch(r"[0-9a-fA-F]{7,64}", commit):
+        return "-" + commit[:7].lower()
+    return ""
+
+
+def _copy_bounded(source, out, limit: int, what: str) -> int:
+    total = 0
+    while True:
+        chunk = source.read(1 << 20)
+        if not chunk:
+            return total
+        total += len(chunk)
+        if limit and total > limit:
+            raise UnsafeArchive("%s is larger than %s (--max-archive-bytes)" % (what, _fmt_bytes(limit)))
+        out.write(chunk)
+
+
+def extract_archive(path: str, dest: str, limits: "SourceLimits", commit=None) -> int:
+    """Unpack a .tar or .tar.gz with one top-level folder into `dest` (replaced), within `limits`."""
+    size = os.path.getsize(path)
+    if limits.archive_bytes and size > limits.archive_bytes:
+        raise UnsafeArchive("the archive is larger than %s (--max-archive-bytes)" % _fmt_bytes(limits.archive_bytes))
+    if os.path.isdir(dest):
+        shutil.rmtree(dest)
+    os.makedirs(dest)
+    with tarfile.open(path, "r:*") as tar:
+        return safe_extract(tar, dest, strip_top=True, max_entries=limits.entries, max_bytes=limits.unpacked_bytes,
+                            top_suffix=_commit_suffix(commit))
+
+
+def download_tarball(url: str, token, dest: str, scratch: str, limits: "SourceLimits", commit=None) -> None:
     opener = urllib.request.build_opener(_RedirectHandler)
     archive = os.path.join(scratch, "source.tar.gz")
     shown = _safe_url(url)
@@ -722,12 +1012,8 @@ def download_tarball(url: str, token, dest: str, scratch: str) -> None:
         try:
             log("fetch: downloading %s (attempt %d/%d)" % (shown, attempt, FETCH_ATTEMPTS))
             with opener.open(request, timeout=FETCH_SOCKET_TIMEOUT) as response, open(archive, "wb") as out:
-                shutil.copyfileobj(response, out, 1 << 20)
-            if os.path.isdir(dest):
-                shutil.rmtree(dest)
-            os.makedirs(dest)
-            with tarfile.open(archive, "r:*") as tar:
-                files = safe_extract(tar, dest, strip_top=True)
+                _copy_bounded(response, out, limits.archive_bytes, "the archive")
+            files = extract_archive(archive, dest, limits, commit)
             log("fetch: extracted %d files" % files)
             return
         except UnsafeArchive as error:
@@ -774,7 +1060,7 @@ def _git(args, cwd: str):
     )
 
 
-def export_git_commit(path: str, commit: str, dest: str):
+def export_git_commit(path: str, commit: str, dest: str, limits: "SourceLimits"):
     """Export the tree of `commit` (the subfolder `path` stands for) into
     `dest` with git archive. Returns the full commit sha, or None when `path`
     is not in a git repository."""
@@ -810,7 +1096,7 @@ def export_git_commit(path: str, commit: str, dest: str):
         )
         try:
             with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-                safe_extract(tar, dest, strip_top=False)
+                safe_extract(tar, dest, strip_top=False, max_entries=limits.entries, max_bytes=limits.unpacked_bytes)
         except (tarfile.TarError, UnsafeArchive) as error:
             proc.kill()
             proc.wait()
@@ -825,20 +1111,36 @@ def export_git_commit(path: str, commit: str, dest: str):
     return sha
 
 
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
+
+
 def fetch_repository(args, token, scratch: str):
     """Returns (root folder of the repository tree, commit to report)."""
+    limits = SourceLimits.of(args)
     if re.match(r"^https?://", args.repo, re.IGNORECASE):
         dest = os.path.join(scratch, "src")
-        download_tarball(args.repo, token, dest, scratch)
+        download_tarball(args.repo, token, dest, scratch, limits, args.commit)
         return dest, args.commit
     path = os.path.abspath(os.path.expanduser(args.repo))
+    if os.path.isfile(path) and path.endswith(ARCHIVE_SUFFIXES):
+        # An archive another step fetched (Kubernetes: the fetch Job's source.tar on the data
+        # volume): unpacked into this run's scratch with the same bounds as a download.
+        dest = os.path.join(scratch, "src")
+        try:
+            files = extract_archive(path, dest, limits, args.commit)
+        except UnsafeArchive as error:
+            raise StageError("fetch", "unsafe archive %s: %s" % (path, error))
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+            raise StageError("fetch", "cannot unpack %s: %s" % (path, error))
+        log("fetch: unpacked %d files from %s" % (files, path))
+        return dest, args.commit
     if not os.path.isdir(path):
-        raise StageError("fetch", "repository %s is neither a folder nor an http(s) URL" % args.repo)
+        raise StageError("fetch", "repository %s is neither a folder, a .tar(.gz) archive nor an http(s) URL" % args.repo)
     if not args.commit:
         log("fetch: using %s in place" % path)
         return path, None
     dest = os.path.join(scratch, "src")
-    sha = export_git_commit(path, args.commit, dest)
+    sha = export_git_commit(path, args.commit, dest, limits)
     if sha is None:
         log("fetch: %s is not a git repository; using it in place (--commit is informative)" % path)
         return path, args.commit
@@ -846,17 +1148,46 @@ def fetch_repository(args, token, scratch: str):
     return dest, sha
 
 
+SOURCE_ARCHIVE = "source.tar"
+
+
+def pack_tree(root: str, archive: str, commit) -> None:
+    """`root` as an uncompressed tar with one top-level folder named for the commit, written
+    atomically (a reader never sees half an archive)."""
+    top = "source" + (_commit_suffix(commit) or "")
+    temporary = archive + ".tmp"
+    with tarfile.open(temporary, "w", format=tarfile.PAX_FORMAT) as tar:
+        tar.add(root, arcname=top, recursive=True)
+    os.replace(temporary, archive)
+
+
+def prune_siblings(folder: str, older_than: float) -> None:
+    """Remove the folders beside `folder` not modified for `older_than` seconds (the sources of
+    runs long finished; a reader of one of them is long gone)."""
+    parent = os.path.dirname(os.path.abspath(folder))
+    cutoff = time.time() - older_than
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(parent, name)
+        try:
+            if path != os.path.abspath(folder) and os.path.isdir(path) and os.stat(path).st_mtime < cutoff:
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def fetch_only(args, token, scratch: str) -> int:
-    """--fetch-only DIR: leave the repository tree in DIR (replacing what is there), no result."""
+    """--fetch-only DIR: leave the repository tree as DIR/source.tar (replacing it), no result."""
     dest = os.path.abspath(args.fetch_only)
-    if re.match(r"^https?://", args.repo, re.IGNORECASE):
-        download_tarball(args.repo, token, dest, scratch)
-    else:
-        root, _ = fetch_repository(args, token, scratch)
-        if os.path.isdir(dest):
-            shutil.rmtree(dest)
-        shutil.copytree(root, dest, symlinks=True)
-    log("fetch: %s ready in %s" % (args.commit or "repository", dest))
+    root, commit = fetch_repository(args, token, scratch)
+    os.makedirs(dest, exist_ok=True)
+    pack_tree(root, os.path.join(dest, SOURCE_ARCHIVE), commit or args.commit)
+    if args.prune_after:
+        prune_siblings(dest, args.prune_after)
+    log("fetch: %s ready in %s" % (args.commit or "repository", os.path.join(dest, SOURCE_ARCHIVE)))
     return EXIT_OK
 
 
@@ -889,28 +1220,112 @@ def prepare_key(workdir: str, patterns, prepare_cmd: str, environ) -> str:
     return digest.hexdigest()
 
 
-def prepare_data(args, workdir: str, env: dict, log_file, data_dir: str) -> None:
-    """Run the prepare command unless `data_dir` is already prepared."""
+MARKER = ".prepared"
+
+
+def hash_tree(folder: str):
+    """(sha256, files, bytes) of a folder's content: every path, file and link target, in order,
+    the marker aside. Whatever writes to prepared data after it was prepared changes it."""
+    digest = hashlib.sha256(b"autoresearch-bot data v1\0")
+    files = 0
+    size = 0
+    for current, dirs, names in os.walk(folder):
+        dirs.sort()
+        relative = os.path.relpath(current, folder).replace(os.sep, "/")
+        digest.update(b"dir\0" + relative.encode("utf-8", "surrogateescape") + b"\0")
+        for name in sorted(names):
+            if current == folder and name in (MARKER, MARKER + ".tmp"):
+                continue
+            path = os.path.join(current, name)
+            entry = (relative + "/" + name).encode("utf-8", "surrogateescape")
+            if os.path.islink(path):
+                digest.update(b"link\0" + entry + b"\0" + os.readlink(path).encode("utf-8", "surrogateescape") + b"\0")
+                continue
+            digest.update(b"file\0" + entry + b"\0")
+            with open(path, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+                    size += len(chunk)
+            digest.update(b"\0")
+            files += 1
+        for name in dirs:
+            if os.path.islink(os.path.join(current, name)):
+                entry = (relative + "/" + name).encode("utf-8", "surrogateescape")
+                digest.update(b"link\0" + entry + b"\0" + os.readlink(os.path.join(current, name)).encode("utf-8", "surrogateescape") + b"\0")
+    return digest.hexdigest(), files, size
+
+
+def _read_marker(data_dir: str):
+    try:
+        with open(os.path.join(data_dir, MARKER)) as handle:
+            marker = json.load(handle)
+        return marker if isinstance(marker, dict) else {}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}
+
+
+def check_prepared(data_dir: str):
+    """None when `data_dir` holds data whose content is what was recorded when it was prepared;
+    otherwise why not ("not prepared", or what changed)."""
+    marker = _read_marker(data_dir)
+    if marker is None:
+        return "not prepared"
+    recorded = marker.get("sha256")
+    if not isinstance(recorded, str):
+        return "prepared without a content hash (an older harness)"
+    started = time.monotonic()
+    actual, files, size = hash_tree(data_dir)
+    log("prepare: verified %d files (%s) in %.1f s" % (files, _fmt_bytes(size), time.monotonic() - started))
+    if actual != recorded:
+        return "its content changed since it was prepared (sha256 %s then, %s now)" % (recorded[:12], actual[:12])
+    return None
+
+
+def prepare_data(args, workdir: str, env: dict, log_file, data_dir: str, sandbox):
+    """Make `data_dir` hold verified prepared data: run the prepare command unless it is
+    prepared already and its content hash still matches. Returns a note for the result when
+    the data had to be prepared again, else None."""
+    if args.prepared_only:
+        # Read-only data (a Kubernetes trainer): verify, never write.
+        problem = check_prepared(data_dir)
+        if problem:
+            raise StageError("prepare", _shorten("the prepared data in %s cannot be used: %s; the fetch step prepares it "
+                                                 "again on the next attempt" % (data_dir, problem)))
+        return None
     lock_path = data_dir + ".lock"
+    note = None
     with open(lock_path, "a+b") as lock:
         try:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             log("prepare: another run holds %s; waiting" % lock_path)
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        os.makedirs(data_dir, exist_ok=True)
-        marker = os.path.join(data_dir, ".prepared")
-        if not args.prepare_cmd:
-            return
-        if os.path.exists(marker):
+        problem = check_prepared(data_dir) if os.path.isdir(data_dir) else "not prepared"
+        if problem is None:
             log("prepare: cached in %s" % data_dir)
-            return
+            return None
+        if problem != "not prepared":
+            note = _shorten("the prepared data in %s was prepared again: %s" % (data_dir, problem))
+            log("prepare: " + note)
+            stale = "%s.stale-%d-%d" % (data_dir, os.getpid(), int(time.time()))
+            os.rename(data_dir, stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        elif os.path.isdir(data_dir):
+            # A preparation that died half way: start from nothing.
+            shutil.rmtree(data_dir, ignore_errors=True)
+        os.makedirs(data_dir, exist_ok=True)
         log("prepare: running %r (timeout %s s) into %s" % (args.prepare_cmd, _fmt_seconds(args.prepare_timeout), data_dir))
         log_file.write(("==> [harness] prepare: %s\n" % args.prepare_cmd).encode("utf-8", "replace"))
         monitor = OutputMonitor()
-        outcome = run_command(
-            args.prepare_cmd, workdir, env, args.prepare_timeout, log_file, monitor, "prepare", args.heartbeat
-        )
+        if sandbox:
+            argv = sandbox.argv(args.prepare_cmd, workdir, data_dir, env, network=args.prepare_network == "on",
+                                data_writable=True, tree_writable=False)
+            cwd = os.path.dirname(data_dir)
+        else:
+            argv, cwd = ["/bin/sh", "-c", args.prepare_cmd], workdir
+        outcome = run_command(argv, cwd, env, args.prepare_timeout, log_file, monitor, "prepare", args.heartbeat)
         if outcome.timed_out:
             raise StageError(
                 "prepare", "prepare timed out after %s s" % _fmt_seconds(args.prepare_timeout),
@@ -922,14 +1337,18 @@ def prepare_data(args, workdir: str, env: dict, log_file, data_dir: str) -> None
             if detail:
                 reason += ": " + detail
             raise StageError("prepare", _shorten(reason), outcome.exit_code, monitor.tail())
+        digest, files, size = hash_tree(data_dir)
+        marker = os.path.join(data_dir, MARKER)
         with open(marker + ".tmp", "w") as handle:
             json.dump(
                 {"command": args.prepare_cmd, "seconds": round(outcome.duration, 1), "harness_version": HARNESS_VERSION,
-                 "prepared_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+                 "prepared_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                 "sha256": digest, "files": files, "bytes": size},
                 handle,
             )
         os.replace(marker + ".tmp", marker)
-        log("prepare: done in %.1f s" % outcome.duration)
+        log("prepare: done in %.1f s (%d files, %s)" % (outcome.duration, files, _fmt_bytes(size)))
+    return note
 
 
 # --------------------------------------------------------------------------- result output
@@ -1051,11 +1470,9 @@ def _python_shims(interpreter: str, folder: str) -> None:
         os.chmod(path, 0o755)
 
 
-def child_environment(args, token, data_dir: str, shim_dir) -> dict:
-    env = dict(os.environ)
-    if token:
-        for name in [name for name, value in env.items() if token in value]:
-            del env[name]
+def child_environment(args, data_dir: str, shim_dir) -> dict:
+    """The environment of an unsandboxed command: the harness's, less what is private to the run."""
+    env = {name: value for name, value in os.environ.items() if name not in PRIVATE_ENV}
     env["AUTORESEARCH_TIME_BUDGET"] = _fmt_seconds(args.budget)
     env["AUTORESEARCH_DATA_DIR"] = data_dir
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -1064,14 +1481,32 @@ def child_environment(args, token, data_dir: str, shim_dir) -> dict:
     return env
 
 
-def _read_token(path):
-    if not path:
+TOKEN_MAX_BYTES = 8192
+
+
+def read_token(args):
+    """The download token: from standard input (--token-stdin, the local runner's pipe: it is
+    never on disk) or a file (--token-file, a Kubernetes Secret mounted into the fetch step
+    only). Held in memory for the fetch and dropped after it."""
+    if args.token_stdin:
+        try:
+            data = sys.stdin.buffer.read(TOKEN_MAX_BYTES)
+        except (OSError, ValueError) as error:
+            raise StageError("fetch", "cannot read the token from standard input: %s" % error)
+        finally:
+            try:
+                sys.stdin.close()
+            except (OSError, ValueError):
+                pass
+        token = data.decode("utf-8", "replace").strip()
+        return token or None
+    if not args.token_file:
         return None
     try:
-        with open(path) as handle:
-            token = handle.read().strip()
+        with open(args.token_file) as handle:
+            token = handle.read(TOKEN_MAX_BYTES).strip()
     except OSError as error:
-        raise StageError("fetch", "cannot read the token file %s: %s" % (path, error.strerror or error))
+        raise StageError("fetch", "cannot read the token file %s: %s" % (args.token_file, error.strerror or error))
     return token or None
 
 
@@ -1093,13 +1528,15 @@ def execute(args) -> int:
     log_file = None
     monitor = None
     started = None
+    notes = []
     exit_code = EXIT_INFRASTRUCTURE
     try:
         try:
-            token = _read_token(args.token_file)
+            token = read_token(args)
             if args.fetch_only:
                 return fetch_only(args, token, scratch)
             root, base["commit"] = fetch_repository(args, token, scratch)
+            token = None  # only the fetch needed it
             workdir = _resolve_workdir(root, args.workdir)
 
             stage = "prepare"
@@ -1107,24 +1544,46 @@ def execute(args) -> int:
             if args.python:
                 shim_dir = os.path.join(scratch, "bin")
                 _python_shims(args.python, shim_dir)
-            cache_dir = os.path.abspath(os.path.expanduser(args.cache_dir))
-            os.makedirs(cache_dir, exist_ok=True)
-            key = prepare_key(workdir, args.prepare_files, args.prepare_cmd, os.environ)
-            data_dir = os.path.join(cache_dir, "data-" + key[:16])
-            env = child_environment(args, token, data_dir, shim_dir)
+            sandbox = make_sandbox(args, root, shim_dir)
+            if args.sandbox == "none":
+                notes.append("not sandboxed: the commands ran with the harness's own view of the machine")
+            if args.prepare_cmd:
+                cache_dir = os.path.abspath(os.path.expanduser(args.cache_dir))
+                if not args.prepared_only:
+                    os.makedirs(cache_dir, exist_ok=True)
+                key = prepare_key(workdir, args.prepare_files, args.prepare_cmd, os.environ)
+                data_dir = os.path.join(cache_dir, "data-" + key[:16])
+            else:
+                # Nothing to prepare: an empty folder of this run's own (a shared one would let
+                # one experiment leave files for the next).
+                data_dir = os.path.join(scratch, "data")
+                os.makedirs(data_dir)
+            env = sandbox_environment(args, shim_dir is not None) if sandbox else child_environment(args, data_dir, shim_dir)
             log_path = args.log or os.path.join(scratch, "train.log")
             if args.log:
                 os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
             log_file = open(log_path, "wb")
-            prepare_data(args, workdir, env, log_file, data_dir)
+            if args.prepare_cmd:
+                note = prepare_data(args, workdir, env, log_file, data_dir, sandbox)
+                if note:
+                    notes.append(note)
+            if args.prepare_only:
+                log("prepare: data ready in %s" % data_dir)
+                return EXIT_OK
 
             stage = "train"
-            log("train: running %r in %s (budget %s s, timeout %s s)" % (
-                args.train_cmd, workdir, _fmt_seconds(args.budget), _fmt_seconds(args.timeout)))
+            log("train: running %r in %s (budget %s s, timeout %s s, %s)" % (
+                args.train_cmd, workdir, _fmt_seconds(args.budget), _fmt_seconds(args.timeout),
+                "sandboxed" if sandbox else "sandbox %s" % args.sandbox))
             log_file.write(("==> [harness] train: %s\n" % args.train_cmd).encode("utf-8", "replace"))
+            if sandbox:
+                argv = sandbox.argv(args.train_cmd, workdir, data_dir, env, network=False, data_writable=False)
+                cwd = scratch
+            else:
+                argv, cwd = ["/bin/sh", "-c", args.train_cmd], workdir
             monitor = OutputMonitor()
             started = time.monotonic()
-            outcome = run_command(args.train_cmd, workdir, env, args.timeout, log_file, monitor, "train", args.heartbeat)
+            outcome = run_command(argv, cwd, env, args.timeout, log_file, monitor, "train", args.heartbeat)
             status, reason = classify(outcome.exit_code, outcome.timed_out, args.timeout, monitor)
             result = build_result(base, status, reason, "train", outcome.exit_code, monitor.tail(),
                                   monitor.summary, outcome.duration)
@@ -1147,6 +1606,8 @@ def execute(args) -> int:
         if log_file is not None:
             log_file.close()
         shutil.rmtree(scratch, ignore_errors=True)
+    result["sandbox"] = args.sandbox
+    result["notes"] = notes
     log("result: %s (%s)" % (result["status"], result["reason"]))
     if not emit(result, args):
         return EXIT_INFRASTRUCTURE
@@ -1167,11 +1628,15 @@ result (last line of stdout, and --result / --termination-log):
   every other summary field (training_seconds, total_seconds, peak_vram_mb,
   mfu_percent, total_tokens_M, num_steps, num_params_M, depth, extra keys),
   exit_code, reason, stage (fetch|prepare|train), run_id, commit,
-  duration_seconds, harness_version, log_tail.
+  duration_seconds, harness_version, log_tail, sandbox (none|bwrap|container),
+  notes (what the harness did that a reader should know, e.g. data prepared
+  again because its content changed).
 
 environment of the commands:
   AUTORESEARCH_TIME_BUDGET  the --budget in seconds
-  AUTORESEARCH_DATA_DIR     <cache-dir>/data-<key16>, prepared once per key
+  AUTORESEARCH_DATA_DIR     <cache-dir>/data-<key16>, prepared once per key and
+                            verified by its content hash before each run
+                            (/data in the bwrap sandbox; ~/.cache is the same folder)
 
 exit codes:
   0  result written, status ok
@@ -1205,6 +1670,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--token-file", metavar="FILE",
         help="file holding a token sent as 'Authorization: Bearer' when downloading; never logged and "
              "never passed to the commands (default: none)")
+    add("--token-stdin", action="store_true",
+        help="read that token from standard input instead (a pipe: it is never written to disk)")
     add("--workdir", metavar="DIR", default=".",
         help="folder inside the repository where the commands run (default: .)")
     add("--train-cmd", metavar="CMD", default="python3 train.py",
@@ -1235,10 +1702,34 @@ def build_parser() -> argparse.ArgumentParser:
     add("--run-id", metavar="ID", help="run id echoed into the result (default: none)")
     add("--heartbeat", metavar="SECONDS", type=float, default=10.0,
         help="print a progress line to stderr this often; 0 turns it off (default: 10)")
+    add("--sandbox", choices=("none", "bwrap", "container"), default="none",
+        help="isolation of the prepare and train commands: bwrap (bubblewrap: no network while training, "
+             "a read-only system, only the run's own tree writable, prepared data read-only, a PID "
+             "namespace that dies with the run); container (the caller isolates, e.g. a Kubernetes "
+             "pod); none (default: none)")
+    add("--bwrap", metavar="PATH", default="bwrap", help="the bubblewrap executable (default: bwrap)")
+    add("--sandbox-ro", metavar="PATH", action="append", default=None,
+        help="a further folder the sandboxed commands may read (repeatable; the --python interpreter's "
+             "prefixes and a local AUTORESEARCH_CORPUS are added) (default: none)")
+    add("--prepare-network", choices=("on", "off"), default="on",
+        help="whether the sandboxed prepare command has network (training never has) (default: on)")
+    add("--prepare-only", action="store_true",
+        help="fetch and prepare the data, then exit 0 without training (default: off)")
+    add("--prepared-only", action="store_true",
+        help="never run the prepare command: the data must be prepared already and unchanged "
+             "(read-only data, e.g. a Kubernetes trainer); otherwise exit 3 at stage prepare (default: off)")
+    add("--max-archive-bytes", metavar="BYTES", type=int, default=256 << 20,
+        help="largest repository archive accepted, downloaded or local (default: 268435456)")
+    add("--max-source-files", metavar="N", type=int, default=50000,
+        help="most entries in the repository tree (default: 50000)")
+    add("--max-source-bytes", metavar="BYTES", type=int, default=2 << 30,
+        help="most bytes of file content in the repository tree (default: 2147483648)")
+    add("--prune-after", metavar="SECONDS", type=float, default=0.0,
+        help="with --fetch-only: remove folders beside DIR not modified for this long (default: 0, never)")
     add("--fetch-only", metavar="DIR",
-        help="only fetch the repository at --commit into DIR and exit 0 (a Kubernetes init container "
-             "that holds the read token while the training container holds none); a failure writes a "
-             "fetch-stage result and exits 3 (default: none)")
+        help="only fetch the repository at --commit and leave it as DIR/source.tar, then exit 0 (a "
+             "Kubernetes init container that holds the read token while no other container holds one); "
+             "a failure writes a fetch-stage result and exits 3 (default: none)")
     add("--parse-log", metavar="FILE",
         help="only parse the summary block of a log file ('-' for stdin), print it as JSON and exit "
              "(default: none)")
@@ -1263,6 +1754,13 @@ def parse_args(argv=None):
             parser.error("--%s must be a positive number of seconds" % name.replace("_", "-"))
     if args.heartbeat < 0:
         parser.error("--heartbeat must not be negative")
+    if args.token_stdin and args.token_file:
+        parser.error("--token-stdin and --token-file exclude each other")
+    if args.prepare_only and args.prepared_only:
+        parser.error("--prepare-only and --prepared-only exclude each other")
+    for name in ("max_archive_bytes", "max_source_files", "max_source_bytes"):
+        if getattr(args, name) < 0:
+            parser.error("--%s must not be negative" % name.replace("_", "-"))
     if args.timeout is None:
         args.timeout = 2 * args.budget + 120
     if os.path.isabs(args.workdir):

@@ -2,7 +2,7 @@
 // hands out). Every method is one small, idempotent step of the loop; errors carry the
 // HTTP status so reconcile can tell "try again next pass" from "this PR moved".
 import type { ProbotOctokit } from "probot";
-import { branchName, decodeRecord, LABEL } from "../ledger.js";
+import { branchName, decodeRecord, LABEL, parseBranchName } from "../ledger.js";
 import type { CheckRunSpec, ExperimentPull, GitHubPort, IssueComment, IssueInfo, RepoRef } from "../types.js";
 
 export class GitHubError extends Error {
@@ -58,15 +58,32 @@ function commentFields(
   };
 }
 
+/**
+ * The bot creates, moves and deletes refs only on experiment branches (`autoresearch/<n>-…`): a
+ * head ref read from a pull request is never trusted to name one of the repository's own
+ * branches.
+ */
+function ownBranch(branch: string): string {
+  if (!parseBranchName(branch)) {
+    throw new GitHubError(`refusing to write the ref ${JSON.stringify(branch)}: the bot writes only autoresearch/<n>-… branches`, null);
+  }
+  return branch;
+}
+
 /** Files read at a commit sha, shared by every pass of this process (oldest evicted first). */
 const fileCache = new Map<string, { text: string; sha: string } | null>();
 const FILE_CACHE_ENTRIES = 256;
 
 export class OctokitGitHub implements GitHubPort {
+  readonly botLogin: string | null;
+
   constructor(
     private readonly octokit: ProbotOctokit,
     readonly repo: RepoRef,
-  ) {}
+    opts: { botLogin?: string | null } = {},
+  ) {
+    this.botLogin = opts.botLogin ?? null;
+  }
 
   private get r() {
     return { owner: this.repo.owner, repo: this.repo.repo };
@@ -133,6 +150,10 @@ export class OctokitGitHub implements GitHubPort {
         number: issue.number,
         state: p ? "open" : "closed",
         merged: Boolean(issue.pull_request.merged_at),
+        author: (p?.user ?? issue.user)?.login ?? "",
+        // A closed PR's head is not listed; its author is enough (the bot opens PRs only from
+        // branches of the repository itself).
+        headRepo: p ? (p.head.repo?.full_name ?? "") : null,
         headRef: p?.head.ref ?? (record ? branchName(record.n, record.title) : ""),
         headSha: p?.head.sha ?? record?.headSha ?? "",
         baseRef: p?.base.ref ?? "",
@@ -146,6 +167,7 @@ export class OctokitGitHub implements GitHubPort {
   }
 
   async commitFiles(branch: string, parentSha: string, files: Record<string, string>, message: string): Promise<string> {
+    ownBranch(branch);
     const { data: parent } = await step("read base commit", () =>
       this.octokit.rest.git.getCommit({ ...this.r, commit_sha: parentSha }),
     );
@@ -240,6 +262,7 @@ export class OctokitGitHub implements GitHubPort {
   }
 
   async deleteBranch(branch: string): Promise<void> {
+    ownBranch(branch);
     try {
       await this.octokit.rest.git.deleteRef({ ...this.r, ref: `heads/${branch}` });
     } catch (err) {
@@ -340,6 +363,7 @@ export class OctokitGitHub implements GitHubPort {
       .filter((i) => !i.pull_request)
       .map((i) => ({
         number: i.number,
+        author: i.user?.login ?? "",
         title: i.title,
         body: i.body ?? "",
         state: i.state === "open" ? ("open" as const) : ("closed" as const),
@@ -357,6 +381,7 @@ export class OctokitGitHub implements GitHubPort {
   }
 
   async restoreBranch(branch: string, sha: string): Promise<void> {
+    ownBranch(branch);
     try {
       await this.octokit.rest.git.createRef({ ...this.r, ref: `refs/heads/${branch}`, sha });
     } catch (err) {

@@ -1,22 +1,33 @@
-// The Kubernetes runner: one batch/v1 Job per run, rendered from a template users edit
+// The Kubernetes runner: two batch/v1 Jobs per run, rendered from a template users edit
 // (k8s/job.yaml: GPU, node selector, tolerations, image, data volume, Kueue queue, priority).
 // The bot fills only the per-run fields. The Jobs are the whole state: a restarted bot lists
 // them by label and reads results from the pods' termination messages, so a run is neither
-// lost nor started twice (the Job name is a function of the run id; a second create is a 409).
+// lost nor started twice (Job names are functions of the run id; a second create is a 409).
 //
 // Per run:
-//   Job    <name>          labels: managed-by, repo, pull, run; annotations: run id, repo, commit
-//   Secret <name>-source   the read token for the init container only; owned by the Job, so it
-//                          goes with it (and is deleted explicitly by cancel / cleanup)
-// Pod: init container `fetch` (harness --fetch-only, holds the token) → emptyDir /workspace →
-// container `trainer` (harness on /workspace/repo, no token, no service account token,
-// non-root, no privilege escalation, all capabilities dropped). The harness writes its JSON
-// result to /dev/termination-log; the log's last line is the fallback.
+//   Job    <name>-fetch    role fetch. Init container `fetch` (harness --fetch-only) downloads
+//                          the commit with the run's read token onto the data volume
+//                          (<repo>/runs/<name>/source.tar); then container `prepare` (harness
+//                          --prepare-only) prepares the repository's data in <repo>/data, or
+//                          checks that what was prepared is unchanged. The pod may reach GitHub
+//                          (and the hosts preparation downloads from); it runs no experiment.
+//   Secret <name>-source   the read token, mounted by the `fetch` container only; owned by the
+//                          fetch Job (and deleted explicitly by cancel / cleanup)
+//   Job    <name>          role trainer, created when the fetch Job succeeded. Container
+//                          `trainer` (harness --prepared-only) unpacks the commit into its
+//                          sized emptyDir and trains with <repo>/data mounted read-only. No
+//                          token, no service account token, no other repository's folder, no
+//                          other run's source, non-root, read-only root filesystem, every
+//                          capability dropped; k8s/networkpolicy.yaml gives the pod no network.
+// Both carry labels (managed-by, repo, pull, run, role) and annotations (run id, repository,
+// commit; the fetch Job also the run spec the training Job is rendered from). The harness writes
+// its JSON result to /dev/termination-log; the log's last line is the fallback.
 import { createHash } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { parse as parseYaml } from "yaml";
+import { z } from "zod";
 import type { RepoRef, RunObservation, RunnerPort, RunSpec, TrainerResult } from "../types.js";
 import { parseHarnessResultText } from "./result.js";
 
@@ -53,6 +64,8 @@ export interface KubernetesRunnerOptions {
   relistMs?: number;
   /** ttlSecondsAfterFinished when the template sets none; default 1 day. */
   ttlSecondsAfterFinished?: number;
+  /** sizeLimit of each pod's scratch emptyDir (the unpacked commit, HOME, TMPDIR); default 20Gi. */
+  workspaceSizeLimit?: string;
   logger?: RunnerLogger;
 }
 
@@ -66,12 +79,23 @@ export const ANNOTATION_RUN_ID = "autoresearch.dev/run-id";
 export const ANNOTATION_REPO = "autoresearch.dev/repository";
 export const ANNOTATION_COMMIT = "autoresearch.dev/commit";
 
+export const ANNOTATION_SPEC = "autoresearch.dev/spec";
+
 const TRAINER = "trainer";
 const FETCH = "fetch";
+const PREPARE = "prepare";
+/** The template's shared volume (a persistentVolumeClaim): one folder per repository. */
+const DATA = "cache";
 const WORKSPACE = "workspace";
 const SOURCE = "source";
 const WORKSPACE_DIR = "/workspace";
-const SOURCE_DIR = "/var/run/autoresearch/source";
+/** Where the repository's prepared data is mounted (read-only in the trainer). */
+const DATA_DIR = "/cache";
+/** Where the fetched commit (source.tar) is mounted, read-only. */
+const SOURCE_DIR = "/source";
+/** Where the fetch container writes the commits of the repository's runs. */
+const RUNS_DIR = "/runs";
+const TOKEN_DIR = "/var/run/autoresearch/token";
 const TERMINATION_LOG = "/dev/termination-log";
 const PENDING_REASONS = new Set([
   "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
@@ -95,6 +119,9 @@ export function repoLabel(repo: RepoRef): string {
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** Volume sources a template may give the pod (no host paths, no secrets, no tokens). */
+const ALLOWED_VOLUME_SOURCES = new Set(["persistentVolumeClaim", "emptyDir", "configMap", "csi", "nfs", "ephemeral"]);
 
 /**
  * Parse and check a Job template. Throws RunnerConfigError naming what is missing or not
@@ -120,13 +147,27 @@ export function parseJobTemplate(text: string, source = "the Job template"): k8s
   else {
     if (typeof trainer.image !== "string" || !trainer.image) problems.push(`container "${TRAINER}" needs an image (the trainer image, see trainer/Dockerfile)`);
     if (trainer.args !== undefined) problems.push(`container "${TRAINER}" must not set args: the bot fills them per run`);
+    if (Array.isArray(trainer.envFrom) && trainer.envFrom.length) problems.push(`container "${TRAINER}" must not use envFrom: the training container gets no Secret or ConfigMap environment`);
   }
   if (containers.length > 1) problems.push(`only the "${TRAINER}" container is allowed (sidecars would share the pod's network and volumes)`);
   if (pod && pod.restartPolicy !== undefined && pod.restartPolicy !== "Never") problems.push("spec.template.spec.restartPolicy must be Never (podFailurePolicy needs it)");
   if (pod && Array.isArray(pod.initContainers) && pod.initContainers.length) problems.push(`spec.template.spec.initContainers must be empty (the bot adds "${FETCH}")`);
   const volumes = pod && Array.isArray(pod.volumes) ? pod.volumes.filter(isObj) : [];
-  for (const v of volumes) if (v.name === WORKSPACE || v.name === SOURCE) problems.push(`volume name "${String(v.name)}" is reserved for the bot`);
+  for (const v of volumes) {
+    const name = String(v.name);
+    if (v.name === WORKSPACE || v.name === SOURCE) problems.push(`volume name "${name}" is reserved for the bot`);
+    const kinds = Object.keys(v).filter((k) => k !== "name");
+    const kind = kinds[0] ?? "(none)";
+    if (!ALLOWED_VOLUME_SOURCES.has(kind) && !(v.name === DATA && kind === "hostPath")) {
+      problems.push(`volume "${name}" is a ${kind} volume: training pods may not mount host paths, Secrets or projected tokens`);
+    }
+    if (isObj(v.emptyDir) && v.emptyDir.sizeLimit === undefined) problems.push(`emptyDir volume "${name}" needs a sizeLimit (a run must not fill the node's disk)`);
+  }
+  const data = volumes.find((v) => v.name === DATA);
+  if (pod && !data) problems.push(`spec.template.spec.volumes needs a volume named "${DATA}": the shared storage (a persistentVolumeClaim) where each repository's data is prepared and the fetched commits wait`);
+  else if (data && isObj(data.emptyDir)) problems.push(`volume "${DATA}" must be shared storage (a persistentVolumeClaim), not an emptyDir: the fetch Job prepares into it and the training Job reads it`);
   if (pod && pod.hostNetwork === true) problems.push("hostNetwork is not allowed for training pods");
+  if (pod && (pod.hostPID === true || pod.hostIPC === true)) problems.push("hostPID and hostIPC are not allowed for training pods");
   if (spec && spec.parallelism !== undefined && spec.parallelism !== 1) problems.push("spec.parallelism must be 1");
   if (spec && spec.completions !== undefined && spec.completions !== 1) problems.push("spec.completions must be 1");
   if (problems.length) throw new RunnerConfigError(`${source} cannot be used: ${problems.join("; ")}`);
@@ -137,23 +178,89 @@ export interface RenderOptions {
   namespace: string;
   deadlineMarginSeconds: number;
   ttlSecondsAfterFinished: number;
+  /** sizeLimit of the per-run scratch emptyDir; default 20Gi. */
+  workspaceSizeLimit?: string;
+  /** Longest fetch and data preparation, seconds (the fetch Job's deadline before the margin); default 3600. */
+  prepareTimeoutSeconds?: number;
 }
 
-/** The Job for one run: the template plus the per-run fields. Pure. */
-export function renderJob(template: k8s.V1Job, spec: RunSpec, o: RenderOptions): k8s.V1Job {
+/** The folder of one repository on the data volume: its prepared data and fetched commits. */
+export function repoFolder(repo: RepoRef): string {
+  return repoLabel(repo);
+}
+
+/** What a Job of a run keeps about it (the fetch Job's annotation): the RunSpec without its token. */
+const storedSpecSchema = z.object({
+  runId: z.string(),
+  repo: z.object({ owner: z.string(), repo: z.string() }),
+  pull: z.number().int(),
+  sha: z.string(),
+  sourceUrl: z.string(),
+  workdir: z.string(),
+  trainCmd: z.string(),
+  prepareCmd: z.string().nullable(),
+  prepareFiles: z.array(z.string()),
+  budgetSeconds: z.number(),
+  timeoutSeconds: z.number().nullable(),
+});
+
+function storedSpec(spec: RunSpec): string {
+  const { source, ...rest } = spec;
+  return JSON.stringify({ ...rest, sourceUrl: source.url });
+}
+
+/** The RunSpec a fetch Job was made for (without the token it no longer needs), or null. */
+export function specOfJob(job: k8s.V1Job): RunSpec | null {
+  const raw = job.metadata?.annotations?.[ANNOTATION_SPEC];
+  if (!raw) return null;
+  try {
+    const s = storedSpecSchema.parse(JSON.parse(raw));
+    const { sourceUrl, ...rest } = s;
+    return { ...rest, source: { url: sourceUrl, token: null } };
+  } catch {
+    return null;
+  }
+}
+
+const GPU_RESOURCE = /(^|\/)gpu$|(^|\.)gpu\b/i;
+
+function withoutGpus(resources: k8s.V1ResourceRequirements | undefined): k8s.V1ResourceRequirements | undefined {
+  if (!resources) return undefined;
+  const strip = (m: Record<string, string> | undefined) =>
+    m ? Object.fromEntries(Object.entries(m).filter(([k]) => !GPU_RESOURCE.test(k))) : undefined;
+  return { ...resources, requests: strip(resources.requests as Record<string, string>), limits: strip(resources.limits as Record<string, string>) };
+}
+
+const lockedSecurity = (c: k8s.V1Container): k8s.V1SecurityContext => ({
+  ...c.securityContext,
+  runAsNonRoot: true,
+  allowPrivilegeEscalation: false,
+  privileged: false,
+  capabilities: { drop: ["ALL"] },
+});
+
+/** The template's env for a container that runs the repository's code: nothing that looks like a credential. */
+function safeEnv(env: k8s.V1EnvVar[] | undefined): k8s.V1EnvVar[] | undefined {
+  if (!env) return undefined;
+  return env.filter((e) => !/TOKEN|SECRET|PASSWORD|API_?KEY|CREDENTIAL/i.test(e.name) && !e.valueFrom?.secretKeyRef);
+}
+
+/** The parts both Jobs of a run share: names, labels, deadlines, failure policy, the locked-down pod. */
+function baseJob(template: k8s.V1Job, spec: RunSpec, o: RenderOptions, name: string, role: "fetch" | "trainer", deadline: number): k8s.V1Job {
   const job = structuredClone(template);
-  const name = jobNameFor(spec.runId);
   const labels = {
     [LABEL_MANAGED]: MANAGED_BY,
     [LABEL_REPO]: repoLabel(spec.repo),
     [LABEL_PULL]: String(spec.pull),
-    [LABEL_RUN]: name,
+    [LABEL_RUN]: jobNameFor(spec.runId),
+    [LABEL_ROLE]: role,
   };
-  const annotations = {
+  const annotations: Record<string, string> = {
     [ANNOTATION_RUN_ID]: spec.runId,
     [ANNOTATION_REPO]: `${spec.repo.owner}/${spec.repo.repo}`,
     [ANNOTATION_COMMIT]: spec.sha,
   };
+  if (role === "fetch") annotations[ANNOTATION_SPEC] = storedSpec(spec);
   job.metadata = {
     ...job.metadata,
     name,
@@ -163,8 +270,6 @@ export function renderJob(template: k8s.V1Job, spec: RunSpec, o: RenderOptions):
   };
   delete job.metadata.generateName;
   const js = job.spec!;
-  const harnessTimeout = spec.timeoutSeconds ?? 2 * spec.budgetSeconds + 120;
-  const deadline = Math.ceil(harnessTimeout + o.deadlineMarginSeconds);
   // The template's own activeDeadlineSeconds is a cap the admin sets.
   js.activeDeadlineSeconds = js.activeDeadlineSeconds ? Math.min(js.activeDeadlineSeconds, deadline) : deadline;
   js.backoffLimit = 0;
@@ -177,67 +282,148 @@ export function renderJob(template: k8s.V1Job, spec: RunSpec, o: RenderOptions):
     rules: [{ action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] }],
   };
   const tpl = js.template;
+  const { [ANNOTATION_SPEC]: _spec, ...podAnnotations } = annotations;
+  void _spec;
   tpl.metadata = {
     ...tpl.metadata,
-    labels: { ...tpl.metadata?.labels, ...labels, [LABEL_ROLE]: "trainer" },
-    annotations: { ...tpl.metadata?.annotations, ...annotations },
+    labels: { ...tpl.metadata?.labels, ...labels },
+    annotations: { ...tpl.metadata?.annotations, ...podAnnotations },
   };
   const pod = tpl.spec!;
   pod.restartPolicy = "Never";
   pod.automountServiceAccountToken = false;
   pod.enableServiceLinks = false;
+  pod.hostNetwork = false;
   pod.securityContext = { runAsUser: 10001, runAsGroup: 10001, fsGroup: 10001, ...pod.securityContext, runAsNonRoot: true, seccompProfile: pod.securityContext?.seccompProfile ?? { type: "RuntimeDefault" } };
+  pod.volumes = [...(pod.volumes ?? []), { name: WORKSPACE, emptyDir: { sizeLimit: o.workspaceSizeLimit ?? "20Gi" } }];
+  return job;
+}
+
+/** harness arguments both steps share: the source (the fetched archive), the commands, the data. */
+function harnessArgs(spec: RunSpec): string[] {
+  const args = ["--repo", `${SOURCE_DIR}/source.tar`, "--commit", spec.sha, "--workdir", spec.workdir || ".", "--train-cmd", spec.trainCmd];
+  if (spec.prepareCmd) args.push("--prepare-cmd", spec.prepareCmd);
+  for (const glob of spec.prepareFiles) args.push("--prepare-files", glob);
+  args.push("--cache-dir", DATA_DIR, "--sandbox", "container");
+  return args;
+}
+
+/** Where a run's scratch lives in its pods: HOME, TMPDIR and caches on the sized emptyDir. */
+const SCRATCH_ENV: k8s.V1EnvVar[] = [
+  { name: "HOME", value: WORKSPACE_DIR },
+  { name: "TMPDIR", value: WORKSPACE_DIR },
+  { name: "XDG_CACHE_HOME", value: `${WORKSPACE_DIR}/.cache` },
+];
+
+/**
+ * The first Job of a run: the init container `fetch` downloads the commit with the run's read
+ * token (the only container that mounts it) onto the data volume, then the container `prepare`
+ * runs the repository's data preparation into the repository's data folder (or checks the data
+ * prepared before). Its pods may reach GitHub (and, for preparation, the network policy's
+ * hosts); neither container runs an experiment's code. Pure.
+ */
+export function renderFetchJob(template: k8s.V1Job, spec: RunSpec, o: RenderOptions): k8s.V1Job {
+  const trainName = jobNameFor(spec.runId);
+  const deadline = Math.ceil((o.prepareTimeoutSeconds ?? 3600) + o.deadlineMarginSeconds);
+  const job = baseJob(template, spec, o, fetchJobNameFor(spec.runId), "fetch", deadline);
+  const pod = job.spec!.template.spec!;
   const trainer = pod.containers.find((c) => c.name === TRAINER)!;
-  const locked: k8s.V1SecurityContext = {
-    ...trainer.securityContext,
-    runAsNonRoot: true,
-    allowPrivilegeEscalation: false,
-    privileged: false,
-    capabilities: { drop: ["ALL"] },
+  const folder = repoFolder(spec.repo);
+  if (spec.source.token) pod.volumes!.push({ name: SOURCE, secret: { secretName: secretNameFor(spec.runId), defaultMode: 0o400 } });
+  const common = {
+    image: trainer.image,
+    imagePullPolicy: trainer.imagePullPolicy,
+    ...(trainer.command ? { command: trainer.command } : {}),
+    securityContext: lockedSecurity(trainer),
+    terminationMessagePath: TERMINATION_LOG,
+    terminationMessagePolicy: "FallbackToLogsOnError",
   };
-  const harness = trainer.command; // undefined: the image's entrypoint (the harness)
-  pod.volumes = [
-    ...(pod.volumes ?? []),
-    { name: WORKSPACE, emptyDir: {} },
-    ...(spec.source.token ? [{ name: SOURCE, secret: { secretName: secretNameFor(spec.runId), defaultMode: 0o400 } }] : []),
+  const fetchArgs = [
+    "--repo", spec.source.url, "--commit", spec.sha, "--fetch-only", `${RUNS_DIR}/${trainName}`, "--prune-after", "172800",
+    "--termination-log", TERMINATION_LOG, "--run-id", spec.runId,
   ];
-  const fetchArgs = ["--repo", spec.source.url, "--commit", spec.sha, "--fetch-only", `${WORKSPACE_DIR}/repo`, "--termination-log", TERMINATION_LOG, "--run-id", spec.runId];
-  if (spec.source.token) fetchArgs.push("--token-file", `${SOURCE_DIR}/token`);
+  if (spec.source.token) fetchArgs.push("--token-file", `${TOKEN_DIR}/token`);
   pod.initContainers = [
     {
       name: FETCH,
-      image: trainer.image,
-      imagePullPolicy: trainer.imagePullPolicy,
-      ...(harness ? { command: harness } : {}),
+      ...common,
       args: fetchArgs,
+      env: SCRATCH_ENV,
       resources: { requests: { cpu: "100m", memory: "256Mi" }, limits: { cpu: "1", memory: "1Gi" } },
-      securityContext: locked,
-      terminationMessagePath: TERMINATION_LOG,
-      terminationMessagePolicy: "FallbackToLogsOnError",
       volumeMounts: [
+        { name: DATA, mountPath: RUNS_DIR, subPath: `${folder}/runs` },
         { name: WORKSPACE, mountPath: WORKSPACE_DIR },
-        ...(spec.source.token ? [{ name: SOURCE, mountPath: SOURCE_DIR, readOnly: true }] : []),
+        ...(spec.source.token ? [{ name: SOURCE, mountPath: TOKEN_DIR, readOnly: true }] : []),
       ],
     },
   ];
-  const args = ["--repo", `${WORKSPACE_DIR}/repo`, "--commit", spec.sha, "--workdir", spec.workdir || ".", "--train-cmd", spec.trainCmd];
-  if (spec.prepareCmd) args.push("--prepare-cmd", spec.prepareCmd);
-  for (const glob of spec.prepareFiles) args.push("--prepare-files", glob);
-  args.push("--budget", String(spec.budgetSeconds));
+  pod.containers = [
+    {
+      name: PREPARE,
+      ...common,
+      args: [...harnessArgs(spec), "--prepare-only", "--termination-log", TERMINATION_LOG, "--run-id", spec.runId, "--heartbeat", "30"],
+      env: [...(safeEnv(trainer.env) ?? []), ...SCRATCH_ENV],
+      resources: withoutGpus(trainer.resources),
+      volumeMounts: [
+        { name: DATA, mountPath: DATA_DIR, subPath: `${folder}/data` },
+        { name: DATA, mountPath: SOURCE_DIR, subPath: `${folder}/runs/${trainName}`, readOnly: true },
+        { name: WORKSPACE, mountPath: WORKSPACE_DIR },
+      ],
+    },
+  ];
+  return job;
+}
+
+/**
+ * The second Job of a run, created once the fetch Job succeeded: the container `trainer` runs the
+ * experiment on the fetched commit with the repository's prepared data mounted read-only, on a
+ * pod that (with k8s/networkpolicy.yaml) can open no connection at all. It mounts no token, no
+ * service account token, no other repository's folder and no other run's source. Pure.
+ */
+export function renderJob(template: k8s.V1Job, spec: RunSpec, o: RenderOptions): k8s.V1Job {
+  const name = jobNameFor(spec.runId);
+  const harnessTimeout = spec.timeoutSeconds ?? 2 * spec.budgetSeconds + 120;
+  const job = baseJob(template, spec, o, name, "trainer", Math.ceil(harnessTimeout + o.deadlineMarginSeconds));
+  const pod = job.spec!.template.spec!;
+  const trainer = pod.containers.find((c) => c.name === TRAINER)!;
+  const folder = repoFolder(spec.repo);
+  const args = [...harnessArgs(spec), "--prepared-only", "--budget", String(spec.budgetSeconds)];
   if (spec.timeoutSeconds) args.push("--timeout", String(spec.timeoutSeconds));
   args.push("--termination-log", TERMINATION_LOG, "--run-id", spec.runId, "--heartbeat", "30");
   trainer.args = args;
-  trainer.securityContext = locked;
+  trainer.securityContext = { ...lockedSecurity(trainer), readOnlyRootFilesystem: true };
   trainer.terminationMessagePath = TERMINATION_LOG;
   trainer.terminationMessagePolicy = "FallbackToLogsOnError";
-  trainer.volumeMounts = [...(trainer.volumeMounts ?? []), { name: WORKSPACE, mountPath: WORKSPACE_DIR }];
+  // The data volume, whatever the template mounted of it, is the repository's data folder, read-only.
+  trainer.volumeMounts = [
+    ...(trainer.volumeMounts ?? []).filter((m) => m.name !== DATA),
+    { name: DATA, mountPath: DATA_DIR, subPath: `${folder}/data`, readOnly: true },
+    { name: DATA, mountPath: SOURCE_DIR, subPath: `${folder}/runs/${name}`, readOnly: true },
+    { name: WORKSPACE, mountPath: WORKSPACE_DIR },
+  ];
   // The training container gets no credential: drop any env the template would pass that looks like one.
-  if (trainer.env) trainer.env = trainer.env.filter((e) => !/TOKEN|SECRET|PASSWORD|API_?KEY|CREDENTIAL/i.test(e.name));
+  trainer.env = [...(safeEnv(trainer.env) ?? []).filter((e) => !SCRATCH_ENV.some((x) => x.name === e.name)), ...SCRATCH_ENV];
   return job;
 }
 
 export function secretNameFor(runId: string): string {
   return `${jobNameFor(runId)}-source`;
+}
+
+/** The fetch Job of a run: the train Job's name with `-fetch`. */
+export function fetchJobNameFor(runId: string): string {
+  return `${jobNameFor(runId)}-fetch`;
+}
+
+/**
+ * The pod of a Job that counts: the one that succeeded, else the last one that was not disrupted
+ * (evicted ones before it were run again; creationTimestamp has one-second resolution).
+ */
+function lastPod(pods: k8s.V1Pod[]): k8s.V1Pod | undefined {
+  const at = (p: k8s.V1Pod) => (p.metadata?.creationTimestamp ? new Date(p.metadata.creationTimestamp).getTime() : 0);
+  const sorted = [...pods].sort((a, b) => at(a) - at(b) || String(a.metadata?.name).localeCompare(String(b.metadata?.name)));
+  const disrupted = (p: k8s.V1Pod) => (p.status?.conditions ?? []).some((c) => c.type === "DisruptionTarget" && c.status === "True");
+  return sorted.find((p) => p.status?.phase === "Succeeded") ?? [...sorted].reverse().find((p) => !disrupted(p)) ?? sorted[sorted.length - 1];
 }
 
 function crash(reason: string, logTail = "", stage?: TrainerResult["stage"], status: TrainerResult["status"] = "crash"): TrainerResult {
@@ -297,6 +483,7 @@ export class KubernetesRunner implements RunnerPort {
       pendingTimeoutMs: 15 * 60_000,
       relistMs: 60_000,
       ttlSecondsAfterFinished: 86_400,
+      workspaceSizeLimit: "20Gi",
       ...opts,
     };
     this.slots = this.o.slots;
@@ -325,23 +512,49 @@ export class KubernetesRunner implements RunnerPort {
     return parseJobTemplate(text);
   }
 
-  render(template: k8s.V1Job, spec: RunSpec): k8s.V1Job {
-    return renderJob(template, spec, {
+  private renderOptions(): RenderOptions {
+    return {
       namespace: this.ns,
       deadlineMarginSeconds: this.o.deadlineMarginSeconds,
       ttlSecondsAfterFinished: this.o.ttlSecondsAfterFinished,
-    });
+      workspaceSizeLimit: this.o.workspaceSizeLimit,
+    };
+  }
+
+  /** The training Job of a run (created once its fetch Job succeeded). */
+  render(template: k8s.V1Job, spec: RunSpec): k8s.V1Job {
+    return renderJob(template, spec, this.renderOptions());
+  }
+
+  /** The fetch Job of a run (created at submit). */
+  renderFetch(template: k8s.V1Job, spec: RunSpec): k8s.V1Job {
+    return renderFetchJob(template, spec, this.renderOptions());
+  }
+
+  /** A Job of this run id for this commit; a Job of the id for another commit is removed (null). */
+  private async ownJob(name: string, runId: string, sha: string | null): Promise<k8s.V1Job | null> {
+    const job = await this.readJob(name);
+    if (!job) return null;
+    const a = job.metadata?.annotations ?? {};
+    if (a[ANNOTATION_RUN_ID] === runId && (sha === null || a[ANNOTATION_COMMIT] === sha)) return job;
+    if (sha !== null && a[ANNOTATION_RUN_ID] === runId) {
+      // The same run id for another commit (a number reused after a record was lost): its
+      // result must never be read as this run's.
+      this.o.logger?.warn(`run ${runId}: Job ${name} measures ${a[ANNOTATION_COMMIT]?.slice(0, 12)}, not ${sha.slice(0, 12)}; replacing it`);
+      await this.deleteRun(runId);
+    }
+    return null;
   }
 
   async submit(spec: RunSpec): Promise<void> {
-    const name = jobNameFor(spec.runId);
-    const existing = await this.readJob(name);
-    if (existing) return;
-    const body = this.render(await this.templateFor(spec.repo), spec);
+    if (await this.ownJob(jobNameFor(spec.runId), spec.runId, spec.sha)) return;
+    if (await this.ownJob(fetchJobNameFor(spec.runId), spec.runId, spec.sha)) return;
+    const body = this.renderFetch(await this.templateFor(spec.repo), spec);
+    const name = body.metadata!.name!;
     let job: k8s.V1Job;
     try {
       job = await this.batch.createNamespacedJob({ namespace: this.ns, body });
-      this.o.logger?.info(`run ${spec.runId}: created Job ${this.ns}/${name}`);
+      this.o.logger?.info(`run ${spec.runId}: created fetch Job ${this.ns}/${name}`);
     } catch (err) {
       if (statusCode(err) !== 409) throw new Error(`creating Job ${name}: ${describe(err)}`);
       const again = await this.readJob(name);
@@ -351,7 +564,20 @@ export class KubernetesRunner implements RunnerPort {
     if (spec.source.token) await this.putSecret(spec, job);
   }
 
-  /** The read token, owned by the Job (garbage-collected with it). */
+  /** Create the training Job of a run whose fetch Job succeeded (idempotent: a 409 is done). */
+  private async startTraining(fetch: k8s.V1Job): Promise<void> {
+    const spec = specOfJob(fetch);
+    if (!spec) throw new Error(`Job ${fetch.metadata?.name}: its run spec annotation is missing or unreadable`);
+    const body = this.render(await this.templateFor(spec.repo), spec);
+    try {
+      await this.batch.createNamespacedJob({ namespace: this.ns, body });
+      this.o.logger?.info(`run ${spec.runId}: fetched and prepared; created training Job ${this.ns}/${body.metadata!.name}`);
+    } catch (err) {
+      if (statusCode(err) !== 409) throw new Error(`creating Job ${body.metadata!.name}: ${describe(err)}`);
+    }
+  }
+
+  /** The read token, owned by the fetch Job (garbage-collected with it). */
   private async putSecret(spec: RunSpec, job: k8s.V1Job): Promise<void> {
     const name = secretNameFor(spec.runId);
     const body: k8s.V1Secret = {
@@ -361,7 +587,7 @@ export class KubernetesRunner implements RunnerPort {
       metadata: {
         name,
         namespace: this.ns,
-        labels: { [LABEL_MANAGED]: MANAGED_BY, [LABEL_REPO]: repoLabel(spec.repo), [LABEL_RUN]: job.metadata!.name! },
+        labels: { [LABEL_MANAGED]: MANAGED_BY, [LABEL_REPO]: repoLabel(spec.repo), [LABEL_RUN]: jobNameFor(spec.runId) },
         ownerReferences: [{ apiVersion: "batch/v1", kind: "Job", name: job.metadata!.name!, uid: job.metadata!.uid!, blockOwnerDeletion: false }],
       },
       stringData: { token: spec.source.token! },
@@ -374,14 +600,49 @@ export class KubernetesRunner implements RunnerPort {
   }
 
   async observe(runId: string): Promise<RunObservation> {
-    const job = await this.readJob(jobNameFor(runId));
-    if (!job || job.metadata?.annotations?.[ANNOTATION_RUN_ID] !== runId) return { phase: "missing", runId };
-    const pods = await this.podsOf(job);
-    if (isFinished(job)) return { phase: "finished", runId, result: await this.resultOf(job, pods) };
-    const stuck = this.stuck(job, pods);
+    const train = await this.ownJob(jobNameFor(runId), runId, null);
+    if (train) {
+      const pods = await this.podsOf(train);
+      if (isFinished(train)) return { phase: "finished", runId, result: await this.resultOf(train, pods) };
+      const stuck = this.stuck(train, pods);
+      if (stuck) return { phase: "finished", runId, result: crash(stuck, "", "fetch") };
+      const running = pods.some((p) => p.status?.phase === "Running");
+      return { phase: running ? "running" : "pending", runId };
+    }
+    const fetch = await this.ownJob(fetchJobNameFor(runId), runId, null);
+    if (!fetch) return { phase: "missing", runId };
+    if (condition(fetch, "Complete")) {
+      await this.startTraining(fetch);
+      return { phase: "pending", runId };
+    }
+    const pods = await this.podsOf(fetch);
+    if (isFinished(fetch)) return { phase: "finished", runId, result: await this.fetchResultOf(fetch, pods) };
+    const stuck = this.stuck(fetch, pods);
     if (stuck) return { phase: "finished", runId, result: crash(stuck, "", "fetch") };
-    const running = pods.some((p) => p.status?.phase === "Running");
-    return { phase: running ? "running" : "pending", runId };
+    return { phase: "pending", runId };
+  }
+
+  /** Why the fetch Job failed: always an infrastructure failure (stage fetch or prepare). */
+  private async fetchResultOf(job: k8s.V1Job, pods: k8s.V1Pod[]): Promise<TrainerResult> {
+    const pod = lastPod(pods);
+    const failed = condition(job, "Failed");
+    if (failed?.reason === "DeadlineExceeded") {
+      return crash(`fetching and preparing the data took longer than the fetch Job's activeDeadlineSeconds (${job.spec?.activeDeadlineSeconds} s)`, await this.logTail(pod, PREPARE), "prepare");
+    }
+    const init = pod?.status?.initContainerStatuses?.find((s) => s.state?.terminated && s.state.terminated.exitCode !== 0);
+    if (init) {
+      const parsed = this.parseMessage(init.state!.terminated!.message);
+      if (parsed) return { ...parsed, stage: "fetch", status: "crash" };
+      return crash(`fetching the repository failed (init container exit ${init.state!.terminated!.exitCode}): ${init.state!.terminated!.message ?? ""}`.trim(), "", "fetch");
+    }
+    const term = pod?.status?.containerStatuses?.find((s) => s.name === PREPARE)?.state?.terminated;
+    if (term?.reason === "OOMKilled") return crash(`OOMKilled: preparing the data exceeded the memory limit (exit ${term.exitCode})`, await this.logTail(pod, PREPARE), "prepare");
+    if (term) {
+      const parsed = this.parseMessage(term.message);
+      if (parsed) return { ...parsed, stage: parsed.stage === "fetch" ? "fetch" : "prepare", status: "crash" };
+      return crash(`preparing the data failed (exit ${term.exitCode}${term.reason ? `, ${term.reason}` : ""})`, await this.logTail(pod, PREPARE), "prepare");
+    }
+    return crash(`the fetch Job failed (${failed?.reason ?? "no reason"}: ${failed?.message ?? ""})`.trim(), "", "fetch");
   }
 
   /** A reason when the run has been unable to start for longer than pendingTimeoutMs. */
@@ -405,16 +666,7 @@ export class KubernetesRunner implements RunnerPort {
 
   private async resultOf(job: k8s.V1Job, pods: k8s.V1Pod[]): Promise<TrainerResult> {
     const failed = condition(job, "Failed");
-    // The last pod is the one that counts (evicted ones before it were run again).
-    const at = (p: k8s.V1Pod) => (p.metadata?.creationTimestamp ? new Date(p.metadata.creationTimestamp).getTime() : 0);
-    const sorted = [...pods].sort((a, b) => at(a) - at(b) || String(a.metadata?.name).localeCompare(String(b.metadata?.name)));
-    // (creationTimestamp has one-second resolution: prefer the pod that succeeded, then the
-    // last one that was not disrupted.)
-    const disrupted = (p: k8s.V1Pod) => (p.status?.conditions ?? []).some((c) => c.type === "DisruptionTarget" && c.status === "True");
-    const pod =
-      sorted.find((p) => p.status?.phase === "Succeeded") ??
-      [...sorted].reverse().find((p) => !disrupted(p)) ??
-      sorted[sorted.length - 1];
+    const pod = lastPod(pods);
     const initFailed = pod?.status?.initContainerStatuses?.find((s) => s.state?.terminated && s.state.terminated.exitCode !== 0);
     const trainer = pod?.status?.containerStatuses?.find((s) => s.name === TRAINER);
     const term = trainer?.state?.terminated;
@@ -488,11 +740,12 @@ export class KubernetesRunner implements RunnerPort {
   }
 
   private async deleteRun(runId: string): Promise<void> {
-    const name = jobNameFor(runId);
-    try {
-      await this.batch.deleteNamespacedJob({ name, namespace: this.ns, propagationPolicy: "Background" });
-    } catch (err) {
-      if (statusCode(err) !== 404) throw new Error(`deleting Job ${name}: ${describe(err)}`);
+    for (const name of [jobNameFor(runId), fetchJobNameFor(runId)]) {
+      try {
+        await this.batch.deleteNamespacedJob({ name, namespace: this.ns, propagationPolicy: "Background" });
+      } catch (err) {
+        if (statusCode(err) !== 404) throw new Error(`deleting Job ${name}: ${describe(err)}`);
+      }
     }
     try {
       await this.core.deleteNamespacedSecret({ name: secretNameFor(runId), namespace: this.ns });
@@ -504,10 +757,11 @@ export class KubernetesRunner implements RunnerPort {
   async list(repo: RepoRef): Promise<string[]> {
     const jobs = await this.batch.listNamespacedJob({ namespace: this.ns, labelSelector: `${LABEL_MANAGED}=${MANAGED_BY},${LABEL_REPO}=${repoLabel(repo)}` });
     const full = `${repo.owner}/${repo.repo}`;
-    return jobs.items.flatMap((j) => {
+    const ids = jobs.items.flatMap((j) => {
       const a = j.metadata?.annotations ?? {};
       return a[ANNOTATION_REPO] === full && a[ANNOTATION_RUN_ID] ? [a[ANNOTATION_RUN_ID]] : [];
     });
+    return [...new Set(ids)];
   }
 
   onFinished(listener: (runId: string, repo: RepoRef) => void): void {
@@ -591,6 +845,12 @@ export class KubernetesRunner implements RunnerPort {
     const [owner, repo] = (a[ANNOTATION_REPO] ?? "").split("/");
     if (!runId || !owner || !repo || this.reported.has(uid)) return;
     this.reported.add(uid);
+    if (job.metadata?.labels?.[LABEL_ROLE] === "fetch" && condition(job, "Complete")) {
+      // Fetched and prepared: the run goes on with its training Job (a pass's observe() does the
+      // same, so a failure here is made up for).
+      void this.startTraining(job).catch((err) => this.o.logger?.warn(`run ${runId}: the training Job could not be created yet: ${describe(err)}`));
+      return;
+    }
     for (const l of this.listeners) {
       try {
         l(runId, { owner, repo });

@@ -3,9 +3,18 @@
 // bot): a restarted bot builds a new LocalRunner on the same directory and finds its queued,
 // running and finished runs there, so a run is neither lost nor started twice.
 //
+// Every run is sandboxed (bubblewrap, through the harness's --sandbox bwrap): the training sees
+// its own copy of the repository and read-only prepared data, no network, none of this
+// process's files, environment or processes, and nothing it starts outlives it. A runner that
+// cannot sandbox refuses to start; AUTORESEARCH_SANDBOX=off is the only way past, and it is
+// said on every check run.
+//
+// The read token for the download never touches the disk: it is kept in memory while the run
+// is queued and handed to the harness on a pipe (--token-stdin). A queued run whose token was
+// lost with a restart is dropped, so that the next pass submits it again with a fresh token.
+//
 // Run directory (runsDir/<safe run id>/):
 //   spec.json    the RunSpec without its token, plus `queued` while waiting for a slot
-//   token        the source's read token (0600), only while the run is queued or running
 //   pid          {"pid", "startTime", "startedAt"} of the harness (its own process group)
 //   cancelled    present once cancel() was asked for
 //   result.json  the harness's result (--result)
@@ -13,9 +22,10 @@
 //   harness.log  the harness's own stdout and stderr
 //   exit         {"code", "signal"} of the harness, when this process saw it end
 
-import { execFile, spawn } from "node:child_process";
+import { execFile, execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { RepoRef, RunObservation, RunnerPort, RunSpec, TrainerResult } from "../types.js";
@@ -40,8 +50,20 @@ export interface LocalRunnerOptions {
    * `import torch`, else unset (the run then reports the error).
    */
   trainPython?: string;
-  /** Shared cache for data preparation (--cache-dir). */
+  /** Prepared data, one folder per repository below it; default ~/.cache/autoresearch-bot. */
   cacheDir?: string;
+  /**
+   * bwrap (default, from env AUTORESEARCH_SANDBOX) or off. With bwrap the runner checks at
+   * construction that bubblewrap can build a sandbox here and throws SandboxUnavailableError
+   * naming the fix when it cannot.
+   */
+  sandbox?: "bwrap" | "off";
+  /** The bubblewrap executable; default `bwrap`. */
+  bwrap?: string;
+  /** Whether data preparation has network in the sandbox (training never has); default true. */
+  prepareNetwork?: boolean;
+  /** Further folders the sandboxed commands may read (e.g. a Python environment elsewhere). */
+  sandboxReadOnly?: string[];
   /** Runs at once; default 1. Further runs wait in a persisted queue. */
   slots?: number;
   /** How often finished runs and free slots are looked for; default 1000 ms. */
@@ -51,6 +73,55 @@ export interface LocalRunnerOptions {
   /** How long cancel() waits after SIGTERM before SIGKILL; default 15000 ms. */
   killGraceMs?: number;
   logger?: RunnerLogger;
+}
+
+/** The local runner cannot isolate experiments here; the message names the fix. */
+export class SandboxUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "SandboxUnavailableError";
+  }
+}
+
+export const SANDBOX_FIX =
+  "install bubblewrap (Debian/Ubuntu: sudo apt-get install bubblewrap) and allow unprivileged user namespaces " +
+  "(Debian: sudo sysctl -w kernel.unprivileged_userns_clone=1; Ubuntu 24.04: sudo sysctl -w " +
+  "kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor profile for bwrap). Only if you accept that " +
+  "LLM-written code runs with this process's access to files, network and credentials: AUTORESEARCH_SANDBOX=off";
+
+/** The sandbox setting of the environment: bwrap unless AUTORESEARCH_SANDBOX=off. */
+export function sandboxFromEnv(env: Record<string, string | undefined>): "bwrap" | "off" {
+  const raw = (env.AUTORESEARCH_SANDBOX ?? "").trim().toLowerCase();
+  if (raw === "" || raw === "bwrap" || raw === "on") return "bwrap";
+  if (raw === "off") return "off";
+  throw new Error(`AUTORESEARCH_SANDBOX must be bwrap (the default) or off, not ${JSON.stringify(env.AUTORESEARCH_SANDBOX)}`);
+}
+
+const probed = new Map<string, string | null>();
+
+/**
+ * Can `bwrap` build the namespaces a run needs (the same options the harness uses)? Null when it
+ * can, else what went wrong. Asked once per executable and process.
+ */
+export function probeSandbox(bwrap = "bwrap"): string | null {
+  if (probed.has(bwrap)) return probed.get(bwrap)!;
+  let problem: string | null = null;
+  try {
+    execFileSync(
+      bwrap,
+      ["--unshare-all", "--unshare-user", "--die-with-parent", "--disable-userns", "--cap-drop", "ALL",
+        "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--", "/bin/true"],
+      { stdio: ["ignore", "pipe", "pipe"], timeout: 30_000 },
+    );
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { stderr?: Buffer };
+    problem =
+      e.code === "ENOENT"
+        ? `${bwrap} was not found`
+        : `${bwrap} cannot create a sandbox: ${(e.stderr?.toString("utf8").trim() || e.message).split("\n")[0]}`;
+  }
+  probed.set(bwrap, problem);
+  return problem;
 }
 
 /** spec.json: the RunSpec minus its token, plus bookkeeping. */
@@ -85,6 +156,12 @@ const SAFE_ENV_PREFIXES = [
   "PYTHON", "PYENV", "CONDA_", "VIRTUAL_ENV",
 ];
 const SECRET_NAME = /TOKEN|SECRET|PASSWORD|PASSWD|PRIVATE|CREDENTIAL|API_?KEY|WEBHOOK/i;
+
+/** The prepared-data folder of one repository: runs of different repositories share nothing. */
+export function repoCacheDir(cacheDir: string, repo: RepoRef): string {
+  const part = (s: string) => s.toLowerCase().replace(/[^a-z0-9._-]+/g, "_").replace(/^[.]+/, "_") || "_";
+  return path.join(cacheDir, "repos", part(repo.owner), part(repo.repo));
+}
 
 /** Map a run id onto a directory name that is safe on any filesystem and cannot escape. */
 export function runDirName(runId: string): string {
@@ -260,10 +337,17 @@ export class LocalRunner implements RunnerPort {
   readonly name = "local";
   readonly slots: number;
   readonly runsDir: string;
+  /** False only with AUTORESEARCH_SANDBOX=off: every check run says so. */
+  readonly sandboxed: boolean;
 
   private readonly harnessPath: string;
   private readonly python: string;
-  private readonly cacheDir: string | undefined;
+  private readonly cacheDir: string;
+  private readonly bwrap: string;
+  private readonly prepareNetwork: boolean;
+  private readonly sandboxReadOnly: string[];
+  /** Read tokens of queued runs, by run id: in memory only, handed over on the harness's stdin. */
+  private readonly tokens = new Map<string, string>();
   private readonly pollMs: number;
   private readonly extraEnv: Record<string, string>;
   private readonly killGraceMs: number;
@@ -282,12 +366,30 @@ export class LocalRunner implements RunnerPort {
     this.runsDir = path.resolve(options.runsDir);
     this.harnessPath = path.resolve(options.harnessPath ?? defaultHarnessPath());
     this.python = options.python ?? "python3";
-    this.cacheDir = options.cacheDir ? path.resolve(options.cacheDir) : undefined;
+    this.cacheDir = path.resolve(
+      options.cacheDir ?? path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "autoresearch-bot"),
+    );
     this.slots = Math.max(1, Math.floor(options.slots ?? 1));
     this.pollMs = options.pollMs ?? 1000;
     this.extraEnv = options.env ?? {};
     this.killGraceMs = options.killGraceMs ?? 15_000;
     this.logger = options.logger;
+    const sandbox = options.sandbox ?? sandboxFromEnv(process.env);
+    this.sandboxed = sandbox !== "off";
+    this.bwrap = options.bwrap ?? "bwrap";
+    this.prepareNetwork = options.prepareNetwork ?? true;
+    this.sandboxReadOnly = options.sandboxReadOnly ?? [];
+    if (this.sandboxed) {
+      const problem = probeSandbox(this.bwrap);
+      if (problem) {
+        throw new SandboxUnavailableError(`the local runner cannot sandbox experiments: ${problem}. Fix: ${SANDBOX_FIX}`);
+      }
+    } else {
+      this.logger?.warn(
+        "AUTORESEARCH_SANDBOX=off: experiments run WITHOUT a sandbox, with this process's access to files, network " +
+          "and credentials; every check run says so",
+      );
+    }
     const fromEnv = options.trainPython ?? this.extraEnv.AUTORESEARCH_PYTHON ?? process.env.AUTORESEARCH_PYTHON;
     if (fromEnv) this.trainPython = Promise.resolve(fromEnv);
     fs.mkdirSync(this.runsDir, { recursive: true });
@@ -300,13 +402,19 @@ export class LocalRunner implements RunnerPort {
   async submit(spec: RunSpec): Promise<void> {
     if (this.closed) throw new Error("LocalRunner is closed");
     const dir = this.dirOf(spec.runId);
-    if (fs.existsSync(path.join(dir, "spec.json"))) return; // queued, running or finished
-    fs.mkdirSync(dir, { recursive: true });
-    const tokenFile = path.join(dir, "token");
-    if (spec.source.token) {
-      fs.rmSync(tokenFile, { force: true });
-      fs.writeFileSync(tokenFile, spec.source.token, { mode: 0o600 });
+    const existing = this.readSpec(dir);
+    if (existing && existing.sha === spec.sha && existing.runId === spec.runId) return; // queued, running or finished
+    if (existing) {
+      // The same run id for another commit (a number reused after a record was lost): that
+      // run is not this one, and its result must never be read as this one's.
+      this.logger?.warn(`run ${spec.runId}: a run of ${existing.sha.slice(0, 12)} holds this id; replacing it with ${spec.sha.slice(0, 12)}`);
+      await this.cancel(spec.runId);
+      fs.rmSync(dir, { recursive: true, force: true });
+      this.reported.delete(path.basename(dir));
+      this.reaped.delete(dir);
     }
+    fs.mkdirSync(dir, { recursive: true });
+    if (spec.source.token) this.tokens.set(spec.runId, spec.source.token);
     const stored: StoredSpec = {
       ...spec,
       source: { url: spec.source.url, token: null },
@@ -329,7 +437,6 @@ export class LocalRunner implements RunnerPort {
       case "running":
         return { phase: state.phase, runId };
       case "finished":
-        this.dropToken(this.dirOf(runId));
         return { phase: "finished", runId, result: state.result };
     }
   }
@@ -339,6 +446,7 @@ export class LocalRunner implements RunnerPort {
     const state = this.stateOf(dir);
     if (state.phase === "pending") {
       fs.rmSync(dir, { recursive: true, force: true });
+      this.tokens.delete(runId);
       this.logger?.info(`run ${runId} dropped from the queue`);
       return;
     }
@@ -505,10 +613,6 @@ export class LocalRunner implements RunnerPort {
     }
   }
 
-  private dropToken(dir: string): void {
-    fs.rmSync(path.join(dir, "token"), { force: true });
-  }
-
   private reportFinished(): void {
     const present = new Set<string>();
     for (const name of this.runDirs()) {
@@ -518,7 +622,6 @@ export class LocalRunner implements RunnerPort {
       const state = this.stateOf(dir);
       if (state.phase !== "finished") continue;
       this.reported.add(name);
-      this.dropToken(dir);
       const { result, spec } = state;
       const bpb = result.val_bpb === null ? "" : ` val_bpb=${result.val_bpb}`;
       this.logger?.info(`run ${spec.runId} finished: ${result.status}${bpb}${result.reason ? ` (${result.reason.slice(0, 200)})` : ""}`);
@@ -551,6 +654,13 @@ export class LocalRunner implements RunnerPort {
     }
     queued.sort((a, b) => a.spec.submittedAt.localeCompare(b.spec.submittedAt) || a.spec.runId.localeCompare(b.spec.runId));
     for (const { dir, spec } of queued) {
+      if (spec.hasToken && !this.tokens.has(spec.runId)) {
+        // Queued before a restart: its token was only in memory. Forget the run; the next pass
+        // finds it missing and submits it again with a fresh token.
+        fs.rmSync(dir, { recursive: true, force: true });
+        this.logger?.info(`run ${spec.runId}: queued before a restart without its token; dropped to be submitted again`);
+        continue;
+      }
       if (running >= this.slots) break;
       this.start(dir, spec, trainPython);
       running++;
@@ -573,12 +683,15 @@ export class LocalRunner implements RunnerPort {
 
   private harnessArgs(dir: string, spec: StoredSpec, trainPython: string | undefined): string[] {
     const args = [this.harnessPath, "--repo", spec.source.url, "--commit", spec.sha];
-    if (spec.hasToken && fs.existsSync(path.join(dir, "token"))) args.push("--token-file", path.join(dir, "token"));
+    if (this.tokens.has(spec.runId)) args.push("--token-stdin");
     args.push("--workdir", spec.workdir || ".", "--train-cmd", spec.trainCmd);
     if (spec.prepareCmd) args.push("--prepare-cmd", spec.prepareCmd);
     if (trainPython) args.push("--python", trainPython);
     for (const glob of spec.prepareFiles ?? []) args.push("--prepare-files", glob);
-    if (this.cacheDir) args.push("--cache-dir", this.cacheDir);
+    args.push("--cache-dir", repoCacheDir(this.cacheDir, spec.repo));
+    args.push("--sandbox", this.sandboxed ? "bwrap" : "none", "--bwrap", this.bwrap);
+    args.push("--prepare-network", this.prepareNetwork ? "on" : "off");
+    for (const ro of this.sandboxReadOnly) args.push("--sandbox-ro", ro);
     args.push("--budget", String(spec.budgetSeconds));
     if (spec.timeoutSeconds) args.push("--timeout", String(spec.timeoutSeconds));
     args.push("--result", path.join(dir, "result.json"), "--log", path.join(dir, "train.log"), "--run-id", spec.runId);
@@ -590,13 +703,20 @@ export class LocalRunner implements RunnerPort {
     const logFd = fs.openSync(path.join(dir, "harness.log"), "a");
     let pid: number | undefined;
     let spawnError: string | undefined;
+    const token = this.tokens.get(spec.runId);
     try {
       const child = spawn(this.python, this.harnessArgs(dir, spec, trainPython), {
         cwd: dir,
         detached: true,
-        stdio: ["ignore", logFd, logFd],
+        stdio: [token ? "pipe" : "ignore", logFd, logFd],
         env: { ...harnessEnv(process.env, this.extraEnv), [RUN_DIR_ENV]: dir },
       });
+      if (token && child.stdin) {
+        // The token travels on a pipe; the harness reads it for the download and keeps it in memory.
+        child.stdin.on("error", () => undefined);
+        child.stdin.end(token);
+      }
+      this.tokens.delete(spec.runId);
       child.on("error", (err) => {
         this.logger?.error(`run ${spec.runId}: harness process error: ${err.message}`);
       });

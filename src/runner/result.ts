@@ -11,9 +11,7 @@ export const RUN_STATUSES = ["ok", "crash", "oom", "timeout", "nan"] as const;
 export const RUN_STAGES = ["fetch", "prepare", "train"] as const;
 
 /** Keys with their own TrainerResult field (never copied into `summary`). */
-const FIELD_KEYS = new Set(["status", "val_bpb", "exit_code", "reason", "log_tail", "stage"]);
-/** Identity keys the caller already knows (run id, commit); validated but not kept. */
-const IDENTITY_KEYS = new Set(["run_id", "commit"]);
+const FIELD_KEYS = new Set(["status", "val_bpb", "exit_code", "reason", "log_tail", "stage", "run_id", "commit", "sandbox", "notes"]);
 
 const finiteNumber = z.number().refine(Number.isFinite, { message: "must be a finite number" });
 
@@ -30,6 +28,8 @@ export const harnessResultSchema = z
     commit: z.string().nullable().optional(),
     duration_seconds: z.number().nullable().optional(),
     harness_version: z.union([z.string(), z.number()]).nullable().optional(),
+    sandbox: z.string().max(40).nullable().optional(),
+    notes: z.array(z.string().max(2000)).max(20).nullable().optional(),
   })
   .refine((r) => r.status !== "ok" || typeof r.val_bpb === "number", {
     message: 'status "ok" requires a numeric val_bpb',
@@ -68,7 +68,7 @@ export function parseHarnessResult(json: unknown): TrainerResult {
   const r = parsed.data;
   const summary: Record<string, number | string> = {};
   for (const [key, value] of Object.entries(r)) {
-    if (FIELD_KEYS.has(key) || IDENTITY_KEYS.has(key)) continue;
+    if (FIELD_KEYS.has(key)) continue;
     if (typeof value === "string" || (typeof value === "number" && Number.isFinite(value))) {
       summary[key] = value;
     }
@@ -82,6 +82,10 @@ export function parseHarnessResult(json: unknown): TrainerResult {
     summary,
   };
   if (r.stage) result.stage = r.stage;
+  if (r.commit != null) result.commit = r.commit;
+  if (r.run_id != null) result.runId = r.run_id;
+  if (r.sandbox) result.sandbox = r.sandbox;
+  if (r.notes?.length) result.notes = r.notes;
   return result;
 }
 

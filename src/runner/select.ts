@@ -3,7 +3,10 @@
 //
 //   AUTORESEARCH_RUNNER            local (default) | kubernetes
 //   AUTORESEARCH_SLOTS             runs in flight at once (local default 1, kubernetes 8)
-//   local:      AUTORESEARCH_RUNS_DIR (default .runs), AUTORESEARCH_CACHE_DIR
+//   local:      AUTORESEARCH_RUNS_DIR (default .runs), AUTORESEARCH_CACHE_DIR,
+//               AUTORESEARCH_SANDBOX (bwrap, the default, or off), AUTORESEARCH_PREPARE_NETWORK
+//               (on, the default, or off), AUTORESEARCH_SANDBOX_READONLY (folders, separated
+//               by ":", that the sandboxed commands may also read)
 //   kubernetes: AUTORESEARCH_JOB_TEMPLATE (a file, or a folder with job.yaml and per-repo
 //               <owner>.<repo>.yaml; default k8s/job.yaml), AUTORESEARCH_NAMESPACE (default:
 //               the pod's own namespace in a cluster, else the kubeconfig context's, else
@@ -13,7 +16,7 @@ import { readFileSync } from "node:fs";
 import type * as k8s from "@kubernetes/client-node";
 import type { RunnerPort } from "../types.js";
 import { defaultKubeConfig, KubernetesRunner, templateSource, type RunnerLogger } from "./kubernetes.js";
-import { LocalRunner } from "./local.js";
+import { LocalRunner, sandboxFromEnv } from "./local.js";
 
 const SA_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
@@ -43,10 +46,17 @@ export function runnerFromEnv(
 ): RunnerPort & { close(): void } {
   const kind = env.AUTORESEARCH_RUNNER || "local";
   if (kind === "local") {
+    const network = (env.AUTORESEARCH_PREPARE_NETWORK ?? "on").trim().toLowerCase();
+    if (network !== "on" && network !== "off") {
+      throw new Error(`AUTORESEARCH_PREPARE_NETWORK must be on (the default) or off, not ${JSON.stringify(env.AUTORESEARCH_PREPARE_NETWORK)}`);
+    }
     return new LocalRunner({
       runsDir: env.AUTORESEARCH_RUNS_DIR ?? ".runs",
       slots: positive(env, "AUTORESEARCH_SLOTS") ?? 1,
       cacheDir: env.AUTORESEARCH_CACHE_DIR,
+      sandbox: sandboxFromEnv(env),
+      prepareNetwork: network === "on",
+      sandboxReadOnly: (env.AUTORESEARCH_SANDBOX_READONLY ?? "").split(":").filter(Boolean),
       logger: opts.logger,
     });
   }

@@ -19,6 +19,10 @@ const NOISE = proposal("Two more warmup steps", "A slightly longer warmup.", "WA
 const CRASH = proposal("Assert the depth", "Harmless check.", "DEPTH = 4\n", 'DEPTH = 4\nraise RuntimeError("depth check failed")\n');
 
 const runIdOf = (n: number, attempt = 1) => `${OWNER}-${REPO}-${n}-${attempt}`.toLowerCase();
+type Job = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+/** The training Jobs, and the fetch Jobs, among Jobs the twin saw. */
+const training = (jobs: Job[]) => jobs.filter((j) => j.metadata.labels["autoresearch.dev/role"] === "trainer");
+const fetching = (jobs: Job[]) => jobs.filter((j) => j.metadata.labels["autoresearch.dev/role"] === "fetch");
 
 async function repoFiles(config: string, runSeconds?: number): Promise<Record<string, string>> {
   const files = await readTree(path.join(ROOT, "test/fixtures/research-repo"));
@@ -51,7 +55,8 @@ describe("a night through the GitHub and Kubernetes twins", () => {
     // Three experiments from the same baseline trained side by side.
     expect(kube.maxActiveJobs).toBe(3);
     expect(kube.rejected).toEqual([]);
-    expect(kube.created).toHaveLength(4);
+    expect(training(kube.created)).toHaveLength(4);
+    expect(fetching(kube.created)).toHaveLength(4);
     const [baseline, up, noise, crash] = n.experiments();
     expect(baseline!.record.measurements[0]!.result.val_bpb).toBeCloseTo(1.105, 6);
     expect(up!.merged).toBe(true);
@@ -60,15 +65,21 @@ describe("a night through the GitHub and Kubernetes twins", () => {
     expect(await n.twin.readFile(OWNER, REPO, "main", "train.py")).toContain("LEARNING_RATE = 0.001\n");
     for (const e of n.experiments()) expect(checksOf(n, e.record.n)).toHaveLength(1);
 
-    // Every Job: the token only in the init container's Secret volume; the trainer has none.
+    // The token is only in the fetch Job's init container; the training Job has none and no network.
     for (const job of kube.created) {
       const pod = job.spec.template.spec;
       expect(pod.automountServiceAccountToken).toBe(false);
-      const trainer = pod.containers[0];
-      expect(trainer.volumeMounts.map((m: { name: string }) => m.name)).not.toContain("source");
-      expect(JSON.stringify(trainer.args)).not.toMatch(/token/);
       expect(job.metadata.labels["autoresearch.dev/repo"]).toBe("alice.research");
+      for (const c of pod.containers) {
+        expect(c.volumeMounts.map((m: { name: string }) => m.name)).not.toContain("source");
+        expect(JSON.stringify(c.args)).not.toMatch(/token/);
+      }
     }
+    for (const job of training(kube.created)) expect(job.spec.template.spec.volumes.map((v: { name: string }) => v.name)).not.toContain("source");
+    const trainers = kube.containerRuns.filter((r) => r.container === "trainer");
+    expect(trainers.length).toBeGreaterThanOrEqual(4);
+    expect(trainers.every((r) => !r.network)).toBe(true);
+    expect(kube.containerRuns.filter((r) => r.container === "fetch").every((r) => r.network)).toBe(true);
     // The fetch token reads this one repository and can write nothing.
     expect(kube.createdSecrets).toHaveLength(4);
     const token = Buffer.from(kube.createdSecrets[0]!.data.token, "base64").toString();
@@ -92,12 +103,14 @@ describe("a night through the GitHub and Kubernetes twins", () => {
     await n.startBot();
     await n.install();
     await waitFor("two experiments in flight", () => n.experiments().filter((e) => e.record.state === "running" && e.record.kind === "experiment").length === 2, 60_000);
+    const trainingJobsOf23 = () => n.kube!.twin.jobList(NAMESPACE).filter((j) => [2, 3].map((i) => jobNameFor(runIdOf(i))).includes(j.metadata.name));
+    await waitFor("their training Jobs to start", () => trainingJobsOf23().length === 2, 60_000);
     await n.stopBot();
     // The Jobs finish while the bot is down; a new bot (new runner, new client) finds their results.
     const done = (j: { status?: { conditions?: { type: string; status: string }[] } }) =>
       (j.status?.conditions ?? []).some((c) => c.type === "Complete" && c.status === "True");
     await waitFor("the Jobs to finish with the bot down", () => {
-      const jobs = n.kube!.twin.jobList(NAMESPACE).filter((j) => j.metadata.name !== jobNameFor(runIdOf(1)));
+      const jobs = trainingJobsOf23();
       return jobs.length === 2 && jobs.every(done);
     }, 60_000);
     await n.startBot();
@@ -106,7 +119,8 @@ describe("a night through the GitHub and Kubernetes twins", () => {
     await n.twin.waitForIdle();
 
     const kube = n.kube!.twin;
-    expect(kube.created.map((j) => j.metadata.name).sort()).toEqual([1, 2, 3].map((i) => jobNameFor(runIdOf(i))).sort());
+    expect(training(kube.created).map((j) => j.metadata.name).sort()).toEqual([1, 2, 3].map((i) => jobNameFor(runIdOf(i))).sort());
+    expect(fetching(kube.created)).toHaveLength(3);
     for (const e of n.experiments()) {
       expect(e.record.measurements).toHaveLength(1);
       const checks = checksOf(n, e.record.n);

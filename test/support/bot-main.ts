@@ -2,7 +2,11 @@
 // Configured by environment: BOT_BASE_URL, BOT_APP_ID, BOT_PRIVATE_KEY, BOT_SECRET,
 // BOT_PORT, BOT_RUNS_DIR, BOT_CACHE_DIR, and OPENAI_API_KEY / OPENAI_BASE_URL.
 import { LocalRunner } from "../../src/runner/local.js";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { startBot } from "./bot.js";
+
+const COUNTING_HARNESS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../fixtures/counting-harness.py");
 
 function need(name: string): string {
   const v = process.env[name];
@@ -12,6 +16,7 @@ function need(name: string): string {
 
 const runner = new LocalRunner({
   runsDir: need("BOT_RUNS_DIR"),
+  harnessPath: COUNTING_HARNESS,
   cacheDir: process.env.BOT_CACHE_DIR,
   pollMs: 200,
   env: process.env.AUTORESEARCH_TEST_RUN_LOG ? { AUTORESEARCH_TEST_RUN_LOG: process.env.AUTORESEARCH_TEST_RUN_LOG } : {},

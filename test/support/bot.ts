@@ -31,11 +31,14 @@ export async function startBot(
     privateKey: string;
     secret: string;
     logLevel?: "info" | "warn" | "error" | "silent" | "debug";
+    /** Receives every log line (JSON) at info level and above, instead of stdout. */
+    logSink?: (line: string) => void;
     port?: number;
   },
 ): Promise<BotHandle> {
   const port = o.port ?? (await freePort());
-  const log = pino({ level: o.logLevel ?? process.env.BOT_LOG_LEVEL ?? "silent" });
+  const level = o.logLevel ?? process.env.BOT_LOG_LEVEL;
+  const log = o.logSink && !level ? pino({ level: "info" }, { write: o.logSink }) : pino({ level: level ?? "silent" });
   const server = new Server({
     Probot: Probot.defaults({
       // The twin has no secondary rate limits to respect: no write throttling in tests.

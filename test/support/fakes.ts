@@ -13,7 +13,7 @@
 import { createHash } from "node:crypto";
 import { applyEdits } from "../../src/edits.js";
 import { GitHubError } from "../../src/github/octokit.js";
-import { decodeRecord, LABEL } from "../../src/ledger.js";
+import { decodeRecord, LABEL, parseBranchName } from "../../src/ledger.js";
 import { proposeMutation } from "../../src/proposers/mutate.js";
 import type {
   CheckRunSpec,
@@ -57,6 +57,10 @@ export interface FakePull {
   merged: boolean;
   mergeCommitSha: string | null;
   closedBy: "bot" | "person" | null;
+  /** Who opened it (the bot, unless a test says otherwise). */
+  author: string;
+  /** The repository its head branch is in (owner/name): the base repository unless a fork. */
+  headRepo: string;
 }
 
 export interface FakeCheckRun {
@@ -97,6 +101,8 @@ function asIssueComment(c: FakeComment): IssueComment {
 
 export interface FakeIssue {
   number: number;
+  /** Who opened it (the bot, unless a test says otherwise). */
+  author?: string;
   title: string;
   body: string;
   state: "open" | "closed";
@@ -144,8 +150,14 @@ export function blobSha(text: string): string {
   return sha1(`blob ${Buffer.byteLength(text, "utf8")}\0${text}`);
 }
 
+/** What GitHub's adapter refuses: the bot writes refs only on experiment branches. */
+function ownBranch(branch: string): void {
+  if (!parseBranchName(branch)) throw new GitHubError(`refusing to write the ref ${JSON.stringify(branch)}: the bot writes only autoresearch/<n>-… branches`, null);
+}
+
 export class FakeGitHub implements GitHubPort {
   readonly repo: RepoRef;
+  botLogin: string | null = BOT_LOGIN;
   readonly defaultBranch: string;
   readonly commits = new Map<string, FakeCommit>();
   readonly branches = new Map<string, string>();
@@ -333,6 +345,20 @@ export class FakeGitHub implements GitHubPort {
 
   // ---------------------------------------------------------------- what tests look at
 
+  /** Someone other than the bot opens a pull request (from `headRepo`, a fork unless told). */
+  openPullByPerson(o: { author: string; head: string; headRepo?: string; title: string; body: string; labels: string[]; files?: Record<string, string> }): number {
+    const sha = this.newCommit([this.head()], { ...this.commit(this.head()).files, ...(o.files ?? {}) }, o.title);
+    if (!o.headRepo || o.headRepo === `${this.repo.owner}/${this.repo.repo}`) this.branches.set(o.head, sha);
+    const number = this.nextNumber++;
+    this.pulls.push({
+      number, title: o.title, body: o.body, head: o.head, headSha: sha, base: this.defaultBranch, labels: [...o.labels],
+      state: "open", merged: false, mergeCommitSha: null, closedBy: null, author: o.author,
+      headRepo: o.headRepo ?? `${this.repo.owner}/${this.repo.repo}`,
+    });
+    this.changed();
+    return number;
+  }
+
   pull(number: number): FakePull {
     const p = this.pulls.find((x) => x.number === number);
     if (!p) throw new Error(`no PR #${number}`);
@@ -341,7 +367,7 @@ export class FakeGitHub implements GitHubPort {
 
   /** The PR of experiment n (from its hidden record). */
   pullOf(n: number): FakePull {
-    const p = this.pulls.find((x) => decodeRecord(x.body)?.n === n);
+    const p = this.pulls.find((x) => x.author === BOT_LOGIN && decodeRecord(x.body)?.n === n);
     if (!p) throw new Error(`no PR for experiment ${n}`);
     return p;
   }
@@ -404,7 +430,10 @@ export class FakeGitHub implements GitHubPort {
           number: p.number,
           state: p.state,
           merged: p.merged,
-          headRef: p.head,
+          author: p.author,
+          // As GitHub's listing tells it: the head repository of open pull requests only.
+          headRepo: p.state === "open" ? p.headRepo : null,
+          headRef: p.state === "open" ? p.head : (decodeRecord(p.body) ? p.head : ""),
           headSha: p.headSha,
           baseRef: p.base,
           labels: [...p.labels],
@@ -417,6 +446,7 @@ export class FakeGitHub implements GitHubPort {
 
   commitFiles(branch: string, parentSha: string, files: Record<string, string>, message: string): Promise<string> {
     return this.call("commitFiles", [branch, parentSha, files, message], () => {
+      ownBranch(branch);
       if (branch === this.defaultBranch) throw new Error(`the bot must never commit to ${branch} directly`);
       const parent = this.commits.get(parentSha);
       if (!parent) throw new GitHubError(`GitHub read base commit failed (HTTP 404): Not Found`, 404);
@@ -449,6 +479,8 @@ export class FakeGitHub implements GitHubPort {
         merged: false,
         mergeCommitSha: null,
         closedBy: null,
+        author: BOT_LOGIN,
+        headRepo: `${this.repo.owner}/${this.repo.repo}`,
       });
       this.changed();
       return number;
@@ -529,6 +561,7 @@ export class FakeGitHub implements GitHubPort {
 
   deleteBranch(branch: string): Promise<void> {
     return this.call("deleteBranch", [branch], () => {
+      ownBranch(branch);
       if (branch === this.defaultBranch) throw new GitHubError(`GitHub delete ${branch} failed (HTTP 422): default branch`, 422);
       if (this.branches.delete(branch)) this.changed();
     });
@@ -612,7 +645,7 @@ export class FakeGitHub implements GitHubPort {
 
   listIssues(label: string): Promise<IssueInfo[]> {
     return this.call("listIssues", [label], () =>
-      this.issues.filter((i) => i.labels.includes(label)).map((i) => ({ ...i, labels: [...i.labels] })),
+      this.issues.filter((i) => i.labels.includes(label)).map((i) => ({ ...i, author: i.author ?? BOT_LOGIN, labels: [...i.labels] })),
     );
   }
 
@@ -635,6 +668,7 @@ export class FakeGitHub implements GitHubPort {
 
   restoreBranch(branch: string, sha: string): Promise<void> {
     return this.call("restoreBranch", [branch, sha], () => {
+      ownBranch(branch);
       if (this.branches.has(branch)) return;
       this.branches.set(branch, sha);
       this.changed();
@@ -689,6 +723,8 @@ interface FakeRun {
 
 export class FakeRunner implements RunnerPort {
   readonly name = "fake";
+  /** False to play a runner with AUTORESEARCH_SANDBOX=off. */
+  sandboxed = true;
   readonly runs = new Map<string, FakeRun>();
   /** Every spec that started a run, in order (a repeated submit is not listed). */
   readonly submitted: RunSpec[] = [];

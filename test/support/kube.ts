@@ -5,12 +5,17 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import * as k8s from "@kubernetes/client-node";
+import { parseAllDocuments } from "yaml";
 import { KubernetesRunner, type KubernetesRunnerOptions } from "../../src/runner/kubernetes.js";
 import type { RepoRef } from "../../src/types.js";
 import { KubernetesTwin, type KubernetesTwinOptions } from "../twins/kubernetes/index.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const JOB_TEMPLATE = readFileSync(path.join(ROOT, "k8s/job.yaml"), "utf8");
+/** The NetworkPolicies the deploy manifests apply, enforced by the twin's kubelet. */
+export const NETWORK_POLICIES = parseAllDocuments(readFileSync(path.join(ROOT, "k8s/networkpolicy.yaml"), "utf8")).map(
+  (d) => d.toJS() as Record<string, unknown>,
+);
 export const NAMESPACE = "autoresearch";
 
 export function kubeConfigFor(url: string, token: string): k8s.KubeConfig {
@@ -27,6 +32,9 @@ export function kubeConfigFor(url: string, token: string): k8s.KubeConfig {
 export async function startKubeTwin(opts: KubernetesTwinOptions = {}): Promise<{ twin: KubernetesTwin; url: string }> {
   const twin = new KubernetesTwin({
     paths: { "/opt/autoresearch/harness.py": path.join(ROOT, "trainer/harness.py") },
+    networkPolicies: NETWORK_POLICIES,
+    // Slots are training Jobs; a run's fetch Job comes before its training Job.
+    countsAsActive: (job) => job.metadata?.labels?.["autoresearch.dev/role"] !== "fetch",
     killGraceMs: 500,
     ...opts,
   });

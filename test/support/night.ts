@@ -17,6 +17,8 @@ import { OpenAITwin } from "../twins/openai.js";
 import { startBot, type BotHandle } from "./bot.js";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+/** trainer/harness.py behind a wrapper that counts harness starts in the night's runLog. */
+export const COUNTING_HARNESS = path.join(ROOT, "test/fixtures/counting-harness.py");
 export const OWNER = "alice";
 export const REPO = "research";
 export const APP_ID = 4242;
@@ -67,7 +69,10 @@ export interface Night {
   install(): Promise<number>;
   workDir: string;
   runsDir: string;
+  /** One line per harness start that trains ("<run id> <commit>"), counted outside the sandbox. */
   runLog: string;
+  /** Every line the bot and its runner logged (info and above). */
+  logs: string[];
   bot: BotHandle | null;
   runner: (RunnerPort & { close(): void }) | null;
   /** The Kubernetes twin, when the night runs with the Kubernetes runner. */
@@ -101,7 +106,7 @@ export async function startNight(
   await twin.createRepo(OWNER, REPO, files);
   const kube =
     opts.runner === "kubernetes"
-      ? await startKubeTwin({ env: { AUTORESEARCH_TEST_RUN_LOG: runLog, TMPDIR: workDir } })
+      ? await startKubeTwin()
       : null;
 
   const night: Night = {
@@ -118,6 +123,7 @@ export async function startNight(
     workDir,
     runsDir,
     runLog,
+    logs: [],
     bot: null,
     runner: null,
     kube,
@@ -130,6 +136,8 @@ export async function startNight(
       } else {
         runner = new LocalRunner({
           runsDir,
+          harnessPath: COUNTING_HARNESS,
+          logger: { info: (m) => night.logs.push(m), warn: (m) => night.logs.push(m), error: (m) => night.logs.push(m) },
           cacheDir: path.join(workDir, "cache"),
           pollMs: 200,
           env: { AUTORESEARCH_TEST_RUN_LOG: runLog, TMPDIR: workDir },
@@ -143,6 +151,7 @@ export async function startNight(
         runner,
         resyncMs: 2000,
         env: { OPENAI_API_KEY: OPENAI_KEY, OPENAI_BASE_URL: baseURL },
+        logSink: (line) => night.logs.push(line),
       });
       twin.setWebhookUrl(APP_ID, bot.webhookUrl);
       night.bot = bot;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { canWrite, CHECK_ACTIONS, decodeClick, encodeClick, needsWrite, parseCommand } from "../../src/commands.js";
+import { clickOf } from "../../src/app.js";
+import { canWrite, CHECK_ACTIONS, needsWrite, parseCommand } from "../../src/commands.js";
 
 describe("parseCommand", () => {
   it("reads each command, case-insensitively, on any line", () => {
@@ -59,11 +60,26 @@ describe("check-run buttons", () => {
     }
   });
 
-  it("are recorded as a comment naming who clicked, and read back", () => {
-    const body = encodeClick({ command: "keep", user: "alice" });
-    expect(body).toContain("@alice");
-    expect(decodeClick(body)).toEqual({ command: "keep", user: "alice" });
-    expect(decodeClick("<!-- autoresearch:command {\"command\":\"merge\",\"user\":\"x\"} -->")).toBeNull();
-    expect(decodeClick("no record")).toBeNull();
+  it("are read from the requested_action webhook alone: who clicked, which button, which commit, the delivery", () => {
+    const sha = "a".repeat(40);
+    const payload = {
+      action: "requested_action",
+      requested_action: { identifier: "keep" },
+      check_run: { head_sha: sha, pull_requests: [{ number: 7 }] },
+      sender: { login: "alice" },
+    };
+    expect(clickOf(payload, "72d3162e-cc78-11e3-81ab-4c9367dc0958")).toEqual({
+      command: "keep",
+      user: "alice",
+      delivery: "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+      headSha: sha,
+      pull: 7,
+    });
+    expect(clickOf({ ...payload, check_run: { head_sha: sha } }, "d1")?.pull).toBeNull();
+    // Anything else is not a click.
+    expect(clickOf({ ...payload, requested_action: { identifier: "merge" } }, "d1")).toBeNull();
+    expect(clickOf({ ...payload, action: "rerequested" }, "d1")).toBeNull();
+    expect(clickOf({ ...payload, sender: { login: "<!-- autoresearch:command -->" } }, "d1")).toBeNull();
+    expect(clickOf(payload, "not a delivery id!")).toBeNull();
   });
 });

@@ -172,6 +172,8 @@ export class GitHubTwin {
   private inFlight = 0;
   private lastActivity = Date.now();
   private readonly requestLog: RequestRecord[] = [];
+  /** The raw body of every request that writes (what a client put on GitHub), in order. */
+  private readonly writeBodies: { route: string; body: string }[] = [];
 
   constructor(opts: GitHubTwinOptions = {}) {
     registerRoutes(this.router);
@@ -321,6 +323,16 @@ export class GitHubTwin {
   }
 
   /** Issues an installation token without the JWT dance (for tests that call the API directly). */
+  /** Every write's request body so far (JSON text, as sent). */
+  writes(): { route: string; body: string }[] {
+    return [...this.writeBodies];
+  }
+
+  /** Every installation token the twin has issued (to check that none was published). */
+  issuedTokens(): string[] {
+    return [...this.c.tokens.keys()];
+  }
+
   async installationToken(installationId: number, opts: { repositories?: string[]; permissions?: Permissions } = {}): Promise<string> {
     return this.exclusive((core) => {
       const inst = core.installations.get(installationId);
@@ -784,6 +796,7 @@ export class GitHubTwin {
       if (path === "/api/v3" || path.startsWith("/api/v3/")) path = path.slice("/api/v3".length) || "/";
       record.path = path;
       const raw = await readBody(req);
+      if (method !== "GET" && method !== "HEAD" && raw.length > 0) this.writeBodies.push({ route: `${method} ${path}`, body: raw.toString("utf8") });
       const auth = this.authenticate(req.headers.authorization);
       if (path.startsWith("/_codeload/") || path.startsWith("/_raw/")) {
         record.route = `${method} ${path.startsWith("/_raw/") ? "/_raw/{owner}/{repo}/{ref}/{path}" : "/_codeload/{owner}/{repo}/legacy.tar.gz/{ref}"}`;

@@ -12,19 +12,25 @@
 // podFailurePolicy needing restartPolicy Never); an invalid Job is a 422 and is kept in
 // `rejected` for the tests.
 //
-// The kubelet: init containers in order, then the containers. A container's command is its
-// `command` or the image's entrypoint (`images`), with its args; paths are mapped onto the
-// host: the mount paths of the pod's volumes (emptyDir: a folder per pod, secret: a folder
-// with the secret's keys, persistentVolumeClaim: a folder per claim), the container's
-// terminationMessagePath (read back as the termination message, 4096 bytes; the log tail with
-// FallbackToLogsOnError) and the `paths` option (e.g. /opt/autoresearch/harness.py → the
-// repository's trainer/harness.py). It honours activeDeadlineSeconds (DeadlineExceeded),
+// The kubelet: init containers in order, then the containers, each as a local process in its
+// own bubblewrap container: the host's system folders stand in for the image, read-only, and
+// the container sees at their mount paths only its volumeMounts (emptyDir: a folder per pod,
+// secret: a folder with the secret's keys, persistentVolumeClaim: a folder per claim, each
+// with its subPath, read-only where the mount says so), its terminationMessagePath (read back
+// as the termination message, 4096 bytes; the log tail with FallbackToLogsOnError), the
+// `paths` option (image files, e.g. /opt/autoresearch/harness.py → the repository's
+// trainer/harness.py) and the `shared` folders (read-only everywhere: a test's local source).
+// readOnlyRootFilesystem makes the rest read-only. NetworkPolicies given as `networkPolicies`
+// are applied as far as a single host can: a pod that a policy selects for Egress and that no
+// egress rule allows gets no network at all (only its own loopback); any egress rule allows
+// the host's network (ipBlocks are not emulated). A container's command is its `command` or
+// the image's entrypoint (`images`), with its args. It honours activeDeadlineSeconds (DeadlineExceeded),
 // backoffLimit, podFailurePolicy (Ignore on DisruptionTarget), ttlSecondsAfterFinished,
 // ownerReferences (garbage collection of owned Secrets) and exit codes. Faults are injected
 // per Job: OOMKilled, eviction, an unschedulable pod, an image that cannot be pulled.
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync, type WriteStream } from "node:fs";
+import { createWriteStream, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, realpathSync, rmSync, writeFileSync, type WriteStream } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { tmpdir } from "node:os";
@@ -52,7 +58,24 @@ export interface KubernetesTwinOptions {
   env?: Record<string, string>;
   /** Grace period between SIGTERM and SIGKILL; default 1000 ms. */
   killGraceMs?: number;
+  /** NetworkPolicy objects in force (e.g. the documents of k8s/networkpolicy.yaml). */
+  networkPolicies?: Obj[];
+  /** Host folders every container may read at the same path (a test's local source repository). */
+  shared?: string[];
+  /** Which Jobs maxActiveJobs counts (default: all). */
+  countsAsActive?: (job: Obj) => boolean;
 }
+
+/** One container the kubelet ran: which pod, Job and container, and whether it had network. */
+export interface ContainerRun {
+  pod: string;
+  job: string;
+  container: string;
+  network: boolean;
+}
+
+const SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+const ETC = ["alternatives", "group", "hosts", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "passwd", "resolv.conf", "ssl", "ca-certificates"];
 
 interface WatchClient {
   res: ServerResponse;
@@ -96,6 +119,8 @@ export class KubernetesTwin {
   /** The most Jobs that were running (not finished) at the same time. */
   maxActiveJobs = 0;
   readonly requests: { method: string; path: string }[] = [];
+  /** Every container the kubelet started, in order. */
+  readonly containerRuns: ContainerRun[] = [];
 
   constructor(private readonly opts: KubernetesTwinOptions = {}) {
     this.token = opts.token ?? "twin-kube-token";
@@ -120,6 +145,11 @@ export class KubernetesTwin {
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections?.();
     rmSync(this.root, { recursive: true, force: true });
+  }
+
+  /** Let every container read `folder` at the same path (a test's local source repository). */
+  share(folder: string): void {
+    (this.opts.shared ??= []).push(realpathSync(folder));
   }
 
   /** Hit the next pod of a matching Job with a fault (once). */
@@ -323,7 +353,8 @@ export class KubernetesTwin {
 
   private startJob(job: Obj): void {
     job.status = { active: 0, startTime: new Date().toISOString() };
-    const active = [...this.jobs.values()].filter((j) => !finished(j)).length;
+    const counts = this.opts.countsAsActive ?? (() => true);
+    const active = [...this.jobs.values()].filter((j) => !finished(j) && counts(j)).length;
     this.maxActiveJobs = Math.max(this.maxActiveJobs, active);
     this.update(job);
     const deadline = job.spec.activeDeadlineSeconds as number | undefined;
@@ -385,7 +416,9 @@ export class KubernetesTwin {
     }
     if (fault?.kind === "image-pull") {
       pod.status.conditions = [{ type: "PodScheduled", status: "True" }];
-      pod.status.initContainerStatuses = (pod.spec.initContainers ?? []).map((c: Obj) => ({ name: c.name, image: c.image, ready: false, restartCount: 0, state: { waiting: { reason: "ImagePullBackOff", message: `Back-off pulling image "${c.image}"` } } }));
+      const pulling = (c: Obj) => ({ name: c.name, image: c.image, ready: false, restartCount: 0, state: { waiting: { reason: "ImagePullBackOff", message: `Back-off pulling image "${c.image}"` } } });
+      if (pod.spec.initContainers?.length) pod.status.initContainerStatuses = pod.spec.initContainers.map(pulling);
+      else pod.status.containerStatuses = pod.spec.containers.map(pulling);
       this.update(pod);
       return;
     }
@@ -483,39 +516,62 @@ export class KubernetesTwin {
     return out;
   }
 
+  /** Does a NetworkPolicy leave this pod without egress? */
+  private isolated(pod: Obj): boolean {
+    const labels = (pod.metadata?.labels ?? {}) as Record<string, string>;
+    const selecting = (this.opts.networkPolicies ?? []).filter((np) => {
+      const sel = (np.spec?.podSelector?.matchLabels ?? {}) as Record<string, string>;
+      const types: string[] = np.spec?.policyTypes ?? (np.spec?.egress ? ["Ingress", "Egress"] : ["Ingress"]);
+      return types.includes("Egress") && Object.entries(sel).every(([k, v]) => labels[k] === v);
+    });
+    return selecting.length > 0 && !selecting.some((np) => Array.isArray(np.spec?.egress) && np.spec.egress.length > 0);
+  }
+
   private async runContainer(pod: Obj, c: Obj, dir: string, volumes: Map<string, string>, fault: Fault | undefined): Promise<Obj> {
     const key = `${pod.metadata.namespace}/${pod.metadata.name}`;
     const startedAt = new Date().toISOString();
-    const map: [string, string][] = [];
+    const network = !this.isolated(pod);
+    this.containerRuns.push({ pod: pod.metadata.name, job: pod.metadata.labels?.["job-name"] ?? "", container: c.name, network });
+    const b: string[] = ["--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--cap-drop", "ALL"];
+    if (network) b.push("--share-net");
+    for (const d of SYSTEM_DIRS) {
+      if (!existsSync(d)) continue;
+      if (lstatSync(d).isSymbolicLink()) b.push("--symlink", readlinkSync(d), d);
+      else b.push("--ro-bind", d, d);
+    }
+    for (const e of ETC) b.push("--ro-bind-try", `/etc/${e}`, `/etc/${e}`);
+    b.push("--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/home/trainer");
+    for (const [from, to] of Object.entries(this.opts.paths ?? {})) b.push("--ro-bind", to, from);
+    for (const p of this.opts.shared ?? []) b.push("--ro-bind", p, p);
     for (const m of c.volumeMounts ?? []) {
-      const host = volumes.get(m.name);
-      if (host) map.push([m.mountPath, host]);
+      const base = volumes.get(m.name);
+      if (!base) continue;
+      let host = base;
+      if (m.subPath) {
+        host = path.resolve(base, m.subPath);
+        if (!host.startsWith(base + path.sep)) throw new Error(`subPath ${m.subPath} leaves its volume`);
+        mkdirSync(host, { recursive: true });
+      }
+      b.push(m.readOnly ? "--ro-bind" : "--bind", realpathSync(host), m.mountPath);
     }
     const termPath = c.terminationMessagePath ?? "/dev/termination-log";
     const termFile = path.join(dir, `termination-${c.name}`);
     writeFileSync(termFile, "");
-    map.push([termPath, termFile]);
-    const home = path.join(dir, "home");
-    mkdirSync(home, { recursive: true });
-    map.push(["/home/trainer", home]);
-    for (const [from, to] of Object.entries(this.opts.paths ?? {})) map.push([from, to]);
-    map.sort((a, b) => b[0].length - a[0].length);
-    const rewrite = (s: string) => {
-      for (const [from, to] of map) {
-        if (s === from || s.startsWith(from + "/")) return to + s.slice(from.length);
-      }
-      return s;
-    };
-    const entry: string[] = c.command ?? this.opts.images?.[c.image] ?? this.opts.defaultEntrypoint ?? ["python3", "/opt/autoresearch/harness.py"];
-    const argv = [...entry, ...(c.args ?? [])].map(rewrite);
-    const env: Record<string, string> = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home, LANG: "C.UTF-8" };
-    for (const [k, v] of Object.entries(this.opts.imageEnv ?? { XDG_CACHE_HOME: "/cache" })) env[k] = rewrite(v);
-    for (const e of c.env ?? []) if (typeof e.value === "string") env[e.name] = rewrite(e.value);
+    b.push("--bind", termFile, termPath);
+    if (c.securityContext?.readOnlyRootFilesystem) b.push("--remount-ro", "/");
+    const env: Record<string, string> = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME: "/home/trainer", LANG: "C.UTF-8" };
+    Object.assign(env, this.opts.imageEnv ?? { XDG_CACHE_HOME: "/cache" });
+    for (const e of c.env ?? []) if (typeof e.value === "string") env[e.name] = e.value;
     Object.assign(env, this.opts.env ?? {});
+    b.push("--clearenv");
+    for (const [k, v] of Object.entries(env)) b.push("--setenv", k, v);
+    b.push("--chdir", c.workingDir ?? "/home/trainer");
+    const entry: string[] = c.command ?? this.opts.images?.[c.image] ?? this.opts.defaultEntrypoint ?? ["python3", "/opt/autoresearch/harness.py"];
+    const argv = ["bwrap", ...b, "--", ...entry, ...(c.args ?? [])];
     const logFile = path.join(dir, `${c.name}.log`);
     this.logs.set(`${key}/${c.name}`, logFile);
     const out: WriteStream = createWriteStream(logFile);
-    const child = spawn(argv[0]!, argv.slice(1), { cwd: home, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(argv[0]!, argv.slice(1), { cwd: dir, env: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, detached: true, stdio: ["ignore", "pipe", "pipe"] });
     child.stdout!.pipe(out, { end: false });
     child.stderr!.pipe(out, { end: false });
     const run: Running = { child, container: c.name };
