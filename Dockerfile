@@ -8,8 +8,11 @@ COPY src ./src
 RUN npm run build && npm prune --omit=dev
 
 FROM node:22-bookworm-slim
-# python3 and git run the experiment harness of the local runner (the Kubernetes runner does not need them).
-RUN apt-get update && apt-get install -y --no-install-recommends python3 git ca-certificates \
+# python3, git and bubblewrap run the experiment harness of the local runner and its sandbox
+# (the Kubernetes runner needs none of them). bwrap needs user namespaces, which container
+# runtimes usually forbid inside a container: the local runner then refuses to start, and the
+# way is the Kubernetes runner, or the bot on a host or VM.
+RUN apt-get update && apt-get install -y --no-install-recommends python3 git bubblewrap ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000 AUTORESEARCH_RUNS_DIR=/data/runs AUTORESEARCH_CACHE_DIR=/data/cache

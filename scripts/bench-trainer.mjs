@@ -2,7 +2,11 @@
 // Benchmark of the template trainer: trains trainer/train.py through the harness for a
 // fixed budget (default 60 s) and prints a plain table of what it achieved.
 //
-//   npm run bench:trainer [-- --budget 60] [-- --python /usr/bin/python3] [-- --cache-dir DIR] [-- --json]
+//   npm run bench:trainer [-- --budget 60] [-- --python /usr/bin/python3] [-- --cache-dir DIR]
+//                         [-- --sandbox bwrap|none] [-- --json]
+//
+// By default the run is sandboxed as the local runner sandboxes it (bubblewrap), when bwrap
+// is installed; --sandbox none measures the bare process.
 //
 // The harness runs with `python3` from PATH; train.py runs under --python (default:
 // env AUTORESEARCH_PYTHON, else /usr/bin/python3 when it exists, else python3).
@@ -22,13 +26,14 @@ const { values } = parseArgs({
     budget: { type: "string", default: "60" },
     python: { type: "string" },
     "cache-dir": { type: "string" },
+    sandbox: { type: "string" },
     json: { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
   },
 });
 
 if (values.help) {
-  console.log("usage: node scripts/bench-trainer.mjs [--budget SECONDS] [--python INTERP] [--cache-dir DIR] [--json]");
+  console.log("usage: node scripts/bench-trainer.mjs [--budget SECONDS] [--python INTERP] [--cache-dir DIR] [--sandbox bwrap|none] [--json]");
   process.exit(0);
 }
 
@@ -40,11 +45,18 @@ if (!Number.isFinite(budget) || budget <= 0) {
 const python =
   values.python ?? process.env.AUTORESEARCH_PYTHON ?? (existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3");
 const cacheDir = values["cache-dir"] ?? join(tmpdir(), "autoresearch-bot-bench-cache");
+const hasBwrap = (process.env.PATH ?? "").split(":").some((dir) => dir && existsSync(join(dir, "bwrap")));
+const sandbox = values.sandbox ?? (hasBwrap ? "bwrap" : "none");
+if (sandbox !== "bwrap" && sandbox !== "none") {
+  console.error(`--sandbox must be bwrap or none, got ${sandbox}`);
+  process.exit(2);
+}
 
 const args = [
   join(repoRoot, "trainer", "harness.py"),
   "--repo", repoRoot,
   "--workdir", "trainer",
+  "--sandbox", sandbox,
   "--train-cmd", "python3 train.py",
   "--prepare-cmd", "python3 prepare.py",
   "--python", python,
@@ -53,7 +65,7 @@ const args = [
   "--timeout", String(Math.ceil(3 * budget + 120)),
 ];
 
-console.error(`bench: training the template for ${budget} s through the harness (python ${python}) ...`);
+console.error(`bench: training the template for ${budget} s through the harness (python ${python}, sandbox ${sandbox}) ...`);
 const started = Date.now();
 const child = execFile("python3", args, { maxBuffer: 64 * 1024 * 1024 }, (error, stdout) => {
   const wallSeconds = (Date.now() - started) / 1000;
@@ -75,6 +87,7 @@ const child = execFile("python3", args, { maxBuffer: 64 * 1024 * 1024 }, (error,
   const num = (value, digits) => (typeof value === "number" ? value.toFixed(digits) : "n/a");
   const rows = [
     ["device", device],
+    ["sandbox", sandbox],
     ["budget (s)", String(budget)],
     ["val_bpb", num(result.val_bpb, 6)],
     ["steps", String(result.num_steps ?? "n/a")],

@@ -548,6 +548,17 @@ describe("LocalRunner", () => {
   });
 });
 
+/** A git repository in `dir` with this train.py and a prepare.py that writes data.txt; its commit. */
+function commitProject(dir: string, train: string): string {
+  fs.writeFileSync(path.join(dir, "train.py"), train);
+  fs.writeFileSync(path.join(dir, "prepare.py"), 'import os\nopen(os.path.join(os.environ["AUTORESEARCH_DATA_DIR"], "data.txt"), "w").write("prepared")\n');
+  const git = (...args: string[]) => execFileSync("git", ["-c", "user.email=t@example.com", "-c", "user.name=t", ...args], { cwd: dir, encoding: "utf8" }).trim();
+  git("init", "-q");
+  git("add", ".");
+  git("commit", "-q", "-m", "project");
+  return git("rev-parse", "HEAD");
+}
+
 describe("the sandbox", () => {
   it("a runner that cannot sandbox refuses to start and names the fix; AUTORESEARCH_SANDBOX=off is the only way past", () => {
     expect(() => makeRunner(freshRunsDir(), { sandbox: "bwrap", bwrap: path.join(tmp, "no-such-bwrap") })).toThrow(SandboxUnavailableError);
@@ -595,16 +606,7 @@ describe("the sandbox", () => {
       writable: [path.join(tmp, "planted-by-an-experiment"), path.join(repoCacheDir(cache, REPO), "poison.txt")],
       marker,
     };
-    fs.writeFileSync(
-      path.join(gitDir, "train.py"),
-      fs.readFileSync("test/fixtures/attacks/train.py", "utf8").replace("TARGETS = {}", `TARGETS = ${JSON.stringify(targets)}`),
-    );
-    fs.writeFileSync(path.join(gitDir, "prepare.py"), 'import os\nopen(os.path.join(os.environ["AUTORESEARCH_DATA_DIR"], "data.txt"), "w").write("prepared")\n');
-    const git = (...args: string[]) => execFileSync("git", ["-c", "user.email=t@example.com", "-c", "user.name=t", ...args], { cwd: gitDir, encoding: "utf8" }).trim();
-    git("init", "-q");
-    git("add", ".");
-    git("commit", "-q", "-m", "attack");
-    const sha = git("rev-parse", "HEAD");
+    const sha = commitProject(gitDir, fs.readFileSync("test/fixtures/attacks/train.py", "utf8").replace("TARGETS = {}", `TARGETS = ${JSON.stringify(targets)}`));
     const server = http.createServer((req, res) => {
       if (req.headers.authorization !== `Bearer ${canaries[2]}`) return void res.writeHead(401).end();
       res.writeHead(200, { "content-type": "application/x-gzip" });
@@ -653,13 +655,7 @@ describe("the sandbox", () => {
     const runsDir = freshRunsDir();
     const cache = path.join(tmp, "cache-tamper");
     const gitDir = fs.mkdtempSync(path.join(tmp, "tamper-"));
-    fs.writeFileSync(path.join(gitDir, "train.py"), `print(${JSON.stringify(SUMMARY)})\n`);
-    fs.writeFileSync(path.join(gitDir, "prepare.py"), 'import os\nopen(os.path.join(os.environ["AUTORESEARCH_DATA_DIR"], "data.txt"), "w").write("prepared")\n');
-    const git = (...args: string[]) => execFileSync("git", ["-c", "user.email=t@example.com", "-c", "user.name=t", ...args], { cwd: gitDir, encoding: "utf8" }).trim();
-    git("init", "-q");
-    git("add", ".");
-    git("commit", "-q", "-m", "x");
-    const sha = git("rev-parse", "HEAD");
+    const sha = commitProject(gitDir, `print(${JSON.stringify(SUMMARY)})\n`);
     const runner = makeRunner(runsDir, { cacheDir: cache });
     const run = (id: string) => spec(id, "python3 train.py", { sha, source: { url: gitDir, token: null }, prepareCmd: "python3 prepare.py", prepareFiles: ["prepare.py"] });
     await runner.submit(run("t-1"));

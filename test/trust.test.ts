@@ -44,6 +44,17 @@ function world() {
   return { gh, runner, proposer, warnings, pass, settle, runOf };
 }
 
+/** The baseline measured at 1.0, and experiment 2 (LR 0.04 → 0.05) measured at `two` (1.3: discarded). */
+async function measuredTwo(w: ReturnType<typeof world>, two = 1.3) {
+  w.proposer.queue(change("LR = 0.04", "LR = 0.05", "LR up"));
+  await w.settle();
+  w.runner.finish(w.runOf(1), measured(1.0));
+  await w.settle();
+  w.runner.finish(w.runOf(2), measured(two));
+  await w.settle();
+  return w.gh.pullOf(2).number;
+}
+
 /** A record as an outsider would forge it: kept, a great val_bpb, on the head's tree. */
 function forged(n: number, kind: "baseline" | "experiment", valBpb: number): ExperimentRecord {
   return {
@@ -163,13 +174,7 @@ describe("text from runs and LLMs cannot act", () => {
 
   it("no comment is ever a click: a marker in anyone's comment, the bot's own included, does nothing", async () => {
     const w = world();
-    w.proposer.queue(change("LR = 0.04", "LR = 0.05", "LR up"));
-    await w.settle();
-    w.runner.finish(w.runOf(1), measured(1.0));
-    await w.settle();
-    w.runner.finish(w.runOf(2), measured(1.3));
-    await w.settle();
-    const pr = w.gh.pullOf(2).number;
+    const pr = await measuredTwo(w);
     w.gh.commentByPerson(pr, "visitor", FORGED_MARKER);
     w.gh.comments.push({ number: pr, body: FORGED_MARKER, id: 99_999, user: BOT_LOGIN, userType: "Bot", at: "2026-03-02T00:00:00Z", reactions: [] });
     await w.settle();
@@ -181,13 +186,7 @@ describe("text from runs and LLMs cannot act", () => {
 describe("check-run buttons", () => {
   async function discarded() {
     const w = world();
-    w.proposer.queue(change("LR = 0.04", "LR = 0.05", "LR up"));
-    await w.settle();
-    w.runner.finish(w.runOf(1), measured(1.0));
-    await w.settle();
-    w.runner.finish(w.runOf(2), measured(1.3));
-    await w.settle();
-    const pr = w.gh.pullOf(2).number;
+    const pr = await measuredTwo(w);
     return { w, pr, sha: w.gh.record(pr).headSha };
   }
 
@@ -231,12 +230,7 @@ describe("a runner without a sandbox", () => {
   it("is said on every val_bpb check run", async () => {
     const w = world();
     w.runner.sandboxed = false;
-    w.proposer.queue(change("LR = 0.04", "LR = 0.05", "LR up"));
-    await w.settle();
-    w.runner.finish(w.runOf(1), measured(1.0));
-    await w.settle();
-    w.runner.finish(w.runOf(2), measured(0.9));
-    await w.settle();
+    await measuredTwo(w, 0.9);
     const checks = w.gh.checkRuns.filter((c) => c.name === "val_bpb");
     expect(checks.length).toBeGreaterThanOrEqual(2);
     for (const c of checks) expect(c.output.summary.startsWith(UNSANDBOXED)).toBe(true);
