@@ -24,7 +24,8 @@ export function configCheck(headSha: string, title: string, problems: string[]):
       title,
       summary:
         "The experiment loop for this repository is waiting until this is fixed on the default branch:\n\n" +
-        problems.map((p) => `- ${p}`).join("\n"),
+        // A problem may quote the config, a proposer's error or an LLM reply: escaped.
+        problems.map((p) => `- ${escapeText(p)}`).join("\n"),
     },
   };
 }

@@ -11,7 +11,7 @@ import { buildHistory, currentBaseline, bestBpb } from "./history.js";
 import { branchName, labelsFor, LABELS, renderBody, treeHash } from "./ledger.js";
 import { decide } from "./policy.js";
 import { checkRunFor, configCheck, UNSANDBOXED, VAL_BPB_CHECK } from "./checks.js";
-import { escapeText } from "./markdown.js";
+import { defuse, escapeText, oneLine } from "./markdown.js";
 import { guidanceWithIdea, markUsedIdeas, nextIdea, notesForPrompt, publishReports, readControl, writeControl, type Control } from "./steering.js";
 import { readLedger } from "./trust.js";
 import type {
@@ -486,7 +486,7 @@ async function settleKeep(
   const name = `${gh.repo.owner}/${gh.repo.repo}#${pull.number}`;
   if (r.kind === "baseline") {
     await gh.updatePull(pull.number, { state: "closed" });
-    await gh.comment(pull.number, `Baseline measured: ${r.decision?.reasons.join(" ") ?? ""} Nothing to merge.`);
+    await gh.comment(pull.number, `Baseline measured: ${escapeText(r.decision?.reasons.join(" ") ?? "")} Nothing to merge.`);
     await gh.deleteBranch(pull.headRef);
     return false;
   }
@@ -505,7 +505,7 @@ async function settleKeep(
       log.info(`${name}: kept, but #${better} from the same base did better; it is merged first`);
       return false;
     }
-    const m = await gh.mergePull(pull.number, r.headSha, `${r.title} (#${pull.number})`, mergeMessage(r));
+    const m = await gh.mergePull(pull.number, r.headSha, defuse(oneLine(`${r.title} (#${pull.number})`, 200)), mergeMessage(r));
     if (m.merged) {
       snap.moved = true;
       log.info(`${name}: merged`);
@@ -603,12 +603,14 @@ function prefixed(workdir: string, files: Record<string, string>): Record<string
   return Object.fromEntries(Object.entries(files).map(([p, t]) => [joinPath(workdir, p), t]));
 }
 
+// Commit messages quote the proposal (an LLM's words): defused, so that no mention or marker
+// travels into the repository's history in the bot's name.
 function commitMessage(r: ExperimentRecord): string {
-  return `${r.title}\n\n${r.hypothesis}\n\nautoresearch experiment ${r.n} (proposed by ${r.proposer})`;
+  return defuse(`${oneLine(r.title, 200)}\n\n${r.hypothesis}\n\nautoresearch experiment ${r.n} (proposed by ${r.proposer})`);
 }
 
 function mergeMessage(r: ExperimentRecord): string {
-  return `${r.hypothesis}\n\n${r.decision?.reasons.join(" ") ?? ""}`.trim();
+  return defuse(`${r.hypothesis}\n\n${r.decision?.reasons.join(" ") ?? ""}`.trim());
 }
 
 /** Open the next experiment PR: the baseline when the head's tree has none, else a proposal. */
@@ -703,7 +705,8 @@ async function startNext(
   record.headSha = await gh.commitFiles(branch, snap.headSha, files, commitMessage(record));
   await gh.ensureLabels(LABELS);
   const number = await gh.createPull({
-    title: `[autoresearch ${n}] ${record.title}`,
+    // Plain text, but an LLM's: defused and bounded like everything quoted.
+    title: defuse(oneLine(`[autoresearch ${n}] ${record.title}`, 200)),
     head: branch,
     base: snap.defaultBranch,
     body: renderBody(record),
