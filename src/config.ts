@@ -36,6 +36,8 @@ export interface Config {
   prepareCommand: string | null;
   prepareFiles: string[];
   budgetSeconds: number;
+  /** Wall-clock time the training command may take beyond the budget (start-up, compilation, evaluation). */
+  evalAllowanceSeconds: number;
   timeoutSeconds: number;
   slots: number;
   proposer: ProposerConfig;
@@ -79,6 +81,7 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   prepareCommand: "python3 prepare.py",
   prepareFiles: ["prepare.py"],
   budgetSeconds: 300,
+  evalAllowanceSeconds: 120,
   timeoutSeconds: defaultTimeoutSeconds(300),
   slots: 1,
   proposer: { kind: "mutate", model: "gpt-4o-mini", temperature: 0.7, maxAttempts: 3 },
@@ -143,6 +146,7 @@ const fileSchema = z.strictObject({
     .nullable().default(DEFAULT_CONFIG.prepareCommand),
   prepare_files: z.array(relPath).default(DEFAULT_CONFIG.prepareFiles),
   budget_seconds: z.number().int().min(BUDGET_MIN).max(BUDGET_MAX).default(DEFAULT_CONFIG.budgetSeconds),
+  eval_allowance_seconds: z.number().int().min(0).max(BUDGET_MAX).default(DEFAULT_CONFIG.evalAllowanceSeconds),
   timeout_seconds: z
     .number()
     .int()
@@ -322,6 +326,7 @@ function toConfig(f: FileConfig, env: ConfigEnv): Config {
     prepareCommand: f.prepare_command,
     prepareFiles: [...f.prepare_files],
     budgetSeconds: f.budget_seconds,
+    evalAllowanceSeconds: f.eval_allowance_seconds,
     timeoutSeconds: f.timeout_seconds ?? defaultTimeoutSeconds(f.budget_seconds),
     slots: f.slots,
     proposer: {

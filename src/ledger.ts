@@ -17,7 +17,7 @@ import type { ExperimentRecord, ExperimentState, Measurement, TrainerResult } fr
 export const editSchema = z.object({ path: z.string(), search: z.string(), replace: z.string() });
 
 export const trainerResultSchema = z.object({
-  status: z.enum(["ok", "crash", "oom", "timeout", "nan"]),
+  status: z.enum(["ok", "crash", "oom", "timeout", "nan", "over_budget"]),
   val_bpb: z.number().nullable(),
   exit_code: z.number().int().nullable(),
   reason: z.string(),

@@ -87,6 +87,8 @@ export function describeFailure(r: TrainerResult): string {
       return `The run ran out of memory${code}${detail}.`;
     case "nan":
       return `The loss became NaN or the run reported a failure${detail}.`;
+    case "over_budget":
+      return `The run broke its time budget, measured from outside, so its val_bpb is not a measurement${detail}.`;
     case "ok":
       return `The run finished without printing a usable val_bpb${detail}.`;
     default:

@@ -301,6 +301,7 @@ function runSpec(snap: Snapshot, gh: GitHubPort, r: ExperimentRecord, pull: numb
     prepareCmd: c.prepareCommand,
     prepareFiles: c.prepareFiles,
     budgetSeconds: c.budgetSeconds,
+    evalAllowanceSeconds: c.evalAllowanceSeconds,
     timeoutSeconds: c.timeoutSeconds,
   };
 }

@@ -10,7 +10,7 @@ export interface Edit {
 }
 
 /** Harness result statuses (see trainer/harness.py). */
-export type RunStatus = "ok" | "crash" | "oom" | "timeout" | "nan";
+export type RunStatus = "ok" | "crash" | "oom" | "timeout" | "nan" | "over_budget";
 
 /** The JSON the harness emits for one run (validated with zod in src/runner/result.ts). */
 export interface TrainerResult {
@@ -227,6 +227,8 @@ export interface RunSpec {
   /** Files (relative to workdir) whose content keys the prepared-data cache. */
   prepareFiles: string[];
   budgetSeconds: number;
+  /** Wall-clock seconds the training may take beyond the budget before its result is not a measurement. */
+  evalAllowanceSeconds: number;
   /** Hard kill after this many seconds (null: the harness default, 2 × budget + 120). */
   timeoutSeconds: number | null;
 }

@@ -200,6 +200,7 @@ async function serve(routes: Record<string, (req: http.IncomingMessage, res: htt
   };
 }
 
+/** The summary block of a real autoresearch run (test/fixtures/autoresearch-run.log). */
 const SUMMARY = {
   val_bpb: 0.9979,
   training_seconds: 300.1,
@@ -211,6 +212,9 @@ const SUMMARY = {
   num_params_M: 50.3,
   depth: 8,
 };
+
+/** What the good.py stub prints: the same block, with the half second of training it can claim. */
+const STUB_SUMMARY = { ...SUMMARY, training_seconds: 0.5 };
 
 describe("trainer/harness.py", () => {
   describe("classifying a training run", () => {
@@ -225,7 +229,7 @@ describe("trainer/harness.py", () => {
       const result = resultOf(run);
 
       expect(run.code).toBe(0);
-      expect(result).toMatchObject({ status: "ok", ...SUMMARY, exit_code: 0, stage: "train", run_id: "acme-lab-17-1", commit: null });
+      expect(result).toMatchObject({ status: "ok", ...STUB_SUMMARY, exit_code: 0, stage: "train", run_id: "acme-lab-17-1", commit: null });
       expect(result.reason).toContain("0.997900");
       expect(result.duration_seconds).toBeGreaterThan(0);
       expect(result.harness_version).toMatch(/^\d+\.\d+\.\d+$/);
@@ -320,12 +324,36 @@ describe("trainer/harness.py", () => {
       expect(result.exit_code).toBe(0);
     });
 
-    it("reads a real autoresearch log end to end", async () => {
-      const { run, result } = await runStub("good.py", ["--train-cmd", `cat '${AUTORESEARCH_LOG}'`]);
-      expect(run.code).toBe(0);
-      expect(result).toMatchObject({ status: "ok", ...SUMMARY });
+    it("reads a real autoresearch log end to end, and does not believe 300 s of training replayed in a moment", async () => {
+      const { run, result } = await runStub("good.py", ["--train-cmd", `cat '${AUTORESEARCH_LOG}'`, "--budget", "300"]);
+      expect(run.code).toBe(1);
+      expect(result).toMatchObject({ status: "over_budget", ...SUMMARY });
+      expect(result.reason).toMatch(/^not a valid measurement: the run reported 300\.1 s of training, but its command ran only 0(\.\d)? s by the wall clock$/);
       expect(result.log_tail).toContain("step 00952 (99.9%) | loss: 3.0014");
       expect(result.log_tail).not.toContain("step 00951");
+    });
+
+    it("measures the budget from outside: past budget + allowance by the wall clock, or more training reported than the budget", async () => {
+      const dir = await scratch();
+      const repo = path.join(dir, "repo");
+      await mkdir(repo);
+      const stub = (seconds: string, sleep: number) =>
+        `import time\ntime.sleep(${sleep})\nprint("---")\nprint("val_bpb: 0.5")\nprint("training_seconds: ${seconds}")\n`;
+      const run = async (train: string, budget: string, allowance: string) => {
+        await writeFile(path.join(repo, "train.py"), train);
+        return resultOf(await runHarness(["--repo", repo, "--cache-dir", path.join(dir, "cache"), "--budget", budget, "--eval-allowance", allowance]));
+      };
+      // Honest: 1.2 s of a 1 s budget (its last step), 1.5 s of wall clock.
+      expect((await run(stub("1.2", 1.5), "1", "5")).status).toBe("ok");
+      // It stops counting part of its time: it claims 10 s, within a budget of 20 s, but ran 1.5 s.
+      expect(await run(stub("10", 1.5), "20", "5")).toMatchObject({ status: "over_budget", val_bpb: 0.5 });
+      // It multiplies the budget: 40 s of training claimed against a budget of 20 s.
+      const greedy = await run(stub("40", 0.2), "20", "60");
+      expect(greedy.reason).toMatch(/reported 40 s of training, more than the budget of 20 s/);
+      // It trains past budget + allowance by the wall clock, whatever it says.
+      const slow = await run(stub("1", 3), "1", "1");
+      expect(slow.status).toBe("over_budget");
+      expect(slow.reason).toMatch(/ran 3(\.\d)? s by the wall clock, more than the budget of 1 s plus 1 s/);
     });
   });
 

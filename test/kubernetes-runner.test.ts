@@ -58,6 +58,7 @@ function spec(over: Partial<RunSpec> & { url: string }): RunSpec {
     prepareCmd: "python3 prepare.py",
     prepareFiles: ["prepare.py"],
     budgetSeconds: 10,
+    evalAllowanceSeconds: 60,
     timeoutSeconds: 60,
     ...over,
   };

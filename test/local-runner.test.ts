@@ -94,6 +94,7 @@ function spec(runId: string, trainCmd: string, over: Partial<RunSpec> = {}): Run
     prepareCmd: null,
     prepareFiles: [],
     budgetSeconds: 5,
+    evalAllowanceSeconds: 60,
     timeoutSeconds: 60,
     ...over,
   };

@@ -73,7 +73,7 @@ One flat JSON object, always printed as the last line of stdout and, with
 same object cut to 4096 bytes):
 
 ``status``
-    ``ok``, ``crash``, ``oom``, ``timeout`` or ``nan``.
+    ``ok``, ``crash``, ``oom``, ``timeout``, ``nan`` or ``over_budget``.
 ``val_bpb``
     the validation bits per byte (a number), or null.
 summary fields
@@ -131,13 +131,17 @@ timeout -> ``timeout``; CUDA out-of-memory in the output (and no valid
 result) -> ``oom``; killed by SIGKILL that the harness did not send (exit -9 or
 137) -> ``oom`` (host out-of-memory); a ``FAIL`` line or a non-finite val_bpb
 -> ``nan``; a non-zero exit -> ``crash`` (reason: the last Python exception);
-exit 0 without a ``val_bpb:`` line -> ``crash``; otherwise ``ok``.
+exit 0 without a ``val_bpb:`` line -> ``crash``; a result that broke the time
+budget as measured from outside -> ``over_budget`` (the command ran longer than
+``--budget`` + ``--eval-allowance`` by the wall clock, or it reports more
+``training_seconds`` than the budget plus 2% + 2 s, or than the wall clock it
+ran; the reason gives both figures); otherwise ``ok``.
 
 Exit codes
 ----------
 
 0  result written, status ok
-1  result written, the experiment failed (crash, oom, timeout or nan)
+1  result written, the experiment failed (crash, oom, timeout, nan or over_budget)
 2  usage error (bad flags); no result
 3  infrastructure failure: fetching the repository or preparing the data
    failed, the harness was interrupted, or the harness itself failed; a result
@@ -418,7 +422,33 @@ def _oom_reason(line: str) -> str:
     return _shorten("CUDA out of memory: " + detail if detail else "CUDA out of memory")
 
 
-def classify(exit_code, timed_out: bool, timeout_seconds: float, monitor: OutputMonitor):
+def budget_tolerance(budget: float) -> float:
+    """How far a run's own training_seconds may pass the budget: its last step (2% + 2 s)."""
+    return budget * 0.02 + 2.0
+
+
+def check_budget(summary: dict, wall: float, budget: float, allowance: float):
+    """Why a run that printed a result broke its time budget, measured from outside; or None.
+
+    The wall clock of the training command must stay within budget + allowance (start-up,
+    compilation and evaluation); the training_seconds it reports must stay within the budget
+    (plus its last step) and within the wall clock it actually ran."""
+    reported = summary.get("training_seconds")
+    if wall > budget + allowance:
+        return "ran %s s by the wall clock, more than the budget of %s s plus %s s for start-up and evaluation" % (
+            _fmt_seconds(round(wall, 1)), _fmt_seconds(budget), _fmt_seconds(allowance))
+    if _is_number(reported) and math.isfinite(reported):
+        if reported > budget + budget_tolerance(budget):
+            return "reported %s s of training, more than the budget of %s s (the wall clock says %s s)" % (
+                _fmt_seconds(reported), _fmt_seconds(budget), _fmt_seconds(round(wall, 1)))
+        if reported > wall + 1.0:
+            return "reported %s s of training, but its command ran only %s s by the wall clock" % (
+                _fmt_seconds(reported), _fmt_seconds(round(wall, 1)))
+    return None
+
+
+def classify(exit_code, timed_out: bool, timeout_seconds: float, monitor: OutputMonitor, wall: float = 0.0,
+             budget: float = 0.0, allowance: float = 0.0):
     """(status, reason) of a finished training command. See the module docstring."""
     summary = monitor.summary
     val_bpb = summary.get("val_bpb")
@@ -450,6 +480,9 @@ def classify(exit_code, timed_out: bool, timeout_seconds: float, monitor: Output
         return "crash", "exited 0 but printed no val_bpb summary"
     if not numeric:
         return "crash", _shorten("val_bpb is not a number: %r" % (val_bpb,))
+    broke = check_budget(summary, wall, budget, allowance) if budget > 0 else None
+    if broke:
+        return "over_budget", "not a valid measurement: the run " + broke
     seconds = summary.get("training_seconds")
     if _is_number(seconds):
         return "ok", "val_bpb %.6f after %s s of training" % (val_bpb, _fmt_seconds(seconds))
@@ -1584,7 +1617,8 @@ def execute(args) -> int:
             monitor = OutputMonitor()
             started = time.monotonic()
             outcome = run_command(argv, cwd, env, args.timeout, log_file, monitor, "train", args.heartbeat)
-            status, reason = classify(outcome.exit_code, outcome.timed_out, args.timeout, monitor)
+            status, reason = classify(outcome.exit_code, outcome.timed_out, args.timeout, monitor,
+                                      outcome.duration, args.budget, args.eval_allowance)
             result = build_result(base, status, reason, "train", outcome.exit_code, monitor.tail(),
                                   monitor.summary, outcome.duration)
             exit_code = EXIT_OK if status == "ok" else EXIT_EXPERIMENT_FAILED
@@ -1624,7 +1658,7 @@ def default_cache_dir() -> str:
 
 EPILOG = """\
 result (last line of stdout, and --result / --termination-log):
-  one JSON object: status (ok|crash|oom|timeout|nan), val_bpb (number|null),
+  one JSON object: status (ok|crash|oom|timeout|nan|over_budget), val_bpb (number|null),
   every other summary field (training_seconds, total_seconds, peak_vram_mb,
   mfu_percent, total_tokens_M, num_steps, num_params_M, depth, extra keys),
   exit_code, reason, stage (fetch|prepare|train), run_id, commit,
@@ -1640,7 +1674,7 @@ environment of the commands:
 
 exit codes:
   0  result written, status ok
-  1  result written, the experiment failed (crash, oom, timeout or nan)
+  1  result written, the experiment failed (crash, oom, timeout, nan or over_budget)
   2  usage error (no result)
   3  infrastructure failure (fetch or prepare failed, harness interrupted
      or harness error); result written with stage; a retry may help
@@ -1690,6 +1724,10 @@ def build_parser() -> argparse.ArgumentParser:
              "~/.cache/autoresearch-bot)")
     add("--budget", metavar="SECONDS", type=float, default=300.0,
         help="training time budget, given to the commands as AUTORESEARCH_TIME_BUDGET (default: 300)")
+    add("--eval-allowance", metavar="SECONDS", type=float, default=120.0,
+        help="wall-clock time the training command may take beyond the budget (start-up, compilation, "
+             "evaluation); a run past it, or one that reports more training than the budget (plus 2%% + 2 s "
+             "for its last step) or than its wall time, is over_budget, not ok (default: 120)")
     add("--timeout", metavar="SECONDS", type=float, default=None,
         help="hard timeout of the training command; its whole process group is killed "
              "(default: 2 x budget + 120)")
@@ -1748,6 +1786,8 @@ def parse_args(argv=None):
         parser.error("--train-cmd must not be empty")
     if args.prepare_cmd is not None and not args.prepare_cmd.strip():
         args.prepare_cmd = None
+    if not (math.isfinite(args.eval_allowance) and args.eval_allowance >= 0):
+        parser.error("--eval-allowance must be a number of seconds, 0 or more")
     for name in ("budget", "prepare_timeout", "timeout"):
         value = getattr(args, name)
         if value is not None and not (math.isfinite(value) and value > 0):

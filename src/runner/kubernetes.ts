@@ -201,6 +201,7 @@ const storedSpecSchema = z.object({
   prepareCmd: z.string().nullable(),
   prepareFiles: z.array(z.string()),
   budgetSeconds: z.number(),
+  evalAllowanceSeconds: z.number().default(120),
   timeoutSeconds: z.number().nullable(),
 });
 
@@ -387,7 +388,7 @@ export function renderJob(template: k8s.V1Job, spec: RunSpec, o: RenderOptions):
   const pod = job.spec!.template.spec!;
   const trainer = pod.containers.find((c) => c.name === TRAINER)!;
   const folder = repoFolder(spec.repo);
-  const args = [...harnessArgs(spec), "--prepared-only", "--budget", String(spec.budgetSeconds)];
+  const args = [...harnessArgs(spec), "--prepared-only", "--budget", String(spec.budgetSeconds), "--eval-allowance", String(spec.evalAllowanceSeconds ?? 120)];
   if (spec.timeoutSeconds) args.push("--timeout", String(spec.timeoutSeconds));
   args.push("--termination-log", TERMINATION_LOG, "--run-id", spec.runId, "--heartbeat", "30");
   trainer.args = args;

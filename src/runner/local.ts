@@ -692,7 +692,7 @@ export class LocalRunner implements RunnerPort {
     args.push("--sandbox", this.sandboxed ? "bwrap" : "none", "--bwrap", this.bwrap);
     args.push("--prepare-network", this.prepareNetwork ? "on" : "off");
     for (const ro of this.sandboxReadOnly) args.push("--sandbox-ro", ro);
-    args.push("--budget", String(spec.budgetSeconds));
+    args.push("--budget", String(spec.budgetSeconds), "--eval-allowance", String(spec.evalAllowanceSeconds ?? 120));
     if (spec.timeoutSeconds) args.push("--timeout", String(spec.timeoutSeconds));
     args.push("--result", path.join(dir, "result.json"), "--log", path.join(dir, "train.log"), "--run-id", spec.runId);
     return args;

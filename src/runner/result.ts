@@ -7,7 +7,7 @@ import { readFile } from "node:fs/promises";
 import { z } from "zod";
 import type { TrainerResult } from "../types.js";
 
-export const RUN_STATUSES = ["ok", "crash", "oom", "timeout", "nan"] as const;
+export const RUN_STATUSES = ["ok", "crash", "oom", "timeout", "nan", "over_budget"] as const;
 export const RUN_STAGES = ["fetch", "prepare", "train"] as const;
 
 /** Keys with their own TrainerResult field (never copied into `summary`). */

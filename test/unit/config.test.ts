@@ -28,6 +28,7 @@ describe("parseConfig defaults", () => {
       prepareCommand: "python3 prepare.py",
       prepareFiles: ["prepare.py"],
       budgetSeconds: 300,
+      evalAllowanceSeconds: 120,
       timeoutSeconds: 720,
       slots: 1,
       proposer: { kind: "mutate", model: "gpt-4o-mini", temperature: 0.7, maxAttempts: 3 },
@@ -59,6 +60,7 @@ train_command: python3 -u train.py
 prepare_command: null
 prepare_files: [prepare.py, data.txt]
 budget_seconds: 120
+eval_allowance_seconds: 30
 slots: 4
 proposer: { kind: openai, model: qwen2.5-coder, temperature: 0.2, max_attempts: 5 }
 min_delta: 0
@@ -74,6 +76,7 @@ runner: kubernetes
       prepareCommand: null,
       prepareFiles: ["prepare.py", "data.txt"],
       budgetSeconds: 120,
+      evalAllowanceSeconds: 30,
       timeoutSeconds: 360,
       slots: 4,
       proposer: { kind: "openai", model: "qwen2.5-coder", temperature: 0.2, maxAttempts: 5 },

@@ -179,3 +179,18 @@ describe("classifyOutcome and meanValBpb", () => {
     expect(meanValBpb([m({ status: "crash", val_bpb: null })])).toBeNull();
   });
 });
+
+describe("decide: a run that broke its time budget", () => {
+  it("is never kept, however good the val_bpb it printed, and the reason gives both figures", () => {
+    const lied = m({
+      status: "over_budget",
+      val_bpb: 0.5,
+      reason: "not a valid measurement: the run reported 300 s of training, but its command ran only 2 s by the wall clock",
+    });
+    const d = decide({ kind: "experiment", measurements: [lied], baselineBpb: 1.0, minDelta: 0.001 });
+    expect(d.action).toBe("crash");
+    expect(d.conclusion).toBe("failure");
+    expect(d.reasons[0]).toMatch(/broke its time budget, measured from outside.*300 s of training.*2 s by the wall clock/);
+    expect(meanValBpb([lied])).toBeNull();
+  });
+});
