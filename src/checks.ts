@@ -5,6 +5,7 @@ import { CHECK_ACTIONS } from "./commands.js";
 import type { Config } from "./config.js";
 import { codeBlock, defuse, escapeText, oneLine, table } from "./markdown.js";
 import { classifyOutcome } from "./policy.js";
+import { flagsTable } from "./review.js";
 import type { CheckRunSpec, ExperimentRecord, Measurement } from "./types.js";
 
 export const VAL_BPB_CHECK = "val_bpb";
@@ -101,10 +102,15 @@ function checkRunBody(r: ExperimentRecord, runId: string, config: Config, opts: 
   } else {
     const bpb = res.val_bpb ?? NaN;
     title = d.delta === null ? `val_bpb ${fmt(bpb)}` : `val_bpb ${fmt(bpb)} (${signed(d.delta)} vs baseline)`;
-    if (d.verdict === "keep") conclusion = "success";
+    if (r.state === "review") {
+      // Better by the numbers, but the change touches what decides its own score: a person decides.
+      conclusion = "action_required";
+      title = `${title}: held for review`;
+    } else if (d.verdict === "keep") conclusion = "success";
     else conclusion = d.delta !== null && classifyOutcome(d.delta, config.minDelta) === "within noise" ? "neutral" : "failure";
   }
   const text = [
+    r.state === "review" ? `**Held for review.** ${flagsTable(r.flags ?? [])}` : "",
     figuresTable(m),
     harnessNotes(m),
     d.verdict === "crash" ? `**Reason:** ${escapeText(res.reason)}` : "",
@@ -117,7 +123,9 @@ function checkRunBody(r: ExperimentRecord, runId: string, config: Config, opts: 
     status: "completed",
     conclusion,
     output: { title, summary: `**Decision: ${d.verdict}.** ${escapeText(d.reasons.join(" "))}\n\n${against}`.trim(), text: text || undefined },
-    // Buttons for people with write access: measure a discarded or crashed change again, or adopt it.
-    ...(r.kind === "experiment" && d.verdict !== "keep" ? { actions: [{ ...CHECK_ACTIONS.rerun }, { ...CHECK_ACTIONS.keep }] } : {}),
+    // Buttons for people with write access: measure a discarded, crashed or held change again, or adopt it.
+    ...(r.kind === "experiment" && (d.verdict !== "keep" || r.state === "review")
+      ? { actions: [{ ...CHECK_ACTIONS.rerun }, { ...CHECK_ACTIONS.keep }] }
+      : {}),
   };
 }

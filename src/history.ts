@@ -22,6 +22,8 @@ function entryFor(r: ExperimentRecord, minDelta: number): HistoryEntry {
     r.decision?.delta ?? (valBpb !== null && r.baselineBpb !== null && r.kind === "experiment" ? valBpb - r.baselineBpb : null);
   const base = { n: r.n, title: r.title, hypothesis: r.hypothesis, valBpb, delta, reason: reasonOf(r), treeHash: r.treeHash };
   if (r.state === "queued" || r.state === "running") return { ...base, verdict: "running", outcome: "pending" };
+  // Held for review: its figure is not to be learned from until a person vouches for it.
+  if (r.state === "review") return { ...base, verdict: "review", outcome: "pending" };
   if (r.state === "crashed") return { ...base, verdict: "crash", outcome: "crash" };
   if (r.kind === "baseline") return { ...base, verdict: "baseline", outcome: "baseline" };
   if (r.state === "superseded") {

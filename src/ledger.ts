@@ -10,6 +10,7 @@ import { z } from "zod";
 import { editsAsDiff } from "./edits.js";
 import { codeBlock, escapeCell as cell, escapeText as prose } from "./markdown.js";
 import { fmtBpb, isMeasured, meanValBpb } from "./policy.js";
+import { flagsTable } from "./review.js";
 import type { ExperimentRecord, ExperimentState, Measurement, TrainerResult } from "./types.js";
 
 // ------------------------------------------------------------------ schemas
@@ -53,7 +54,7 @@ export const experimentRecordSchema = z.object({
   baselineBpb: z.number().nullable(),
   baselineN: z.number().int().nullable().optional(),
   attempt: z.number().int().min(0),
-  state: z.enum(["queued", "running", "kept", "discarded", "crashed", "superseded"]),
+  state: z.enum(["queued", "running", "review", "kept", "discarded", "crashed", "superseded"]),
   measurements: z.array(measurementSchema),
   decision: z
     .object({
@@ -69,6 +70,15 @@ export const experimentRecordSchema = z.object({
   adoptedBy: z.string().nullable().optional(),
   ideaId: z.number().int().nullable().optional(),
   clicks: z.array(z.string()).optional(),
+  flags: z
+    .array(
+      z.object({
+        rule: z.string(),
+        what: z.string(),
+        lines: z.array(z.object({ path: z.string(), line: z.number().int(), change: z.enum(["+", "-"]), text: z.string() })),
+      }),
+    )
+    .optional(),
 });
 
 // Compile-time proof that the schemas and the shared types describe the same objects.
@@ -160,6 +170,8 @@ function statusLine(r: ExperimentRecord): string {
       return "Queued: waiting for a training slot.";
     case "running":
       return `Training (attempt ${Math.max(1, r.attempt)}).`;
+    case "review":
+      return "Held for review: it improved val_bpb, but the change touches what decides its own score (below). It is merged only when someone with write access comments `/autoresearch keep`; closing the PR discards it.";
     case "kept":
       return r.kind === "baseline"
         ? "Measured: this is the figure later experiments must beat."
@@ -261,6 +273,14 @@ export function renderBody(r: ExperimentRecord, opts: RenderOptions = {}): strin
 
   const diff = r.kind === "experiment" ? (opts.diff ?? editsAsDiff(r.edits)) : "";
 
+  // What a person must look at before it may be merged (src/review.ts), from the start.
+  const review = r.kind === "experiment" && r.flags?.length
+    ? [
+        "### Review",
+        `This change is measured, but it is never merged without a person: ${flagsTable(r.flags)}\n\nIf it improves val_bpb, someone with write access merges it with \`/autoresearch keep\`.`,
+      ]
+    : [];
+
   const baseline: string[] = [];
   if (r.kind === "experiment") {
     baseline.push("### Measured against");
@@ -317,6 +337,7 @@ export function renderBody(r: ExperimentRecord, opts: RenderOptions = {}): strin
     [
       ...parts,
       ...(diffBlock ? ["### What changed", diffBlock] : []),
+      ...review,
       ...baseline,
       ...status,
       ...result,
@@ -373,6 +394,7 @@ export const LABEL = "autoresearch";
 
 export const STATE_LABELS = {
   running: "autoresearch:running",
+  review: "autoresearch:review",
   keep: "autoresearch:keep",
   discard: "autoresearch:discard",
   crash: "autoresearch:crash",
@@ -390,6 +412,7 @@ export interface LabelSpec {
 export const LABELS: LabelSpec[] = [
   { name: LABEL, color: "5319e7", description: "An autoresearch experiment" },
   { name: STATE_LABELS.running, color: "fbca04", description: "Experiment queued or training" },
+  { name: STATE_LABELS.review, color: "d93f0b", description: "Improved, but touches what decides its score: a person must keep it" },
   { name: STATE_LABELS.keep, color: "0e8a16", description: "Improved val_bpb: kept" },
   { name: STATE_LABELS.discard, color: "c5def5", description: "No improvement beyond noise: discarded" },
   { name: STATE_LABELS.crash, color: "b60205", description: "The training run failed" },
@@ -405,6 +428,9 @@ export function labelsFor(r: Pick<ExperimentRecord, "kind" | "state">): string[]
     case "queued":
     case "running":
       labels.push(STATE_LABELS.running);
+      break;
+    case "review":
+      labels.push(STATE_LABELS.review);
       break;
     case "kept":
       labels.push(STATE_LABELS.keep);

@@ -356,7 +356,13 @@ function entryLine(e: HistoryEntry): string {
     case "crash":
       return `#${e.n} CRASH ${title} — reason: ${oneLine(e.reason ?? "no reason recorded", MAX_REASON_SHOWN)}`;
     case "pending":
-      return `#${e.n} ${e.verdict === "superseded" ? "SUPERSEDED (not measured on the current code)" : "PENDING (being measured now)"} ${title}`;
+      return `#${e.n} ${
+        e.verdict === "superseded"
+          ? "SUPERSEDED (not measured on the current code)"
+          : e.verdict === "review"
+            ? "HELD FOR REVIEW (it touched what decides its own score; not a result to build on)"
+            : "PENDING (being measured now)"
+      } ${title}`;
     case "baseline":
       return `#${e.n} BASELINE${bpb} ${title}`;
   }

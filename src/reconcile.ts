@@ -13,6 +13,7 @@ import { decide } from "./policy.js";
 import { checkRunFor, configCheck, UNSANDBOXED, VAL_BPB_CHECK } from "./checks.js";
 import { defuse, escapeText, oneLine } from "./markdown.js";
 import { guidanceWithIdea, markUsedIdeas, nextIdea, notesForPrompt, publishReports, readControl, writeControl, type Control } from "./steering.js";
+import { describeFlags, scanChange } from "./review.js";
 import { readLedger } from "./trust.js";
 import type {
   ExperimentPull,
@@ -176,6 +177,16 @@ async function pass(deps: ReconcileDeps, seen: { snap?: Snapshot }): Promise<Rec
     try {
       if (pull.state === "open") {
         if (await advance(deps, snap, pull, pull.record, report, log)) report.again = true;
+      } else if (pull.record.state === "review") {
+        // Closed by a person while held for review: discarded, and said so in the record.
+        const r = pull.record;
+        r.state = "discarded";
+        r.decision = {
+          verdict: "discard",
+          delta: r.decision?.delta ?? null,
+          reasons: [...(r.decision?.reasons ?? []), "The pull request was closed while it was held for review; it is not merged."],
+        };
+        await writeRecord(gh, pull, r, (deps.now ?? (() => new Date()))());
       } else if (pull.record.state === "running" || pull.record.state === "queued") {
         // Closed by a person while queued or running: stop spending GPU time on it.
         const runId = runIdFor(gh, pull.record);
@@ -429,14 +440,21 @@ async function advance(
       verdict = "keep";
       reasons.push(`Kept anyway: adopted by @${r.adoptedBy} with /autoresearch keep.`);
     }
+    const held = verdict === "keep" && r.kind === "experiment" && (r.flags?.length ?? 0) > 0 && !r.adoptedBy;
+    if (held) {
+      reasons.push(
+        `Held for review, not merged: the change touches ${describeFlags(r.flags!)}. ` +
+          "Someone with write access merges it with /autoresearch keep, or closes the pull request.",
+      );
+    }
     r.decision = { verdict, delta: d.delta, reasons };
-    r.state = verdict === "keep" ? "kept" : verdict === "crash" ? "crashed" : "discarded";
+    r.state = held ? "review" : verdict === "keep" ? "kept" : verdict === "crash" ? "crashed" : "discarded";
     await gh.upsertCheckRun(checkRunFor(r, runId, snap.config, { unsandboxed: runner.sandboxed === false }));
     await writeRecord(gh, pull, r, now());
     await runner.cleanup?.(runId);
     const last = r.measurements[r.measurements.length - 1];
-    report.finished.push({ n: r.n, verdict, valBpb: last?.result.val_bpb ?? null });
-    log.info(`${name}: ${verdict}: ${reasons.join(" ")}`);
+    report.finished.push({ n: r.n, verdict: held ? "review" : verdict, valBpb: last?.result.val_bpb ?? null });
+    log.info(`${name}: ${held ? "held for review" : verdict}: ${reasons.join(" ")}`);
   }
 
   // A decided experiment whose PR is still open: carry out the decision (again, if a
@@ -584,6 +602,9 @@ async function reapply(
   r.baseTreeHash = snap.headTreeHash;
   r.headSha = sha;
   r.treeHash = newHash;
+  const flags = scanChange(snap.files, applied.files);
+  if (flags.length) r.flags = flags;
+  else delete r.flags;
   const base = currentBaseline(snap.records, snap.headTreeHash);
   r.baselineBpb = base?.bpb ?? null;
   r.baselineN = base?.n ?? null;
@@ -684,6 +705,8 @@ async function startNext(
       throw new Error(`the proposal from ${proposal.proposer} repeats an earlier experiment`);
     }
     files = prefixed(snap.config.workdir, applied.files);
+    // What a person must look at before this change may be merged (src/review.ts).
+    const flags = scanChange(snap.files, applied.files);
     record = {
       ...common,
       kind: "experiment",
@@ -700,6 +723,7 @@ async function startNext(
     const previous = [...snap.records].filter((r) => r.kind === "experiment" && r.guidanceSha).sort((a, b) => b.n - a.n)[0];
     if (previous?.guidanceSha && previous.guidanceSha !== snap.guidance.sha) record.previousGuidanceSha = previous.guidanceSha;
     if (ideaId !== null) record.ideaId = ideaId;
+    if (flags.length) record.flags = flags;
   }
 
   const branch = branchName(n, record.title);

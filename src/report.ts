@@ -109,6 +109,17 @@ export function renderReport(input: ReportInput): string {
     }
   }
 
+  const held = rs.filter((r) => r.state === "review");
+  if (held.length > 0) {
+    out.push("", "### Held for review", "", "Better by the numbers, but the change touches what decides its own score: `/autoresearch keep` merges it.", "");
+    out.push("| PR | val_bpb | delta | touches |", "| --- | --- | --- | --- |");
+    for (const r of held) {
+      const d = r.decision?.delta;
+      const touches = [...new Set((r.flags ?? []).map((f) => f.what))].join("; ");
+      out.push(`| ${ref(r)} ${escape(cut(r.title, 80))} | ${fmt(meanValBpb(r.measurements))} | ${d == null ? "—" : fmtBpb(d)} | ${escape(cut(touches, 200))} |`);
+    }
+  }
+
   if (crashed.length > 0) {
     out.push("", "### Crashes", "", "| PR | reason |", "| --- | --- |");
     for (const r of crashed) out.push(`| ${ref(r)} ${escape(cut(r.title, 80))} | ${escape(cut(crashReason(r), 300))} |`);

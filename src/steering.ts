@@ -402,6 +402,14 @@ async function reopen(gh: GitHubPort, pull: ExperimentPull, r: ExperimentRecord)
 async function rerun(gh: GitHubPort, pull: ExperimentPull, r: ExperimentRecord, by: string): Promise<{ ok: boolean; reply?: string }> {
   if (r.kind === "baseline") return { ok: false, reply: "A baseline is not measured again on request; experiments are." };
   if (pull.merged) return { ok: false, reply: "This experiment is merged already; there is nothing to measure again." };
+  if (pull.state === "open" && r.state === "review") {
+    // Held for review: measured once more, and held again unless a person keeps it.
+    r.attempt += 1;
+    r.state = "queued";
+    r.decision = null;
+    await writeRecord(gh, pull, r);
+    return { ok: true, reply: `@${by}: measuring ${r.headSha.slice(0, 7)} again; the decision will use every measurement.` };
+  }
   if (pull.state === "open") {
     if (r.state !== "queued" && r.state !== "running") {
       return { ok: false, reply: "This experiment is being settled right now; ask again once its PR is closed." };
@@ -430,6 +438,19 @@ async function rerun(gh: GitHubPort, pull: ExperimentPull, r: ExperimentRecord, 
 async function adopt(gh: GitHubPort, pull: ExperimentPull, r: ExperimentRecord, by: string): Promise<{ ok: boolean; reply?: string }> {
   if (r.kind === "baseline") return { ok: false, reply: "A baseline has nothing to merge." };
   if (pull.merged || r.state === "kept") return { ok: false, reply: "This experiment is kept already." };
+  if (pull.state === "open" && r.state === "review") {
+    // A person looked at what the review rules flagged and vouches for it: merged as measured
+    // (or re-applied and measured again if the default branch moved).
+    r.adoptedBy = by;
+    r.state = "kept";
+    r.decision = {
+      verdict: "keep",
+      delta: r.decision?.delta ?? null,
+      reasons: [...(r.decision?.reasons ?? []), `Reviewed and kept by @${by} with /autoresearch keep.`],
+    };
+    await writeRecord(gh, pull, r);
+    return { ok: true, reply: `@${by}: kept after review. It is merged as measured (re-applied and measured again first if the default branch moved).` };
+  }
   if (pull.state === "open" && r.state !== "queued" && r.state !== "running") {
     return { ok: false, reply: "This experiment is being settled right now; ask again once its PR is closed." };
   }

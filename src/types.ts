@@ -47,10 +47,19 @@ export interface Measurement {
  * Lifecycle of an experiment PR:
  *   queued   → PR open, run not yet submitted (or lost and to be resubmitted)
  *   running  → run submitted to the runner
+ *   review   → measured as an improvement, but its change touches what decides its own score
+ *              (src/review.ts): the PR stays open until a person keeps it (or closes it)
  *   kept     → merged (or, for a baseline, measured and closed)
  *   discarded / crashed / superseded → closed
  */
-export type ExperimentState = "queued" | "running" | "kept" | "discarded" | "crashed" | "superseded";
+export type ExperimentState = "queued" | "running" | "review" | "kept" | "discarded" | "crashed" | "superseded";
+
+/** A rule of src/review.ts that a change matched, with the changed lines that matched it. */
+export interface ReviewFlag {
+  rule: string;
+  what: string;
+  lines: { path: string; line: number; change: "+" | "-"; text: string }[];
+}
 
 /** The hidden machine-readable record in every experiment PR body. */
 export interface ExperimentRecord {
@@ -95,6 +104,8 @@ export interface ExperimentRecord {
   ideaId?: number | null;
   /** Delivery ids of the check-run button clicks already carried out (newest last, bounded). */
   clicks?: string[];
+  /** What a person must look at before this change may be merged (empty or absent: nothing). */
+  flags?: ReviewFlag[];
 }
 
 /** An experiment PR as read back from GitHub. */
@@ -264,7 +275,7 @@ export interface HistoryEntry {
   n: number;
   title: string;
   hypothesis: string;
-  verdict: Verdict | "running" | "superseded" | "baseline";
+  verdict: Verdict | "running" | "superseded" | "baseline" | "review";
   valBpb: number | null;
   delta: number | null;
   /** "better" | "within noise" | "worse" | "crash" — what the proposer is told. */
