@@ -14,7 +14,9 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { fileURLToPath } from "node:url";
+import { bestBpb, treeBpb } from "../src/history.js";
 import { decodeRecord } from "../src/ledger.js";
+import { isMeasured, meanValBpb } from "../src/policy.js";
 import { LocalRunner, SandboxUnavailableError } from "../src/runner/local.js";
 import type { ExperimentRecord, RunnerPort } from "../src/types.js";
 import { startBot } from "../test/support/bot.js";
@@ -35,7 +37,9 @@ const USAGE = `usage: npm run demo -- [--experiments N] [--budget SECONDS] [--mi
 
   --experiments N   experiments after the baseline (default 4)
   --budget S        training seconds per experiment (default 20, at least 10)
-  --min-delta X     smallest val_bpb improvement that is kept (default 0.05: short CPU runs are noisy)
+  --min-delta X     smallest val_bpb improvement that is kept, or auto (default auto: from the
+                    noise the night measures; the baseline runs 3 times and a promising
+                    change is confirmed before it is merged)
   --json FILE       also write the morning summary as JSON
   --runner R        local (default): the local runner; kubernetes: Jobs through the
                     Kubernetes runner and a local Kubernetes twin whose kubelet runs them here
@@ -49,7 +53,9 @@ interface Row {
   kind: string;
   title: string;
   hypothesis: string;
+  /** The mean of the runs the decision used, and how many. */
   valBpb: number | null;
+  runs: number;
   delta: number | null;
   decision: string;
   merged: boolean;
@@ -91,7 +97,7 @@ async function main(): Promise<void> {
     options: {
       experiments: { type: "string", default: "4" },
       budget: { type: "string", default: "20" },
-      "min-delta": { type: "string", default: "0.05" },
+      "min-delta": { type: "string", default: "auto" },
       json: { type: "string" },
       keep: { type: "boolean", default: false },
       runner: { type: "string", default: "local" },
@@ -105,14 +111,14 @@ async function main(): Promise<void> {
   }
   const experiments = Number(values.experiments);
   const budget = Number(values.budget);
-  const minDelta = Number(values["min-delta"]);
+  const minDelta = values["min-delta"] === "auto" ? "auto" : Number(values["min-delta"]);
   const runnerKind = values.runner;
   const slots = Number(values.slots);
   if (runnerKind !== "local" && runnerKind !== "kubernetes") fail(`--runner must be local or kubernetes\n\n${USAGE}`);
   if (!Number.isInteger(slots) || slots < 1) fail(`--slots must be a positive whole number\n\n${USAGE}`);
   if (!Number.isInteger(experiments) || experiments < 1) fail(`--experiments must be a positive whole number\n\n${USAGE}`);
   if (!Number.isInteger(budget) || budget < 10) fail(`--budget must be a whole number of seconds, at least 10\n\n${USAGE}`);
-  if (!(minDelta >= 0)) fail(`--min-delta must be a number ≥ 0\n\n${USAGE}`);
+  if (minDelta !== "auto" && !(minDelta >= 0 && minDelta <= 1)) fail(`--min-delta must be auto or a number from 0 to 1\n\n${USAGE}`);
 
   const torch = findTorchPython();
   if (!torch) {
@@ -279,14 +285,14 @@ async function main(): Promise<void> {
   await twin.waitForIdle();
 
   const rows: Row[] = records().map(({ pull, r }) => {
-    const last = r.measurements[r.measurements.length - 1];
     return {
       n: r.n,
       pr: pull.number,
       kind: r.kind,
       title: r.title,
       hypothesis: r.hypothesis,
-      valBpb: last?.result.val_bpb ?? null,
+      valBpb: meanValBpb(r.measurements),
+      runs: r.measurements.filter((m) => isMeasured(m.result)).length,
       delta: r.decision?.delta ?? null,
       decision: r.decision?.verdict ?? r.state,
       merged: pull.merged,
@@ -294,9 +300,11 @@ async function main(): Promise<void> {
     };
   });
   const installation = twin.requestStats((q) => q.auth === "installation" || q.auth === "app");
-  const before = rows.find((r) => r.kind === "baseline")?.valBpb ?? null;
-  const kept = rows.filter((r) => r.merged && r.valBpb !== null).map((r) => r.valBpb!);
-  const after = kept.length ? Math.min(...kept) : before;
+  // The same figures as the morning report: the mean of every run of a kept tree.
+  const all = records().map(({ r }) => r);
+  const firstBaseline = all.find((r) => r.kind === "baseline");
+  const before = firstBaseline ? treeBpb(all, firstBaseline.treeHash) : null;
+  const after = bestBpb(all) ?? before;
   const summary = {
     experiments: rows,
     bestBefore: before,
@@ -319,7 +327,7 @@ async function main(): Promise<void> {
   console.log("\nMorning summary");
   console.log("===============");
   for (const r of rows) {
-    const bpb = r.valBpb === null ? "   —    " : r.valBpb.toFixed(4);
+    const bpb = r.valBpb === null ? "   —    " : `${r.valBpb.toFixed(4)}${r.runs > 1 ? ` ×${r.runs}` : "   "}`;
     const delta = r.delta === null ? "        " : `${r.delta > 0 ? "+" : ""}${r.delta.toFixed(4)}`.padStart(8);
     const verdict = r.kind === "baseline" ? "baseline" : r.merged ? "kept, merged" : r.decision;
     console.log(`#${String(r.pr).padEnd(3)} ${bpb} ${delta}  ${verdict.padEnd(13)} ${r.title}`);
@@ -369,8 +377,9 @@ function describe(r: ExperimentRecord, pr: number, state: string, merged: boolea
       ? `#${pr} baseline: training the unchanged train.py`
       : `#${pr} ${what}: training${r.attempt > 1 ? ` (attempt ${r.attempt})` : ""} — ${r.hypothesis}`;
   }
-  const bpb = m?.result.val_bpb;
-  const figure = bpb == null ? m?.result.reason ?? "" : `val_bpb ${bpb.toFixed(4)}`;
+  const bpb = meanValBpb(r.measurements);
+  const runs = r.measurements.filter((x) => isMeasured(x.result)).length;
+  const figure = bpb == null ? m?.result.reason ?? "" : `val_bpb ${bpb.toFixed(4)}${runs > 1 ? ` (mean of ${runs} runs)` : ""}`;
   const delta = r.decision?.delta == null ? "" : ` (${r.decision.delta > 0 ? "+" : ""}${r.decision.delta.toFixed(4)})`;
   if (merged) return `#${pr} ${what}: ${figure}${delta} → kept, merged`;
   if (state === "closed") return `#${pr} ${what}: ${figure}${delta} → ${r.kind === "baseline" ? "baseline measured" : r.state}`;

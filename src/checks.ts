@@ -4,7 +4,8 @@
 import { CHECK_ACTIONS } from "./commands.js";
 import type { Config } from "./config.js";
 import { codeBlock, defuse, escapeText, oneLine, table } from "./markdown.js";
-import { classifyOutcome } from "./policy.js";
+import { measurementsTable } from "./ledger.js";
+import { classifyOutcome, describeThreshold, isMeasured, meanValBpb } from "./policy.js";
 import { flagsTable } from "./review.js";
 import type { CheckRunSpec, ExperimentRecord, Measurement } from "./types.js";
 
@@ -68,8 +69,14 @@ export function checkRunFor(
 
 function checkRunBody(r: ExperimentRecord, runId: string, config: Config, opts: { rerun?: string[] }): CheckRunSpec {
   const base = { name: VAL_BPB_CHECK, headSha: r.headSha, externalId: runId };
-  const against =
-    r.baselineBpb === null ? "" : `Baseline to beat: val_bpb ${fmt(r.baselineBpb)} (keep needs an improvement over ${config.minDelta}).`;
+  const threshold = r.decision?.threshold;
+  const bar = threshold
+    ? describeThreshold(threshold, config.noise.falseKeepRate)
+    : typeof config.minDelta === "number"
+      ? `${config.minDelta} (min_delta)`
+      : `a threshold from the measured noise (false-keep rate ${Number((config.noise.falseKeepRate * 100).toPrecision(3))}%)`;
+  const baseRuns = threshold && threshold.baselineRuns > 1 ? ` (mean of ${threshold.baselineRuns} runs)` : "";
+  const against = r.baselineBpb === null ? "" : `Baseline to beat: val_bpb ${fmt(r.baselineBpb)}${baseRuns}; keep needs an improvement beyond ${bar}.`;
   const m = r.measurements.find((x) => x.runId === runId);
 
   if (opts.rerun) {
@@ -100,17 +107,24 @@ function checkRunBody(r: ExperimentRecord, runId: string, config: Config, opts: 
     // A title is plain text: defused, one line, bounded.
     title = defuse(oneLine(`${res.status}: ${res.reason}`, 200));
   } else {
-    const bpb = res.val_bpb ?? NaN;
-    title = d.delta === null ? `val_bpb ${fmt(bpb)}` : `val_bpb ${fmt(bpb)} (${signed(d.delta)} vs baseline)`;
+    // The figure the decision used: the mean of the runs, with their number (never one run's).
+    const bpb = meanValBpb(r.measurements) ?? NaN;
+    const runs = r.measurements.filter((x) => isMeasured(x.result)).length;
+    const ofRuns = runs > 1 ? `, mean of ${runs} runs` : "";
+    title = d.delta === null ? `val_bpb ${fmt(bpb)}${ofRuns ? ` (${ofRuns.slice(2)})` : ""}` : `val_bpb ${fmt(bpb)} (${signed(d.delta)} vs baseline${ofRuns})`;
     if (r.state === "review") {
       // Better by the numbers, but the change touches what decides its own score: a person decides.
       conclusion = "action_required";
       title = `${title}: held for review`;
     } else if (d.verdict === "keep") conclusion = "success";
-    else conclusion = d.delta !== null && classifyOutcome(d.delta, config.minDelta) === "within noise" ? "neutral" : "failure";
+    else {
+      const bound = threshold?.keep ?? (typeof config.minDelta === "number" ? config.minDelta : config.noise.floor);
+      conclusion = d.delta !== null && classifyOutcome(d.delta, bound) === "within noise" ? "neutral" : "failure";
+    }
   }
   const text = [
     r.state === "review" ? `**Held for review.** ${flagsTable(r.flags ?? [])}` : "",
+    r.measurements.length > 1 ? `Every run:\n\n${measurementsTable(r.measurements)}` : "",
     figuresTable(m),
     harnessNotes(m),
     d.verdict === "crash" ? `**Reason:** ${escapeText(res.reason)}` : "",

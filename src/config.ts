@@ -26,6 +26,20 @@ export interface ProposerConfig {
   maxAttempts: number;
 }
 
+/** How the loop tells progress from noise (see src/noise.ts and src/policy.ts). */
+export interface NoiseConfig {
+  /** Runs of every baseline (different seeds): their spread is the noise. */
+  baselineRuns: number;
+  /** Most runs of one experiment: a promising first run is confirmed before any merge. */
+  maxRuns: number;
+  /** Target probability that a change that does nothing is kept (min_delta: auto). */
+  falseKeepRate: number;
+  /** The default branch is measured again after this many experiments. */
+  rebaselineEvery: number;
+  /** The keep threshold while the noise is not known yet (fewer than 2 degrees of freedom). */
+  floor: number;
+}
+
 export interface Config {
   enabled: boolean;
   program: string;
@@ -41,7 +55,9 @@ export interface Config {
   timeoutSeconds: number;
   slots: number;
   proposer: ProposerConfig;
-  minDelta: number;
+  /** The smallest val_bpb improvement that counts, or "auto": from the measured noise. */
+  minDelta: number | "auto";
+  noise: NoiseConfig;
   night: NightConfig | null;
   runner: "local" | "kubernetes";
 }
@@ -85,7 +101,8 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   timeoutSeconds: defaultTimeoutSeconds(300),
   slots: 1,
   proposer: { kind: "mutate", model: "gpt-4o-mini", temperature: 0.7, maxAttempts: 3 },
-  minDelta: 0.001,
+  minDelta: "auto",
+  noise: { baselineRuns: 3, maxRuns: 3, falseKeepRate: 0.01, rebaselineEvery: 20, floor: 0.01 },
   night: null,
   runner: "local",
 }) as Config;
@@ -118,6 +135,14 @@ const proposerSchema = z.strictObject({
   model: z.string().trim().min(1).default(DEFAULT_CONFIG.proposer.model),
   temperature: z.number().min(0).max(2).default(DEFAULT_CONFIG.proposer.temperature),
   max_attempts: z.number().int().min(1).max(10).default(DEFAULT_CONFIG.proposer.maxAttempts),
+});
+
+const noiseSchema = z.strictObject({
+  baseline_runs: z.number().int().min(1).max(20).default(DEFAULT_CONFIG.noise.baselineRuns),
+  max_runs: z.number().int().min(1).max(20).default(DEFAULT_CONFIG.noise.maxRuns),
+  false_keep_rate: z.number().gt(0).max(0.5).default(DEFAULT_CONFIG.noise.falseKeepRate),
+  rebaseline_every: z.number().int().min(1).max(10_000).default(DEFAULT_CONFIG.noise.rebaselineEvery),
+  floor: z.number().min(0).max(1).default(DEFAULT_CONFIG.noise.floor),
 });
 
 const nightSchema = z.strictObject({
@@ -159,7 +184,16 @@ const fileSchema = z.strictObject({
     temperature: DEFAULT_CONFIG.proposer.temperature,
     max_attempts: DEFAULT_CONFIG.proposer.maxAttempts,
   }),
-  min_delta: z.number().min(0).max(1).default(DEFAULT_CONFIG.minDelta),
+  min_delta: z
+    .union([z.literal("auto"), z.number().min(0).max(1)], { error: 'must be "auto" or a number from 0 to 1' })
+    .default("auto"),
+  noise: noiseSchema.default({
+    baseline_runs: DEFAULT_CONFIG.noise.baselineRuns,
+    max_runs: DEFAULT_CONFIG.noise.maxRuns,
+    false_keep_rate: DEFAULT_CONFIG.noise.falseKeepRate,
+    rebaseline_every: DEFAULT_CONFIG.noise.rebaselineEvery,
+    floor: DEFAULT_CONFIG.noise.floor,
+  }),
   night: nightSchema.nullable().default(null),
   runner: z.enum(["local", "kubernetes"]).default(DEFAULT_CONFIG.runner),
 });
@@ -170,6 +204,7 @@ type FileConfig = z.output<typeof fileSchema>;
 const KNOWN_KEYS: Record<string, string[]> = {
   "": Object.keys(fileSchema.shape),
   proposer: Object.keys(proposerSchema.shape),
+  noise: Object.keys(noiseSchema.shape),
   night: Object.keys(nightSchema.shape),
 };
 
@@ -336,6 +371,13 @@ function toConfig(f: FileConfig, env: ConfigEnv): Config {
       maxAttempts: f.proposer.max_attempts,
     },
     minDelta: f.min_delta,
+    noise: {
+      baselineRuns: f.noise.baseline_runs,
+      maxRuns: f.noise.max_runs,
+      falseKeepRate: f.noise.false_keep_rate,
+      rebaselineEvery: f.noise.rebaseline_every,
+      floor: f.noise.floor,
+    },
     night: f.night
       ? { window: f.night.window, timezone: f.night.timezone, maxExperiments: f.night.max_experiments }
       : null,

@@ -27,12 +27,12 @@ function entryFor(r: ExperimentRecord, minDelta: number): HistoryEntry {
   if (r.state === "crashed") return { ...base, verdict: "crash", outcome: "crash" };
   if (r.kind === "baseline") return { ...base, verdict: "baseline", outcome: "baseline" };
   if (r.state === "superseded") {
-    return { ...base, verdict: "superseded", outcome: delta === null ? "pending" : classifyOutcome(delta, minDelta) };
+    return { ...base, verdict: "superseded", outcome: delta === null ? "pending" : classifyOutcome(delta, r.decision?.threshold?.keep ?? minDelta) };
   }
   if (r.state === "kept") return { ...base, verdict: "keep", outcome: "better" };
   // Discarded: "within noise" is kept apart from "worse" so the proposer does not learn that a
   // harmless change hurt.
-  return { ...base, verdict: "discard", outcome: delta === null ? "worse" : classifyOutcome(delta, minDelta) };
+  return { ...base, verdict: "discard", outcome: delta === null ? "worse" : classifyOutcome(delta, r.decision?.threshold?.keep ?? minDelta) };
 }
 
 /**
@@ -48,23 +48,39 @@ export function buildHistory(records: ExperimentRecord[], minDelta: number = DEF
  * branch head): the successful measurements of baselines and kept experiments with that tree
  * hash, averaged; `n` is the latest such experiment. null means the head needs a baseline run.
  */
-export function currentBaseline(records: ExperimentRecord[], headTreeHash: string): { bpb: number; n: number } | null {
-  // A kept experiment was merged as measured, so its measurement is one of the head's tree too.
+export function currentBaseline(
+  records: ExperimentRecord[],
+  headTreeHash: string,
+  hardware?: string | null,
+): { bpb: number; n: number; runs: number } | null {
+  // A kept experiment was merged as measured, so its measurements are of the head's tree too.
   const matching = records.filter((r) => r.treeHash === headTreeHash && r.state === "kept");
-  const measurements = matching.flatMap((r) => r.measurements.filter((m) => isMeasured(m.result)));
+  let measurements = matching.flatMap((r) => r.measurements.filter((m) => isMeasured(m.result)));
+  // Compared on the same hardware when the baseline was measured there (noise is per hardware).
+  if (hardware !== undefined) {
+    const same = measurements.filter((m) => (m.result.hardware ?? null) === hardware);
+    if (same.length) measurements = same;
+  }
   const bpb = meanValBpb(measurements);
   if (bpb === null) return null;
   const n = Math.max(...matching.filter((r) => r.measurements.some((m) => isMeasured(m.result))).map((r) => r.n));
-  return { bpb, n };
+  return { bpb, n, runs: measurements.length };
 }
 
-/** The lowest val_bpb of any kept experiment or baseline (mean of its runs), or null. */
+/**
+ * The lowest val_bpb of any kept tree (a baseline's, or a merged experiment's): the mean of every
+ * run of that tree, however many records measured it. null when nothing was kept.
+ */
 export function bestBpb(records: ExperimentRecord[]): number | null {
   let best: number | null = null;
-  for (const r of records) {
-    if (r.state !== "kept") continue;
-    const bpb = meanValBpb(r.measurements);
+  for (const tree of new Set(records.filter((r) => r.state === "kept").map((r) => r.treeHash))) {
+    const bpb = treeBpb(records, tree);
     if (bpb !== null && (best === null || bpb < best)) best = bpb;
   }
   return best;
+}
+
+/** The mean of every successful run of the kept records of one tree, or null. */
+export function treeBpb(records: ExperimentRecord[], tree: string): number | null {
+  return meanValBpb(records.filter((r) => r.state === "kept" && r.treeHash === tree).flatMap((r) => r.measurements));
 }

@@ -29,6 +29,7 @@ export const trainerResultSchema = z.object({
   runId: z.string().nullable().optional(),
   sandbox: z.string().optional(),
   notes: z.array(z.string()).optional(),
+  hardware: z.string().optional(),
 });
 
 export const measurementSchema = z.object({
@@ -61,6 +62,18 @@ export const experimentRecordSchema = z.object({
       verdict: z.enum(["keep", "discard", "crash"]),
       delta: z.number().nullable(),
       reasons: z.array(z.string()),
+      threshold: z
+        .object({
+          keep: z.number(),
+          promising: z.number(),
+          source: z.enum(["min_delta", "noise", "floor"]),
+          sigma: z.number().nullable(),
+          df: z.number().int(),
+          hardware: z.string().nullable(),
+          runs: z.number().int(),
+          baselineRuns: z.number().int(),
+        })
+        .optional(),
     })
     .nullable(),
   createdAt: z.string(),
@@ -190,7 +203,8 @@ function fmtFigure(v: number | string): string {
   return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(8)));
 }
 
-function measurementsTable(ms: Measurement[]): string {
+/** Every run of an experiment: commit, status, val_bpb, seed-free note (the check run and the PR body list them all). */
+export function measurementsTable(ms: Measurement[]): string {
   const rows = ms.map((m, i) => {
     const r = m.result;
     const bpb = isMeasured(r) ? fmtBpb(r.val_bpb) : "—";
@@ -298,12 +312,21 @@ export function renderBody(r: ExperimentRecord, opts: RenderOptions = {}): strin
   if (r.measurements.length > 0) {
     result.push("### Result", measurementsTable(r.measurements));
     const mean = meanValBpb(r.measurements);
+    const k = r.measurements.filter((m) => isMeasured(m.result)).length;
+    const ofRuns = k > 1 ? ` (mean of ${k} runs)` : "";
+    const t = r.decision?.threshold;
     if (mean !== null && r.kind === "experiment" && r.baselineBpb !== null) {
       const delta = r.decision?.delta ?? mean - r.baselineBpb;
       const sign = delta > 0 ? "+" : "";
-      result.push(`val_bpb **${fmtBpb(mean)}**, delta **${sign}${fmtBpb(delta)}** against the baseline (negative is better).`);
+      const baseRuns = t && t.baselineRuns > 1 ? ` (mean of ${t.baselineRuns} runs)` : "";
+      result.push(`val_bpb **${fmtBpb(mean)}**${ofRuns}, delta **${sign}${fmtBpb(delta)}** against the baseline${baseRuns} (negative is better).`);
     } else if (mean !== null) {
-      result.push(`val_bpb **${fmtBpb(mean)}**.`);
+      result.push(`val_bpb **${fmtBpb(mean)}**${ofRuns}.`);
+    }
+    if (t?.source === "noise") {
+      result.push(`Noise: σ ${fmtBpb(t.sigma!)} per run from ${t.df} degrees of freedom${t.hardware ? ` on ${prose(t.hardware)}` : ""}; keeping needed an improvement over ${fmtBpb(t.keep)}.`);
+    } else if (t?.source === "floor") {
+      result.push(`Noise: not known yet (fewer than 2 repeated runs of one tree); keeping needed an improvement over the floor ${fmtBpb(t.keep)}.`);
     }
     if (r.decision) {
       result.push(`**Decision: ${r.decision.verdict}.**`, r.decision.reasons.map((s) => `- ${prose(s)}`).join("\n"));
@@ -483,7 +506,9 @@ export function toResultsTsv(records: ExperimentRecord[]): string {
         const mb = typeof vram === "number" ? vram : Number(vram);
         if (Number.isFinite(mb)) mem = (mb / 1024).toFixed(1);
       }
-      const description = r.title.replace(/[\t\r\n]+/g, " ").trim();
+      // The figure is a mean: the description says of how many runs.
+      const runs = measured.length > 1 ? ` (mean of ${measured.length} runs)` : "";
+      const description = r.title.replace(/[\t\r\n]+/g, " ").trim() + runs;
       return [`${commit}\t${bpb}\t${mem}\t${status}\t${description}`];
     });
   return [RESULTS_TSV_HEADER, ...rows].join("\n") + "\n";

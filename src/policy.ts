@@ -1,12 +1,29 @@
 // The decision policy: from the measurements of one experiment (or baseline) to keep / discard /
-// crash / rerun, with the reasons written into the PR. Pure, so every rule is tested directly.
+// crash / rerun / measure once more, with the reasons written into the PR. Pure, so every rule is
+// tested directly.
 //
 // val_bpb is lower-is-better, so delta = val_bpb − baseline and a negative delta is progress.
-// An improvement counts only when it is larger than the noise threshold `minDelta`.
+//
+// The sequential rule (min_delta: auto; `noise` settings in the config):
+//
+// - A baseline is measured `baseline_runs` times, with different seeds.
+// - An experiment's first run is *promising* when its improvement exceeds 1.2816 standard errors
+//   (a no-op change looks that good one time in ten); anything less is discarded at once, so
+//   extra runs go to candidates only.
+// - A promising change is measured again before any merge. After run k (k ≥ 2) it is kept when
+//   the mean improvement of its k runs exceeds z(1 − α/L) standard errors, where α is
+//   `false_keep_rate`, L = max_runs − 1 the number of looks (runs 2 … max_runs: a union bound
+//   keeps the false-keep rate of a change that does nothing below α), and the standard error is
+//   σ·√(1/k + 1/n_b) with n_b the baseline's runs. Otherwise it is measured again while it stays
+//   promising and k < max_runs, and discarded after that.
+// - σ is the pooled noise of the ledger (src/noise.ts). Until it is known (fewer than 2 degrees
+//   of freedom) both bounds are `noise.floor`. A number for min_delta replaces both bounds.
+// - With max_runs 1 a single run decides (no confirmation).
 
+import { normalQuantile, type NoiseEstimate } from "./noise.js";
 import type { Measurement, TrainerResult } from "./types.js";
 
-export type Action = "keep" | "discard" | "crash" | "rerun";
+export type Action = "keep" | "discard" | "crash" | "rerun" | "more";
 export type Conclusion = "success" | "neutral" | "failure" | "timed_out";
 export type Outcome = "better" | "within noise" | "worse";
 
@@ -16,10 +33,35 @@ export interface DecideInput {
   measurements: Measurement[];
   /** What an experiment is compared against; ignored for a baseline. */
   baselineBpb: number | null;
-  minDelta: number;
+  /** A fixed threshold, or "auto": from the noise. */
+  minDelta: number | "auto";
   /** Runs allowed in total when runs fail before training (fetch/prepare); default 3 (two reruns). */
   maxAttempts?: number;
+  /** How many successful runs the baseline's figure is the mean of; default 1. */
+  baselineRuns?: number;
+  /** σ of one run on this hardware, when the ledger knows it. */
+  noise?: NoiseEstimate | null;
+  /** Runs and false-keep rate (the config's `noise`); absent: one run decides. */
+  settings?: { baselineRuns: number; maxRuns: number; falseKeepRate: number; floor: number };
 }
+
+/** The bar an experiment was held to (kept in its record, shown on every surface). */
+export interface Threshold {
+  /** The improvement needed to keep it, in val_bpb. */
+  keep: number;
+  /** The improvement that earns another run. */
+  promising: number;
+  source: "min_delta" | "noise" | "floor";
+  sigma: number | null;
+  df: number;
+  hardware: string | null;
+  /** Successful runs of the experiment and of its baseline. */
+  runs: number;
+  baselineRuns: number;
+}
+
+/** Improvement (in standard errors) that makes a first run promising: a no-op does it 1 time in 10. */
+export const PROMISING_Z = 1.2816;
 
 export interface Decision {
   action: Action;
@@ -28,6 +70,8 @@ export interface Decision {
   reasons: string[];
   /** The check run conclusion for this decision (meaningless for `rerun`: the check stays open). */
   conclusion: Conclusion;
+  /** The bar it was held to (experiments that were measured). */
+  threshold?: Threshold;
 }
 
 export const DEFAULT_MAX_ATTEMPTS = 3;
@@ -104,8 +148,38 @@ function runsPhrase(n: number): string {
   return n === 1 ? "" : ` (mean of ${n} runs)`;
 }
 
+const LEGACY = { baselineRuns: 1, maxRuns: 1, falseKeepRate: 0.01, floor: 0.01 };
+
+/** The keep and promising bounds for an experiment of `runs` successful runs. */
+export function thresholdFor(input: DecideInput, runs: number): Threshold {
+  const s = input.settings ?? LEGACY;
+  const nb = Math.max(1, input.baselineRuns ?? 1);
+  const base = { runs, baselineRuns: nb, sigma: input.noise?.sigma ?? null, df: input.noise?.df ?? 0, hardware: input.noise?.hardware ?? null };
+  if (typeof input.minDelta === "number") return { ...base, keep: input.minDelta, promising: input.minDelta, source: "min_delta" };
+  if (!input.noise) return { ...base, keep: s.floor, promising: s.floor, source: "floor" };
+  const looks = s.maxRuns >= 2 ? s.maxRuns - 1 : 1;
+  const se = input.noise.sigma * Math.sqrt(1 / Math.max(1, runs) + 1 / nb);
+  return { ...base, keep: normalQuantile(1 - s.falseKeepRate / looks) * se, promising: PROMISING_Z * se, source: "noise" };
+}
+
+/** The threshold in words: what it is and where it comes from. */
+export function describeThreshold(t: Threshold, falseKeepRate = 0.01): string {
+  switch (t.source) {
+    case "min_delta":
+      return `the threshold ${fmtBpb(t.keep)} (min_delta)`;
+    case "floor":
+      return `the threshold ${fmtBpb(t.keep)} (the floor: the noise is not known yet)`;
+    case "noise":
+      return (
+        `the threshold ${fmtBpb(t.keep)} (for a false-keep rate of ${Number((falseKeepRate * 100).toPrecision(3))}%: ` +
+        `σ ${fmtBpb(t.sigma!)} from ${t.df} degrees of freedom, ${t.runs} ${t.runs === 1 ? "run" : "runs"} against ${t.baselineRuns})`
+      );
+  }
+}
+
 export function decide(input: DecideInput): Decision {
-  const { measurements, minDelta } = input;
+  const { measurements } = input;
+  const settings = input.settings ?? LEGACY;
   const maxAttempts = input.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
   const last = measurements[measurements.length - 1];
   if (!last) {
@@ -116,13 +190,12 @@ export function decide(input: DecideInput): Decision {
   if (isInfrastructureFailure(last.result)) {
     const stage = last.result.stage;
     const why = last.result.reason.trim().replace(/\.+$/, "") || "no reason given";
-    if (measurements.length < maxAttempts) {
+    const failures = measurements.filter((m) => isInfrastructureFailure(m.result)).length;
+    if (failures < maxAttempts) {
       return {
         action: "rerun",
         delta: null,
-        reasons: [
-          `Attempt ${measurements.length} of ${maxAttempts} failed before training (${stage}: ${why}); the run is started again.`,
-        ],
+        reasons: [`Attempt ${failures} of ${maxAttempts} failed before training (${stage}: ${why}); the run is started again.`],
         conclusion: "neutral",
       };
     }
@@ -146,9 +219,20 @@ export function decide(input: DecideInput): Decision {
     };
   }
   const bpb = meanValBpb(trainings)!;
-  const runs = runsPhrase(trainings.length);
+  const k = trainings.length;
+  const runs = runsPhrase(k);
 
   if (input.kind === "baseline") {
+    if (k < settings.baselineRuns) {
+      return {
+        action: "more",
+        delta: null,
+        reasons: [
+          `Baseline run ${k} of ${settings.baselineRuns}: val_bpb ${fmtBpb(bpb)}${runs}; it is measured again with another seed, so that the noise is known.`,
+        ],
+        conclusion: "neutral",
+      };
+    }
     return {
       action: "keep",
       delta: null,
@@ -163,32 +247,43 @@ export function decide(input: DecideInput): Decision {
   }
   const base = input.baselineBpb;
   const delta = roundDelta(bpb - base);
-  const outcome = classifyOutcome(delta, minDelta);
-  const noise = `±${fmtBpb(minDelta)}`;
-  if (outcome === "better") {
-    return {
-      action: "keep",
-      delta,
-      reasons: [
-        `val_bpb ${fmtBpb(bpb)}${runs} is ${fmtBpb(-delta)} lower than the baseline ${fmtBpb(base)}, more than the noise threshold ${fmtBpb(minDelta)}.`,
-      ],
-      conclusion: "success",
-    };
-  }
-  if (outcome === "within noise") {
-    return {
-      action: "discard",
-      delta,
-      reasons: [
-        `val_bpb ${fmtBpb(bpb)}${runs} differs from the baseline ${fmtBpb(base)} by ${fmtSigned(delta)}, within noise (${noise}).`,
-      ],
-      conclusion: "neutral",
-    };
-  }
-  return {
-    action: "discard",
+  const improvement = -delta;
+  const t = thresholdFor(input, k);
+  const bar = describeThreshold(t, settings.falseKeepRate);
+  const baseRuns = runsPhrase(t.baselineRuns);
+  const minRuns = settings.maxRuns >= 2 ? 2 : 1;
+  const verdict = (action: "keep" | "discard" | "more", reasons: string[], conclusion: Conclusion): Decision => ({
+    action,
     delta,
-    reasons: [`val_bpb ${fmtBpb(bpb)}${runs} is ${fmtBpb(delta)} worse than the baseline ${fmtBpb(base)}.`],
-    conclusion: "failure",
-  };
+    reasons,
+    conclusion,
+    threshold: t,
+  });
+  if (k >= minRuns && improvement > t.keep) {
+    return verdict(
+      "keep",
+      [`val_bpb ${fmtBpb(bpb)}${runs} is ${fmtBpb(improvement)} lower than the baseline ${fmtBpb(base)}${baseRuns}, more than ${bar}.`],
+      "success",
+    );
+  }
+  if (k < settings.maxRuns && improvement > t.promising) {
+    return verdict(
+      "more",
+      [
+        `val_bpb ${fmtBpb(bpb)}${runs} is ${fmtBpb(improvement)} lower than the baseline ${fmtBpb(base)}${baseRuns}: promising, ` +
+          `so it is measured again before any merge (run ${k + 1} of at most ${settings.maxRuns}).`,
+      ],
+      "neutral",
+    );
+  }
+  if (classifyOutcome(delta, t.keep) === "worse") {
+    return verdict("discard", [`val_bpb ${fmtBpb(bpb)}${runs} is ${fmtBpb(delta)} worse than the baseline ${fmtBpb(base)}${baseRuns}.`], "failure");
+  }
+  return verdict(
+    "discard",
+    [
+      `val_bpb ${fmtBpb(bpb)}${runs} differs from the baseline ${fmtBpb(base)}${baseRuns} by ${fmtSigned(delta)}, within noise (±${fmtBpb(t.keep)}: ${bar}).`,
+    ],
+    "neutral",
+  );
 }

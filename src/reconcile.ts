@@ -9,7 +9,8 @@ import { CONFIG_PATH, parseConfig, inWindow, nightKey, type Config } from "./con
 import { applyEdits } from "./edits.js";
 import { buildHistory, currentBaseline, bestBpb } from "./history.js";
 import { branchName, labelsFor, LABELS, renderBody, treeHash } from "./ledger.js";
-import { decide } from "./policy.js";
+import { estimateNoise } from "./noise.js";
+import { decide, isMeasured } from "./policy.js";
 import { checkRunFor, configCheck, UNSANDBOXED, VAL_BPB_CHECK } from "./checks.js";
 import { defuse, escapeText, oneLine } from "./markdown.js";
 import { guidanceWithIdea, markUsedIdeas, nextIdea, notesForPrompt, publishReports, readControl, writeControl, type Control } from "./steering.js";
@@ -313,6 +314,8 @@ function runSpec(snap: Snapshot, gh: GitHubPort, r: ExperimentRecord, pull: numb
     prepareFiles: c.prepareFiles,
     budgetSeconds: c.budgetSeconds,
     evalAllowanceSeconds: c.evalAllowanceSeconds,
+    // Every run of a tree gets its own seed: their spread is the noise.
+    seed: r.attempt,
     timeoutSeconds: c.timeoutSeconds,
   };
 }
@@ -403,12 +406,33 @@ async function advance(
     if (!r.measurements.some((m) => m.runId === runId)) {
       r.measurements.push({ runId, sha: r.headSha, result: obs.result, finishedAt: now().toISOString() });
     }
+    // Compared with every run of the baseline's tree on this run's hardware, and with the noise
+    // the ledger has measured there (this experiment's own repeated runs included).
+    const hardware = obs.result.hardware ?? null;
+    const baseline = r.kind === "experiment" ? currentBaseline(snap.records, r.baseTreeHash, hardware) : null;
+    if (baseline) {
+      r.baselineBpb = baseline.bpb;
+      r.baselineN = baseline.n;
+    }
     const d = decide({
       kind: r.kind,
       measurements: r.measurements,
       baselineBpb: r.baselineBpb,
+      baselineRuns: baseline?.runs ?? 1,
       minDelta: snap.config.minDelta,
+      noise: estimateNoise(snap.records, hardware),
+      settings: snap.config.noise,
     });
+    if (d.action === "more") {
+      // A baseline measures the noise; a promising change is confirmed before any merge.
+      await gh.upsertCheckRun(checkRunFor(r, runId, snap.config, { rerun: d.reasons, unsandboxed: runner.sandboxed === false }));
+      r.attempt += 1;
+      r.state = "queued";
+      await writeRecord(gh, pull, r, now());
+      await runner.cleanup?.(runId);
+      log.info(`${name}: measuring again: ${d.reasons.join(" ")}`);
+      return advance(deps, snap, pull, r, report, log);
+    }
     if (d.action === "rerun") {
       await gh.upsertCheckRun(checkRunFor(r, runId, snap.config, { rerun: d.reasons, unsandboxed: runner.sandboxed === false }));
       r.attempt += 1;
@@ -447,7 +471,7 @@ async function advance(
           "Someone with write access merges it with /autoresearch keep, or closes the pull request.",
       );
     }
-    r.decision = { verdict, delta: d.delta, reasons };
+    r.decision = { verdict, delta: d.delta, reasons, ...(d.threshold ? { threshold: d.threshold } : {}) };
     r.state = held ? "review" : verdict === "keep" ? "kept" : verdict === "crash" ? "crashed" : "discarded";
     await gh.upsertCheckRun(checkRunFor(r, runId, snap.config, { unsandboxed: runner.sandboxed === false }));
     await writeRecord(gh, pull, r, now());
@@ -635,6 +659,26 @@ function mergeMessage(r: ExperimentRecord): string {
   return defuse(`${r.hypothesis}\n\n${r.decision?.reasons.join(" ") ?? ""}`.trim());
 }
 
+/**
+ * Why the head's tree should be measured again although it has a baseline, or null: every
+ * `every` experiments built on it since it was last measured, and whenever the latest run came
+ * from other hardware than the baseline's runs (noise and figures are per hardware).
+ */
+export function rebaselineReason(records: ExperimentRecord[], headTreeHash: string, every: number): string | null {
+  const measuredHead = records.filter((r) => r.treeHash === headTreeHash && r.state === "kept" && r.measurements.some((m) => isMeasured(m.result)));
+  if (!measuredHead.length) return null;
+  const lastN = Math.max(...measuredHead.map((r) => r.n));
+  const since = records.filter((r) => r.kind === "experiment" && r.n > lastN && r.baseTreeHash === headTreeHash).length;
+  if (since >= every) return `${since} experiments since it was last measured`;
+  const runs = records.flatMap((r) => r.measurements.filter((m) => isMeasured(m.result)));
+  const latest = runs.reduce<(typeof runs)[number] | null>((a, m) => (!a || m.finishedAt > a.finishedAt ? m : a), null);
+  const hardware = latest?.result.hardware;
+  if (hardware && !measuredHead.some((r) => r.measurements.some((m) => m.result.hardware === hardware))) {
+    return `the runs now come from ${hardware}, where it was never measured`;
+  }
+  return null;
+}
+
 /** Open the next experiment PR: the baseline when the head's tree has none, else a proposal. */
 async function startNext(
   deps: ReconcileDeps,
@@ -665,14 +709,17 @@ async function startNext(
   let record: ExperimentRecord;
   let files: Record<string, string> = {};
   let ideaId: number | null = null;
-  if (!baseline) {
-    if (inFlight.some((r) => r.kind === "baseline" && r.baseTreeHash === snap.headTreeHash)) return null;
+  const baselineInFlight = inFlight.some((r) => r.kind === "baseline" && r.baseTreeHash === snap.headTreeHash);
+  const again = baseline && !baselineInFlight ? rebaselineReason(snap.records, snap.headTreeHash, snap.config.noise.rebaselineEvery) : null;
+  if (!baseline || again) {
+    if (baselineInFlight) return null;
     record = {
       ...common,
       kind: "baseline",
-      title: "Baseline: measure the current train.py",
-      hypothesis:
-        "No change. This measures the current default branch so that the following experiments have a val_bpb to beat.",
+      title: again ? "Baseline: measure the current train.py again" : "Baseline: measure the current train.py",
+      hypothesis: again
+        ? `No change. The default branch is measured again (${again}): comparisons use every run of it, and the noise stays up to date.`
+        : "No change. This measures the current default branch so that the following experiments have a val_bpb to beat.",
       proposer: "baseline",
       headSha: "",
       edits: [],
@@ -681,7 +728,7 @@ async function startNext(
     };
   } else {
     const proposer = deps.proposerFor(snap.config);
-    const history = buildHistory(snap.records, snap.config.minDelta);
+    const history = buildHistory(snap.records, typeof snap.config.minDelta === "number" ? snap.config.minDelta : undefined);
     // A queued idea (/autoresearch try) is the first instruction; maintainers' notes follow program.md.
     // The built-in proposer reads no text: ideas wait for a proposer that does.
     const idea = control && proposer.name !== "mutate" ? nextIdea(control.record, snap.records) : null;

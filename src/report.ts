@@ -2,7 +2,8 @@
 // night's date) that the bot rewrites as the night's experiments end. Pure rendering from the
 // ledger's records, so that a pass after a restart writes exactly the same text.
 
-import { bestBpb } from "./history.js";
+import { bestBpb, treeBpb } from "./history.js";
+import { estimateNoise } from "./noise.js";
 import { fmtBpb, meanValBpb, describeFailure, isMeasured } from "./policy.js";
 import { toResultsTsv } from "./ledger.js";
 import { codeBlock, escapeCell as escape } from "./markdown.js";
@@ -29,6 +30,10 @@ export interface ReportInput {
 
 const FINISHED = new Set(["kept", "discarded", "crashed", "superseded"]);
 
+function runsOf(r: ExperimentRecord): number {
+  return r.measurements.filter((m) => isMeasured(m.result)).length;
+}
+
 function cut(s: string, max: number): string {
   const flat = s.replace(/\s+/g, " ").trim();
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
@@ -38,6 +43,43 @@ function crashReason(r: ExperimentRecord): string {
   const failed = [...r.measurements].reverse().find((m) => !isMeasured(m.result));
   if (failed) return describeFailure(failed.result);
   return r.decision?.reasons.join(" ") || "no reason recorded";
+}
+
+/** The noise the decisions used: σ of one run, pooled over the ledger on the latest hardware. */
+function noiseLine(records: ExperimentRecord[]): string {
+  const runs = records.flatMap((r) => r.measurements.filter((m) => isMeasured(m.result)));
+  const latest = runs.reduce<(typeof runs)[number] | null>((a, m) => (!a || m.finishedAt > a.finishedAt ? m : a), null);
+  const hardware = latest?.result.hardware ?? null;
+  const noise = estimateNoise(records, hardware);
+  if (!noise) return "**Noise:** not known yet (fewer than 2 repeated runs of one tree); decisions used the floor or min_delta.";
+  return `**Noise:** σ ${fmtBpb(noise.sigma)} per run, from ${noise.df} degrees of freedom${hardware ? ` on ${escape(hardware)}` : ""}.`;
+}
+
+/** How the night's training runs were spent: first runs, confirmations of promising changes, repeated baselines. */
+function runsLine(records: ExperimentRecord[]): string {
+  let first = 0;
+  let confirmations = 0;
+  let baselineRepeats = 0;
+  let seconds = 0;
+  let extraSeconds = 0;
+  for (const r of records) {
+    const trainings = r.measurements.filter((m) => m.result.stage !== "fetch" && m.result.stage !== "prepare");
+    trainings.forEach((m, i) => {
+      const s = Number(m.result.summary.duration_seconds);
+      const t = Number.isFinite(s) ? s : 0;
+      seconds += t;
+      if (i === 0) first++;
+      else {
+        extraSeconds += t;
+        if (r.kind === "baseline") baselineRepeats++;
+        else confirmations++;
+      }
+    });
+  }
+  const total = first + confirmations + baselineRepeats;
+  if (total === 0) return "";
+  const share = seconds > 0 ? `${((100 * extraSeconds) / seconds).toFixed(0)}% of the night's training time` : `${((100 * (total - first)) / total).toFixed(0)}% of its runs`;
+  return `**Runs:** ${total} training runs: ${first} first runs, ${confirmations} to confirm promising changes, ${baselineRepeats} repeated baseline runs (extra runs: ${share}).`;
 }
 
 /** A Mermaid xychart (GitHub renders it) of val_bpb per measured experiment, in order. */
@@ -91,9 +133,15 @@ export function renderReport(input: ReportInput): string {
     `| ${finished.length} | ${kept.length} | ${discarded.length} | ${crashed.length} | ${baselines.length} | ${inFlight.length} |`,
   );
   const fmt = (x: number | null) => (x === null ? "none" : fmtBpb(x));
-  let best = `**Best val_bpb:** ${fmt(before)} → ${fmt(after)}`;
-  if (before !== null && after !== null && after < before) best += ` (${fmtBpb(after - before)})`;
+  // Where the night started: the best kept figure before it, else its first baseline (the mean of its runs).
+  const firstBaseline = baselines.find((r) => r.state === "kept" && meanValBpb(r.measurements) !== null);
+  const start = before ?? (firstBaseline ? treeBpb([...input.before, ...rs], firstBaseline.treeHash) : null);
+  let best = `**Best val_bpb:** ${fmt(start)} → ${fmt(after)}`;
+  if (start !== null && after !== null && after < start) best += ` (${fmtBpb(after - start)})`;
+  if (before === null && start !== null) best += "; the night started from its first baseline";
+  best += ". Every figure is the mean of an experiment's runs.";
   out.push("", best);
+  out.push("", noiseLine([...input.before, ...rs]), runsLine(rs));
 
   const chart = bpbChart(rs);
   if (chart) out.push("", "### val_bpb over the night", "", chart);
@@ -101,11 +149,11 @@ export function renderReport(input: ReportInput): string {
   out.push("", "### Kept");
   if (kept.length === 0) out.push("", "Nothing was kept tonight.");
   else {
-    out.push("", "| PR | val_bpb | delta | hypothesis |", "| --- | --- | --- | --- |");
+    out.push("", "| PR | val_bpb (runs) | delta | hypothesis |", "| --- | --- | --- | --- |");
     for (const r of kept) {
       const v = meanValBpb(r.measurements);
       const d = r.decision?.delta;
-      out.push(`| ${ref(r)} ${escape(cut(r.title, 80))} | ${fmt(v)} | ${d == null ? "—" : fmtBpb(d)} | ${escape(cut(r.hypothesis, 300))} |`);
+      out.push(`| ${ref(r)} ${escape(cut(r.title, 80))} | ${fmt(v)} (${runsOf(r)}) | ${d == null ? "—" : fmtBpb(d)} | ${escape(cut(r.hypothesis, 300))} |`);
     }
   }
 

@@ -31,6 +31,8 @@ export interface TrainerResult {
   sandbox?: string;
   /** What the harness did that a reader should know (data prepared again, no sandbox). */
   notes?: string[];
+  /** What the run trained on, seen from outside (GPU names, else CPU model and count): noise is per hardware. */
+  hardware?: string;
 }
 
 export type Verdict = "keep" | "discard" | "crash";
@@ -53,6 +55,21 @@ export interface Measurement {
  *   discarded / crashed / superseded → closed
  */
 export type ExperimentState = "queued" | "running" | "review" | "kept" | "discarded" | "crashed" | "superseded";
+
+/** The bar an experiment was held to when it was decided (src/policy.ts), kept in its record. */
+export interface DecisionThreshold {
+  /** Improvement needed to keep it, and to earn another run. */
+  keep: number;
+  promising: number;
+  source: "min_delta" | "noise" | "floor";
+  /** σ of one run and its degrees of freedom (null / 0 while not known). */
+  sigma: number | null;
+  df: number;
+  hardware: string | null;
+  /** Successful runs of the experiment and of its baseline. */
+  runs: number;
+  baselineRuns: number;
+}
 
 /** A rule of src/review.ts that a change matched, with the changed lines that matched it. */
 export interface ReviewFlag {
@@ -91,7 +108,7 @@ export interface ExperimentRecord {
   attempt: number;
   state: ExperimentState;
   measurements: Measurement[];
-  decision: { verdict: Verdict; delta: number | null; reasons: string[] } | null;
+  decision: { verdict: Verdict; delta: number | null; reasons: string[]; threshold?: DecisionThreshold } | null;
   createdAt: string;
   updatedAt: string;
   /** program.md blob sha of the previous experiment's proposal, when it differs from `guidanceSha`. */
@@ -240,6 +257,8 @@ export interface RunSpec {
   budgetSeconds: number;
   /** Wall-clock seconds the training may take beyond the budget before its result is not a measurement. */
   evalAllowanceSeconds: number;
+  /** AUTORESEARCH_SEED for the training: repeated runs of one tree get different seeds. */
+  seed?: number;
   /** Hard kill after this many seconds (null: the harness default, 2 × budget + 120). */
   timeoutSeconds: number | null;
 }

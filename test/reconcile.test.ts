@@ -16,6 +16,7 @@ import {
   ScriptedProposer,
   timedOut,
   type ScriptStep,
+  singleRun,
 } from "./support/fakes.js";
 
 // ------------------------------------------------------------------ the research repository
@@ -70,7 +71,7 @@ function world(o: WorldOptions = {}): World {
     "prepare.py": PREPARE_PY,
     "README.md": "# research\n",
   };
-  const config = o.config === undefined ? "min_delta: 0.001\n" : o.config;
+  const config = o.config === undefined ? singleRun("") : o.config === null ? null : singleRun(o.config);
   if (config !== null) files[CONFIG_PATH] = config;
   for (const [p, t] of Object.entries(o.files ?? {})) {
     if (t === null) delete files[p];
@@ -148,7 +149,7 @@ describe("before the loop can start", () => {
     await w.settle();
     const broken = w.gh.head();
 
-    const fixed = w.gh.pushToDefault({ [CONFIG_PATH]: "slots: 1\n" }, "Fix the autoresearch config");
+    const fixed = w.gh.pushToDefault({ [CONFIG_PATH]: singleRun("slots: 1\n") }, "Fix the autoresearch config");
     await w.settle();
 
     expect(w.gh.checkRunsOn(fixed, "autoresearch")).toHaveLength(0);
@@ -935,7 +936,7 @@ describe("enabled: false", () => {
   it("starts no new experiment, but still records the one that runs", async () => {
     const w = await measuredBaseline({ baselineBpb: 1.0 });
     const pr = w.gh.pullOf(2);
-    w.gh.pushToDefault({ [CONFIG_PATH]: "enabled: false\n" }, "Pause autoresearch");
+    w.gh.pushToDefault({ [CONFIG_PATH]: singleRun("enabled: false\n") }, "Pause autoresearch");
 
     w.runner.finish(runOf(w, 2), measured(1.02));
     const reports = await w.settle();

@@ -6,7 +6,7 @@ import { CONFIG_PATH } from "../src/config.js";
 import { reconcile, type ReconcileReport } from "../src/reconcile.js";
 import { REVIEW_RULES, scanChange } from "../src/review.js";
 import { steer } from "../src/steering.js";
-import { BOT_LOGIN, change, FakeGitHub, FakeRunner, measured, ScriptedProposer } from "./support/fakes.js";
+import { BOT_LOGIN, change, FakeGitHub, FakeRunner, measured, ScriptedProposer, singleRun } from "./support/fakes.js";
 
 const TRAIN = [
   "import time",
@@ -65,7 +65,7 @@ describe("the review rules", () => {
 });
 
 function world() {
-  const gh = new FakeGitHub({ files: { "program.md": "# Tonight\n", "train.py": TRAIN, "prepare.py": "EVAL_BYTES = 10\n", [CONFIG_PATH]: "min_delta: 0.001\n" } });
+  const gh = new FakeGitHub({ files: { "program.md": "# Tonight\n", "train.py": TRAIN, "prepare.py": "EVAL_BYTES = 10\n", [CONFIG_PATH]: singleRun("") } });
   gh.permissions.set("owner", "admin");
   gh.permissions.set("visitor", "read");
   const runner = new FakeRunner(1);

@@ -8,7 +8,7 @@ import { MutateProposer } from "../src/proposers/mutate.js";
 import { reconcile, type ReconcileReport } from "../src/reconcile.js";
 import { REPORT_LABEL } from "../src/report.js";
 import { CONTROL_LABEL, PAUSED_LABEL, steer } from "../src/steering.js";
-import { BOT_LOGIN, change, FakeGitHub, FakeRunner, measured, ScriptedProposer } from "./support/fakes.js";
+import { BOT_LOGIN, change, FakeGitHub, FakeRunner, measured, ScriptedProposer, singleRun } from "./support/fakes.js";
 
 const TRAIN_PY = "DEPTH = 4\nLR = 0.04\nWARMUP = 100\n";
 
@@ -18,7 +18,7 @@ function world(o: { config?: string } = {}) {
       "program.md": "# Tonight\n\nFocus on the optimizer.\n",
       "train.py": TRAIN_PY,
       "prepare.py": "print('prepared')\n",
-      [CONFIG_PATH]: o.config ?? "min_delta: 0.001\n",
+      [CONFIG_PATH]: singleRun(o.config ?? ""),
     },
   });
   gh.permissions.set("maintainer", "write");
@@ -324,7 +324,7 @@ describe("the morning report", () => {
     expect(reports()).toHaveLength(1);
     const body = reports()[0]!.body;
     expect(body).toContain("is over");
-    expect(body).toContain("**Best val_bpb:** none → 0.900000");
+    expect(body).toContain("**Best val_bpb:** 1.000000 → 0.900000 (-0.100000); the night started from its first baseline");
     expect(body).toContain("xychart-beta");
 
     // A restarted bot's first pass finds the same issue and writes nothing new.

@@ -104,6 +104,10 @@ summary fields
 ``notes``
     a list of sentences about the run a reader should know (prepared data
     that had to be prepared again, no sandbox).
+``hardware``
+    what the training ran on, seen from outside: the GPUs' names from
+    ``nvidia-smi`` (``2 x NVIDIA H200``), else the CPU model and the number of
+    CPUs the run may use. Set when the run reached the training stage.
 
 Sandbox
 -------
@@ -200,6 +204,7 @@ RESERVED_KEYS = (
     "status",
     "sandbox",
     "notes",
+    "hardware",
     "exit_code",
     "reason",
     "log_tail",
@@ -826,6 +831,8 @@ def sandbox_environment(args, shim: bool) -> dict:
         "AUTORESEARCH_TIME_BUDGET": _fmt_seconds(args.budget),
         "AUTORESEARCH_DATA_DIR": SANDBOX_DATA,
     })
+    if args.seed is not None:
+        env["AUTORESEARCH_SEED"] = str(args.seed)
     env.setdefault("LANG", "C.UTF-8")
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
@@ -1508,6 +1515,8 @@ def child_environment(args, data_dir: str, shim_dir) -> dict:
     env = {name: value for name, value in os.environ.items() if name not in PRIVATE_ENV}
     env["AUTORESEARCH_TIME_BUDGET"] = _fmt_seconds(args.budget)
     env["AUTORESEARCH_DATA_DIR"] = data_dir
+    if args.seed is not None:
+        env["AUTORESEARCH_SEED"] = str(args.seed)
     env.setdefault("PYTHONUNBUFFERED", "1")
     if shim_dir:
         env["PATH"] = shim_dir + os.pathsep + env.get("PATH", os.defpath)
@@ -1642,10 +1651,53 @@ def execute(args) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     result["sandbox"] = args.sandbox
     result["notes"] = notes
+    if result.get("stage") == "train":
+        result["hardware"] = describe_hardware()
     log("result: %s (%s)" % (result["status"], result["reason"]))
     if not emit(result, args):
         return EXIT_INFRASTRUCTURE
     return exit_code
+
+
+def describe_hardware() -> str:
+    """What the run trained on, as the harness sees it from outside the experiment: the GPUs'
+    names (nvidia-smi), else the CPU model and how many CPUs the run may use. Noise is only
+    comparable between runs on the same hardware."""
+    nvidia = shutil.which("nvidia-smi")
+    if nvidia:
+        try:
+            proc = subprocess.run([nvidia, "--query-gpu=name", "--format=csv,noheader"], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=20, universal_newlines=True)
+            names = [line.strip() for line in proc.stdout.splitlines() if line.strip()] if proc.returncode == 0 else []
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            if names and visible is not None and visible.strip() != "":
+                wanted = [int(i) for i in visible.split(",") if i.strip().isdigit()]
+                if wanted:
+                    names = [names[i] for i in wanted if i < len(names)] or names
+            if names:
+                return ("%d x %s" % (len(names), names[0])) if len(set(names)) == 1 else ", ".join(names)
+        except (OSError, subprocess.SubprocessError, ValueError):
+            pass
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.lower().startswith("model name"):
+                    model = " ".join(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        model = platform_machine()
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    return "%s, %d CPUs" % (model, cpus)
+
+
+def platform_machine() -> str:
+    import platform
+
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 # --------------------------------------------------------------------------- command line
@@ -1724,6 +1776,9 @@ def build_parser() -> argparse.ArgumentParser:
              "~/.cache/autoresearch-bot)")
     add("--budget", metavar="SECONDS", type=float, default=300.0,
         help="training time budget, given to the commands as AUTORESEARCH_TIME_BUDGET (default: 300)")
+    add("--seed", metavar="N", type=int, default=None,
+        help="given to the commands as AUTORESEARCH_SEED (repeated runs of one tree get different seeds; "
+             "the template's train.py reads it) (default: none)")
     add("--eval-allowance", metavar="SECONDS", type=float, default=120.0,
         help="wall-clock time the training command may take beyond the budget (start-up, compilation, "
              "evaluation); a run past it, or one that reports more training than the budget (plus 2%% + 2 s "

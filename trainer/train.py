@@ -266,9 +266,12 @@ def fail(message):
 def main():
     assert WIDTH % HEADS == 0 and (WIDTH // HEADS) % 2 == 0, "WIDTH / HEADS must be an even integer"
     assert SEQ_LEN <= MAX_SEQ_LEN, f"SEQ_LEN must be at most {MAX_SEQ_LEN}"
-    torch.manual_seed(SEED)
+    # Repeated runs of the same code get different seeds from the bot (env AUTORESEARCH_SEED):
+    # how far they spread is the noise a change must beat.
+    seed = int(os.environ.get("AUTORESEARCH_SEED", SEED))
+    torch.manual_seed(seed)
     try:
-        loader = prepare.TrainLoader(BATCH_SIZE, SEQ_LEN, DEVICE, seed=SEED)
+        loader = prepare.TrainLoader(BATCH_SIZE, SEQ_LEN, DEVICE, seed=seed)
     except FileNotFoundError as e:
         print(f"train.py: {e}", file=sys.stderr)
         sys.exit(1)

@@ -202,6 +202,7 @@ const storedSpecSchema = z.object({
   prepareFiles: z.array(z.string()),
   budgetSeconds: z.number(),
   evalAllowanceSeconds: z.number().default(120),
+  seed: z.number().int().optional(),
   timeoutSeconds: z.number().nullable(),
 });
 
@@ -389,6 +390,7 @@ export function renderJob(template: k8s.V1Job, spec: RunSpec, o: RenderOptions):
   const trainer = pod.containers.find((c) => c.name === TRAINER)!;
   const folder = repoFolder(spec.repo);
   const args = [...harnessArgs(spec), "--prepared-only", "--budget", String(spec.budgetSeconds), "--eval-allowance", String(spec.evalAllowanceSeconds ?? 120)];
+  if (spec.seed !== undefined) args.push("--seed", String(spec.seed));
   if (spec.timeoutSeconds) args.push("--timeout", String(spec.timeoutSeconds));
   args.push("--termination-log", TERMINATION_LOG, "--run-id", spec.runId, "--heartbeat", "30");
   trainer.args = args;

@@ -693,6 +693,7 @@ export class LocalRunner implements RunnerPort {
     args.push("--prepare-network", this.prepareNetwork ? "on" : "off");
     for (const ro of this.sandboxReadOnly) args.push("--sandbox-ro", ro);
     args.push("--budget", String(spec.budgetSeconds), "--eval-allowance", String(spec.evalAllowanceSeconds ?? 120));
+    if (spec.seed !== undefined) args.push("--seed", String(spec.seed));
     if (spec.timeoutSeconds) args.push("--timeout", String(spec.timeoutSeconds));
     args.push("--result", path.join(dir, "result.json"), "--log", path.join(dir, "train.log"), "--run-id", spec.runId);
     return args;

@@ -11,7 +11,7 @@ export const RUN_STATUSES = ["ok", "crash", "oom", "timeout", "nan", "over_budge
 export const RUN_STAGES = ["fetch", "prepare", "train"] as const;
 
 /** Keys with their own TrainerResult field (never copied into `summary`). */
-const FIELD_KEYS = new Set(["status", "val_bpb", "exit_code", "reason", "log_tail", "stage", "run_id", "commit", "sandbox", "notes"]);
+const FIELD_KEYS = new Set(["status", "val_bpb", "exit_code", "reason", "log_tail", "stage", "run_id", "commit", "sandbox", "notes", "hardware"]);
 
 const finiteNumber = z.number().refine(Number.isFinite, { message: "must be a finite number" });
 
@@ -30,6 +30,7 @@ export const harnessResultSchema = z
     harness_version: z.union([z.string(), z.number()]).nullable().optional(),
     sandbox: z.string().max(40).nullable().optional(),
     notes: z.array(z.string().max(2000)).max(20).nullable().optional(),
+    hardware: z.string().max(300).nullable().optional(),
   })
   .refine((r) => r.status !== "ok" || typeof r.val_bpb === "number", {
     message: 'status "ok" requires a numeric val_bpb',
@@ -86,6 +87,7 @@ export function parseHarnessResult(json: unknown): TrainerResult {
   if (r.run_id != null) result.runId = r.run_id;
   if (r.sandbox) result.sandbox = r.sandbox;
   if (r.notes?.length) result.notes = r.notes;
+  if (r.hardware) result.hardware = r.hardware;
   return result;
 }
 

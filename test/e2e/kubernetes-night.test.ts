@@ -4,6 +4,7 @@
 // stub research repository (about 2 s per experiment).
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { singleRun } from "../support/fakes.js";
 import { jobNameFor, secretNameFor } from "../../src/runner/kubernetes.js";
 import { JOB_TEMPLATE, NAMESPACE } from "../support/kube.js";
 import { OWNER, REPO, ROOT, proposal, readTree, settled, startNight, waitFor, type Night } from "../support/night.js";
@@ -26,7 +27,7 @@ const fetching = (jobs: Job[]) => jobs.filter((j) => j.metadata.labels["autorese
 
 async function repoFiles(config: string, runSeconds?: number): Promise<Record<string, string>> {
   const files = await readTree(path.join(ROOT, "test/fixtures/research-repo"));
-  files[".github/autoresearch.yml"] = config;
+  files[".github/autoresearch.yml"] = singleRun(config);
   if (runSeconds) files["train.py"] = files["train.py"]!.replace("RUN_SECONDS = 2.0", `RUN_SECONDS = ${runSeconds.toFixed(1)}`);
   return files;
 }

@@ -3,6 +3,7 @@
 // and trains through the real harness. Each test is one short night.
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { singleRun } from "../support/fakes.js";
 import { lastUserMessage } from "../twins/openai.js";
 import { OWNER, REPO, ROOT, proposal, readTree, settled, startNight, waitFor, type Night } from "../support/night.js";
 
@@ -23,7 +24,7 @@ const NOISE = proposal("Two more warmup steps", "Slightly longer warmup may smoo
 async function repoFiles(config: string, runSeconds = "2.0"): Promise<Record<string, string>> {
   const files = await readTree(path.join(ROOT, "test/fixtures/research-repo"));
   files["train.py"] = files["train.py"]!.replace("RUN_SECONDS = 2.0", `RUN_SECONDS = ${runSeconds}`);
-  files[".github/autoresearch.yml"] = config;
+  files[".github/autoresearch.yml"] = singleRun(config);
   return files;
 }
 

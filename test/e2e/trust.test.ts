@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, expect, it } from "vitest";
+import { singleRun } from "../support/fakes.js";
 import { labelsFor, renderBody, treeHash } from "../../src/ledger.js";
 import type { ExperimentRecord } from "../../src/types.js";
 import { OPENAI_KEY, OWNER, REPO, ROOT, SECRET, readTree, settled, startNight, waitFor, type Night } from "../support/night.js";
@@ -31,7 +32,7 @@ function forgedRecord(train: string): ExperimentRecord {
 
 it("an attacker's experiment learns no secret and cannot adopt itself; a stranger's forged record is ignored", async () => {
   const files = await readTree(path.join(ROOT, "test/fixtures/research-repo"));
-  files[".github/autoresearch.yml"] = "night:\n  max_experiments: 2\n";
+  files[".github/autoresearch.yml"] = singleRun("night:\n  max_experiments: 2\n");
   night = await startNight({ files, startBot: false });
   const n = night;
   // The bot's folder holds its credentials, as the setup page leaves them.

@@ -109,6 +109,18 @@ export interface FakeIssue {
   labels: string[];
 }
 
+/**
+ * The config of the single-run loop most specification tests describe: one baseline run, one run
+ * per experiment, and min_delta 0.001, unless the text sets them (the noise and confirmation
+ * rules are specified in test/noise.test.ts).
+ */
+export function singleRun(config: string): string {
+  let out = config && !config.endsWith("\n") ? `${config}\n` : config;
+  if (!/^min_delta\s*:/m.test(out)) out += "min_delta: 0.001\n";
+  if (!/^noise\s*:/m.test(out)) out += "noise:\n  baseline_runs: 1\n  max_runs: 1\n";
+  return out;
+}
+
 /** The login the fake gives the bot's own comments and reactions. */
 export const BOT_LOGIN = "autoresearch-bot[bot]";
 

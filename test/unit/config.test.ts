@@ -32,10 +32,22 @@ describe("parseConfig defaults", () => {
       timeoutSeconds: 720,
       slots: 1,
       proposer: { kind: "mutate", model: "gpt-4o-mini", temperature: 0.7, maxAttempts: 3 },
-      minDelta: 0.001,
+      minDelta: "auto",
+      noise: { baselineRuns: 3, maxRuns: 3, falseKeepRate: 0.01, rebaselineEvery: 20, floor: 0.01 },
       night: null,
       runner: "local",
     });
+  });
+
+  it("takes min_delta auto (the default) or a number, and the noise settings, with their limits", () => {
+    expect(ok("min_delta: auto\n").minDelta).toBe("auto");
+    expect(ok("min_delta: 0.002\n").minDelta).toBe(0.002);
+    expect(ok("noise:\n  baseline_runs: 5\n  false_keep_rate: 0.05\n").noise).toEqual({
+      baselineRuns: 5, maxRuns: 3, falseKeepRate: 0.05, rebaselineEvery: 20, floor: 0.01,
+    });
+    expect(errors("min_delta: sometimes\n")).toEqual(['min_delta: must be "auto" or a number from 0 to 1']);
+    expect(errors("noise:\n  false_keep_rate: 0\n")).toEqual(["noise.false_keep_rate: must be more than 0"]);
+    expect(errors("noise:\n  max_run: 3\n")).toEqual(["noise.max_run: unknown key (did you mean max_runs?)"]);
   });
 
   it("picks the openai proposer only when the bot has an API key", () => {
@@ -64,6 +76,7 @@ eval_allowance_seconds: 30
 slots: 4
 proposer: { kind: openai, model: qwen2.5-coder, temperature: 0.2, max_attempts: 5 }
 min_delta: 0
+noise: { baseline_runs: 2, max_runs: 3, false_keep_rate: 0.02, rebaseline_every: 10, floor: 0.005 }
 night: { window: "22:00-07:00", timezone: Europe/Berlin, max_experiments: 80 }
 runner: kubernetes
 `);
@@ -81,6 +94,7 @@ runner: kubernetes
       slots: 4,
       proposer: { kind: "openai", model: "qwen2.5-coder", temperature: 0.2, maxAttempts: 5 },
       minDelta: 0,
+      noise: { baselineRuns: 2, maxRuns: 3, falseKeepRate: 0.02, rebaselineEvery: 10, floor: 0.005 },
       night: { window: "22:00-07:00", timezone: "Europe/Berlin", maxExperiments: 80 },
       runner: "kubernetes",
     });

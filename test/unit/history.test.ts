@@ -86,9 +86,9 @@ describe("buildHistory", () => {
 
 describe("currentBaseline", () => {
   it("is the figure measured for exactly the head's tree", () => {
-    expect(currentBaseline(ledger, "tree-base")).toEqual({ bpb: 1.0, n: 1 });
+    expect(currentBaseline(ledger, "tree-base")).toEqual({ bpb: 1.0, n: 1, runs: 1 });
     // After experiment 2 was merged the head's tree is experiment 2's tree.
-    expect(currentBaseline(ledger, "tree-2")).toEqual({ bpb: 0.99, n: 2 });
+    expect(currentBaseline(ledger, "tree-2")).toEqual({ bpb: 0.99, n: 2, runs: 1 });
   });
 
   it("ignores discarded, crashed and unfinished experiments with that tree", () => {
@@ -100,7 +100,7 @@ describe("currentBaseline", () => {
 
   it("averages repeated measurements of the same tree", () => {
     const again = rec(8, { kind: "baseline", treeHash: "tree-2", state: "kept", measurements: [run(0.98), run(0.97)] });
-    expect(currentBaseline([...ledger, again], "tree-2")).toEqual({ bpb: (0.99 + 0.98 + 0.97) / 3, n: 8 });
+    expect(currentBaseline([...ledger, again], "tree-2")).toEqual({ bpb: (0.99 + 0.98 + 0.97) / 3, n: 8, runs: 3 });
   });
 
   it("skips a crashed baseline", () => {

@@ -276,7 +276,7 @@ describe("toResultsTsv", () => {
         "aaaaaaa\t0.997900\t43.0\tkeep\tBaseline",
         "bbbbbbb\t0.000000\t0.0\tcrash\tDEPTH: 8 → 16",
         "ccccccc\t0.998500\t44.0\tdiscard\tMATRIX_LR: 0.04 → 0.05",
-        "ddddddd\t0.991000\t44.0\tkeep\tWarm up for longer and decay",
+        "ddddddd\t0.991000\t44.0\tkeep\tWarm up for longer and decay (mean of 2 runs)",
         "",
       ].join("\n"),
     );

@@ -49,8 +49,9 @@ describe("decide: experiments", () => {
     expect(decide({ ...base, measurements: [ok(0.99)] })).toEqual({
       action: "keep",
       delta: -0.0079,
-      reasons: ["val_bpb 0.990000 is 0.007900 lower than the baseline 0.997900, more than the noise threshold 0.001000."],
+      reasons: ["val_bpb 0.990000 is 0.007900 lower than the baseline 0.997900, more than the threshold 0.001000 (min_delta)."],
       conclusion: "success",
+      threshold: { keep: 0.001, promising: 0.001, source: "min_delta", sigma: null, df: 0, hardware: null, runs: 1, baselineRuns: 1 },
     });
   });
 
@@ -60,10 +61,10 @@ describe("decide: experiments", () => {
       const d = decide({ ...base, measurements: [ok(v)] });
       expect(d.action).toBe("discard");
       expect(d.conclusion).toBe("neutral");
-      expect(d.reasons[0]).toMatch(/within noise \(±0\.001000\)\.$/);
+      expect(d.reasons[0]).toMatch(/within noise \(±0\.001000: the threshold 0\.001000 \(min_delta\)\)\.$/);
     }
     expect(decide({ ...base, measurements: [ok(0.9975)] }).reasons).toEqual([
-      "val_bpb 0.997500 differs from the baseline 0.997900 by -0.000400, within noise (±0.001000).",
+      "val_bpb 0.997500 differs from the baseline 0.997900 by -0.000400, within noise (±0.001000: the threshold 0.001000 (min_delta)).",
     ]);
     expect(decide({ ...base, measurements: [ok(0.9969)] }).delta).toBe(-0.001);
   });
@@ -79,6 +80,7 @@ describe("decide: experiments", () => {
       delta: 0.0121,
       reasons: ["val_bpb 1.010000 is 0.012100 worse than the baseline 0.997900."],
       conclusion: "failure",
+      threshold: { keep: 0.001, promising: 0.001, source: "min_delta", sigma: null, df: 0, hardware: null, runs: 1, baselineRuns: 1 },
     });
   });
 
@@ -91,7 +93,7 @@ describe("decide: experiments", () => {
     const d = decide({ ...base, measurements: [ok(0.99), ok(0.994)] });
     expect(d.delta).toBe(-0.0059);
     expect(d.reasons[0]).toBe(
-      "val_bpb 0.992000 (mean of 2 runs) is 0.005900 lower than the baseline 0.997900, more than the noise threshold 0.001000.",
+      "val_bpb 0.992000 (mean of 2 runs) is 0.005900 lower than the baseline 0.997900, more than the threshold 0.001000 (min_delta).",
     );
   });
 

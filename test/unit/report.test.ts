@@ -46,7 +46,7 @@ describe("the morning report", () => {
     expect(body).toContain("The night of 2026-03-01 is over");
     expect(body).toContain("| 4 | 1 | 1 | 1 | 1 | 0 |");
     expect(body).toContain("**Best val_bpb:** 1.200000 → 1.000000");
-    expect(body).toMatch(/\| #13 Raise the LR \| 1\.000000 \| -0\.100000 \| Faster convergence\. \|/);
+    expect(body).toMatch(/\| #13 Raise the LR \| 1\.000000 \(1\) \| -0\.100000 \| Faster convergence\. \|/);
     expect(body).toMatch(/#15 Huge batch \|.*CUDA out of memory/);
     expect(body).toContain("xychart-beta");
     expect(body).toContain('x-axis ["#2", "#3", "#4"]');
