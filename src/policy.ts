@@ -21,7 +21,7 @@
 // - With max_runs 1 a single run decides (no confirmation).
 
 import { normalQuantile, type NoiseEstimate } from "./noise.js";
-import type { Measurement, TrainerResult } from "./types.js";
+import type { DecisionThreshold, Measurement, TrainerResult } from "./types.js";
 
 export type Action = "keep" | "discard" | "crash" | "rerun" | "more";
 export type Conclusion = "success" | "neutral" | "failure" | "timed_out";
@@ -46,19 +46,7 @@ export interface DecideInput {
 }
 
 /** The bar an experiment was held to (kept in its record, shown on every surface). */
-export interface Threshold {
-  /** The improvement needed to keep it, in val_bpb. */
-  keep: number;
-  /** The improvement that earns another run. */
-  promising: number;
-  source: "min_delta" | "noise" | "floor";
-  sigma: number | null;
-  df: number;
-  hardware: string | null;
-  /** Successful runs of the experiment and of its baseline. */
-  runs: number;
-  baselineRuns: number;
-}
+export type Threshold = DecisionThreshold;
 
 /** Improvement (in standard errors) that makes a first run promising: a no-op does it 1 time in 10. */
 export const PROMISING_Z = 1.2816;

@@ -423,24 +423,16 @@ async function advance(
       noise: estimateNoise(snap.records, hardware),
       settings: snap.config.noise,
     });
-    if (d.action === "more") {
-      // A baseline measures the noise; a promising change is confirmed before any merge.
+    if (d.action === "more" || d.action === "rerun") {
+      // A baseline measures the noise and a promising change is confirmed before any merge (the
+      // next run starts now); a failure of the infrastructure is tried again on the next pass.
       await gh.upsertCheckRun(checkRunFor(r, runId, snap.config, { rerun: d.reasons, unsandboxed: runner.sandboxed === false }));
       r.attempt += 1;
       r.state = "queued";
       await writeRecord(gh, pull, r, now());
       await runner.cleanup?.(runId);
       log.info(`${name}: measuring again: ${d.reasons.join(" ")}`);
-      return advance(deps, snap, pull, r, report, log);
-    }
-    if (d.action === "rerun") {
-      await gh.upsertCheckRun(checkRunFor(r, runId, snap.config, { rerun: d.reasons, unsandboxed: runner.sandboxed === false }));
-      r.attempt += 1;
-      r.state = "queued";
-      await writeRecord(gh, pull, r, now());
-      await runner.cleanup?.(runId);
-      log.info(`${name}: measuring again: ${d.reasons.join(" ")}`);
-      return false;
+      return d.action === "more" ? advance(deps, snap, pull, r, report, log) : false;
     }
     if ((r.reruns ?? 0) > 0 && d.action !== "crash") {
       // Measured again on request (/autoresearch rerun): the decision waits for every run.

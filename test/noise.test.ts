@@ -5,10 +5,10 @@ import { describe, expect, it } from "vitest";
 import { CONFIG_PATH } from "../src/config.js";
 import { estimateNoise, normalQuantile } from "../src/noise.js";
 import { decide, PROMISING_Z, thresholdFor, type DecideInput } from "../src/policy.js";
-import { reconcile, type ReconcileReport } from "../src/reconcile.js";
 import { renderReport } from "../src/report.js";
 import type { ExperimentRecord, Measurement, TrainerResult } from "../src/types.js";
-import { change, FakeGitHub, FakeRunner, measured, ScriptedProposer } from "./support/fakes.js";
+import { change, measured } from "./support/fakes.js";
+import { loopWorld } from "./support/world.js";
 
 const ok = (v: number, hardware?: string): TrainerResult => ({ ...measured(v), ...(hardware ? { hardware } : {}) });
 let runs = 0;
@@ -96,28 +96,12 @@ describe("the sequential rule", () => {
 });
 
 function world(config: string) {
-  const gh = new FakeGitHub({ files: { "program.md": "# Tonight\n", "train.py": "LR = 0.04\nDEPTH = 4\n", "prepare.py": "", [CONFIG_PATH]: config } });
-  const runner = new FakeRunner(1);
-  const proposer = new ScriptedProposer();
-  const pass = async (): Promise<ReconcileReport> => {
-    const report = await reconcile({ gh, runner, proposerFor: () => proposer, env: {}, now: () => new Date("2026-03-01T23:00:00Z") });
-    if (report.errors.length) throw new Error(report.errors.join("; "));
-    return report;
-  };
-  const settle = async () => {
-    for (let i = 0; i < 20; i++) {
-      const before = [gh.revision, runner.revision];
-      const r = await pass();
-      if (!r.again && gh.revision === before[0] && runner.revision === before[1]) return r;
-    }
-    throw new Error("did not settle");
-  };
+  const w = loopWorld({ files: { "program.md": "# Tonight\n", "train.py": "LR = 0.04\nDEPTH = 4\n", "prepare.py": "", [CONFIG_PATH]: config }, steering: false });
   const finish = async (n: number, v: number) => {
-    w.runner.finish(w.runner.runOf(w.gh.pullOf(n).number), measured(v));
+    w.runner.finish(w.runOf(n), measured(v));
     await w.settle();
   };
-  const w = { gh, runner, proposer, settle, finish };
-  return w;
+  return { ...w, finish };
 }
 
 describe("a night with the noise defaults (min_delta auto)", () => {

@@ -3,10 +3,9 @@
 // red-team set of hacking edits and honest controls, then the gate through the loop's fakes.
 import { describe, expect, it } from "vitest";
 import { CONFIG_PATH } from "../src/config.js";
-import { reconcile, type ReconcileReport } from "../src/reconcile.js";
 import { REVIEW_RULES, scanChange } from "../src/review.js";
-import { steer } from "../src/steering.js";
-import { BOT_LOGIN, change, FakeGitHub, FakeRunner, measured, ScriptedProposer, singleRun } from "./support/fakes.js";
+import { change, measured, singleRun } from "./support/fakes.js";
+import { loopWorld } from "./support/world.js";
 
 const TRAIN = [
   "import time",
@@ -65,26 +64,10 @@ describe("the review rules", () => {
 });
 
 function world() {
-  const gh = new FakeGitHub({ files: { "program.md": "# Tonight\n", "train.py": TRAIN, "prepare.py": "EVAL_BYTES = 10\n", [CONFIG_PATH]: singleRun("") } });
-  gh.permissions.set("owner", "admin");
-  gh.permissions.set("visitor", "read");
-  const runner = new FakeRunner(1);
-  const proposer = new ScriptedProposer();
-  const pass = async (): Promise<ReconcileReport> => {
-    await steer({ gh, since: "2000-01-01T00:00:00Z", appSlug: "autoresearch-bot", botLogin: BOT_LOGIN, answer: null });
-    const report = await reconcile({ gh, runner, proposerFor: () => proposer, env: {}, now: () => new Date("2026-03-01T23:00:00Z") });
-    if (report.errors.length) throw new Error(report.errors.join("; "));
-    return report;
-  };
-  const settle = async () => {
-    for (let i = 0; i < 12; i++) {
-      const before = [gh.revision, runner.revision];
-      const r = await pass();
-      if (!r.again && gh.revision === before[0] && runner.revision === before[1]) return r;
-    }
-    throw new Error("did not settle");
-  };
-  return { gh, runner, proposer, settle, runOf: (n: number) => runner.runOf(gh.pullOf(n).number) };
+  const w = loopWorld({ files: { "program.md": "# Tonight\n", "train.py": TRAIN, "prepare.py": "EVAL_BYTES = 10\n", [CONFIG_PATH]: singleRun("") } });
+  w.gh.permissions.set("owner", "admin");
+  w.gh.permissions.set("visitor", "read");
+  return w;
 }
 
 describe("the review gate", () => {

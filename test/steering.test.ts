@@ -5,46 +5,29 @@
 import { describe, expect, it } from "vitest";
 import { CONFIG_PATH } from "../src/config.js";
 import { MutateProposer } from "../src/proposers/mutate.js";
-import { reconcile, type ReconcileReport } from "../src/reconcile.js";
+import { reconcile } from "../src/reconcile.js";
 import { REPORT_LABEL } from "../src/report.js";
 import { CONTROL_LABEL, PAUSED_LABEL, steer } from "../src/steering.js";
-import { BOT_LOGIN, change, FakeGitHub, FakeRunner, measured, ScriptedProposer, singleRun } from "./support/fakes.js";
+import { BOT_LOGIN, change, measured, singleRun } from "./support/fakes.js";
+import { loopWorld } from "./support/world.js";
 
 const TRAIN_PY = "DEPTH = 4\nLR = 0.04\nWARMUP = 100\n";
 
 function world(o: { config?: string } = {}) {
-  const gh = new FakeGitHub({
+  const clock = { now: new Date("2026-03-01T23:00:00Z") };
+  const w = loopWorld({
     files: {
       "program.md": "# Tonight\n\nFocus on the optimizer.\n",
       "train.py": TRAIN_PY,
       "prepare.py": "print('prepared')\n",
       [CONFIG_PATH]: singleRun(o.config ?? ""),
     },
+    now: () => clock.now,
   });
-  gh.permissions.set("maintainer", "write");
-  gh.permissions.set("owner", "admin");
-  gh.permissions.set("visitor", "read");
-  const runner = new FakeRunner(1);
-  const proposer = new ScriptedProposer();
-  const clock = { now: new Date("2026-03-01T23:00:00Z") };
-  let first = true;
-  const pass = async (): Promise<ReconcileReport> => {
-    await steer({ gh, since: "2000-01-01T00:00:00Z", appSlug: "autoresearch-bot", botLogin: BOT_LOGIN, answer: null });
-    const report = await reconcile({ gh, runner, proposerFor: () => proposer, env: {}, now: () => clock.now, firstPass: first });
-    first = false;
-    if (report.errors.length) throw new Error(report.errors.join("; "));
-    return report;
-  };
-  const settle = async () => {
-    for (let i = 0; i < 12; i++) {
-      const before = [gh.revision, runner.revision];
-      const r = await pass();
-      if (!r.again && gh.revision === before[0] && runner.revision === before[1]) return r;
-    }
-    throw new Error("did not settle");
-  };
-  const runOf = (n: number) => runner.runOf(gh.pullOf(n).number);
-  return { gh, runner, proposer, clock, pass, settle, runOf };
+  w.gh.permissions.set("maintainer", "write");
+  w.gh.permissions.set("owner", "admin");
+  w.gh.permissions.set("visitor", "read");
+  return { ...w, clock };
 }
 
 type W = ReturnType<typeof world>;
