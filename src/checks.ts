@@ -3,8 +3,8 @@
 // branch head when the loop cannot run (invalid config, missing program.md).
 import { CHECK_ACTIONS } from "./commands.js";
 import type { Config } from "./config.js";
-import { codeBlock, defuse, escapeText, oneLine, table } from "./markdown.js";
-import { measurementsTable } from "./ledger.js";
+import { codeBlock, defuse, escapeText, oneLine } from "./markdown.js";
+import { measurementsTable, summaryTable } from "./ledger.js";
 import { classifyOutcome, describeThreshold, isMeasured, meanValBpb } from "./policy.js";
 import { flagsTable } from "./review.js";
 import type { CheckRunSpec, ExperimentRecord, Measurement } from "./types.js";
@@ -35,10 +35,6 @@ export function configCheck(headSha: string, title: string, problems: string[]):
 // Everything a run printed (summary fields, reasons, the log) and everything an LLM wrote (the
 // hypothesis) is quoted through the markdown helpers: it can never become HTML, a hidden marker,
 // a command or a mention in the bot's name.
-function figuresTable(m: Measurement): string {
-  const rows = Object.entries(m.result.summary).map(([k, v]) => [k, String(v)]);
-  return rows.length ? table(["figure", "value"], rows) : "";
-}
 
 function logTail(m: Measurement): string {
   const tail = m.result.log_tail.slice(-3000);
@@ -125,7 +121,7 @@ function checkRunBody(r: ExperimentRecord, runId: string, config: Config, opts: 
   const text = [
     r.state === "review" ? `**Held for review.** ${flagsTable(r.flags ?? [])}` : "",
     r.measurements.length > 1 ? `Every run:\n\n${measurementsTable(r.measurements)}` : "",
-    figuresTable(m),
+    summaryTable(m.result),
     harnessNotes(m),
     d.verdict === "crash" ? `**Reason:** ${escapeText(res.reason)}` : "",
     d.verdict === "crash" ? logTail(m) : "",

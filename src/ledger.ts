@@ -8,7 +8,7 @@ import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import { editsAsDiff } from "./edits.js";
-import { codeBlock, escapeCell as cell, escapeText as prose } from "./markdown.js";
+import { codeBlock, escapeCell as cell, escapeText as prose, table } from "./markdown.js";
 import { fmtBpb, isMeasured, meanValBpb } from "./policy.js";
 import { flagsTable } from "./review.js";
 import type { ExperimentRecord, ExperimentState, Measurement, TrainerResult } from "./types.js";
@@ -214,14 +214,11 @@ export function measurementsTable(ms: Measurement[]): string {
   return ["| run | commit | status | val_bpb | note |", "| --- | --- | --- | --- | --- |", ...rows].join("\n");
 }
 
-function summaryTable(result: TrainerResult): string {
+/** The summary block a run printed, as a table (its keys and values are the run's: escaped). */
+export function summaryTable(result: TrainerResult): string {
   const entries = Object.entries(result.summary);
   if (entries.length === 0) return "";
-  return [
-    "| figure | value |",
-    "| --- | --- |",
-    ...entries.map(([k, v]) => `| ${cell(k)} | ${cell(fmtFigure(v))} |`),
-  ].join("\n");
+  return table(["figure", "value"], entries.map(([k, v]) => [k, fmtFigure(v)]));
 }
 
 /** Shrink log tails inside the record until it fits; the edits must stay whole to be re-applied. */

@@ -4,10 +4,8 @@
 // experiments, a merged experiment's runs and the later baselines of the same tree. Pooled per
 // hardware, they estimate σ; the keep threshold follows from σ, the number of runs on each side
 // and the false-keep rate the repository asks for.
-import type { ExperimentRecord, TrainerResult } from "./types.js";
-
-const measuredBpb = (r: TrainerResult): r is TrainerResult & { val_bpb: number } =>
-  r.status === "ok" && typeof r.val_bpb === "number" && Number.isFinite(r.val_bpb);
+import { isMeasured } from "./policy.js";
+import type { ExperimentRecord } from "./types.js";
 
 export interface NoiseEstimate {
   /** The pooled standard deviation of one run's val_bpb. */
@@ -26,7 +24,7 @@ function groups(records: ExperimentRecord[], hardware: string | null): number[][
   const byTree = new Map<string, number[]>();
   for (const r of records) {
     for (const m of r.measurements) {
-      if (!measuredBpb(m.result) || (m.result.hardware ?? null) !== hardware) continue;
+      if (!isMeasured(m.result) || (m.result.hardware ?? null) !== hardware) continue;
       // The tree a run measured: a record's treeHash (its measurements are all of that tree).
       const values = byTree.get(r.treeHash) ?? [];
       values.push(m.result.val_bpb);

@@ -163,6 +163,7 @@ import http.client
 import json
 import math
 import os
+import platform
 import re
 import select
 import shlex
@@ -765,11 +766,7 @@ class Sandbox:
         self.bwrap = bwrap
         self.tree = os.path.realpath(tree)
         self.shim_dir = shim_dir
-        self.extra_ro = []
-        for path in extra_ro:
-            real = os.path.realpath(path)
-            if os.path.exists(real) and not _under(real, SYSTEM_DIRS) and real not in self.extra_ro:
-                self.extra_ro.append(real)
+        self.extra_ro = list(extra_ro)  # real paths, checked by make_sandbox
 
     def inside(self, host_path: str) -> str:
         """Where a path of the run's tree is inside the sandbox."""
@@ -862,6 +859,8 @@ def make_sandbox(args, tree: str, shim_dir):
     kept = []
     for path in extra:
         real = os.path.realpath(path)
+        if not os.path.exists(real) or _under(real, SYSTEM_DIRS) or real in kept:
+            continue  # nothing to show, or shown already
         if real == "/" or _inside(here, real):
             log("sandbox: not binding %s: it holds the harness's working directory" % real)
             continue
@@ -1686,18 +1685,12 @@ def describe_hardware() -> str:
                     model = " ".join(line.split(":", 1)[1].split())
                     break
     except OSError:
-        model = platform_machine()
+        model = platform.processor() or platform.machine() or model
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:
         cpus = os.cpu_count() or 1
     return "%s, %d CPUs" % (model, cpus)
-
-
-def platform_machine() -> str:
-    import platform
-
-    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 # --------------------------------------------------------------------------- command line
