@@ -73,11 +73,7 @@ function world() {
 describe("the review gate", () => {
   async function held() {
     const w = world();
-    w.proposer.queue(change("t0 = time.time()\n", "t0 = time.time() + 30\n", "Start the clock later"));
-    await w.settle();
-    w.runner.finish(w.runOf(1), measured(1.0));
-    await w.settle();
-    const pr = w.gh.pullOf(2).number;
+    const pr = await w.startExperiment(change("t0 = time.time()\n", "t0 = time.time() + 30\n", "Start the clock later"));
     expect(w.gh.record(pr).flags?.map((f) => f.rule)).toEqual(["time"]);
     expect(w.gh.pull(pr).body).toMatch(/### Review[\s\S]*time accounting/);
     w.runner.finish(w.runOf(2), measured(0.5));
@@ -125,13 +121,9 @@ describe("the review gate", () => {
 
   it("an honest change is merged as before, without review", async () => {
     const w = world();
-    w.proposer.queue(change("LR = 0.04", "LR = 0.05", "LR up"));
-    await w.settle();
-    w.runner.finish(w.runOf(1), measured(1.0));
-    await w.settle();
+    const pr = await w.startExperiment(change("LR = 0.04", "LR = 0.05", "LR up"));
     w.runner.finish(w.runOf(2), measured(0.9));
     await w.settle();
-    const pr = w.gh.pullOf(2).number;
     expect(w.gh.record(pr).flags).toBeUndefined();
     expect(w.gh.pull(pr).merged).toBe(true);
   });

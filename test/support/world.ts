@@ -3,7 +3,7 @@
 // trust, review and noise build their nights on it.
 import { reconcile, type ReconcileReport } from "../../src/reconcile.js";
 import { steer } from "../../src/steering.js";
-import { BOT_LOGIN, FakeGitHub, FakeRunner, ScriptedProposer } from "./fakes.js";
+import { BOT_LOGIN, FakeGitHub, FakeRunner, measured, ScriptedProposer, type ScriptStep } from "./fakes.js";
 
 export interface LoopWorldOptions {
   files: Record<string, string>;
@@ -38,5 +38,13 @@ export function loopWorld(o: LoopWorldOptions) {
     throw new Error("did not settle");
   };
   const runOf = (n: number) => runner.runOf(gh.pullOf(n).number);
-  return { gh, runner, proposer, pass, settle, runOf };
+  /** The baseline measured at `baseline`, then `step` proposed as experiment 2 and training: its PR number. */
+  const startExperiment = async (step: ScriptStep, baseline = 1.0): Promise<number> => {
+    proposer.queue(step);
+    await settle();
+    runner.finish(runOf(1), measured(baseline));
+    await settle();
+    return gh.pullOf(2).number;
+  };
+  return { gh, runner, proposer, pass, settle, runOf, startExperiment };
 }
