@@ -47,6 +47,21 @@ function harnessNotes(m: Measurement | undefined): string {
   return notes.length ? notes.map((n) => `- ${escapeText(n)}`).join("\n") : "";
 }
 
+/** Said on a check run when a val_bpb it shows is the number train.py printed about itself. */
+export const SELF_REPORTED =
+  "**Self-reported:** val_bpb is the number the experiment's own code printed; this project has no outside " +
+  "evaluation (`evaluation` in `.github/autoresearch.yml`), so a change to how it measures itself is caught only by review.";
+
+/** How the val_bpb of these runs was measured, for the check run: empty when nothing was measured. */
+export function evaluationNote(measurements: Measurement[]): string {
+  const measured = measurements.filter((m) => isMeasured(m.result));
+  if (measured.length === 0) return "";
+  if (measured.every((m) => m.result.evaluation === "outside")) {
+    return "Measured outside the experiment: the default branch's scorer computed val_bpb from the weights the run saved, and a causality probe checked the model.";
+  }
+  return SELF_REPORTED;
+}
+
 /** Said on every val_bpb check run when the runner does not sandbox experiments. */
 export const UNSANDBOXED =
   "**Not sandboxed:** this bot runs experiments with `AUTORESEARCH_SANDBOX=off`, so this code ran with the runner's " +
@@ -132,7 +147,11 @@ function checkRunBody(r: ExperimentRecord, runId: string, config: Config, opts: 
     ...base,
     status: "completed",
     conclusion,
-    output: { title, summary: `**Decision: ${d.verdict}.** ${escapeText(d.reasons.join(" "))}\n\n${against}`.trim(), text: text || undefined },
+    output: {
+      title,
+      summary: [`**Decision: ${d.verdict}.** ${escapeText(d.reasons.join(" "))}`, against, evaluationNote(r.measurements)].filter(Boolean).join("\n\n"),
+      text: text || undefined,
+    },
     // Buttons for people with write access: measure a discarded, crashed or held change again, or adopt it.
     ...(r.kind === "experiment" && (d.verdict !== "keep" || r.state === "review")
       ? { actions: [{ ...CHECK_ACTIONS.rerun }, { ...CHECK_ACTIONS.keep }] }

@@ -40,6 +40,17 @@ export interface NoiseConfig {
   floor: number;
 }
 
+/**
+ * Outside evaluation: val_bpb is computed after training by the default branch's scorer, on weights
+ * the run saved, never by the experiment's own code (see trainer/README.md, "Outside evaluation").
+ */
+export interface EvaluationConfig {
+  /** The scorer, run in the workdir of the default branch's tree with the held-out data. */
+  scoreCommand: string;
+  /** The experiment's model process, run in the experiment's workdir with the training's output. */
+  serveCommand: string;
+}
+
 export interface Config {
   enabled: boolean;
   program: string;
@@ -60,6 +71,8 @@ export interface Config {
   noise: NoiseConfig;
   night: NightConfig | null;
   runner: "local" | "kubernetes";
+  /** null: val_bpb is what the training printed (self-reported), and every check run says so. */
+  evaluation: EvaluationConfig | null;
 }
 
 export interface ConfigError {
@@ -105,6 +118,7 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   noise: { baselineRuns: 3, maxRuns: 3, falseKeepRate: 0.01, rebaselineEvery: 20, floor: 0.01 },
   night: null,
   runner: "local",
+  evaluation: null,
 }) as Config;
 
 // ------------------------------------------------------------------ schema (the file's shape)
@@ -158,6 +172,11 @@ const nightSchema = z.strictObject({
   max_experiments: z.number().int().min(1).nullable().default(null),
 });
 
+const evaluationSchema = z.strictObject({
+  score_command: command,
+  serve_command: command,
+});
+
 const fileSchema = z.strictObject({
   enabled: z.boolean().default(DEFAULT_CONFIG.enabled),
   program: relPath.default(DEFAULT_CONFIG.program),
@@ -196,6 +215,7 @@ const fileSchema = z.strictObject({
   }),
   night: nightSchema.nullable().default(null),
   runner: z.enum(["local", "kubernetes"]).default(DEFAULT_CONFIG.runner),
+  evaluation: evaluationSchema.nullable().default(null),
 });
 
 type FileConfig = z.output<typeof fileSchema>;
@@ -206,6 +226,7 @@ const KNOWN_KEYS: Record<string, string[]> = {
   proposer: Object.keys(proposerSchema.shape),
   noise: Object.keys(noiseSchema.shape),
   night: Object.keys(nightSchema.shape),
+  evaluation: Object.keys(evaluationSchema.shape),
 };
 
 // ------------------------------------------------------------------ error wording
@@ -382,6 +403,7 @@ function toConfig(f: FileConfig, env: ConfigEnv): Config {
       ? { window: f.night.window, timezone: f.night.timezone, maxExperiments: f.night.max_experiments }
       : null,
     runner: f.runner,
+    evaluation: f.evaluation ? { scoreCommand: f.evaluation.score_command, serveCommand: f.evaluation.serve_command } : null,
   };
 }
 

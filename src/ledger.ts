@@ -24,12 +24,13 @@ export const trainerResultSchema = z.object({
   reason: z.string(),
   log_tail: z.string(),
   summary: z.record(z.string(), z.union([z.number(), z.string()])),
-  stage: z.enum(["fetch", "prepare", "train"]).optional(),
+  stage: z.enum(["fetch", "prepare", "train", "eval"]).optional(),
   commit: z.string().nullable().optional(),
   runId: z.string().nullable().optional(),
   sandbox: z.string().optional(),
   notes: z.array(z.string()).optional(),
   hardware: z.string().optional(),
+  evaluation: z.enum(["outside", "self_reported"]).optional(),
 });
 
 export const measurementSchema = z.object({

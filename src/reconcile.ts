@@ -14,7 +14,7 @@ import { decide, isMeasured } from "./policy.js";
 import { checkRunFor, configCheck, UNSANDBOXED, VAL_BPB_CHECK } from "./checks.js";
 import { defuse, escapeText, oneLine } from "./markdown.js";
 import { guidanceWithIdea, markUsedIdeas, nextIdea, notesForPrompt, publishReports, readControl, writeControl, type Control } from "./steering.js";
-import { describeFlags, scanChange } from "./review.js";
+import { describeFlags, outlierFlag, scanChange } from "./review.js";
 import { readLedger } from "./trust.js";
 import type {
   ExperimentPull,
@@ -283,6 +283,12 @@ function isOpenPull(snap: Snapshot, n: number): boolean {
   return snap.pulls.some((p) => p.record?.n === n && p.state === "open");
 }
 
+/** The largest improvement (baseline − mean, in bpb) of any experiment kept so far; null: none. */
+function largestKept(records: ExperimentRecord[]): number | null {
+  const kept = records.filter((x) => x.kind === "experiment" && x.state === "kept" && x.decision?.delta != null);
+  return kept.length ? Math.max(...kept.map((x) => -(x.decision!.delta as number))) : null;
+}
+
 /** A queued experiment that cannot be submitted until the tree it is built on has a baseline. */
 function waitsForBaseline(snap: Snapshot, r: ExperimentRecord): boolean {
   return r.kind === "experiment" && r.baselineBpb === null && !currentBaseline(snap.records, r.baseTreeHash);
@@ -317,7 +323,21 @@ function runSpec(snap: Snapshot, gh: GitHubPort, r: ExperimentRecord, pull: numb
     // Every run of a tree gets its own seed: their spread is the noise.
     seed: r.attempt,
     timeoutSeconds: c.timeoutSeconds,
+    ...(c.evaluation ? { evaluation: evaluationFor(c.evaluation, r, source) } : {}),
   };
+}
+
+/**
+ * Outside evaluation: scored by the default branch's code, at the commit the experiment was built
+ * on (a baseline is a default-branch commit itself), downloaded like the experiment's own tree.
+ */
+function evaluationFor(e: NonNullable<Config["evaluation"]>, r: ExperimentRecord, source: RunSpec["source"]): NonNullable<RunSpec["evaluation"]> {
+  const sha = r.kind === "baseline" ? r.headSha : r.baseSha;
+  const at = source.url.lastIndexOf(r.headSha);
+  if (at < 0 || at + r.headSha.length !== source.url.length) {
+    throw new Error(`cannot derive the trusted tree's download address from ${source.url}`);
+  }
+  return { scoreCmd: e.scoreCommand, serveCmd: e.serveCommand, sha, url: source.url.slice(0, at) + sha };
 }
 
 async function advance(
@@ -456,10 +476,14 @@ async function advance(
       verdict = "keep";
       reasons.push(`Kept anyway: adopted by @${r.adoptedBy} with /autoresearch keep.`);
     }
+    if (verdict === "keep" && r.kind === "experiment" && !r.adoptedBy && d.delta !== null) {
+      const outlier = outlierFlag(-d.delta, estimateNoise(snap.records, hardware)?.sigma ?? null, largestKept(snap.records));
+      if (outlier) r.flags = [...(r.flags ?? []).filter((f) => f.rule !== "outlier"), outlier];
+    }
     const held = verdict === "keep" && r.kind === "experiment" && (r.flags?.length ?? 0) > 0 && !r.adoptedBy;
     if (held) {
       reasons.push(
-        `Held for review, not merged: the change touches ${describeFlags(r.flags!)}. ` +
+        `Held for review, not merged: ${r.flags!.some((f) => f.lines.length) ? "the change touches " : "it is "}${describeFlags(r.flags!)}. ` +
           "Someone with write access merges it with /autoresearch keep, or closes the pull request.",
       );
     }

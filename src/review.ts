@@ -107,15 +107,44 @@ export function scanChange(before: Record<string, string>, after: Record<string,
   return REVIEW_RULES.flatMap((r) => (flags.has(r.id) ? [flags.get(r.id)!] : []));
 }
 
+// An improvement far beyond anything seen so far is held for review too, whatever the diff: a
+// real step of that size is rare, and a measurement that found a way around the rules above
+// looks exactly like one. "Far beyond" means both:
+//   - more than OUTLIER_SIGMAS standard deviations of one run (the noise measured on this
+//     hardware), so that no plausible run of luck reaches it, and
+//   - more than OUTLIER_HISTORY times the largest improvement any experiment kept before, so
+//     that a project whose steps are all large is not held at every step.
+// While the noise is not known yet (fewer than 2 degrees of freedom) the rule says nothing.
+export const OUTLIER_SIGMAS = 8;
+export const OUTLIER_HISTORY = 3;
+
+/**
+ * The review flag of an improvement (baseline − mean val_bpb, positive is better) far beyond the
+ * noise `sigma` and the largest improvement kept so far (`bestKept`, null: none yet); null when it
+ * is not one.
+ */
+export function outlierFlag(improvement: number, sigma: number | null, bestKept: number | null): ReviewFlag | null {
+  if (sigma === null || !(sigma > 0) || !(improvement > OUTLIER_SIGMAS * sigma)) return null;
+  if (bestKept !== null && bestKept > 0 && !(improvement > OUTLIER_HISTORY * bestKept)) return null;
+  const history = bestKept !== null && bestKept > 0 ? `, ${(improvement / bestKept).toFixed(1)}× the largest kept so far` : ", and nothing was kept before";
+  return {
+    rule: "outlier",
+    what: `an improvement far beyond anything seen (${improvement.toFixed(4)} bpb: ${(improvement / sigma).toFixed(1)}σ of one run${history})`,
+    lines: [],
+  };
+}
+
 /** The rules a change matched, with its lines (the code quoted: escaped and defused), as a table. */
 export function flagsTable(flags: ReviewFlag[]): string {
-  const rows = flags.flatMap((f) => f.lines.map((l) => [f.what, `${l.path}:${l.line}`, `${l.change} ${l.text}`]));
+  const rows = flags.flatMap((f) =>
+    f.lines.length ? f.lines.map((l) => [f.what, `${l.path}:${l.line}`, `${l.change} ${l.text}`]) : [[f.what, "", "the measurement itself"]],
+  );
   return rows.length ? `The change touches:\n\n${table(["rule", "line", "change"], rows)}` : "";
 }
 
 /** One line per flag, for reasons and logs: "time accounting (train.py:12, 14)". */
 export function describeFlags(flags: ReviewFlag[]): string {
   return flags
-    .map((f) => `${f.what} (${[...new Set(f.lines.map((l) => l.path))].map((p) => `${p}:${f.lines.filter((l) => l.path === p).map((l) => l.line).join(", ")}`).join("; ")})`)
+    .map((f) => !f.lines.length ? f.what : `${f.what} (${[...new Set(f.lines.map((l) => l.path))].map((p) => `${p}:${f.lines.filter((l) => l.path === p).map((l) => l.line).join(", ")}`).join("; ")})`)
     .join("; ");
 }

@@ -22,7 +22,7 @@ export interface TrainerResult {
   /** Every `key: value` of the summary block, numbers parsed (training_seconds, peak_vram_mb, ...). */
   summary: Record<string, number | string>;
   /** Where the run stopped: fetch/prepare failures are infrastructure, not the experiment. */
-  stage?: "fetch" | "prepare" | "train";
+  stage?: "fetch" | "prepare" | "train" | "eval";
   /** The commit the harness measured (a local git export resolves it; an archive's folder is checked against it). */
   commit?: string | null;
   /** The run id the harness was started with. */
@@ -33,6 +33,11 @@ export interface TrainerResult {
   notes?: string[];
   /** What the run trained on, seen from outside (GPU names, else CPU model and count): noise is per hardware. */
   hardware?: string;
+  /**
+   * How val_bpb was measured: `outside` (the default branch's scorer on weights the run saved, with
+   * a causality probe) or `self_reported` (what train.py printed). Absent: self-reported.
+   */
+  evaluation?: "outside" | "self_reported";
 }
 
 export type Verdict = "keep" | "discard" | "crash";
@@ -259,6 +264,13 @@ export interface RunSpec {
   evalAllowanceSeconds: number;
   /** AUTORESEARCH_SEED for the training: repeated runs of one tree get different seeds. */
   seed?: number;
+  /**
+   * Outside evaluation (config `evaluation`): val_bpb is scored by `scoreCmd` from the trusted tree
+   * at `sha` (the experiment's base on the default branch, downloaded from `url` with the same
+   * token), against the model that `serveCmd` serves from the experiment's tree. Absent: the run's
+   * own val_bpb is taken, and says it was self-reported.
+   */
+  evaluation?: { scoreCmd: string; serveCmd: string; sha: string; url: string };
   /** Hard kill after this many seconds (null: the harness default, 2 × budget + 120). */
   timeoutSeconds: number | null;
 }

@@ -646,7 +646,7 @@ describe("trainer/harness.py", () => {
         );
         const result = resultOf(run);
         expect(run.code).toBe(0);
-        expect(result).toMatchObject({ status: "ok", sandbox: "bwrap", notes: [] });
+        expect(result).toMatchObject({ status: "ok", sandbox: "bwrap", notes: [], evaluation: "self_reported" });
         const seen = seenOf(run);
         expect(seen.cwd).toBe("/experiment");
         expect(seen.data).toEqual([".prepared", "shard.bin"]);
@@ -804,6 +804,80 @@ describe("trainer/harness.py", () => {
       } finally {
         await server.close();
       }
+    });
+  });
+
+  describe("outside evaluation (--score-cmd)", () => {
+    // test/fixtures/outside-eval: a 4-symbol language, a trusted scorer (score.py), a "training"
+    // that saves unigram weights and claims val_bpb 0.01, and a model process whose MODE the
+    // tests turn into an attack.
+    const OUTSIDE = path.join(here, "fixtures", "outside-eval");
+    const HONEST_BPB = 1.588642; // what score.py computes for the honest unigram model
+    const outsideFiles = async (changes: Record<string, [string, string]> = {}) => {
+      const files: Record<string, string> = {};
+      for (const name of await readdir(OUTSIDE)) files[name] = await readFile(path.join(OUTSIDE, name), "utf8");
+      for (const [name, [from, to]] of Object.entries(changes)) {
+        expect(files[name]).toContain(from);
+        files[name] = files[name]!.replace(from, to);
+      }
+      return files;
+    };
+    const outsideArgs = (dir: string) => [
+      "--prepare-cmd", "python3 prepare.py", "--score-cmd", "python3 score.py", "--serve-cmd", "python3 train.py serve",
+      "--sandbox", "bwrap", "--cache-dir", path.join(dir, "cache"), "--budget", "10",
+    ];
+    /** A repository whose base commit is the honest project and whose HEAD is the experiment. */
+    const experiment = async (changes: Record<string, [string, string]>) => {
+      const dir = await scratch();
+      const repo = await gitRepo(path.join(dir, "repo"), await outsideFiles());
+      const base = await git(repo, "rev-parse", "HEAD");
+      const changed = await outsideFiles(changes);
+      const names = Object.keys(changes);
+      const head = names.length ? await commitFiles(repo, Object.fromEntries(names.map((n) => [n, changed[n]!])), "experiment") : base;
+      const run = await runHarness(["--repo", repo, "--commit", head, "--eval-commit", base, ...outsideArgs(dir)]);
+      return { run, result: resultOf(run) };
+    };
+
+    it("scores the saved model with the trusted scorer; the training never sees the held-out data and its own val_bpb is ignored", async () => {
+      const { run, result } = await experiment({});
+      expect(run.code).toBe(0);
+      expect(result).toMatchObject({ status: "ok", stage: "train", evaluation: "outside", reported_val_bpb: 0.01, probe_windows: 8 });
+      expect(result.val_bpb).toBeCloseTo(HONEST_BPB, 5);
+      expect(result.reason).toMatch(/measured outside the experiment/);
+      const seen = JSON.parse(/^SEES (.*)$/m.exec(result.log_tail)![1]!) as Record<string, unknown>;
+      expect(seen).toEqual({ eval_env: null, eval_dir: false, val_in_data: false, data: [".prepared", "train.bin"] });
+    });
+
+    it("an experiment's own scorer, prepare step or printed val_bpb changes nothing: they come from the trusted tree", async () => {
+      const { result } = await experiment({
+        "score.py": ["import math", "print('---'); print('val_bpb: 0.000001'); raise SystemExit(0)\nimport math"],
+        "prepare.py": ['held = os.environ.get("AUTORESEARCH_EVAL_DIR") or data', "held = data"],
+      });
+      expect(result).toMatchObject({ status: "ok", evaluation: "outside" });
+      expect(result.val_bpb).toBeCloseTo(HONEST_BPB, 5);
+    });
+
+    it.each([
+      ["reads the next symbol (not causal)", "peek", /causality probe failed/],
+      ["adapts to the windows it was asked before", "drift", /causality probe failed/],
+      ["prints to stdout while serving", "chatty", /answered something other than logits/],
+    ])("a model that %s is not measured: crash at stage eval", async (_what, mode, reason) => {
+      const { run, result } = await experiment({ "model.py": ['MODE = "honest"', `MODE = "${mode}"`] });
+      expect(run.code).toBe(1);
+      expect(result).toMatchObject({ status: "crash", stage: "eval", val_bpb: null, evaluation: "outside" });
+      expect(result.reason).toMatch(reason);
+    });
+
+    it("a training that saved no usable weights crashes at stage eval with the model process's failure", async () => {
+      const { result } = await experiment({ "train.py": ["json.dump(weights, ", "(weights, "] });
+      expect(result).toMatchObject({ status: "crash", stage: "eval", val_bpb: null });
+      expect(result.reason).toMatch(/model process exited with code 1 without answering: json\.decoder\.JSONDecodeError/);
+    });
+
+    it("refuses --score-cmd without --serve-cmd", async () => {
+      const run = await runHarness(["--repo", OUTSIDE, "--score-cmd", "python3 score.py"]);
+      expect(run.code).toBe(2);
+      expect(run.stderr).toMatch(/--score-cmd needs --serve-cmd/);
     });
   });
 

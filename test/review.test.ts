@@ -3,7 +3,7 @@
 // red-team set of hacking edits and honest controls, then the gate through the loop's fakes.
 import { describe, expect, it } from "vitest";
 import { CONFIG_PATH } from "../src/config.js";
-import { REVIEW_RULES, scanChange } from "../src/review.js";
+import { OUTLIER_HISTORY, OUTLIER_SIGMAS, outlierFlag, REVIEW_RULES, scanChange } from "../src/review.js";
 import { change, measured, singleRun } from "./support/fakes.js";
 import { loopWorld } from "./support/world.js";
 
@@ -126,5 +126,45 @@ describe("the review gate", () => {
     await w.settle();
     expect(w.gh.record(pr).flags).toBeUndefined();
     expect(w.gh.pull(pr).merged).toBe(true);
+  });
+});
+
+describe("an improvement far beyond anything seen", () => {
+  it("is flagged past both 8σ of one run and 3× the largest improvement kept before; silent while σ is unknown", () => {
+    expect([OUTLIER_SIGMAS, OUTLIER_HISTORY]).toEqual([8, 3]);
+    expect(outlierFlag(0.5, 0.01, 0.1)).toMatchObject({ rule: "outlier", lines: [] });
+    expect(outlierFlag(0.5, 0.01, 0.1)!.what).toMatch(/0\.5000 bpb: 50\.0σ of one run, 5\.0× the largest kept so far/);
+    expect(outlierFlag(0.5, 0.01, null)!.what).toMatch(/nothing was kept before/);
+    expect(outlierFlag(0.5, 0.01, 0.2)).toBeNull(); // 2.5× the best kept: a project that moves in big steps
+    expect(outlierFlag(0.05, 0.01, null)).toBeNull(); // 5σ: within reach of luck over a long night
+    expect(outlierFlag(0.5, null, null)).toBeNull(); // σ not known yet
+    expect(outlierFlag(-0.5, 0.01, null)).toBeNull();
+  });
+
+  it("holds an honest-looking change for review when σ is known and it beats the baseline by far", async () => {
+    const w = loopWorld({
+      files: { "program.md": "# Tonight\n", "train.py": "LR = 0.04\nDEPTH = 4\n", "prepare.py": "", [CONFIG_PATH]: "noise:\n  baseline_runs: 3\n  max_runs: 2\n" },
+      steering: false,
+    });
+    w.proposer.queue(change("LR = 0.04", "LR = 0.05", "LR up"));
+    await w.settle();
+    for (const v of [1.0, 1.01, 0.99]) {
+      w.runner.finish(w.runOf(1), measured(v));
+      await w.settle();
+    }
+    const pr = w.gh.pullOf(2).number;
+    expect(w.gh.record(pr).flags).toBeUndefined(); // the diff itself is honest
+    for (const v of [0.5, 0.5]) {
+      w.runner.finish(w.runOf(2), measured(v));
+      await w.settle();
+    }
+    const r = w.gh.record(pr);
+    expect(r.state).toBe("review");
+    expect(r.flags?.map((f) => f.rule)).toEqual(["outlier"]);
+    expect(w.gh.pull(pr).merged).toBe(false);
+    const check = w.gh.checkRunsOn(r.headSha, "val_bpb").at(-1)!;
+    expect(check.conclusion).toBe("action_required");
+    expect(check.output.summary).toMatch(/Held for review, not merged: it is an improvement far beyond anything seen \(0\.5000 bpb: 61\.2σ of one run, and nothing was kept before\)/);
+    expect(check.output.text).toMatch(/an improvement far beyond anything seen .* \| {2}\| the measurement itself/);
   });
 });

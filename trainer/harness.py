@@ -19,6 +19,8 @@ Usage
                        [--budget SECONDS] [--timeout SECONDS]
                        [--prepare-timeout SECONDS] [--result FILE]
                        [--termination-log FILE] [--log FILE] [--run-id ID]
+                       [--score-cmd CMD --serve-cmd CMD [--eval-repo PATH|URL]
+                        [--eval-commit SHA] [--score-timeout SECONDS]]
                        [--fetch-only DIR | --prepare-only | --prepared-only]
     python3 harness.py --parse-log FILE
 
@@ -88,7 +90,8 @@ summary fields
 ``reason``
     one line for humans: what happened.
 ``stage``
-    ``fetch``, ``prepare`` or ``train``: where the run ended.
+    ``fetch``, ``prepare``, ``train`` or ``eval``: where the run ended (a run
+    scored outside the experiment that passed says ``train``).
 ``run_id``, ``commit``
     echoed from ``--run-id`` and ``--commit`` (the full sha for a local git
     repository), or null.
@@ -104,6 +107,13 @@ summary fields
 ``notes``
     a list of sentences about the run a reader should know (prepared data
     that had to be prepared again, no sandbox).
+``evaluation``
+    ``outside`` (val_bpb computed by ``--score-cmd``, see below) or
+    ``self_reported`` (the number the training printed).
+``reported_val_bpb``, ``eval_seconds``, ``probe_windows``, ``probe_max_difference``
+    with ``--score-cmd``: the val_bpb the training printed about itself (ignored),
+    how long the evaluation took, how many windows the causality probe checked
+    and the largest disagreement it found (total variation distance).
 ``hardware``
     what the training ran on, seen from outside: the GPUs' names from
     ``nvidia-smi`` (``2 x NVIDIA H200``), else the CPU model and the number of
@@ -124,6 +134,32 @@ has the host's unless ``--prepare-network off``. The PID namespace dies with
 the run, so nothing it started survives it. GPUs (``/dev/nvidia*``) are
 passed through. When bwrap cannot create the sandbox the run fails at stage
 ``prepare`` (exit 3) and says how to fix it.
+
+Outside evaluation
+------------------
+
+With ``--score-cmd`` val_bpb is not what the training says about itself:
+
+* prepare and the scorer run in the trusted tree (``--eval-repo`` at
+  ``--eval-commit``: the default branch), never in the experiment's; prepare
+  writes the validation data to ``AUTORESEARCH_EVAL_DIR`` (``/eval``), a
+  folder beside the prepared data that the training never sees;
+* the training gets ``AUTORESEARCH_OUTPUT_DIR`` (``/output``) and saves its
+  weights there; a ``val_bpb`` it prints is kept as ``reported_val_bpb`` only;
+* then ``--serve-cmd`` runs in the experiment's tree (no network, the output
+  read-only, no held-out data) and answers request frames on stdin with logits
+  on stdout, while ``--score-cmd`` (sandboxed apart, with the held-out data)
+  sends it the validation inputs through the harness, on the fds named in
+  ``AUTORESEARCH_MODEL_FDS`` ("read,write"), and prints a ``val_bpb:`` summary.
+  Frames, little-endian: request ``ARQ1``, uint32 B, uint32 T, B*T int32 ids;
+  answer ``ARS1``, uint32 B, uint32 T, uint32 V, B*T*V float32 logits. One
+  batch is answered before the next is sent;
+* the causality probe: a fresh model process is asked about every scored
+  window again, regrouped and reordered, either unchanged or with the bytes
+  after a random position replaced by another window's; its answers before
+  that position must match the scored ones (total variation at most 0.1).
+  A model that reads ahead, or whose answers depend on what it was asked
+  before, fails: status ``crash`` at stage ``eval``, val_bpb null.
 
 Prepared data is verified before every run against the sha256 of its content
 recorded when it was prepared; data that changed is prepared again (and a
@@ -155,6 +191,7 @@ Exit codes
 from __future__ import annotations
 
 import argparse
+import array
 import collections
 import fcntl
 import glob
@@ -164,16 +201,19 @@ import json
 import math
 import os
 import platform
+import random
 import re
 import select
 import shlex
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import traceback
 import urllib.error
@@ -181,7 +221,7 @@ import urllib.parse
 import urllib.request
 import zlib
 
-HARNESS_VERSION = "1.1.0"
+HARNESS_VERSION = "1.2.0"
 
 EXIT_OK = 0
 EXIT_EXPERIMENT_FAILED = 1
@@ -454,8 +494,9 @@ def check_budget(summary: dict, wall: float, budget: float, allowance: float):
 
 
 def classify(exit_code, timed_out: bool, timeout_seconds: float, monitor: OutputMonitor, wall: float = 0.0,
-             budget: float = 0.0, allowance: float = 0.0):
-    """(status, reason) of a finished training command. See the module docstring."""
+             budget: float = 0.0, allowance: float = 0.0, outside: bool = False):
+    """(status, reason) of a finished training command. See the module docstring. With `outside`
+    the training need not print val_bpb: the evaluation measures it afterwards."""
     summary = monitor.summary
     val_bpb = summary.get("val_bpb")
     numeric = _is_number(val_bpb)
@@ -482,6 +523,11 @@ def classify(exit_code, timed_out: bool, timeout_seconds: float, monitor: Output
             # A shell reports a child killed by signal N as 128 + N.
             return "crash", "exited with code %d (killed by %s?)" % (exit_code, _signal_name(exit_code - 128))
         return "crash", "exited with code %s" % exit_code
+    if outside:
+        broke = check_budget(summary, wall, budget, allowance) if budget > 0 else None
+        if broke:
+            return "over_budget", "not a valid measurement: the run " + broke
+        return "ok", "trained"
     if val_bpb is None:
         return "crash", "exited 0 but printed no val_bpb summary"
     if not numeric:
@@ -712,7 +758,7 @@ SANDBOX_ENV_NAMES = ("LANG", "LANGUAGE", "TZ", "TERM", "PYTHONUNBUFFERED", "PYTH
 SANDBOX_ENV_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "PYTORCH_", "TORCH", "OMP_", "MKL_", "OPENBLAS_",
                         "AUTORESEARCH_DATA_", "AUTORESEARCH_CORPUS", "AUTORESEARCH_SEED", "HF_HUB_OFFLINE")
 # Never passed, whatever their name matches: where the runner keeps the run.
-PRIVATE_ENV = ("AUTORESEARCH_RUN_DIR",)
+PRIVATE_ENV = ("AUTORESEARCH_RUN_DIR", "AUTORESEARCH_EVAL_DIR", "AUTORESEARCH_OUTPUT_DIR", "AUTORESEARCH_MODEL_FDS")
 SANDBOX_FIX = (
     "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) and allow unprivileged user "
     "namespaces (sysctl kernel.unprivileged_userns_clone=1 on Debian; on Ubuntu 24.04 also "
@@ -772,8 +818,14 @@ class Sandbox:
         """Where a path of the run's tree is inside the sandbox."""
         return SANDBOX_TREE + os.path.realpath(host_path)[len(self.tree):]
 
+    def for_tree(self, tree: str) -> "Sandbox":
+        """The same sandbox around another tree (the trusted tree the scorer and prepare run in)."""
+        return Sandbox(self.bwrap, tree, self.shim_dir, self.extra_ro)
+
     def argv(self, command: str, workdir: str, data_dir: str, env: dict, network: bool, data_writable: bool,
-             tree_writable: bool = True) -> list:
+             tree_writable: bool = True, binds=()) -> list:
+        """`binds`: further (host folder, path inside, writable) mounts: the held-out data, the
+        training's output."""
         argv = [self.bwrap, "--unshare-all", "--unshare-user"]
         if network:
             argv.append("--share-net")
@@ -804,6 +856,8 @@ class Sandbox:
         argv += ["--bind" if tree_writable else "--ro-bind", self.tree, SANDBOX_TREE]
         bind = "--bind" if data_writable else "--ro-bind"
         argv += [bind, data_dir, SANDBOX_DATA, bind, data_dir, SANDBOX_HOME + "/.cache"]
+        for host, inside, writable in binds:
+            argv += ["--bind" if writable else "--ro-bind", host, inside]
         if self.shim_dir:
             argv += ["--ro-bind", self.shim_dir, SANDBOX_BIN]
         argv += ["--chdir", self.inside(workdir), "--clearenv"]
@@ -832,6 +886,27 @@ def sandbox_environment(args, shim: bool) -> dict:
         env["AUTORESEARCH_SEED"] = str(args.seed)
     env.setdefault("LANG", "C.UTF-8")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+EVAL_DIR_ENV = "AUTORESEARCH_EVAL_DIR"
+OUTPUT_DIR_ENV = "AUTORESEARCH_OUTPUT_DIR"
+
+
+def stage_environment(args, sandbox, data_dir: str, shim_dir, heldout=None, output=None) -> dict:
+    """The environment of one command: where the held-out data (prepare and the scorer only) and
+    the training's output folder (training and the model process only) are, and nothing else."""
+    if sandbox:
+        env = sandbox_environment(args, shim_dir is not None)
+        places = {EVAL_DIR_ENV: SANDBOX_EVAL if heldout else None, OUTPUT_DIR_ENV: SANDBOX_OUTPUT if output else None}
+    else:
+        env = child_environment(args, data_dir, shim_dir)
+        places = {EVAL_DIR_ENV: heldout, OUTPUT_DIR_ENV: output}
+    for name, value in places.items():
+        if value:
+            env[name] = value
+        else:
+            env.pop(name, None)
     return env
 
 
@@ -1153,36 +1228,40 @@ def export_git_commit(path: str, commit: str, dest: str, limits: "SourceLimits")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 
 
-def fetch_repository(args, token, scratch: str):
-    """Returns (root folder of the repository tree, commit to report)."""
+def fetch_repository(args, token, scratch: str, trusted: bool = False):
+    """Returns (root folder of the repository tree, commit to report): the experiment's, or with
+    `trusted` the tree the evaluation code comes from (--eval-repo at --eval-commit)."""
+    repo = (args.eval_repo or args.repo) if trusted else args.repo
+    commit = args.eval_commit if trusted else args.commit
+    name = "trusted" if trusted else "src"
     limits = SourceLimits.of(args)
-    if re.match(r"^https?://", args.repo, re.IGNORECASE):
-        dest = os.path.join(scratch, "src")
-        download_tarball(args.repo, token, dest, scratch, limits, args.commit)
-        return dest, args.commit
-    path = os.path.abspath(os.path.expanduser(args.repo))
+    if re.match(r"^https?://", repo, re.IGNORECASE):
+        dest = os.path.join(scratch, name)
+        download_tarball(repo, token, dest, scratch, limits, commit)
+        return dest, commit
+    path = os.path.abspath(os.path.expanduser(repo))
     if os.path.isfile(path) and path.endswith(ARCHIVE_SUFFIXES):
         # An archive another step fetched (Kubernetes: the fetch Job's source.tar on the data
         # volume): unpacked into this run's scratch with the same bounds as a download.
-        dest = os.path.join(scratch, "src")
+        dest = os.path.join(scratch, name)
         try:
-            files = extract_archive(path, dest, limits, args.commit)
+            files = extract_archive(path, dest, limits, commit)
         except UnsafeArchive as error:
             raise StageError("fetch", "unsafe archive %s: %s" % (path, error))
         except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
             raise StageError("fetch", "cannot unpack %s: %s" % (path, error))
         log("fetch: unpacked %d files from %s" % (files, path))
-        return dest, args.commit
+        return dest, commit
     if not os.path.isdir(path):
-        raise StageError("fetch", "repository %s is neither a folder, a .tar(.gz) archive nor an http(s) URL" % args.repo)
-    if not args.commit:
+        raise StageError("fetch", "repository %s is neither a folder, a .tar(.gz) archive nor an http(s) URL" % repo)
+    if not commit:
         log("fetch: using %s in place" % path)
         return path, None
-    dest = os.path.join(scratch, "src")
-    sha = export_git_commit(path, args.commit, dest, limits)
+    dest = os.path.join(scratch, name)
+    sha = export_git_commit(path, commit, dest, limits)
     if sha is None:
         log("fetch: %s is not a git repository; using it in place (--commit is informative)" % path)
-        return path, args.commit
+        return path, commit
     log("fetch: exported %s at %s" % (path, sha[:12]))
     return dest, sha
 
@@ -1233,11 +1312,14 @@ def fetch_only(args, token, scratch: str) -> int:
 # --------------------------------------------------------------------------- data preparation
 
 
-def prepare_key(workdir: str, patterns, prepare_cmd: str, environ) -> str:
+def prepare_key(workdir: str, patterns, prepare_cmd: str, environ, heldout: bool = False) -> str:
     """sha256 over the prepare files (paths and contents), the prepare command
     and the AUTORESEARCH_DATA_* variables other than AUTORESEARCH_DATA_DIR,
-    plus AUTORESEARCH_CORPUS."""
+    plus AUTORESEARCH_CORPUS; and whether the held-out data go to a folder of their own
+    (outside evaluation), since that changes what the data folder holds."""
     digest = hashlib.sha256(b"autoresearch-bot prepare key v1\0")
+    if heldout:
+        digest.update(b"heldout\0")
     files = set()
     for pattern in patterns:
         for match in glob.glob(os.path.join(glob.escape(workdir), pattern), recursive=True):
@@ -1305,9 +1387,19 @@ def _read_marker(data_dir: str):
         return {}
 
 
-def check_prepared(data_dir: str):
-    """None when `data_dir` holds data whose content is what was recorded when it was prepared;
-    otherwise why not ("not prepared", or what changed)."""
+def hash_data(data_dir: str, heldout_dir=None):
+    """hash_tree of the prepared data, the held-out data (outside evaluation) included."""
+    digest, files, size = hash_tree(data_dir)
+    if heldout_dir is None:
+        return digest, files, size
+    held, held_files, held_size = hash_tree(heldout_dir)
+    combined = hashlib.sha256(("autoresearch-bot data+heldout v1\0%s\0%s" % (digest, held)).encode()).hexdigest()
+    return combined, files + held_files, size + held_size
+
+
+def check_prepared(data_dir: str, heldout_dir=None):
+    """None when `data_dir` (and `heldout_dir`) hold data whose content is what was recorded when
+    it was prepared; otherwise why not ("not prepared", or what changed)."""
     marker = _read_marker(data_dir)
     if marker is None:
         return "not prepared"
@@ -1315,20 +1407,20 @@ def check_prepared(data_dir: str):
     if not isinstance(recorded, str):
         return "prepared without a content hash (an older harness)"
     started = time.monotonic()
-    actual, files, size = hash_tree(data_dir)
+    actual, files, size = hash_data(data_dir, heldout_dir)
     log("prepare: verified %d files (%s) in %.1f s" % (files, _fmt_bytes(size), time.monotonic() - started))
     if actual != recorded:
         return "its content changed since it was prepared (sha256 %s then, %s now)" % (recorded[:12], actual[:12])
     return None
 
 
-def prepare_data(args, workdir: str, env: dict, log_file, data_dir: str, sandbox):
-    """Make `data_dir` hold verified prepared data: run the prepare command unless it is
-    prepared already and its content hash still matches. Returns a note for the result when
-    the data had to be prepared again, else None."""
+def prepare_data(args, workdir: str, env: dict, log_file, data_dir: str, sandbox, heldout_dir=None):
+    """Make `data_dir` (and `heldout_dir`, the data only the scorer sees) hold verified prepared
+    data: run the prepare command unless it is prepared already and its content hash still
+    matches. Returns a note for the result when the data had to be prepared again, else None."""
     if args.prepared_only:
         # Read-only data (a Kubernetes trainer): verify, never write.
-        problem = check_prepared(data_dir)
+        problem = check_prepared(data_dir, heldout_dir)
         if problem:
             raise StageError("prepare", _shorten("the prepared data in %s cannot be used: %s; the fetch step prepares it "
                                                  "again on the next attempt" % (data_dir, problem)))
@@ -1341,7 +1433,7 @@ def prepare_data(args, workdir: str, env: dict, log_file, data_dir: str, sandbox
         except BlockingIOError:
             log("prepare: another run holds %s; waiting" % lock_path)
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        problem = check_prepared(data_dir) if os.path.isdir(data_dir) else "not prepared"
+        problem = check_prepared(data_dir, heldout_dir) if os.path.isdir(data_dir) else "not prepared"
         if problem is None:
             log("prepare: cached in %s" % data_dir)
             return None
@@ -1354,13 +1446,17 @@ def prepare_data(args, workdir: str, env: dict, log_file, data_dir: str, sandbox
         elif os.path.isdir(data_dir):
             # A preparation that died half way: start from nothing.
             shutil.rmtree(data_dir, ignore_errors=True)
+        if heldout_dir is not None:
+            shutil.rmtree(heldout_dir, ignore_errors=True)
+            os.makedirs(heldout_dir)
         os.makedirs(data_dir, exist_ok=True)
         log("prepare: running %r (timeout %s s) into %s" % (args.prepare_cmd, _fmt_seconds(args.prepare_timeout), data_dir))
         log_file.write(("==> [harness] prepare: %s\n" % args.prepare_cmd).encode("utf-8", "replace"))
         monitor = OutputMonitor()
         if sandbox:
+            binds = [(heldout_dir, SANDBOX_EVAL, True)] if heldout_dir is not None else []
             argv = sandbox.argv(args.prepare_cmd, workdir, data_dir, env, network=args.prepare_network == "on",
-                                data_writable=True, tree_writable=False)
+                                data_writable=True, tree_writable=False, binds=binds)
             cwd = os.path.dirname(data_dir)
         else:
             argv, cwd = ["/bin/sh", "-c", args.prepare_cmd], workdir
@@ -1376,7 +1472,7 @@ def prepare_data(args, workdir: str, env: dict, log_file, data_dir: str, sandbox
             if detail:
                 reason += ": " + detail
             raise StageError("prepare", _shorten(reason), outcome.exit_code, monitor.tail())
-        digest, files, size = hash_tree(data_dir)
+        digest, files, size = hash_data(data_dir, heldout_dir)
         marker = os.path.join(data_dir, MARKER)
         with open(marker + ".tmp", "w") as handle:
             json.dump(
@@ -1388,6 +1484,412 @@ def prepare_data(args, workdir: str, env: dict, log_file, data_dir: str, sandbox
         os.replace(marker + ".tmp", marker)
         log("prepare: done in %.1f s (%d files, %s)" % (outcome.duration, files, _fmt_bytes(size)))
     return note
+
+
+# --------------------------------------------------------------------------- outside evaluation
+#
+# With --score-cmd the run's val_bpb is not what train.py says about itself. After training:
+#
+# 1. The model process (--serve-cmd, in the experiment's tree, sandboxed: no network, the tree
+#    and the weights it saved read-only, no held-out data) reads request frames on stdin and
+#    answers each with the logits of every position.
+# 2. The scorer (--score-cmd, in the trusted tree: the default branch's code, sandboxed
+#    separately, with the held-out data read-only) sends the inputs of the validation windows
+#    and computes val_bpb from the logits and the targets, which only it holds. It talks to the
+#    model through the harness (fds named in AUTORESEARCH_MODEL_FDS), one batch at a time: a
+#    batch is answered before the next is sent, so no answer can depend on a later window.
+# 3. The causality probe: a second, fresh model process gets, for every scored window, a copy
+#    whose bytes after a random position were replaced (or an exact copy). Its logits before
+#    that position must match what the first process answered for the scored window. The
+#    scored process cannot tell which windows are checked or where (it only ever sees scored
+#    windows), and the two processes share nothing they could use to agree.
+#
+# Frames (little-endian): a request is b"ARQ1", uint32 B, uint32 T, then B*T int32 token ids;
+# an answer is b"ARS1", uint32 B, uint32 T, uint32 V, then B*T*V float32 logits.
+
+REQUEST_MAGIC = b"ARQ1"
+RESPONSE_MAGIC = b"ARS1"
+MAX_REQUEST_TOKENS = 1 << 22
+MAX_RESPONSE_BYTES = 1 << 30
+MAX_VOCAB = 1 << 20
+MODEL_FDS_ENV = "AUTORESEARCH_MODEL_FDS"
+SANDBOX_EVAL = "/eval"  # held-out data: written by prepare, read only by the scorer
+SANDBOX_OUTPUT = "/output"  # what the training saved: writable while training, read-only after
+PROBE_TOLERANCE = 0.1  # total variation distance between two answers for the same context
+PROBE_POSITIONS = 4  # positions compared per probed window
+PROBE_DUPLICATE_SHARE = 0.25  # probes that are exact copies (a model that keeps state drifts)
+MODEL_LOG_MAX_BYTES = 8 << 20
+
+
+class EvaluationFailed(Exception):
+    """The evaluation could not produce a trustworthy val_bpb; the experiment is to blame."""
+
+    def __init__(self, status: str, reason: str, log_tail: str = "") -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.log_tail = log_tail
+
+
+class _Process:
+    """A sandboxed evaluation process in its own session, killed with its group at the end."""
+
+    def __init__(self, argv, cwd: str, env: dict, stdin, stdout, stderr, pass_fds=()) -> None:
+        self.proc = subprocess.Popen(list(argv), cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=stderr,
+                                     start_new_session=True, close_fds=True, pass_fds=tuple(pass_fds),
+                                     preexec_fn=_make_death_signal_setup())
+        self.monitor = OutputMonitor()  # its stderr, when a drain follows it
+        self.drain = None
+
+    def follow(self, log_file, label: str) -> None:
+        """Copy its stderr into the log (bounded) and remember its last exception."""
+        self.drain = _copy_bounded_stream(self.proc.stderr, log_file, MODEL_LOG_MAX_BYTES, label, self.monitor)
+
+    def why_gone(self) -> str:
+        """How it ended, for a reason line: its exit code and its last exception or line."""
+        try:
+            code = self.proc.wait(timeout=DRAIN_SECONDS)
+        except subprocess.TimeoutExpired:
+            code = None
+        if self.drain is not None:
+            self.drain.join(timeout=DRAIN_SECONDS)
+            self.monitor.close()
+        detail = self.monitor.exception_line or (self.monitor.lines[-1] if self.monitor.lines else "")
+        return "%s%s" % (" with code %s" % code if code is not None else "", (": " + detail) if detail else "")
+
+    def finish(self, grace: float) -> int:
+        """Wait up to `grace` seconds for a voluntary exit, then kill the group."""
+        try:
+            code = self.proc.wait(timeout=max(grace, 0.0))
+        except subprocess.TimeoutExpired:
+            _killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                code = self.proc.wait(timeout=KILL_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                _killpg(self.proc.pid, signal.SIGKILL)
+                code = self.proc.wait()
+        _killpg(self.proc.pid, signal.SIGKILL)
+        return code
+
+
+def _copy_bounded_stream(source, log_file, limit: int, label: str, monitor: OutputMonitor) -> threading.Thread:
+    """Drain a process's stderr into the log, at most `limit` bytes (the rest is read and dropped,
+    so the process never blocks on a full pipe), and into `monitor` (its last exception)."""
+    def run() -> None:
+        written = 0
+        try:
+            for chunk in iter(lambda: source.read1(READ_CHUNK_BYTES), b""):
+                monitor.feed(chunk)
+                if written < limit:
+                    piece = chunk[:limit - written]
+                    log_file.write(piece)
+                    written += len(piece)
+                    if written >= limit:
+                        log_file.write(("\n==> [harness] %s: output cut at %s\n" % (label, _fmt_bytes(limit))).encode())
+        except (OSError, ValueError):
+            pass
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _read_exact(fd: int, size: int, deadline: float, what: str) -> bytes:
+    """`size` bytes from `fd`, or b"" at a clean end of stream before the first byte."""
+    parts = []
+    got = 0
+    while got < size:
+        if _Signals.received is not None:
+            raise HarnessInterrupted(_Signals.received)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise EvaluationFailed("timeout", "the evaluation timed out waiting for %s" % what)
+        ready, _, _ = select.select([fd], [], [], min(left, 0.5))
+        if not ready:
+            continue
+        chunk = os.read(fd, min(size - got, 1 << 20))
+        if not chunk:
+            if got == 0:
+                return b""
+            raise EvaluationFailed("crash", "%s ended in the middle of a frame (%d of %d bytes)" % (what, got, size))
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
+def _write_all(fd: int, data, deadline: float, what: str) -> None:
+    view = memoryview(data)
+    while len(view):
+        if _Signals.received is not None:
+            raise HarnessInterrupted(_Signals.received)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise EvaluationFailed("timeout", "the evaluation timed out writing to %s" % what)
+        _, ready, _ = select.select([], [fd], [], min(left, 0.5))
+        if not ready:
+            continue
+        try:
+            written = os.write(fd, view[:1 << 20])
+        except BrokenPipeError:
+            raise EvaluationFailed("crash", "%s stopped reading" % what)
+        view = view[written:]
+
+
+def read_request(fd: int, deadline: float):
+    """(B, T, payload) of the scorer's next request, or None when it is done."""
+    header = _read_exact(fd, 12, deadline, "the scorer")
+    if not header:
+        return None
+    magic, batch, length = header[:4], *struct.unpack("<II", header[4:])
+    if magic != REQUEST_MAGIC or batch < 1 or length < 1 or batch * length > MAX_REQUEST_TOKENS:
+        raise StageError("eval", "the scorer sent a malformed request (magic %r, %d x %d)" % (magic, batch, length))
+    payload = _read_exact(fd, batch * length * 4, deadline, "the scorer")
+    if len(payload) != batch * length * 4:
+        raise StageError("eval", "the scorer's request ended early")
+    return batch, length, payload
+
+
+def exchange(model: "_Process", batch: int, length: int, tokens: bytes, deadline: float, vocab):
+    """Send one request to a model process and return (V, logits bytes), checked against the request."""
+    _write_all(model.proc.stdin.fileno(), REQUEST_MAGIC + struct.pack("<II", batch, length) + tokens, deadline,
+               "the model process")
+    stdout = model.proc.stdout.fileno()
+    header = _read_exact(stdout, 16, deadline, "the model's answer")
+    if not header:
+        gone = model.why_gone()
+        head, _, detail = gone.partition(": ")
+        raise EvaluationFailed("crash", _shorten("the model process exited%s without answering%s" % (
+            head, (": " + detail) if detail else "")), model.monitor.tail())
+    magic = header[:4]
+    got_batch, got_length, got_vocab = struct.unpack("<III", header[4:])
+    if magic != RESPONSE_MAGIC:
+        raise EvaluationFailed("crash", "the model process answered something other than logits (it must not print "
+                                        "to stdout while serving)")
+    if (got_batch, got_length) != (batch, length) or not 1 <= got_vocab <= MAX_VOCAB or (vocab and got_vocab != vocab):
+        raise EvaluationFailed("crash", "the model answered logits of shape (%d, %d, %d) for inputs of shape (%d, %d)%s" % (
+            got_batch, got_length, got_vocab, batch, length, "" if not vocab else " (vocabulary %d before)" % vocab))
+    size = batch * length * got_vocab * 4
+    if size > MAX_RESPONSE_BYTES:
+        raise EvaluationFailed("crash", "the model's answer would be %s, more than %s: evaluate in smaller batches" % (
+            _fmt_bytes(size), _fmt_bytes(MAX_RESPONSE_BYTES)))
+    logits = _read_exact(stdout, size, deadline, "the model's answer")
+    if len(logits) != size:
+        raise EvaluationFailed("crash", "the model process exited in the middle of its answer")
+    return got_vocab, logits
+
+
+def _distribution(logits: bytes, row: int, position: int, length: int, vocab: int):
+    offset = ((row * length) + position) * vocab * 4
+    values = struct.unpack_from("<%df" % vocab, logits, offset)
+    if not all(math.isfinite(v) for v in values):
+        return None
+    top = max(values)
+    exps = [math.exp(v - top) for v in values]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+def _total_variation(p, q) -> float:
+    if p is None or q is None:
+        return 1.0
+    return 0.5 * sum(abs(a - b) for a, b in zip(p, q))
+
+
+class ProbePlan:
+    """For every scored window: a probe window and the positions where the two answers must agree."""
+
+    def __init__(self, rng) -> None:
+        self.rng = rng
+        self.batches = []  # [(batch, length, tokens bytes, [(positions, expected distributions)])]
+        self.kinds = {"spliced": 0, "copy": 0}
+
+    def add(self, batch: int, length: int, tokens: bytes, logits: bytes, vocab: int) -> None:
+        rows = array.array("i")
+        rows.frombytes(tokens)
+        if sys.byteorder != "little":
+            rows.byteswap()
+        probe = array.array("i")
+        checks = []
+        order = list(range(batch))
+        for row in range(batch):
+            original = rows[row * length:(row + 1) * length]
+            donors = [other for other in order if other != row]
+            cut = None
+            if length >= 2 and donors and self.rng.random() >= PROBE_DUPLICATE_SHARE:
+                for _ in range(8):
+                    donor = self.rng.choice(donors)
+                    k = self.rng.randrange(1, length)
+                    if rows[donor * length + k] != original[k]:
+                        cut = (donor, k)
+                        break
+            if cut is None:
+                window = original
+                positions = sorted(set([length - 1] + [self.rng.randrange(length) for _ in range(PROBE_POSITIONS - 1)]))
+                self.kinds["copy"] += 1
+            else:
+                donor, k = cut
+                window = original[:k] + rows[donor * length + k:(donor + 1) * length]
+                # k - 1 is where reading ahead shows: the next byte differs there.
+                positions = sorted(set([k - 1] + [self.rng.randrange(k) for _ in range(PROBE_POSITIONS - 1)]))
+                self.kinds["spliced"] += 1
+            probe.extend(window)
+            checks.append([(p, _distribution(logits, row, p, length, vocab)) for p in positions])
+        if sys.byteorder != "little":
+            probe.byteswap()
+        self.batches.append((batch, length, probe.tobytes(), checks))
+
+    @property
+    def windows(self) -> int:
+        return sum(batch for batch, _, _, _ in self.batches)
+
+
+def run_probe(plan: ProbePlan, model: "_Process", deadline: float, vocab: int) -> float:
+    """Ask a fresh model process about the probe windows; the largest disagreement found.
+
+    The windows go in a new random order and grouping: an answer that depends on when, or next
+    to what, a window is asked (state kept across requests) shows up as a disagreement too."""
+    rows = {}  # length -> [(window tokens, checks)]
+    widest = {}
+    for batch, length, tokens, checks in plan.batches:
+        size = length * 4
+        for row in range(batch):
+            rows.setdefault(length, []).append((tokens[row * size:(row + 1) * size], checks[row]))
+        widest[length] = max(widest.get(length, 0), batch)
+    requests = []
+    for length, entries in rows.items():
+        plan.rng.shuffle(entries)
+        step = widest[length]
+        requests += [(length, entries[i:i + step]) for i in range(0, len(entries), step)]
+    plan.rng.shuffle(requests)
+    worst = 0.0
+    for length, entries in requests:
+        _, logits = exchange(model, len(entries), length, b"".join(t for t, _ in entries), deadline, vocab)
+        for row, (_, expected) in enumerate(entries):
+            for position, wanted in expected:
+                distance = _total_variation(wanted, _distribution(logits, row, position, length, vocab))
+                if distance > worst:
+                    worst = distance
+                if distance > PROBE_TOLERANCE:
+                    raise EvaluationFailed(
+                        "crash",
+                        "the causality probe failed: the model's prediction at position %d of a window changed "
+                        "(total variation %.3f > %.2f) when it was shown the same window with later bytes "
+                        "changed, or shown it again in another batch; a model may only use the bytes before "
+                        "each position, and must answer the same input the same way" % (position, distance, PROBE_TOLERANCE))
+    return worst
+
+
+def evaluate_outside(args, sandbox, trusted_sandbox, workdir: str, trusted_workdir: str, data_dir: str,
+                     heldout_dir: str, output_dir: str, shim_dir, log_file, scratch: str) -> dict:
+    """Run the scorer against the model process and the probe; the summary fields to report
+    (val_bpb and how it was checked). Raises EvaluationFailed or StageError."""
+    started = time.monotonic()
+    deadline = started + args.score_timeout
+    rng = random.Random(int.from_bytes(os.urandom(16), "big"))
+    model_env = stage_environment(args, sandbox, data_dir, shim_dir, output=output_dir)
+    score_env_base = stage_environment(args, trusted_sandbox, data_dir, shim_dir, heldout=heldout_dir)
+
+    def model_process() -> _Process:
+        if sandbox:
+            argv = sandbox.argv(args.serve_cmd, workdir, data_dir, model_env, network=False, data_writable=False,
+                                tree_writable=False, binds=[(output_dir, SANDBOX_OUTPUT, False)])
+            cwd = scratch
+        else:
+            argv, cwd = ["/bin/sh", "-c", args.serve_cmd], workdir
+        return _Process(argv, cwd, model_env, subprocess.PIPE, subprocess.PIPE, subprocess.PIPE)
+
+    # scorer <-> harness: two pipes; the scorer gets one end of each.
+    request_read, request_write = os.pipe()
+    answer_read, answer_write = os.pipe()
+    score_env = dict(score_env_base)
+    score_env[MODEL_FDS_ENV] = "%d,%d" % (answer_read, request_write)
+    score_log = open(os.path.join(scratch, "score.log"), "w+b")
+    if trusted_sandbox:
+        score_argv = trusted_sandbox.argv(args.score_cmd, trusted_workdir, data_dir, score_env, network=False,
+                                          data_writable=False, tree_writable=False,
+                                          binds=[(heldout_dir, SANDBOX_EVAL, False)])
+        score_cwd = scratch
+    else:
+        score_argv, score_cwd = ["/bin/sh", "-c", args.score_cmd], trusted_workdir
+    log("eval: scoring with %r in the trusted tree, the model served by %r" % (args.score_cmd, args.serve_cmd))
+    log_file.write(("==> [harness] eval: %s (scorer) <-> %s (model)\n" % (args.score_cmd, args.serve_cmd)).encode("utf-8", "replace"))
+    log_file.flush()
+    scorer = model = prober = None
+    plan = ProbePlan(rng)
+    vocab = 0
+    requests = 0
+    try:
+        scorer = _Process(score_argv, score_cwd, score_env, subprocess.DEVNULL, score_log, subprocess.STDOUT,
+                          pass_fds=(answer_read, request_write))
+        os.close(answer_read)
+        os.close(request_write)
+        answer_read = request_write = None  # the scorer's ends: only the scorer holds them now
+        model = model_process()
+        model.follow(log_file, "model")
+        while True:
+            request = read_request(request_read, deadline)
+            if request is None:
+                break
+            batch, length, tokens = request
+            vocab, logits = exchange(model, batch, length, tokens, deadline, vocab)
+            _write_all(answer_write, RESPONSE_MAGIC + struct.pack("<III", batch, length, vocab) + logits,
+                       deadline, "the scorer")
+            plan.add(batch, length, tokens, logits, vocab)
+            requests += 1
+        os.close(answer_write)
+        answer_write = None
+        model.proc.stdin.close()
+        model_code = model.finish(KILL_GRACE_SECONDS)
+        model.drain.join(timeout=DRAIN_SECONDS)
+        score_code = scorer.finish(max(0.0, deadline - time.monotonic()))
+        score_log.seek(0)
+        monitor = OutputMonitor()
+        monitor.feed(score_log.read(MODEL_LOG_MAX_BYTES))
+        monitor.close()
+        score_log.seek(0)
+        log_file.write(b"==> [harness] scorer output:\n" + score_log.read(MODEL_LOG_MAX_BYTES))
+        if score_code != 0:
+            detail = monitor.exception_line or (monitor.lines[-1] if monitor.lines else "exit %s" % score_code)
+            raise EvaluationFailed("crash", _shorten("the scorer failed: %s" % detail), monitor.tail())
+        val_bpb = monitor.summary.get("val_bpb")
+        if not _is_number(val_bpb):
+            raise StageError("eval", "the scorer printed no val_bpb summary", score_code, monitor.tail())
+        if not math.isfinite(val_bpb):
+            raise EvaluationFailed("nan", "val_bpb is %s: the model's logits are not finite" % _json_value(val_bpb),
+                                   monitor.tail())
+        if requests == 0:
+            raise StageError("eval", "the scorer never asked the model anything", score_code, monitor.tail())
+        if model_code not in (0, None) and model_code != -signal.SIGTERM:
+            log("eval: the model process exited with %s after answering" % model_code)
+
+        log("eval: val_bpb %.6f from %d batches; probing causality with a fresh model process" % (val_bpb, requests))
+        prober = model_process()
+        prober.follow(log_file, "probe")
+        worst = run_probe(plan, prober, deadline, vocab)
+        prober.proc.stdin.close()
+        prober.finish(KILL_GRACE_SECONDS)
+        prober.drain.join(timeout=DRAIN_SECONDS)
+        seconds = time.monotonic() - started
+        log("eval: probe passed on %d windows (%d spliced, %d copies; largest difference %.2g) in %.1f s total" % (
+            plan.windows, plan.kinds["spliced"], plan.kinds["copy"], worst, seconds))
+        return {
+            "val_bpb": val_bpb,
+            "eval_seconds": round(seconds, 1),
+            "probe_windows": plan.windows,
+            "probe_max_difference": round(worst, 6),
+        }
+    finally:
+        for fd in (request_read, answer_write, answer_read, request_write):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        for process in (model, prober, scorer):
+            if process is not None:
+                process.finish(0)
+        score_log.close()
+        log_file.flush()
 
 
 # --------------------------------------------------------------------------- result output
@@ -1564,6 +2066,7 @@ def _resolve_workdir(root: str, workdir: str) -> str:
 def execute(args) -> int:
     base = {"run_id": args.run_id, "commit": args.commit}
     stage = "fetch"
+    outside = bool(args.score_cmd)
     safe_commit = re.sub(r"[^A-Za-z0-9._-]", "", args.commit or "")[:12]
     scratch = tempfile.mkdtemp(prefix="autoresearch-run-%s" % (safe_commit + "-" if safe_commit else ""))
     log_file = None
@@ -1577,8 +2080,14 @@ def execute(args) -> int:
             if args.fetch_only:
                 return fetch_only(args, token, scratch)
             root, base["commit"] = fetch_repository(args, token, scratch)
+            trusted_root = None
+            if outside:
+                # The evaluation code, and the data preparation, come from the trusted tree (the
+                # default branch): an experiment's edits to them are never what measures it.
+                trusted_root, _ = fetch_repository(args, token, scratch, trusted=True)
             token = None  # only the fetch needed it
             workdir = _resolve_workdir(root, args.workdir)
+            trusted_workdir = _resolve_workdir(trusted_root, args.workdir) if outside else workdir
 
             stage = "prepare"
             shim_dir = None
@@ -1586,26 +2095,32 @@ def execute(args) -> int:
                 shim_dir = os.path.join(scratch, "bin")
                 _python_shims(args.python, shim_dir)
             sandbox = make_sandbox(args, root, shim_dir)
+            trusted_sandbox = sandbox.for_tree(trusted_root) if sandbox and outside else sandbox
             if args.sandbox == "none":
                 notes.append("not sandboxed: the commands ran with the harness's own view of the machine")
             if args.prepare_cmd:
                 cache_dir = os.path.abspath(os.path.expanduser(args.cache_dir))
                 if not args.prepared_only:
                     os.makedirs(cache_dir, exist_ok=True)
-                key = prepare_key(workdir, args.prepare_files, args.prepare_cmd, os.environ)
+                key = prepare_key(trusted_workdir, args.prepare_files, args.prepare_cmd, os.environ, outside)
                 data_dir = os.path.join(cache_dir, "data-" + key[:16])
             else:
                 # Nothing to prepare: an empty folder of this run's own (a shared one would let
                 # one experiment leave files for the next).
                 data_dir = os.path.join(scratch, "data")
                 os.makedirs(data_dir)
-            env = sandbox_environment(args, shim_dir is not None) if sandbox else child_environment(args, data_dir, shim_dir)
+            # Outside evaluation: the held-out data beside the prepared data, never shown to the
+            # training or the model.
+            heldout_dir = data_dir + ".eval" if outside else None
+            if heldout_dir is not None and not args.prepare_cmd:
+                os.makedirs(heldout_dir)
             log_path = args.log or os.path.join(scratch, "train.log")
             if args.log:
                 os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
             log_file = open(log_path, "wb")
             if args.prepare_cmd:
-                note = prepare_data(args, workdir, env, log_file, data_dir, sandbox)
+                env = stage_environment(args, trusted_sandbox, data_dir, shim_dir, heldout=heldout_dir)
+                note = prepare_data(args, trusted_workdir, env, log_file, data_dir, trusted_sandbox, heldout_dir)
                 if note:
                     notes.append(note)
             if args.prepare_only:
@@ -1617,18 +2132,44 @@ def execute(args) -> int:
                 args.train_cmd, workdir, _fmt_seconds(args.budget), _fmt_seconds(args.timeout),
                 "sandboxed" if sandbox else "sandbox %s" % args.sandbox))
             log_file.write(("==> [harness] train: %s\n" % args.train_cmd).encode("utf-8", "replace"))
+            output_dir = None
+            if outside:
+                output_dir = os.path.join(scratch, "output")
+                os.makedirs(output_dir)
+            env = stage_environment(args, sandbox, data_dir, shim_dir, output=output_dir)
             if sandbox:
-                argv = sandbox.argv(args.train_cmd, workdir, data_dir, env, network=False, data_writable=False)
+                binds = [(output_dir, SANDBOX_OUTPUT, True)] if output_dir else []
+                argv = sandbox.argv(args.train_cmd, workdir, data_dir, env, network=False, data_writable=False,
+                                    binds=binds)
                 cwd = scratch
             else:
                 argv, cwd = ["/bin/sh", "-c", args.train_cmd], workdir
             monitor = OutputMonitor()
             started = time.monotonic()
             outcome = run_command(argv, cwd, env, args.timeout, log_file, monitor, "train", args.heartbeat)
+            reported = monitor.summary.pop("val_bpb", None) if outside else None
             status, reason = classify(outcome.exit_code, outcome.timed_out, args.timeout, monitor,
-                                      outcome.duration, args.budget, args.eval_allowance)
-            result = build_result(base, status, reason, "train", outcome.exit_code, monitor.tail(),
-                                  monitor.summary, outcome.duration)
+                                      outcome.duration, args.budget, args.eval_allowance, outside)
+            summary = dict(monitor.summary)
+            stage = "train"
+            tail = monitor.tail()
+            if outside and status == "ok":
+                stage = "eval"
+                try:
+                    measured = evaluate_outside(args, sandbox, trusted_sandbox, workdir, trusted_workdir, data_dir,
+                                                heldout_dir, output_dir, shim_dir, log_file, scratch)
+                    summary.update(measured)
+                    stage = "train"
+                    reason = "val_bpb %.6f measured outside the experiment%s" % (
+                        measured["val_bpb"], (" after %s s of training" % _fmt_seconds(summary["training_seconds"]))
+                        if _is_number(summary.get("training_seconds")) else "")
+                except EvaluationFailed as failed:
+                    status, reason = failed.status, failed.reason
+                    tail = failed.log_tail or tail
+            if _is_number(reported):
+                summary["reported_val_bpb"] = reported
+            result = build_result(base, status, reason, stage, outcome.exit_code, tail, summary, outcome.duration)
+            result["evaluation"] = "outside" if outside else "self_reported"
             exit_code = EXIT_OK if status == "ok" else EXIT_EXPERIMENT_FAILED
         except StageError as error:
             result = build_result(base, "crash", error.reason, error.stage, error.exit_code, error.log_tail)
@@ -1650,7 +2191,7 @@ def execute(args) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     result["sandbox"] = args.sandbox
     result["notes"] = notes
-    if result.get("stage") == "train":
+    if result.get("stage") in ("train", "eval"):
         result["hardware"] = describe_hardware()
     log("result: %s (%s)" % (result["status"], result["reason"]))
     if not emit(result, args):
@@ -1706,16 +2247,21 @@ result (last line of stdout, and --result / --termination-log):
   one JSON object: status (ok|crash|oom|timeout|nan|over_budget), val_bpb (number|null),
   every other summary field (training_seconds, total_seconds, peak_vram_mb,
   mfu_percent, total_tokens_M, num_steps, num_params_M, depth, extra keys),
-  exit_code, reason, stage (fetch|prepare|train), run_id, commit,
+  exit_code, reason, stage (fetch|prepare|train|eval), run_id, commit,
   duration_seconds, harness_version, log_tail, sandbox (none|bwrap|container),
   notes (what the harness did that a reader should know, e.g. data prepared
-  again because its content changed).
+  again because its content changed), evaluation (outside|self_reported).
 
 environment of the commands:
   AUTORESEARCH_TIME_BUDGET  the --budget in seconds
   AUTORESEARCH_DATA_DIR     <cache-dir>/data-<key16>, prepared once per key and
                             verified by its content hash before each run
                             (/data in the bwrap sandbox; ~/.cache is the same folder)
+  AUTORESEARCH_EVAL_DIR     with --score-cmd, prepare and the scorer only: the
+                            held-out data (<data dir>.eval; /eval in the sandbox)
+  AUTORESEARCH_OUTPUT_DIR   with --score-cmd, training (writable) and the model
+                            process (read-only): where the weights go (/output)
+  AUTORESEARCH_MODEL_FDS    the scorer only: "read,write" fds to the model
 
 exit codes:
   0  result written, status ok
@@ -1799,6 +2345,23 @@ def build_parser() -> argparse.ArgumentParser:
              "prefixes and a local AUTORESEARCH_CORPUS are added) (default: none)")
     add("--prepare-network", choices=("on", "off"), default="on",
         help="whether the sandboxed prepare command has network (training never has) (default: on)")
+    add("--score-cmd", metavar="CMD", default=None,
+        help="outside evaluation: the scorer, run in the trusted tree (--eval-repo at --eval-commit) after "
+             "training, sandboxed with the held-out data (AUTORESEARCH_EVAL_DIR) read-only; it sends the "
+             "validation inputs to the model on the fds in AUTORESEARCH_MODEL_FDS and prints val_bpb. "
+             "The training's own val_bpb is then ignored (kept as reported_val_bpb) (default: none: val_bpb "
+             "is what the training printed, self-reported)")
+    add("--serve-cmd", metavar="CMD", default=None,
+        help="with --score-cmd: the experiment's model process, run in the experiment's tree with the "
+             "training's output (AUTORESEARCH_OUTPUT_DIR) read-only; it answers request frames on stdin "
+             "with logits on stdout (required with --score-cmd)")
+    add("--eval-repo", metavar="PATH|URL", default=None,
+        help="with --score-cmd: where the trusted tree comes from, like --repo (default: --repo)")
+    add("--eval-commit", metavar="SHA", default=None,
+        help="with --score-cmd: the commit of the trusted tree, e.g. the experiment's base on the default "
+             "branch; prepare and the scorer run there (default: none: the --eval-repo folder as it is)")
+    add("--score-timeout", metavar="SECONDS", type=float, default=900.0,
+        help="with --score-cmd: hard timeout of the evaluation (scoring and the causality probe) (default: 900)")
     add("--prepare-only", action="store_true",
         help="fetch and prepare the data, then exit 0 without training (default: off)")
     add("--prepared-only", action="store_true",
@@ -1844,6 +2407,12 @@ def parse_args(argv=None):
         parser.error("--heartbeat must not be negative")
     if args.token_stdin and args.token_file:
         parser.error("--token-stdin and --token-file exclude each other")
+    if args.score_cmd is not None and not args.score_cmd.strip():
+        args.score_cmd = None
+    if args.score_cmd and not (args.serve_cmd or "").strip():
+        parser.error("--score-cmd needs --serve-cmd (the command that serves the trained model)")
+    if not (math.isfinite(args.score_timeout) and args.score_timeout > 0):
+        parser.error("--score-timeout must be a positive number of seconds")
     if args.prepare_only and args.prepared_only:
         parser.error("--prepare-only and --prepared-only exclude each other")
     for name in ("max_archive_bytes", "max_source_files", "max_source_bytes"):

@@ -40,6 +40,7 @@ import json
 import math
 import os
 import re
+import struct
 import sys
 import tempfile
 import time
@@ -88,6 +89,25 @@ def data_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return Path.home() / ".cache" / "autoresearch-bot" / "data"
+
+
+def eval_dir() -> Path | None:
+    """Where the validation split lives when it is held out (env AUTORESEARCH_EVAL_DIR): the bot's
+    harness sets it for preparing and scoring only, so training never sees the validation data.
+    None: the validation split sits beside the training split in data_dir()."""
+    env = os.environ.get("AUTORESEARCH_EVAL_DIR")
+    return Path(env).expanduser() if env else None
+
+
+def _split_file(split: str, directory: Path, meta: dict | None = None) -> Path | None:
+    """The file of a split; None for a validation split held out of this process's view."""
+    if split == "val":
+        held = eval_dir()
+        if held is not None:
+            return held / "val.bin"
+        if meta is not None and meta.get("val_held_out"):
+            return None
+    return directory / f"{split}.bin"
 
 
 # --------------------------------------------------------------------------- corpus lookup
@@ -294,8 +314,8 @@ def read_meta(directory: Path | None = None) -> dict | None:
     if meta.get("format") != DATA_FORMAT:
         return None
     for split in ("train", "val"):
-        f = d / f"{split}.bin"
-        if not f.is_file() or f.stat().st_size != meta.get(f"{split}_bytes"):
+        f = _split_file(split, d, meta)
+        if f is not None and (not f.is_file() or f.stat().st_size != meta.get(f"{split}_bytes")):
             return None
     return meta
 
@@ -329,7 +349,9 @@ def prepare(source: str | None, directory: Path | None = None) -> dict:
     d.mkdir(parents=True, exist_ok=True)
     (d / "meta.json").unlink(missing_ok=True)  # incomplete until the new meta.json is written
     _write_atomic(d / "train.bin", train)
-    _write_atomic(d / "val.bin", val)
+    val_file = _split_file("val", d)
+    val_file.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(val_file, val)
     meta = {
         "format": DATA_FORMAT,
         "corpus": name,
@@ -344,6 +366,7 @@ def prepare(source: str | None, directory: Path | None = None) -> dict:
         "val_unigram_entropy_bits": round(unigram_entropy_bits(val), 6),
         "eval_seq_len": MAX_SEQ_LEN,
         "eval_bytes": EVAL_BYTES,
+        "val_held_out": eval_dir() is not None,
     }
     _write_atomic(d / "meta.json", (json.dumps(meta, indent=2) + "\n").encode())
     return meta
@@ -374,9 +397,15 @@ def load_split(split: str):
         raise ValueError(f"unknown split {split!r}")
     if split not in _split_cache:
         d, meta = _require_prepared()
-        raw = (d / f"{split}.bin").read_bytes()
+        path = _split_file(split, d, meta)
+        if path is None:
+            raise RuntimeError(
+                "the validation split is held out: it is read only by the scorer "
+                "(`python3 prepare.py score`), never by training"
+            )
+        raw = path.read_bytes()
         if split == "val" and hashlib.sha256(raw).hexdigest() != meta["val_sha256"]:
-            raise RuntimeError(f"{d / 'val.bin'} does not match meta.json: run `python3 prepare.py` again")
+            raise RuntimeError(f"{path} does not match meta.json: run `python3 prepare.py` again")
         _split_cache[split] = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
     return _split_cache[split]
 
@@ -469,10 +498,137 @@ def evaluate_bpb(model, batch_size: int = EVAL_BATCH_SIZE) -> float:
     return total_nats / (EVAL_BYTES * math.log(2))
 
 
+# --------------------------------------------------------------------------- outside evaluation
+#
+# Run by the bot, val_bpb is not measured inside train.py. Training saves its weights to
+# AUTORESEARCH_OUTPUT_DIR and ends; then `python3 train.py serve` (the experiment's model, with
+# no access to the validation data) answers requests for logits, and `python3 prepare.py score`
+# (this file, taken from the default branch) sends it the validation inputs, one batch at a
+# time, and computes val_bpb from the targets, which only it holds. The bot's harness relays
+# the two and checks that the model is causal. Frames, little-endian:
+#   request: b"ARQ1", uint32 B, uint32 T, B*T int32 token ids
+#   answer:  b"ARS1", uint32 B, uint32 T, uint32 V, B*T*V float32 logits
+
+REQUEST_MAGIC = b"ARQ1"
+ANSWER_MAGIC = b"ARS1"
+
+
+def _read_exactly(stream, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = stream.read(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
+def serve(model, autocast=None) -> None:
+    """Answer request frames on stdin with the model's logits on stdout until stdin ends.
+
+    Called by train.py's `serve` mode. stdout carries only frames: anything else printed from
+    here on goes to stderr."""
+    import contextlib
+
+    import torch
+
+    channel = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    requests = sys.stdin.buffer
+    try:
+        device = next(model.parameters()).device
+    except (AttributeError, StopIteration):
+        device = torch.device("cpu")
+    model.eval()
+    with torch.no_grad():
+        while True:
+            header = _read_exactly(requests, 12)
+            if not header:
+                return
+            if len(header) < 12 or header[:4] != REQUEST_MAGIC:
+                raise ValueError("serve: malformed request header")
+            batch, length = struct.unpack("<II", header[4:])
+            payload = _read_exactly(requests, batch * length * 4)
+            if len(payload) != batch * length * 4:
+                raise ValueError("serve: the request ended early")
+            idx = torch.frombuffer(bytearray(payload), dtype=torch.int32).view(batch, length).long().to(device)
+            with (autocast() if autocast else contextlib.nullcontext()):
+                logits = model(idx)
+            logits = logits.float().cpu().contiguous()
+            channel.write(ANSWER_MAGIC + struct.pack("<III", batch, length, logits.size(-1)))
+            channel.write(logits.numpy().tobytes())
+            channel.flush()
+
+
+class RemoteModel:
+    """The experiment's model as evaluate_bpb sees it when scoring from outside: calling it sends
+    the inputs to the model process (through the harness) and returns the logits it answered."""
+
+    training = False
+
+    def __init__(self, read_fd: int, write_fd: int) -> None:
+        self.answers = os.fdopen(read_fd, "rb")
+        self.requests = os.fdopen(write_fd, "wb")
+
+    def parameters(self):
+        return iter(())
+
+    def eval(self):
+        return self
+
+    def train(self, mode: bool = True):
+        return self
+
+    def __call__(self, idx):
+        import torch
+
+        batch, length = idx.shape
+        self.requests.write(REQUEST_MAGIC + struct.pack("<II", batch, length))
+        self.requests.write(idx.to(torch.int32).contiguous().numpy().tobytes())
+        self.requests.flush()
+        header = _read_exactly(self.answers, 16)
+        if len(header) < 16 or header[:4] != ANSWER_MAGIC:
+            raise RuntimeError("score: the model process gave no answer")
+        got_batch, got_length, vocab = struct.unpack("<III", header[4:])
+        payload = _read_exactly(self.answers, got_batch * got_length * vocab * 4)
+        if len(payload) != got_batch * got_length * vocab * 4:
+            raise RuntimeError("score: the model's answer ended early")
+        return torch.frombuffer(bytearray(payload), dtype=torch.float32).view(got_batch, got_length, vocab)
+
+    def close(self) -> None:
+        self.requests.close()
+        self.answers.close()
+
+
+def score_main() -> int:
+    """`python3 prepare.py score`: val_bpb of the model behind AUTORESEARCH_MODEL_FDS, printed as a
+    summary block."""
+    fds = os.environ.get("AUTORESEARCH_MODEL_FDS", "")
+    try:
+        read_fd, write_fd = (int(fd) for fd in fds.split(","))
+    except ValueError:
+        print("prepare.py score: run by the bot's harness (AUTORESEARCH_MODEL_FDS is not set)", file=sys.stderr)
+        return 2
+    t0 = time.time()
+    model = RemoteModel(read_fd, write_fd)
+    try:
+        val_bpb = evaluate_bpb(model)
+    finally:
+        model.close()
+    print("---")
+    print(f"val_bpb:          {val_bpb:.6f}")
+    print(f"eval_bytes:       {EVAL_BYTES}")
+    print(f"score_seconds:    {time.time() - t0:.1f}")
+    return 0
+
+
 # --------------------------------------------------------------------------- CLI
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["score"]:
+        return score_main()
     parser = argparse.ArgumentParser(
         description=(
             "Prepare the fixed train/val data of the autoresearch template (byte-level, vocab 256). "

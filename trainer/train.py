@@ -3,7 +3,9 @@
 This is the file experiments change. Data, tokenization (bytes) and the evaluation are
 fixed in prepare.py. The run trains for TIME_BUDGET seconds of training-loop wall clock
 (env AUTORESEARCH_TIME_BUDGET, default 300), evaluates with prepare.evaluate_bpb and
-prints the summary block the harness parses.
+prints the summary block the harness parses. Run by the bot (env AUTORESEARCH_OUTPUT_DIR set),
+it saves its weights there instead of evaluating itself, and `python3 train.py serve` answers
+the evaluation's requests for logits from outside (see README.md, "Outside evaluation").
 
 Runs on CUDA with PyTorch 2.x (scaled_dot_product_attention, bf16 autocast, torch.compile)
 and on the CPU with PyTorch 1.13 or later (manual attention and RMSNorm).
@@ -95,6 +97,9 @@ if not _CPU_THREADS_FROM_ENV and torch.get_num_threads() > available_cpus():
 # ----------------------------------------------------------------------------- device setup
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+# Set by the bot's harness: where the weights go for the outside evaluation (unset: evaluate here).
+OUTPUT_DIR = os.environ.get("AUTORESEARCH_OUTPUT_DIR")
+CHECKPOINT = "model.pt"
 ON_CUDA = DEVICE.type == "cuda"
 HAS_SDPA = hasattr(F, "scaled_dot_product_attention")
 HAS_RMS_NORM = hasattr(F, "rms_norm")
@@ -348,12 +353,19 @@ def main():
             break
     print()
 
-    t_eval = time.time()
-    with autocast():
-        val_bpb = prepare.evaluate_bpb(model)
-    print(f"evaluated {prepare.EVAL_BYTES} val bytes in {time.time() - t_eval:.1f}s", flush=True)
-    if not math.isfinite(val_bpb):
-        fail(f"val_bpb is {val_bpb}")
+    val_bpb = None
+    if OUTPUT_DIR:
+        # Run by the bot: the weights are scored from outside (`serve` below), by the default
+        # branch's prepare.py, on validation data this process never sees.
+        torch.save(model.state_dict(), os.path.join(OUTPUT_DIR, CHECKPOINT))
+        print(f"saved the weights to {os.path.join(OUTPUT_DIR, CHECKPOINT)} for the evaluation", flush=True)
+    else:
+        t_eval = time.time()
+        with autocast():
+            val_bpb = prepare.evaluate_bpb(model)
+        print(f"evaluated {prepare.EVAL_BYTES} val bytes in {time.time() - t_eval:.1f}s", flush=True)
+        if not math.isfinite(val_bpb):
+            fail(f"val_bpb is {val_bpb}")
 
     timed_steps = max(step - untimed_steps, 1)
     tokens_per_second = timed_steps * tokens_per_step / max(training_time, 1e-9)
@@ -362,7 +374,8 @@ def main():
     peak_vram_mb = torch.cuda.max_memory_allocated() / 2**20 if ON_CUDA else 0.0
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
     print("---")
-    print(f"val_bpb:          {val_bpb:.6f}")
+    if val_bpb is not None:
+        print(f"val_bpb:          {val_bpb:.6f}")
     print(f"training_seconds: {training_time:.1f}")
     print(f"total_seconds:    {time.time() - T_START:.1f}")
     print(f"peak_vram_mb:     {peak_vram_mb:.1f}")
@@ -375,5 +388,16 @@ def main():
     print(f"peak_rss_mb:      {peak_rss_mb:.1f}")
 
 
+def serve():
+    """`python3 train.py serve`: the trained model answers the evaluation's requests for logits
+    (see prepare.serve); the weights are the ones main() saved."""
+    model = GPT().to(DEVICE)
+    model.load_state_dict(torch.load(os.path.join(OUTPUT_DIR or ".", CHECKPOINT), map_location=DEVICE))
+    prepare.serve(model, autocast)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["serve"]:
+        serve()
+    else:
+        main()

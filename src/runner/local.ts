@@ -694,6 +694,10 @@ export class LocalRunner implements RunnerPort {
     for (const ro of this.sandboxReadOnly) args.push("--sandbox-ro", ro);
     args.push("--budget", String(spec.budgetSeconds), "--eval-allowance", String(spec.evalAllowanceSeconds ?? 120));
     if (spec.seed !== undefined) args.push("--seed", String(spec.seed));
+    if (spec.evaluation) {
+      const e = spec.evaluation;
+      args.push("--score-cmd", e.scoreCmd, "--serve-cmd", e.serveCmd, "--eval-repo", e.url, "--eval-commit", e.sha);
+    }
     if (spec.timeoutSeconds) args.push("--timeout", String(spec.timeoutSeconds));
     args.push("--result", path.join(dir, "result.json"), "--log", path.join(dir, "train.log"), "--run-id", spec.runId);
     return args;

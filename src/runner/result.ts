@@ -8,10 +8,10 @@ import { z } from "zod";
 import type { TrainerResult } from "../types.js";
 
 export const RUN_STATUSES = ["ok", "crash", "oom", "timeout", "nan", "over_budget"] as const;
-export const RUN_STAGES = ["fetch", "prepare", "train"] as const;
+export const RUN_STAGES = ["fetch", "prepare", "train", "eval"] as const;
 
 /** Keys with their own TrainerResult field (never copied into `summary`). */
-const FIELD_KEYS = new Set(["status", "val_bpb", "exit_code", "reason", "log_tail", "stage", "run_id", "commit", "sandbox", "notes", "hardware"]);
+const FIELD_KEYS = new Set(["status", "val_bpb", "exit_code", "reason", "log_tail", "stage", "run_id", "commit", "sandbox", "notes", "hardware", "evaluation"]);
 
 const finiteNumber = z.number().refine(Number.isFinite, { message: "must be a finite number" });
 
@@ -31,6 +31,7 @@ export const harnessResultSchema = z
     sandbox: z.string().max(40).nullable().optional(),
     notes: z.array(z.string().max(2000)).max(20).nullable().optional(),
     hardware: z.string().max(300).nullable().optional(),
+    evaluation: z.enum(["outside", "self_reported"]).nullable().optional(),
   })
   .refine((r) => r.status !== "ok" || typeof r.val_bpb === "number", {
     message: 'status "ok" requires a numeric val_bpb',
@@ -88,6 +89,7 @@ export function parseHarnessResult(json: unknown): TrainerResult {
   if (r.sandbox) result.sandbox = r.sandbox;
   if (r.notes?.length) result.notes = r.notes;
   if (r.hardware) result.hardware = r.hardware;
+  if (r.evaluation) result.evaluation = r.evaluation;
   return result;
 }
 

@@ -38,7 +38,8 @@ interface HarnessResult {
 
 let cacheDir = "";
 
-function runHarness(): Promise<HarnessResult> {
+/** With `outside`, the way the bot runs the template: sandboxed, val_bpb scored outside train.py. */
+function runHarness(outside: boolean): Promise<HarnessResult> {
   const args = [
     harness,
     "--repo", repoRoot,
@@ -49,6 +50,9 @@ function runHarness(): Promise<HarnessResult> {
     "--cache-dir", cacheDir,
     "--budget", String(BUDGET_SECONDS),
     "--timeout", String(4 * BUDGET_SECONDS + 60),
+    ...(outside
+      ? ["--sandbox", "bwrap", "--score-cmd", "python3 prepare.py score", "--serve-cmd", "python3 train.py serve"]
+      : []),
   ];
   return new Promise((resolvePromise, reject) => {
     execFile("python3", args, { maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
@@ -76,9 +80,12 @@ function unigramEntropyBits(data: Uint8Array): number {
 
 async function preparedValSplit(): Promise<Uint8Array> {
   const entries = await readdir(cacheDir, { withFileTypes: true });
-  const dirs = entries.filter((e) => e.isDirectory() && e.name.startsWith("data-")).map((e) => e.name);
-  expect(dirs, "the harness prepares one data directory").toHaveLength(1);
-  return new Uint8Array(await readFile(join(cacheDir, dirs[0] ?? "", "val.bin")));
+  // Outside evaluation: the validation split is held out, beside the prepared data.
+  const dirs = entries.filter((e) => e.isDirectory() && e.name.startsWith("data-") && e.name.endsWith(".eval")).map((e) => e.name);
+  expect(dirs, "the harness holds out one validation split").toHaveLength(1);
+  const prepared = join(cacheDir, dirs[0]!.slice(0, -".eval".length));
+  expect((await readdir(prepared)).sort(), "training sees no validation data").toEqual([".prepared", "meta.json", "train.bin"]);
+  return new Uint8Array(await readFile(join(cacheDir, dirs[0]!, "val.bin")));
 }
 
 function describeRun(r: HarnessResult): string {
@@ -101,11 +108,13 @@ describe("template research project (CPU, through the harness)", () => {
     if (cacheDir) await rm(cacheDir, { recursive: true, force: true });
   });
 
-  it("prepares the Brown corpus and trains to a val_bpb below the unigram entropy", async () => {
-    const result = await runHarness();
+  it("prepares the Brown corpus, trains sandboxed and is scored outside train.py to a val_bpb below the unigram entropy", async () => {
+    const result = await runHarness(true);
     runs.push(result);
     expect(result.status, describeRun(result)).toBe("ok");
     expect(result.stage).toBe("train");
+    expect(result).toMatchObject({ evaluation: "outside", sandbox: "bwrap", probe_windows: 192 });
+    expect(result.reported_val_bpb, "train.py does not score itself when the bot runs it").toBeUndefined();
     expect(result.exit_code).toBe(0);
     const bpb = result.val_bpb;
     expect(typeof bpb).toBe("number");
@@ -125,11 +134,12 @@ describe("template research project (CPU, through the harness)", () => {
     expect(bpb).toBeLessThan(entropy - 0.5);
   });
 
-  it("gives the same val_bpb, within the measured noise, when run again unchanged", async () => {
+  it("gives the same val_bpb, within the measured noise, when run again unchanged and scored by train.py itself", async () => {
     expect(runs, "the first run must have finished").toHaveLength(1);
-    const result = await runHarness();
+    const result = await runHarness(false);
     runs.push(result);
     expect(result.status, describeRun(result)).toBe("ok");
+    expect(result.evaluation).toBe("self_reported");
     const [first, second] = runs.map((r) => r.val_bpb as number);
     console.log(`val_bpb of two unchanged runs: ${first} (${runs[0]?.num_steps} steps), ${second} (${result.num_steps} steps)`);
     expect(Math.abs((first ?? NaN) - (second ?? NaN))).toBeLessThan(RUN_TO_RUN_TOLERANCE);

@@ -50,6 +50,18 @@ describe("parseConfig defaults", () => {
     expect(errors("noise:\n  max_run: 3\n")).toEqual(["noise.max_run: unknown key (did you mean max_runs?)"]);
   });
 
+  it("scores val_bpb outside the experiment only when evaluation names both commands", () => {
+    expect(ok("").evaluation).toBeNull();
+    expect(ok("evaluation:\n  score_command: python3 prepare.py score\n  serve_command: python3 train.py serve\n").evaluation).toEqual({
+      scoreCommand: "python3 prepare.py score",
+      serveCommand: "python3 train.py serve",
+    });
+    expect(errors("evaluation:\n  score_command: python3 prepare.py score\n")).toEqual([expect.stringMatching(/^evaluation\.serve_command: /)]);
+    expect(errors("evaluation:\n  score_cmd: x\n  serve_command: y\n")).toEqual(
+      expect.arrayContaining(["evaluation.score_cmd: unknown key (did you mean score_command?)"]),
+    );
+  });
+
   it("picks the openai proposer only when the bot has an API key", () => {
     expect(ok(null, { OPENAI_API_KEY: "sk-test" }).proposer.kind).toBe("openai");
     expect(ok(null, { OPENAI_API_KEY: "  " }).proposer.kind).toBe("mutate");
@@ -97,6 +109,7 @@ runner: kubernetes
       noise: { baselineRuns: 2, maxRuns: 3, falseKeepRate: 0.02, rebaselineEvery: 10, floor: 0.005 },
       night: { window: "22:00-07:00", timezone: "Europe/Berlin", maxExperiments: 80 },
       runner: "kubernetes",
+      evaluation: null,
     });
   });
 
