@@ -52,14 +52,19 @@ export const SELF_REPORTED =
   "**Self-reported:** val_bpb is the number the experiment's own code printed; this project has no outside " +
   "evaluation (`evaluation` in `.github/autoresearch.yml`), so a change to how it measures itself is caught only by review.";
 
+/** Said instead when the config asks for the outside evaluation but the runs did not get one. */
+export const NOT_EVALUATED_OUTSIDE =
+  "**Self-reported:** val_bpb is the number the experiment's own code printed: the config asks for the outside " +
+  "evaluation, but the runner that measured this does not run it (the Kubernetes runner does not yet).";
+
 /** How the val_bpb of these runs was measured, for the check run: empty when nothing was measured. */
-export function evaluationNote(measurements: Measurement[]): string {
+export function evaluationNote(measurements: Measurement[], config: Config): string {
   const measured = measurements.filter((m) => isMeasured(m.result));
   if (measured.length === 0) return "";
   if (measured.every((m) => m.result.evaluation === "outside")) {
     return "Measured outside the experiment: the default branch's scorer computed val_bpb from the weights the run saved, and a causality probe checked the model.";
   }
-  return SELF_REPORTED;
+  return config.evaluation ? NOT_EVALUATED_OUTSIDE : SELF_REPORTED;
 }
 
 /** Said on every val_bpb check run when the runner does not sandbox experiments. */
@@ -149,7 +154,7 @@ function checkRunBody(r: ExperimentRecord, runId: string, config: Config, opts: 
     conclusion,
     output: {
       title,
-      summary: [`**Decision: ${d.verdict}.** ${escapeText(d.reasons.join(" "))}`, against, evaluationNote(r.measurements)].filter(Boolean).join("\n\n"),
+      summary: [`**Decision: ${d.verdict}.** ${escapeText(d.reasons.join(" "))}`, against, evaluationNote(r.measurements, config)].filter(Boolean).join("\n\n"),
       text: text || undefined,
     },
     // Buttons for people with write access: measure a discarded, crashed or held change again, or adopt it.

@@ -1,7 +1,7 @@
 // Outside evaluation as the loop sees it: which trusted tree a run is scored with, and what the
 // check run says about how its val_bpb was measured.
 import { describe, expect, it } from "vitest";
-import { SELF_REPORTED } from "../src/checks.js";
+import { NOT_EVALUATED_OUTSIDE, SELF_REPORTED } from "../src/checks.js";
 import { CONFIG_PATH } from "../src/config.js";
 import { change, measured, singleRun } from "./support/fakes.js";
 import { loopWorld } from "./support/world.js";
@@ -49,5 +49,14 @@ describe("outside evaluation in the loop", () => {
     const check = w.gh.checkRunsOn(w.gh.record(pr).headSha, "val_bpb").at(-1)!;
     expect(check.output.summary).toMatch(/Measured outside the experiment: the default branch's scorer/);
     expect(check.output.summary).not.toContain(SELF_REPORTED);
+  });
+
+  it("a runner that did not run the outside evaluation the config asks for is named as the reason the figure is self-reported", async () => {
+    const w = world(EVALUATION);
+    const pr = await w.startExperiment(change("LR = 0.04", "LR = 0.05", "LR up"), 1.0);
+    w.runner.finish(w.runOf(2), { ...measured(0.9), evaluation: "self_reported" });
+    await w.settle();
+    const check = w.gh.checkRunsOn(w.gh.record(pr).headSha, "val_bpb").at(-1)!;
+    expect(check.output.summary).toContain(NOT_EVALUATED_OUTSIDE);
   });
 });

@@ -465,6 +465,7 @@ function resultFromLog(log: string): TrainerResult | undefined {
 }
 
 export class KubernetesRunner implements RunnerPort {
+  private saidSelfReported = false;
   readonly name = "kubernetes";
   readonly slots: number;
   private readonly batch: k8s.BatchV1Api;
@@ -550,6 +551,13 @@ export class KubernetesRunner implements RunnerPort {
   }
 
   async submit(spec: RunSpec): Promise<void> {
+    if (spec.evaluation && !this.saidSelfReported) {
+      // Said once per process; every check run says it too (src/checks.ts).
+      this.saidSelfReported = true;
+      this.o.logger?.warn(
+        `${spec.repo.owner}/${spec.repo.repo} asks for the outside evaluation, which the Kubernetes runner does not run yet: its val_bpb is self-reported by train.py`,
+      );
+    }
     if (await this.ownJob(jobNameFor(spec.runId), spec.runId, spec.sha)) return;
     if (await this.ownJob(fetchJobNameFor(spec.runId), spec.runId, spec.sha)) return;
     const body = this.renderFetch(await this.templateFor(spec.repo), spec);
