@@ -1,11 +1,34 @@
 // Entry point for `probot run` (npm start): the app with the runner this process hosts.
 import type { Probot } from "probot";
 import { createApp } from "./app.js";
+import { defaultDoctorDeps, describeResult, fatalAtStart, resyncSecondsFromEnv, runDoctor } from "./doctor.js";
 import { runnerFromEnv } from "./runner/select.js";
 
-export default (app: Probot) => {
-  // Created only when the app loads: with no credentials Probot serves its registration page
-  // instead and nothing should start training.
+export default async (app: Probot) => {
+  // Probot calls this only with credentials: without them it serves its registration page
+  // instead, and none of this runs (nothing checks or trains before the app exists).
+  //
+  // The checks of `npm run doctor` first. A failure of this machine's setup (runner, sandbox,
+  // Python, settings) is fatal: one FATAL line each and exit 1, rather than a bot that accepts
+  // webhooks and fails every experiment, or logs the same error on every pass. Problems with the
+  // credentials or the LLM endpoint are logged as errors but do not stop it: GitHub or the
+  // endpoint may be unreachable for a moment, and the registration flow must stay usable.
+  const results = await runDoctor(defaultDoctorDeps(process.env));
+  const fatal = fatalAtStart(results);
+  for (const r of results) {
+    if (r.level === "ok") continue;
+    if (fatal.includes(r)) app.log.fatal(describeResult(r));
+    else if (r.level === "fail") app.log.error(describeResult(r));
+    else app.log.warn(describeResult(r));
+  }
+  if (fatal.length > 0) {
+    app.log.error(`not starting: ${fatal.length} fatal problem${fatal.length === 1 ? "" : "s"} above (npm run doctor checks again)`);
+    process.exit(1);
+  }
+  app.log.info(`start-up checks: ${results.filter((r) => r.level === "ok").length} of ${results.length} ok`);
+
+  // Validated by the checks above; read again here for its value.
+  const resyncSeconds = resyncSecondsFromEnv(process.env);
   // AUTORESEARCH_RUNNER=local (default) or kubernetes; see src/runner/select.ts.
   let runner: ReturnType<typeof runnerFromEnv>;
   try {
@@ -18,6 +41,5 @@ export default (app: Probot) => {
     app.log.fatal((err as Error).message);
     process.exit(1);
   }
-  const resync = Number(process.env.AUTORESEARCH_RESYNC_SECONDS ?? 300);
-  return createApp({ runner, resyncMs: resync * 1000 })(app);
+  return createApp({ runner, resyncMs: resyncSeconds * 1000 })(app);
 };

@@ -20,12 +20,19 @@ import { LocalRunner, sandboxFromEnv } from "./local.js";
 
 const SA_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
-function positive(env: Record<string, string | undefined>, name: string): number | undefined {
+/** A positive number setting, undefined when unset; throws naming the variable when it is not one. */
+export function positive(env: Record<string, string | undefined>, name: string): number | undefined {
   const raw = env[name];
   if (raw === undefined || raw === "") return undefined;
   const n = Number(raw);
   if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, not ${JSON.stringify(raw)}`);
   return n;
+}
+
+/** AUTORESEARCH_PREPARE_NETWORK: "on" (the default) or "off"; null when it is neither. */
+export function prepareNetworkFromEnv(env: Record<string, string | undefined>): "on" | "off" | null {
+  const network = (env.AUTORESEARCH_PREPARE_NETWORK ?? "on").trim().toLowerCase();
+  return network === "on" || network === "off" ? network : null;
 }
 
 export function namespaceFor(env: Record<string, string | undefined>, kc: k8s.KubeConfig): string {
@@ -46,8 +53,8 @@ export function runnerFromEnv(
 ): RunnerPort & { close(): void } {
   const kind = env.AUTORESEARCH_RUNNER || "local";
   if (kind === "local") {
-    const network = (env.AUTORESEARCH_PREPARE_NETWORK ?? "on").trim().toLowerCase();
-    if (network !== "on" && network !== "off") {
+    const network = prepareNetworkFromEnv(env);
+    if (network === null) {
       throw new Error(`AUTORESEARCH_PREPARE_NETWORK must be on (the default) or off, not ${JSON.stringify(env.AUTORESEARCH_PREPARE_NETWORK)}`);
     }
     return new LocalRunner({
