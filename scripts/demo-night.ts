@@ -57,7 +57,15 @@ export interface Summary {
   kept: number;
   discarded: number;
   crashed: number;
-  githubRequests: { reads: number; writes: number; perExperiment: { reads: number; writes: number } };
+  githubRequests: {
+    reads: number;
+    writes: number;
+    perExperiment: { reads: number; writes: number };
+    /** Requests per experiment by endpoint ("METHOD /template"), most first. */
+    perExperimentByEndpoint: Record<string, number>;
+    /** Answers of GitHub's rate limits (the twin enforces them) the bot got. */
+    limitErrors: number;
+  };
   budgetSeconds: number;
   wallSeconds: number;
 }
@@ -386,6 +394,12 @@ export async function runNight(plan: DemoPlan, opts: NightOptions = {}): Promise
           reads: +(installation.reads / rows.length).toFixed(1),
           writes: +(installation.writes / rows.length).toFixed(1),
         },
+        perExperimentByEndpoint: Object.fromEntries(
+          Object.entries(installation.byRoute)
+            .sort((a, b) => b[1] - a[1])
+            .map(([route, count]) => [route, +(count / rows.length).toFixed(2)]),
+        ),
+        limitErrors: gh.limiter?.events.filter((e) => e.identity.startsWith("installation:")).length ?? 0,
       },
       budgetSeconds: budget,
       wallSeconds: Math.round((Date.now() - t0) / 1000),
@@ -408,7 +422,8 @@ export async function runNight(plan: DemoPlan, opts: NightOptions = {}): Promise
     );
     out(
       `GitHub API requests: ${installation.reads} reads, ${installation.writes} writes ` +
-        `(${summary.githubRequests.perExperiment.reads} reads and ${summary.githubRequests.perExperiment.writes} writes per experiment)`,
+        `(${summary.githubRequests.perExperiment.reads} reads and ${summary.githubRequests.perExperiment.writes} writes per experiment; ` +
+        `${summary.githubRequests.limitErrors} rate-limit answers)`,
     );
     // The morning report issue the bot wrote for the night. A night that ended with its
     // proposals list is shorter than max_experiments, so its report never says it is over.

@@ -3,6 +3,7 @@
 import type { Probot, ProbotOctokit } from "probot";
 import type { Config } from "./config.js";
 import { Controller } from "./controller.js";
+import { BackoffGate } from "./github/backoff.js";
 import { OctokitGitHub } from "./github/octokit.js";
 import { MutateProposer } from "./proposers/mutate.js";
 import { OpenAIProposer } from "./proposers/openai.js";
@@ -46,10 +47,18 @@ export function defaultProposerFor(env: Record<string, string | undefined>) {
 /** Every GitHub call has a deadline; Probot's retry plugin bounds the retries. */
 const GITHUB_TIMEOUT_MS = 30_000;
 
-function withTimeout(octokit: ProbotOctokit, ms: number): void {
-  octokit.hook.wrap("request", (request, options) =>
-    request({ ...options, request: { ...options.request, signal: options.request?.signal ?? AbortSignal.timeout(ms) } }),
-  );
+/**
+ * Every HTTP attempt of this client (the throttling plugin's retries included) waits at the
+ * installation's gate and has its own deadline (src/github/backoff.ts).
+ */
+function throughGate(octokit: ProbotOctokit, gate: BackoffGate, ms: number): void {
+  octokit.hook.wrap("request", (request, options) => {
+    // The hook chain hands every layer the same options object (what a wrapper passes to the
+    // next layer is ignored), so the fetch is set on it for the layers within: the throttling
+    // and retry plugins and their retries.
+    options.request = { ...options.request, fetch: gate.fetch(options.request?.fetch ?? globalThis.fetch, ms) };
+    return request(options);
+  });
 }
 
 const EVENTS = [
@@ -99,7 +108,13 @@ export function createApp(opts: AppOptions) {
       let o = installationOctokits.get(installationId);
       if (!o) {
         o = await app.auth(installationId);
-        withTimeout(o, GITHUB_TIMEOUT_MS);
+        const gate = new BackoffGate(Date.now, undefined, (e) =>
+          app.log.warn(
+            `GitHub ${e.kind === "primary" ? "rate limit" : "secondary rate limit"} (HTTP ${e.status}) for installation ${installationId}: ` +
+              `no request of it goes out for ${Math.ceil((e.until - e.at) / 1000)} s`,
+          ),
+        );
+        throughGate(o, gate, GITHUB_TIMEOUT_MS);
         installationOctokits.set(installationId, o);
       }
       return o;

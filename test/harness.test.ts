@@ -523,6 +523,32 @@ describe("trainer/harness.py", () => {
       expect(await readFile(path.join(repo, "train.py"), "utf8")).toContain("0.900000");
     });
 
+    it("waits the retry-after of a rate-limited download (429, or 403 with retry-after) before asking again", async () => {
+      const dir = await scratch();
+      const source = await gitRepo(path.join(dir, "source"), { "train.py": await readFile(path.join(STUBS, "good.py"), "utf8") });
+      const tarball = path.join(dir, "repo.tar.gz");
+      await git(source, "archive", "--format=tar.gz", "--prefix=owner-repo-abc123/", "-o", tarball, "HEAD");
+      const asked: number[] = [];
+      const server = await serve({
+        "/repos/owner/repo/tarball/abc123": (_req, res) => {
+          asked.push(Date.now());
+          if (asked.length === 1) res.writeHead(429, { "retry-after": "2" }).end("{}");
+          else if (asked.length === 2) res.writeHead(403, { "retry-after": "1" }).end('{"message":"You have exceeded a secondary rate limit."}');
+          else res.writeHead(200, { "content-type": "application/x-gzip" }).end(readFileSync(tarball));
+        },
+      });
+      try {
+        const run = await runHarness(["--repo", `${server.url}/repos/owner/repo/tarball/abc123`, "--commit", "abc123", "--cache-dir", path.join(dir, "cache")]);
+        expect(resultOf(run).status).toBe("ok");
+        expect(asked).toHaveLength(3);
+        expect(asked[1]! - asked[0]!).toBeGreaterThanOrEqual(2000);
+        expect(asked[2]! - asked[1]!).toBeGreaterThanOrEqual(1000);
+        expect(run.stderr).toMatch(/rate limited; retry-after 2 s/);
+      } finally {
+        await server.close();
+      }
+    });
+
     it("downloads a tarball URL with the token and keeps the token away from the trainer", async () => {
       const dir = await scratch();
       const source = await gitRepo(path.join(dir, "source"), {

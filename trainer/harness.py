@@ -1064,6 +1064,23 @@ class _RedirectHandler(urllib.request.HTTPRedirectHandler):
         return new
 
 
+RETRY_AFTER_MAX_SECONDS = 600.0
+
+
+def _retry_after(error) -> "float | None":
+    """The seconds a 403 or 429 rate-limit answer asks to wait (its retry-after), or None."""
+    if error.code not in (403, 429):
+        return None
+    value = (error.headers or {}).get("retry-after") if hasattr(error, "headers") else None
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, RETRY_AFTER_MAX_SECONDS)
+
+
 def _retryable_http(code: int) -> bool:
     return code in (408, 425, 429) or code >= 500
 
@@ -1119,6 +1136,7 @@ def download_tarball(url: str, token, dest: str, scratch: str, limits: "SourceLi
     shown = _safe_url(url)
     last_error = ""
     for attempt in range(1, FETCH_ATTEMPTS + 1):
+        wait = None  # seconds GitHub asked for (retry-after), else the backoff below
         request = urllib.request.Request(url, headers={"User-Agent": "autoresearch-bot-harness/" + HARNESS_VERSION})
         if token:
             request.add_header("Authorization", "Bearer " + token)
@@ -1135,6 +1153,11 @@ def download_tarball(url: str, token, dest: str, scratch: str, limits: "SourceLi
         except urllib.error.HTTPError as error:
             retry = _retryable_http(error.code)
             last_error = "HTTP %d %s" % (error.code, error.reason)
+            asked = _retry_after(error)
+            if asked is not None:
+                # A rate limit: nothing is sent again before the time GitHub named.
+                retry, wait = True, asked
+                last_error += " (rate limited; retry-after %s s)" % _fmt_seconds(asked)
             if error.code in (401, 403, 404):
                 last_error += " (check the URL, the commit and the token's access to the repository)"
         except (urllib.error.URLError, socket.timeout, ConnectionError, http.client.HTTPException) as error:
@@ -1146,7 +1169,7 @@ def download_tarball(url: str, token, dest: str, scratch: str, limits: "SourceLi
                 os.unlink(archive)
         if not retry or attempt == FETCH_ATTEMPTS:
             break
-        delay = FETCH_BACKOFF_SECONDS * (2 ** (attempt - 1))
+        delay = wait if wait is not None else FETCH_BACKOFF_SECONDS * (2 ** (attempt - 1))
         log("fetch: %s; retrying in %s s" % (last_error, _fmt_seconds(delay)))
         time.sleep(delay)
     raise StageError("fetch", "download of %s failed: %s" % (shown, last_error))

@@ -129,7 +129,9 @@ async function startReceiver(secret: string): Promise<{ url: string; received: R
 }
 
 describe("GitHub twin", () => {
-  const twin = new GitHubTwin();
+  // These tests drive the API faster than GitHub allows one client to write; the limits are
+  // specified on their own below.
+  const twin = new GitHubTwin({ limits: false });
   const privateKey = newKey();
   let url = "";
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
@@ -724,6 +726,90 @@ describe("GitHub twin", () => {
       expect(receiver.received.some((r) => (r.payload.repository as { name?: string } | undefined)?.name === "echo-room")).toBe(false);
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
+
+describe("GitHub twin: rate limits", () => {
+  // Reads and writes of one repository (dave's), with a personal token.
+  const call = (url: string, method: string, token = "ghp_dave") =>
+    fetch(`${url}/repos/dave/notes/issues`, { method, headers: { authorization: `token ${token}`, "content-type": "application/json" }, body: method === "GET" ? undefined : JSON.stringify({ title: "a note" }) });
+  const start = async (twin: GitHubTwin) => {
+    const started = await twin.start();
+    twin.user("dave");
+    await twin.createRepo("dave", "notes", { "README.md": "notes\n" });
+    return started;
+  };
+
+  it("announces the primary limit on every answer and refuses past it with remaining 0 and the reset", async () => {
+    const twin = new GitHubTwin({ personalTokens: { ghp_dave: "dave" }, limits: { primaryPerHour: 3 } });
+    const { url } = await start(twin);
+    try {
+      const answers = [];
+      for (let i = 0; i < 4; i++) answers.push(await call(url, "GET"));
+      expect(answers.slice(0, 3).map((r) => r.headers.get("x-ratelimit-remaining"))).toEqual(["2", "1", "0"]);
+      expect(answers[0]!.headers.get("x-ratelimit-limit")).toBe("3");
+      const refused = answers[3]!;
+      expect(refused.status).toBe(403);
+      expect(refused.headers.get("x-ratelimit-remaining")).toBe("0");
+      expect(Number(refused.headers.get("x-ratelimit-reset"))).toBeGreaterThan(Date.now() / 1000 + 3500);
+      expect(((await refused.json()) as { message: string }).message).toMatch(/API rate limit exceeded/);
+      expect(twin.limiter!.events.map((e) => e.kind)).toEqual(["primary"]);
+    } finally {
+      await twin.stop();
+    }
+  });
+
+  it("refuses content-generating requests past the minute's allowance, 403 or 429, with and without retry-after", async () => {
+    for (const [status, retryAfter] of [[403, true], [429, false]] as const) {
+      const twin = new GitHubTwin({ personalTokens: { ghp_dave: "dave", ghp_erin: "erin" }, limits: { writesPerMinute: 2, secondaryStatus: status, retryAfter } });
+      const { url } = await start(twin);
+      try {
+        expect((await call(url, "POST")).status).toBe(201);
+        expect((await call(url, "POST")).status).toBe(201);
+        expect((await call(url, "GET")).status).toBe(200); // reads are not content
+        const refused = await call(url, "POST");
+        expect(refused.status).toBe(status);
+        expect(((await refused.json()) as { message: string }).message).toMatch(/secondary rate limit/);
+        if (retryAfter) expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(55);
+        else expect(refused.headers.get("retry-after")).toBeNull();
+        await call(url, "POST", "ghp_erin"); // another identity has its own allowance: not refused by the limits
+        expect(twin.limiter!.events).toMatchObject([{ identity: "user:dave", kind: "secondary", status, retryAfter: retryAfter ? expect.any(Number) : null }]);
+      } finally {
+        await twin.stop();
+      }
+    }
+  });
+
+  it("answers every request with the secondary limit during an injected storm, then serves again", async () => {
+    const twin = new GitHubTwin({ personalTokens: { ghp_dave: "dave" } });
+    const { url } = await start(twin);
+    try {
+      twin.limiter!.storm({ durationMs: 1500, status: 429 });
+      const refused = await call(url, "GET");
+      expect(refused.status).toBe(429);
+      expect(refused.headers.get("retry-after")).toBe("2"); // the seconds left of the storm, rounded up
+      await new Promise((r) => setTimeout(r, 1600));
+      expect((await call(url, "GET")).status).toBe(200);
+    } finally {
+      await twin.stop();
+    }
+  });
+
+  it("refuses a request past the concurrency limit", async () => {
+    const twin = new GitHubTwin({ personalTokens: { ghp_dave: "dave" }, limits: { concurrent: 2 } });
+    const { url } = await start(twin);
+    try {
+      // Two requests held in flight (as a slow download would), then a third one.
+      twin.limiter!.enter();
+      twin.limiter!.enter();
+      expect((await call(url, "GET")).status).toBe(403);
+      twin.limiter!.done();
+      twin.limiter!.done();
+      expect((await call(url, "GET")).status).toBe(200);
+      expect(twin.limiter!.events.map((e) => e.kind)).toEqual(["concurrent"]);
+    } finally {
+      await twin.stop();
     }
   });
 });

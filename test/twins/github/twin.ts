@@ -26,6 +26,7 @@ import type {
   User,
 } from "./state.js";
 import { WebhookDeliverer, type Delivery } from "./webhooks.js";
+import { GITHUB_LIMITS, RateLimiter, type LimitAnswer, type TwinLimits } from "./limits.js";
 
 export interface GitHubTwinOptions {
   /** Deliver webhooks (default true). With false, events are still recorded, state "skipped". */
@@ -36,6 +37,11 @@ export interface GitHubTwinOptions {
   personalTokens?: Record<string, string>;
   /** Clock for timestamps and token expiry (default: the real clock). */
   now?: () => Date;
+  /**
+   * GitHub's rate limits (./limits.ts): on by default with GitHub.com's figures; a partial object
+   * changes some of them; false turns them off (every answer still carries x-ratelimit-* headers).
+   */
+  limits?: Partial<TwinLimits> | false;
 }
 
 export interface CreateAppOptions {
@@ -76,6 +82,10 @@ export interface RequestRecord {
   write: boolean;
   durationMs: number;
   at: string;
+  /** When it arrived, in ms since the epoch (the twin's clock). */
+  atMs: number;
+  /** Set when the rate limits answered instead of the route (./limits.ts). */
+  limited?: LimitAnswer["kind"];
 }
 
 export interface RequestStats {
@@ -174,12 +184,15 @@ export class GitHubTwin {
   private readonly requestLog: RequestRecord[] = [];
   /** The raw body of every request that writes (what a client put on GitHub), in order. */
   private readonly writeBodies: { route: string; body: string }[] = [];
+  /** The rate limits, or null when they are off. */
+  readonly limiter: RateLimiter | null;
 
   constructor(opts: GitHubTwinOptions = {}) {
     registerRoutes(this.router);
     this.deliverer = new WebhookDeliverer({ enabled: opts.deliveries ?? true, timeoutMs: opts.webhookTimeoutMs ?? 10_000 });
     this.personalTokens = new Map(Object.entries(opts.personalTokens ?? {}));
     this.clock = opts.now ?? (() => new Date());
+    this.limiter = opts.limits === false ? null : new RateLimiter({ ...GITHUB_LIMITS, ...opts.limits }, () => this.clock().getTime());
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -745,16 +758,18 @@ export class GitHubTwin {
     return new HttpError(401, "Bad credentials");
   }
 
-  private send(res: ServerResponse, reply: Reply, method: string): void {
+  private send(res: ServerResponse, reply: Reply, method: string, limitHeaders?: Record<string, string>): void {
     const headers: Record<string, string> = {
       "x-github-media-type": "github.v3; format=json",
       "x-github-api-version-selected": "2022-11-28",
       "x-github-request-id": randomUUID().toUpperCase(),
-      "x-ratelimit-limit": "5000",
-      "x-ratelimit-remaining": "4999",
-      "x-ratelimit-used": "1",
-      "x-ratelimit-reset": String(Math.floor(Date.now() / 1000) + 3600),
-      "x-ratelimit-resource": "core",
+      ...(limitHeaders ?? {
+        "x-ratelimit-limit": "5000",
+        "x-ratelimit-remaining": "4999",
+        "x-ratelimit-used": "1",
+        "x-ratelimit-reset": String(Math.floor(Date.now() / 1000) + 3600),
+        "x-ratelimit-resource": "core",
+      }),
       ...reply.headers,
     };
     let payload: Buffer | undefined;
@@ -771,6 +786,8 @@ export class GitHubTwin {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     this.inFlight++;
+    this.limiter?.enter();
+    let limitHeaders: Record<string, string> | undefined;
     this.lastActivity = Date.now();
     const started = Date.now();
     const method = (req.method ?? "GET").toUpperCase();
@@ -788,6 +805,7 @@ export class GitHubTwin {
       write: method !== "GET" && method !== "HEAD",
       durationMs: 0,
       at: iso(this.clock()),
+      atMs: this.clock().getTime(),
     };
     try {
       const core = this.c;
@@ -816,6 +834,18 @@ export class GitHubTwin {
       }
       record.auth = auth.kind;
       record.installationId = auth.kind === "installation" ? auth.installation.id : null;
+      if (this.limiter) {
+        const identity =
+          auth.kind === "installation" ? `installation:${auth.installation.id}` : auth.kind === "app" ? `app:${auth.app.id}` : auth.kind === "token" ? `user:${auth.user.login}` : "anonymous";
+        const admitted = this.limiter.admit(identity, method, path, record.write);
+        if ("status" in admitted) {
+          record.status = admitted.status;
+          record.limited = admitted.kind;
+          this.send(res, { status: admitted.status, body: { message: admitted.message, documentation_url: "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api" } }, method, admitted.headers);
+          return;
+        }
+        limitHeaders = admitted.headers;
+      }
       if (!match) throw new HttpError(404, "Not Found");
       if (!("route" in match)) throw new HttpError(405, "Method Not Allowed");
       let body: unknown = null;
@@ -829,16 +859,17 @@ export class GitHubTwin {
       const ctx: RequestCtx = { core, url, query: url.searchParams, body, auth, headers: req.headers, archiveTokens: this.archiveTokens };
       const reply = await this.exclusive(() => match.route.handler(ctx, match.params), finished);
       record.status = reply.status;
-      this.send(res, reply, method);
+      this.send(res, reply, method, limitHeaders);
     } catch (err) {
       const httpErr = err instanceof HttpError ? err : new HttpError(500, err instanceof Error ? err.message : String(err));
       if (!(err instanceof HttpError)) console.error("github twin:", err);
       record.status = httpErr.status;
-      if (!res.headersSent) this.send(res, { status: httpErr.status, body: httpErr.body() }, method);
+      if (!res.headersSent) this.send(res, { status: httpErr.status, body: httpErr.body() }, method, limitHeaders);
       else res.end();
     } finally {
       record.durationMs = Date.now() - started;
       this.requestLog.push(record);
+      this.limiter?.done();
       this.inFlight--;
       this.lastActivity = Date.now();
     }
