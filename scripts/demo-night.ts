@@ -333,7 +333,7 @@ export async function runNight(plan: DemoPlan, opts: NightOptions = {}): Promise
         if (seen.get(r.n) === line) continue;
         seen.set(r.n, line);
         print(line);
-        if (!steered && r.kind === "experiment" && r.state === "running" && pull.state === "open") {
+        if (!steered && r.kind === "experiment" && (r.state === "queued" || r.state === "running") && pull.state === "open") {
           // A command in a comment: measure the first experiment twice, decide on both runs.
           steered = true;
           await gh.postComment(OWNER, REPO, pull.number, "maria", "/autoresearch rerun");
@@ -350,7 +350,7 @@ export async function runNight(plan: DemoPlan, opts: NightOptions = {}): Promise
       }
       if (Date.now() - lastTick > 15_000) {
         lastTick = Date.now();
-        const running = all.find(({ r }) => r.state === "running");
+        const running = all.find(({ pull, r }) => pull.state === "open" && (r.state === "queued" || r.state === "running"));
         if (running) print(`  … #${running.pull.number} still training`);
       }
       await new Promise((r) => setTimeout(r, 500));
@@ -457,11 +457,12 @@ export async function runNight(plan: DemoPlan, opts: NightOptions = {}): Promise
 function describe(r: ExperimentRecord, pr: number, state: string, merged: boolean): string {
   const what = r.kind === "baseline" ? "baseline" : r.title;
   const m = r.measurements[r.measurements.length - 1];
-  if (state === "open" && r.state === "queued") return `#${pr} ${what}: queued`;
-  if (state === "open" && r.state === "running") {
+  // The record is not rewritten when a run starts (a write GitHub counts): queued means queued
+  // or training.
+  if (state === "open" && (r.state === "queued" || r.state === "running")) {
     return r.kind === "baseline"
-      ? `#${pr} baseline: training the unchanged code`
-      : `#${pr} ${what}: training${r.attempt > 1 ? ` (attempt ${r.attempt})` : ""} — ${r.hypothesis}`;
+      ? `#${pr} baseline: training the unchanged code${r.attempt > 1 ? ` (run ${r.attempt})` : ""}`
+      : `#${pr} ${what}: training${r.attempt > 1 ? ` (run ${r.attempt})` : ""} — ${r.hypothesis}`;
   }
   const bpb = meanValBpb(r.measurements);
   const runs = r.measurements.filter((x) => isMeasured(x.result)).length;

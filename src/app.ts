@@ -4,6 +4,7 @@ import type { Probot, ProbotOctokit } from "probot";
 import type { Config } from "./config.js";
 import { Controller } from "./controller.js";
 import { BackoffGate } from "./github/backoff.js";
+import { WriteBudget, writeLimitsFromEnv } from "./github/budget.js";
 import { OctokitGitHub } from "./github/octokit.js";
 import { MutateProposer } from "./proposers/mutate.js";
 import { OpenAIProposer } from "./proposers/openai.js";
@@ -51,12 +52,12 @@ const GITHUB_TIMEOUT_MS = 30_000;
  * Every HTTP attempt of this client (the throttling plugin's retries included) waits at the
  * installation's gate and has its own deadline (src/github/backoff.ts).
  */
-function throughGate(octokit: ProbotOctokit, gate: BackoffGate, ms: number): void {
+function throughGate(octokit: ProbotOctokit, gate: BackoffGate, ms: number, budget: WriteBudget): void {
   octokit.hook.wrap("request", (request, options) => {
     // The hook chain hands every layer the same options object (what a wrapper passes to the
     // next layer is ignored), so the fetch is set on it for the layers within: the throttling
     // and retry plugins and their retries.
-    options.request = { ...options.request, fetch: gate.fetch(options.request?.fetch ?? globalThis.fetch, ms) };
+    options.request = { ...options.request, fetch: gate.fetch(options.request?.fetch ?? globalThis.fetch, ms, budget) };
     return request(options);
   });
 }
@@ -103,6 +104,13 @@ export function createApp(opts: AppOptions) {
       error: (m: string) => app.log.error(m),
     };
     const installationOctokits = new Map<number, ProbotOctokit>();
+    const writeLimits = writeLimitsFromEnv(env);
+    const budgets = new Map<number, WriteBudget>();
+    const budgetFor = (installationId: number) => {
+      let b = budgets.get(installationId);
+      if (!b) budgets.set(installationId, (b = new WriteBudget(writeLimits)));
+      return b;
+    };
     const octokitFor = async (installationId: number) => {
       // Probot caches installation tokens and refreshes them before they expire.
       let o = installationOctokits.get(installationId);
@@ -114,7 +122,7 @@ export function createApp(opts: AppOptions) {
               `no request of it goes out for ${Math.ceil((e.until - e.at) / 1000)} s`,
           ),
         );
-        throughGate(o, gate, GITHUB_TIMEOUT_MS);
+        throughGate(o, gate, GITHUB_TIMEOUT_MS, budgetFor(installationId));
         installationOctokits.set(installationId, o);
       }
       return o;
@@ -144,7 +152,10 @@ export function createApp(opts: AppOptions) {
       proposerFor: opts.proposerFor ?? defaultProposerFor(env),
       github: async (installationId, repo) => {
         const s = await appSlug();
-        return new OctokitGitHub(await octokitFor(installationId), repo, { botLogin: s ? `${s}[bot]` : null });
+        return new OctokitGitHub(await octokitFor(installationId), repo, {
+          botLogin: s ? `${s}[bot]` : null,
+          budget: budgetFor(installationId),
+        });
       },
       listRepos: async () => {
         const appOctokit = await app.auth();
@@ -173,6 +184,12 @@ export function createApp(opts: AppOptions) {
       // The bot's own PR edits, labels and check runs echo back as webhooks; they carry
       // nothing a pass does not already know, so only a person's or another app's push counts.
       if (context.name !== "push" && payload.sender?.type === "Bot") return;
+      // Only the default branch's pushes change what a pass decides; a push to an experiment
+      // branch (the bot's own commits) is seen as the pull request's synchronize event.
+      if (context.name === "push") {
+        const push = context.payload as { ref?: string; repository?: { default_branch?: string } };
+        if (push.repository?.default_branch && push.ref !== `refs/heads/${push.repository.default_branch}`) return;
+      }
       if (context.name === "check_run" && payload.repository) {
         // A button on the val_bpb check run: carried out from this webhook (who clicked is the
         // sender GitHub vouches for), under the repository's lock before its next pass.
@@ -185,7 +202,9 @@ export function createApp(opts: AppOptions) {
         const [owner, repo] = r.full_name.split("/");
         if (owner && repo) repos.push({ owner, repo });
       }
-      for (const repo of repos) controller.trigger(installationId, repo);
+      // Comments are read (commands, notes, questions) when one was written, and on the resync.
+      const steer = context.name === "issue_comment" || context.name === "pull_request_review_comment";
+      for (const repo of repos) controller.trigger(installationId, repo, { steer });
     });
 
     controller.start();

@@ -2,7 +2,7 @@
 // triggers that arrive meanwhile (webhooks, runs ending, the resync timer) into one more
 // pass. A failed pass is retried with backoff; the resync timer covers missed webhooks.
 import type { Config } from "./config.js";
-import { reconcile, type Logger, type ReconcileReport } from "./reconcile.js";
+import { newHousekeeping, reconcile, type Housekeeping, type Logger, type ReconcileReport } from "./reconcile.js";
 import { COMMAND_LOOKBACK_MS, handleClick, steer, type Click } from "./steering.js";
 import type { GitHubPort, ProposerPort, RepoRef, RunnerPort } from "./types.js";
 
@@ -40,6 +40,11 @@ interface RepoState {
   passes: number;
   /** Check-run button clicks to carry out before the next pass (under this repo's lock). */
   clicks: { click: Click; tries: number }[];
+  /** Comments must be read before the next pass (a comment webhook, the resync, the first pass). */
+  steerDue: boolean;
+  /** A pass asked to run again at a time (the write budget): its timer. */
+  wakeTimer: NodeJS.Timeout | null;
+  house: Housekeeping;
 }
 
 /** A click that fails (GitHub down) is tried again this often, then given up with a log line. */
@@ -61,14 +66,18 @@ export class Controller {
   }
 
   /** Ask for a pass on this repo soon; returns at once (webhook handlers must answer fast). */
-  trigger(installationId: number, repo: RepoRef): void {
+  trigger(installationId: number, repo: RepoRef, opts: { steer?: boolean } = {}): void {
     if (this.stopped) return;
     let s = this.repos.get(key(repo));
     if (!s) {
-      s = { installationId, repo, running: null, dirty: false, failures: 0, retryTimer: null, steeredAt: null, passes: 0, clicks: [] };
+      s = {
+        installationId, repo, running: null, dirty: false, failures: 0, retryTimer: null, steeredAt: null, passes: 0, clicks: [],
+        steerDue: true, wakeTimer: null, house: newHousekeeping(),
+      };
       this.repos.set(key(repo), s);
     }
     s.installationId = installationId;
+    if (opts.steer) s.steerDue = true;
     if (s.running) {
       s.dirty = true;
       return;
@@ -112,7 +121,10 @@ export class Controller {
       try {
         const gh = await this.opts.github(s.installationId, s.repo);
         await this.runClicks(s, gh);
-        if (this.opts.steering) {
+        // Reading comments costs two requests or more: only when one was written (its webhook),
+        // on the resync and on the first pass (comments written while the bot was down).
+        if (this.opts.steering && s.steerDue) {
+          s.steerDue = false;
           const started = this.opts.now?.() ?? new Date();
           const slug = await this.opts.steering.appSlug();
           try {
@@ -127,12 +139,14 @@ export class Controller {
             // A minute of overlap: a comment written while the last listing ran is not missed.
             s.steeredAt = new Date(started.getTime() - 60_000).toISOString();
           } catch (err) {
+            s.steerDue = true;
             this.opts.log.error(`${key(s.repo)}: reading comments failed: ${(err as Error).message} (retried on the next pass)`);
           }
         }
         const firstPass = s.passes++ === 0;
         const report = await reconcile({
           firstPass,
+          house: s.house,
           gh,
           runner: this.opts.runner,
           proposerFor: this.opts.proposerFor,
@@ -144,12 +158,24 @@ export class Controller {
         s.failures = report.errors.length ? s.failures + 1 : 0;
         if (report.again) s.dirty = true;
         else if (report.errors.length) this.retryLater(s);
+        if (report.retryAt !== undefined) this.wakeAt(s, report.retryAt);
       } catch (err) {
         s.failures += 1;
         this.opts.log.error(`${key(s.repo)}: reconcile failed: ${(err as Error).message}`);
         this.retryLater(s);
       }
     } while (s.dirty && !this.stopped);
+  }
+
+  /** Run a pass at `at` (ms since the epoch), unless one is set for earlier. */
+  private wakeAt(s: RepoState, at: number): void {
+    if (this.stopped) return;
+    if (s.wakeTimer) clearTimeout(s.wakeTimer);
+    s.wakeTimer = setTimeout(() => {
+      s.wakeTimer = null;
+      this.trigger(s.installationId, s.repo);
+    }, Math.max(1000, at - Date.now()));
+    s.wakeTimer.unref();
   }
 
   private retryLater(s: RepoState): void {
@@ -166,7 +192,7 @@ export class Controller {
   /** Trigger a pass on every repository of every installation. */
   async resync(): Promise<void> {
     try {
-      for (const { installationId, repo } of await this.opts.listRepos()) this.trigger(installationId, repo);
+      for (const { installationId, repo } of await this.opts.listRepos()) this.trigger(installationId, repo, { steer: true });
     } catch (err) {
       this.opts.log.error(`resync failed: ${(err as Error).message}`);
     }
@@ -190,7 +216,10 @@ export class Controller {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
-    for (const s of this.repos.values()) if (s.retryTimer) clearTimeout(s.retryTimer);
+    for (const s of this.repos.values()) {
+      if (s.retryTimer) clearTimeout(s.retryTimer);
+      if (s.wakeTimer) clearTimeout(s.wakeTimer);
+    }
     await this.idle();
   }
 }

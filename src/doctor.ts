@@ -16,6 +16,7 @@
 //
 // `doctor` exits 0 only when nothing failed (warnings are allowed): the configured path can run
 // an experiment.
+import { GITHUB_WRITE_LIMITS, writeLimitsFromEnv } from "./github/budget.js";
 import { execFile } from "node:child_process";
 import { createPrivateKey, sign, type KeyObject } from "node:crypto";
 import * as fs from "node:fs";
@@ -275,6 +276,12 @@ export function checkSettings(env: Env): CheckResult {
   } catch (err) {
     problems.push((err as Error).message);
   }
+  let writes = GITHUB_WRITE_LIMITS;
+  try {
+    writes = writeLimitsFromEnv(env);
+  } catch (err) {
+    problems.push((err as Error).message);
+  }
   for (const name of ["AUTORESEARCH_SLOTS", ...(kind === "kubernetes" ? ["AUTORESEARCH_PENDING_TIMEOUT_SECONDS"] : [])]) {
     const problem = positiveSetting(env, name);
     if (problem) problems.push(problem);
@@ -293,7 +300,11 @@ export function checkSettings(env: Env): CheckResult {
     return fail("settings", "environment", problems.join("; "), "correct or unset these variables (README: \"Installing the app on a real repository\", \"Running on Kubernetes\")");
   }
   const slots = env.AUTORESEARCH_SLOTS || (kind === "kubernetes" ? "8" : "1");
-  return ok("settings", "environment", `runner ${kind}, ${slots} slot${slots === "1" ? "" : "s"}, resync every ${resync} s`);
+  return ok(
+    "settings",
+    "environment",
+    `runner ${kind}, ${slots} slot${slots === "1" ? "" : "s"}, resync every ${resync} s, GitHub writes ≤ ${writes.perMinute}/min and ${writes.perHour}/h per installation`,
+  );
 }
 
 // ------------------------------------------------------------------ Node.js

@@ -83,6 +83,7 @@ export const experimentRecordSchema = z.object({
   reruns: z.number().int().min(0).optional(),
   adoptedBy: z.string().nullable().optional(),
   ideaId: z.number().int().nullable().optional(),
+  reapplied: z.string().max(500).optional(),
   clicks: z.array(z.string()).optional(),
   flags: z
     .array(
@@ -181,7 +182,9 @@ function lastLines(text: string, maxChars: number): string {
 function statusLine(r: ExperimentRecord): string {
   switch (r.state) {
     case "queued":
-      return "Queued: waiting for a training slot.";
+      // Written when the PR opens or a run ends; not again when the next run starts (a write
+      // GitHub counts against the budget).
+      return `${r.reapplied ? `${prose(r.reapplied)} ` : ""}Queued or training (run ${Math.max(1, r.attempt)}): the check run appears with the decision.`;
     case "running":
       return `Training (attempt ${Math.max(1, r.attempt)}).`;
     case "review":

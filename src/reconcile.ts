@@ -12,7 +12,7 @@ import { branchName, labelsFor, LABELS, renderBody, treeHash } from "./ledger.js
 import { estimateNoise } from "./noise.js";
 import { decide, isMeasured } from "./policy.js";
 import { checkRunFor, configCheck, UNSANDBOXED, VAL_BPB_CHECK } from "./checks.js";
-import { defuse, escapeText, oneLine } from "./markdown.js";
+import { defuse, oneLine } from "./markdown.js";
 import { guidanceWithIdea, markUsedIdeas, nextIdea, notesForPrompt, publishReports, readControl, writeControl, type Control } from "./steering.js";
 import { describeFlags, outlierFlag, scanChange } from "./review.js";
 import { readLedger } from "./trust.js";
@@ -42,6 +42,10 @@ export interface ReconcileDeps {
   log?: Logger;
   /** The first pass for this repository since the bot started: the morning report is checked. */
   firstPass?: boolean;
+  /** What this repository's passes remember between them (the controller keeps one per repository). */
+  house?: Housekeeping;
+  /** How often the morning report may be rewritten while a night goes on (default REPORT_EVERY_MS). */
+  reportEveryMs?: number;
 }
 
 export interface ReconcileReport {
@@ -53,6 +57,8 @@ export interface ReconcileReport {
   errors: string[];
   /** The default branch moved during this pass (a merge): run another pass on the new head. */
   again: boolean;
+  /** Run the next pass at this time (ms since the epoch): new experiments wait for the write budget. */
+  retryAt?: number;
 }
 
 const quietLog: Logger = { info() {}, warn() {}, error() {} };
@@ -79,22 +85,112 @@ interface Snapshot {
   pausedBy: string | null;
 }
 
+/** Writes an experiment costs from proposal to decision (commit 2, PR 1, check run 1, record 1, merge 1). */
+export const WRITES_PER_EXPERIMENT = 6;
+/** Writes kept back for each experiment in flight: its check run, record, merge and one confirmation. */
+const RESERVE_PER_RUN = 4;
+/** The morning report is rewritten at most this often while a night goes on (and when it ends). */
+export const REPORT_EVERY_MS = 10 * 60_000;
+/** Branches deleted at most per pass (work that waits for a spare write budget). */
+const PRUNE_PER_PASS = 20;
+
+/** What a repository's passes remember between them, in this process (a restart starts afresh). */
+export interface Housekeeping {
+  /** When the morning report was last written (ms since the epoch). */
+  reportAt: number;
+  /** Experiments decided since then. */
+  reportDue: Set<number>;
+  /** Experiment branches known to be deleted. */
+  pruned: Set<string>;
+}
+
+export function newHousekeeping(): Housekeeping {
+  return { reportAt: 0, reportDue: new Set(), pruned: new Set() };
+}
+
+/** Without a controller (tests call reconcile directly): kept per GitHub port. */
+const housekeepingByPort = new WeakMap<GitHubPort, Housekeeping>();
+
+function houseOf(deps: ReconcileDeps): Housekeeping {
+  if (deps.house) return deps.house;
+  let h = housekeepingByPort.get(deps.gh);
+  if (!h) housekeepingByPort.set(deps.gh, (h = newHousekeeping()));
+  return h;
+}
+
+/**
+ * Writes that work which can wait (the report, deleting branches) may use now: what the hour
+ * and the minute leave after every experiment in flight has its reserve, less a fifth of the
+ * budget kept for experiments. Unlimited when no budget is known.
+ */
+export function spareWrites(gh: GitHubPort, inFlight: number): number {
+  const b = gh.budget;
+  if (!b) return Number.POSITIVE_INFINITY;
+  const left = b.left();
+  const hour = left.hour - RESERVE_PER_RUN * inFlight - Math.ceil(b.limits.perHour / 5);
+  const minute = left.minute - Math.ceil(b.limits.perMinute / 4);
+  return Math.max(0, Math.min(hour, minute));
+}
+
 export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
   const seen: { snap?: Snapshot } = {};
+  const log = deps.log ?? quietLog;
   const report = await pass(deps, seen);
-  // The morning report follows the ledger: rewritten when experiments end, when the night is
-  // over, and once after a start (a report a crash left stale is brought up to date).
+  const snap = seen.snap;
+  if (!snap) return report;
+  const house = houseOf(deps);
+  const inFlight = snap.pulls.filter((p) => p.state === "open" && (p.record?.state === "queued" || p.record?.state === "running")).length;
+  const now = (deps.now ?? (() => new Date()))();
+  // The morning report follows the ledger, as work that can wait: rewritten at most every
+  // REPORT_EVERY_MS while experiments end, and at once when the night is over and after a start
+  // (a report a crash left stale is brought up to date).
+  for (const f of report.finished) house.reportDue.add(f.n);
   const nightEnded = /^(outside the nightly window|reached max_experiments)/.test(report.waiting ?? "");
-  if (seen.snap && (report.finished.length > 0 || nightEnded || deps.firstPass)) {
+  const due = house.reportDue.size > 0 && now.getTime() - house.reportAt >= (deps.reportEveryMs ?? REPORT_EVERY_MS) && spareWrites(deps.gh, inFlight) >= 2;
+  if (due || nightEnded || deps.firstPass) {
     try {
-      await publishReports(deps.gh, seen.snap.config, seen.snap.pulls, report.finished.map((f) => f.n), (deps.now ?? (() => new Date()))());
+      await publishReports(deps.gh, snap.config, snap.pulls, [...house.reportDue], now);
+      if (house.reportDue.size > 0) house.reportAt = now.getTime();
+      house.reportDue.clear();
     } catch (err) {
       const msg = `morning report: ${(err as Error).message}`;
       report.errors.push(msg);
-      (deps.log ?? quietLog).error(`${deps.gh.repo.owner}/${deps.gh.repo.repo}: ${msg} (retried on the next pass)`);
+      log.error(`${deps.gh.repo.owner}/${deps.gh.repo.repo}: ${msg} (retried on the next pass)`);
     }
   }
+  try {
+    await pruneBranches(deps.gh, snap, house.pruned, Math.min(PRUNE_PER_PASS, spareWrites(deps.gh, inFlight)), log);
+  } catch (err) {
+    log.warn(`${deps.gh.repo.owner}/${deps.gh.repo.repo}: deleting finished experiments' branches failed: ${(err as Error).message} (tried again later)`);
+  }
   return report;
+}
+
+/**
+ * Delete the branches of finished experiments (the bot's own closed or merged PRs), up to `max`
+ * of them: work that waits for a spare write budget. A branch is deleted only while it still
+ * points at the commit its PR ended with: one a person moved, or a stranger's branch that merely
+ * looks like an experiment's, is left alone. Listing the branches costs one read, and only while
+ * this process knows of a finished experiment whose branch it has not seen gone.
+ */
+async function pruneBranches(gh: GitHubPort, snap: Snapshot, pruned: Set<string>, max: number, log: Logger): Promise<void> {
+  if (max < 1) return;
+  const open = new Set(snap.pulls.filter((p) => p.state === "open").map((p) => p.headRef));
+  for (const b of open) pruned.delete(b); // reopened: its branch was restored
+  const candidates = snap.pulls.filter((p) => p.state === "closed" && p.record && p.headSha && !pruned.has(p.headRef) && !open.has(p.headRef));
+  if (!candidates.length) return;
+  const existing = new Map((await gh.listExperimentBranches()).map((b) => [b.name, b.sha]));
+  const doomed: string[] = [];
+  for (const p of candidates) {
+    const sha = existing.get(p.headRef);
+    if (sha === p.headSha && doomed.length < max) doomed.push(p.headRef);
+    else if (sha === undefined || sha !== p.headSha) pruned.add(p.headRef); // gone, or not ours to delete
+  }
+  for (const b of doomed) {
+    await gh.deleteBranch(b);
+    pruned.add(b);
+  }
+  if (doomed.length) log.info(`${gh.repo.owner}/${gh.repo.repo}: deleted ${doomed.length} finished experiment branch(es)`);
 }
 
 async function pass(deps: ReconcileDeps, seen: { snap?: Snapshot }): Promise<ReconcileReport> {
@@ -250,6 +346,22 @@ async function pass(deps: ReconcileDeps, seen: { snap?: Snapshot }): Promise<Rec
     }
   }
 
+  // GitHub's write budget: a new experiment starts only when the hour can carry it and what
+  // the experiments in flight still have to write. Held back, not failed: the next pass runs
+  // when enough of the hour's writes have aged out.
+  const budget = gh.budget;
+  const need = WRITES_PER_EXPERIMENT + RESERVE_PER_RUN * inFlight.length;
+  if (budget && budget.left().hour < need) {
+    budget.heldBack();
+    report.retryAt = budget.fitsAt(need);
+    const used = budget.limits.perHour - budget.left().hour;
+    report.waiting =
+      `GitHub write budget: ${used} of ${budget.limits.perHour} writes used in the last hour; ` +
+      `the next experiment starts at ${new Date(report.retryAt).toISOString().slice(11, 16)} UTC`;
+    log.info(`${name}: ${report.waiting}`);
+    return report;
+  }
+
   // Steering: paused, queued ideas, reviewer notes.
   // An idea an experiment used is marked so (also when a crash came between the two writes).
   if (markUsedIdeas(control.record, snap.records)) await writeControl(gh, control);
@@ -294,16 +406,25 @@ function waitsForBaseline(snap: Snapshot, r: ExperimentRecord): boolean {
   return r.kind === "experiment" && r.baselineBpb === null && !currentBaseline(snap.records, r.baseTreeHash);
 }
 
-async function writeRecord(gh: GitHubPort, pull: ExperimentPull, r: ExperimentRecord, now: Date): Promise<void> {
+/**
+ * The record, its labels and (with `close`) the closing of its PR in one write: GitHub counts
+ * every write against the installation's budget (src/github/budget.ts).
+ */
+async function writeRecord(gh: GitHubPort, pull: ExperimentPull, r: ExperimentRecord, now: Date, close = false): Promise<void> {
   r.updatedAt = now.toISOString();
-  pull.body = renderBody(r);
-  pull.record = r;
-  await gh.updatePull(pull.number, { body: pull.body });
+  const body = renderBody(r);
   const labels = labelsFor(r);
-  if (labels.join() !== pull.labels.join()) {
-    await gh.setLabels(pull.number, labels);
-    pull.labels = labels;
-  }
+  const closing = close && pull.state === "open";
+  await gh.updatePull(pull.number, { body, labels, ...(closing ? { state: "closed" as const } : {}) });
+  pull.body = body;
+  pull.record = r;
+  pull.labels = labels;
+  if (closing) pull.state = "closed";
+}
+
+/** A decided record whose PR closes with the write that records it (a baseline has nothing to merge). */
+function closesWithRecord(r: ExperimentRecord): boolean {
+  return r.state === "discarded" || r.state === "crashed" || r.state === "superseded" || (r.kind === "baseline" && r.state === "kept");
 }
 
 function runSpec(snap: Snapshot, gh: GitHubPort, r: ExperimentRecord, pull: number, source: RunSpec["source"]): RunSpec {
@@ -367,15 +488,19 @@ async function advance(
       r.baselineBpb = base.bpb;
       r.baselineN = base.n;
     }
-    if (snap.pausedBy) return false; // submitted again on /autoresearch resume
-    const source = await gh.archiveSource(r.headSha);
-    await runner.submit(runSpec(snap, gh, r, pull.number, source));
+    // The record is not rewritten when its run starts (GitHub counts every write); the runner
+    // knows whether this attempt was submitted in an earlier pass.
+    const obs = await runner.observe(runIdFor(gh, r));
+    if (obs.phase === "missing") {
+      if (snap.pausedBy) return false; // submitted again on /autoresearch resume
+      const source = await gh.archiveSource(r.headSha);
+      await runner.submit(runSpec(snap, gh, r, pull.number, source));
+      r.state = "running";
+      report.submitted.push(r.n);
+      log.info(`${name}: training ${r.headSha.slice(0, 7)} as ${runIdFor(gh, r)}`);
+      return false;
+    }
     r.state = "running";
-    await gh.upsertCheckRun(checkRunFor(r, runIdFor(gh, r), snap.config, { unsandboxed: runner.sandboxed === false }));
-    await writeRecord(gh, pull, r, now());
-    report.submitted.push(r.n);
-    log.info(`${name}: training ${r.headSha.slice(0, 7)} as ${runIdFor(gh, r)}`);
-    return false;
   }
 
   if (r.state === "running") {
@@ -446,7 +571,7 @@ async function advance(
     if (d.action === "more" || d.action === "rerun") {
       // A baseline measures the noise and a promising change is confirmed before any merge (the
       // next run starts now); a failure of the infrastructure is tried again on the next pass.
-      await gh.upsertCheckRun(checkRunFor(r, runId, snap.config, { rerun: d.reasons, unsandboxed: runner.sandboxed === false }));
+      // The check run is written once, with the decision; the record keeps every run meanwhile.
       r.attempt += 1;
       r.state = "queued";
       await writeRecord(gh, pull, r, now());
@@ -457,9 +582,6 @@ async function advance(
     if ((r.reruns ?? 0) > 0 && d.action !== "crash") {
       // Measured again on request (/autoresearch rerun): the decision waits for every run.
       r.reruns = (r.reruns ?? 1) - 1;
-      await gh.upsertCheckRun(
-        checkRunFor(r, runId, snap.config, { rerun: ["Measured again on request; the decision uses every measurement."], unsandboxed: runner.sandboxed === false }),
-      );
       r.attempt += 1;
       r.state = "queued";
       await writeRecord(gh, pull, r, now());
@@ -490,7 +612,7 @@ async function advance(
     r.decision = { verdict, delta: d.delta, reasons, ...(d.threshold ? { threshold: d.threshold } : {}) };
     r.state = held ? "review" : verdict === "keep" ? "kept" : verdict === "crash" ? "crashed" : "discarded";
     await gh.upsertCheckRun(checkRunFor(r, runId, snap.config, { unsandboxed: runner.sandboxed === false }));
-    await writeRecord(gh, pull, r, now());
+    await writeRecord(gh, pull, r, now(), closesWithRecord(r));
     await runner.cleanup?.(runId);
     const last = r.measurements[r.measurements.length - 1];
     report.finished.push({ n: r.n, verdict: held ? "review" : verdict, valBpb: last?.result.val_bpb ?? null });
@@ -499,11 +621,12 @@ async function advance(
 
   // A decided experiment whose PR is still open: carry out the decision (again, if a
   // previous pass stopped half way).
+  // The record says why; the PR closes with the write that records it. Its branch is deleted
+  // later, when the write budget has room (pruneBranches).
   if (r.state === "kept") return settleKeep(deps, snap, pull, r, log);
-  if (r.state === "discarded" || r.state === "crashed" || r.state === "superseded") {
+  if (closesWithRecord(r) && pull.state === "open") {
     await gh.updatePull(pull.number, { state: "closed" });
-    await gh.comment(pull.number, closingComment(r));
-    await gh.deleteBranch(pull.headRef);
+    pull.state = "closed";
   }
   return false;
 }
@@ -521,19 +644,6 @@ export function foreignResult(result: TrainerResult, runId: string, sha: string)
   return null;
 }
 
-function closingComment(r: ExperimentRecord): string {
-  // The reasons quote the run (a crash's exception, a log line): escaped, never markup.
-  const why = escapeText(r.decision?.reasons.join(" ") ?? "");
-  switch (r.state) {
-    case "crashed":
-      return `Closed: the run crashed. ${why}`;
-    case "superseded":
-      return `Closed as superseded. ${why}`;
-    default:
-      return `Closed: not an improvement. ${why}`;
-  }
-}
-
 async function settleKeep(
   deps: ReconcileDeps,
   snap: Snapshot,
@@ -544,9 +654,11 @@ async function settleKeep(
   const { gh } = deps;
   const name = `${gh.repo.owner}/${gh.repo.repo}#${pull.number}`;
   if (r.kind === "baseline") {
-    await gh.updatePull(pull.number, { state: "closed" });
-    await gh.comment(pull.number, `Baseline measured: ${escapeText(r.decision?.reasons.join(" ") ?? "")} Nothing to merge.`);
-    await gh.deleteBranch(pull.headRef);
+    // Nothing to merge: closed (normally with the write that recorded it).
+    if (pull.state === "open") {
+      await gh.updatePull(pull.number, { state: "closed" });
+      pull.state = "closed";
+    }
     return false;
   }
   // Another experiment was merged earlier in this pass: the head read at the start is stale,
@@ -568,7 +680,8 @@ async function settleKeep(
     if (m.merged) {
       snap.moved = true;
       log.info(`${name}: merged`);
-      await gh.deleteBranch(pull.headRef);
+      pull.state = "closed";
+      pull.merged = true;
       return true;
     }
     // The PR is the measured commit on the current head, so measuring it again would not
@@ -585,7 +698,7 @@ async function settleKeep(
 /** val_bpb − baseline of an experiment: its decision's delta, or its finished run's result. */
 async function deltaOf(deps: ReconcileDeps, r: ExperimentRecord): Promise<number | null> {
   if (r.state === "kept") return r.decision?.delta ?? null;
-  if (r.state !== "running" || r.baselineBpb === null) return null;
+  if ((r.state !== "running" && r.state !== "queued") || r.baselineBpb === null) return null;
   const obs = await deps.runner.observe(runIdFor(deps.gh, r));
   if (obs.phase !== "finished" || obs.result.status !== "ok" || obs.result.val_bpb === null) return null;
   return obs.result.val_bpb - r.baselineBpb;
@@ -601,7 +714,7 @@ async function betterKeepFromSameBase(deps: ReconcileDeps, snap: Snapshot, r: Ex
   for (const p of snap.pulls) {
     const o = p.record;
     if (!o || o.n === r.n || p.state !== "open" || o.kind !== "experiment" || o.baseSha !== r.baseSha) continue;
-    if (o.state !== "kept" && o.state !== "running") continue;
+    if (o.state !== "kept" && o.state !== "running" && o.state !== "queued") continue;
     const theirs = await deltaOf(deps, o);
     if (theirs !== null && (theirs < mine || (theirs === mine && o.n < r.n))) return p.number;
   }
@@ -630,10 +743,7 @@ async function reapply(
       delta: r.decision?.delta ?? null,
       reasons: [`${lead} ${snap.defaultBranch} moved and the change no longer applies: ${applied.error}`],
     };
-    await writeRecord(gh, pull, r, now_);
-    await gh.updatePull(pull.number, { state: "closed" });
-    await gh.comment(pull.number, closingComment(r));
-    await gh.deleteBranch(pull.headRef);
+    await writeRecord(gh, pull, r, now_, true);
     return;
   }
   const newHash = treeHash(applied.files);
@@ -653,12 +763,8 @@ async function reapply(
   r.decision = null;
   r.measurements = [];
   pull.headSha = sha;
+  r.reapplied = `${snap.defaultBranch} moved to ${snap.headSha.slice(0, 7)} ${when}: the change was re-applied on it and is measured again before any merge.`;
   await writeRecord(gh, pull, r, now_);
-  await gh.comment(
-    pull.number,
-    `${snap.defaultBranch} moved to ${snap.headSha.slice(0, 7)} ${when}. ` +
-      `The change was re-applied on it as ${sha.slice(0, 7)} and will be measured again before any merge.`,
-  );
 }
 
 function prefixed(workdir: string, files: Record<string, string>): Record<string, string> {
@@ -798,7 +904,8 @@ async function startNext(
     head: branch,
     base: snap.defaultBranch,
     body: renderBody(record),
-    labels: labelsFor(record),
+    // Labelled with the decision, in the write that records it: one write fewer per experiment.
+    labels: [],
   });
   log.info(`${name}#${number}: opened experiment ${n}: ${record.title}`);
   const pull: ExperimentPull = {
@@ -810,7 +917,7 @@ async function startNext(
     headRef: branch,
     headSha: record.headSha,
     baseRef: snap.defaultBranch,
-    labels: labelsFor(record),
+    labels: [],
     title: record.title,
     body: renderBody(record),
     record,

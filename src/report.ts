@@ -26,6 +26,12 @@ export interface ReportInput {
   pulls: Map<number, number>;
   /** The night is over (its window ended or its max_experiments finished). */
   complete: boolean;
+  /**
+   * The installation's GitHub writes during the night, as far as this process saw them (it
+   * counts from its start): all of them, the busiest hour, the hourly limit, and how often new
+   * experiments were held back to stay within it.
+   */
+  writes?: { total: number; peakHour: number; perHour: number; heldBack: number; countedSince: string | null };
 }
 
 const FINISHED = new Set(["kept", "discarded", "crashed", "superseded"]);
@@ -80,6 +86,19 @@ function runsLine(records: ExperimentRecord[]): string {
   if (total === 0) return "";
   const share = seconds > 0 ? `${((100 * extraSeconds) / seconds).toFixed(0)}% of the night's training time` : `${((100 * (total - first)) / total).toFixed(0)}% of its runs`;
   return `**Runs:** ${total} training runs: ${first} first runs, ${confirmations} to confirm promising changes, ${baselineRepeats} repeated baseline runs (extra runs: ${share}).`;
+}
+
+/** How much of GitHub's write budget the night used, and whether it held experiments back. */
+function writesLine(w: NonNullable<ReportInput["writes"]>): string {
+  const since = w.countedSince ? ` (counted since the bot started at ${w.countedSince})` : "";
+  const held =
+    w.heldBack > 0
+      ? ` New experiments were held back ${w.heldBack} time(s) to stay within it.`
+      : " It never held an experiment back.";
+  return (
+    `**GitHub write budget:** ${w.total} writes by this installation during the night${since}; ` +
+    `the busiest hour used ${w.peakHour} of the ${w.perHour} allowed (${Math.round((100 * w.peakHour) / w.perHour)}%).${held}`
+  );
 }
 
 /** A Mermaid xychart (GitHub renders it) of val_bpb per measured experiment, in order. */
@@ -142,6 +161,7 @@ export function renderReport(input: ReportInput): string {
   best += ". Every figure is the mean of an experiment's runs.";
   out.push("", best);
   out.push("", noiseLine([...input.before, ...rs]), runsLine(rs));
+  if (input.writes) out.push(writesLine(input.writes));
 
   const chart = bpbChart(rs);
   if (chart) out.push("", "### val_bpb over the night", "", chart);

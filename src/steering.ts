@@ -19,7 +19,8 @@ import { inWindow, nightKey, type Config } from "./config.js";
 import { labelsFor, renderBody } from "./ledger.js";
 import { codeBlock, escapeText } from "./markdown.js";
 import { readLedger, readOwnIssues } from "./trust.js";
-import { renderReport, REPORT_LABEL, reportTitle } from "./report.js";
+import { renderReport, REPORT_LABEL, reportTitle, type ReportInput } from "./report.js";
+import type { WriteBudgetView } from "./github/budget.js";
 import type { ExperimentPull, ExperimentRecord, GitHubPort, IssueComment, IssueInfo } from "./types.js";
 
 export const CONTROL_LABEL = "autoresearch:control";
@@ -387,8 +388,7 @@ async function writeRecord(gh: GitHubPort, pull: ExperimentPull, r: ExperimentRe
   r.updatedAt = new Date().toISOString();
   pull.body = renderBody(r);
   pull.record = r;
-  await gh.updatePull(pull.number, { body: pull.body });
-  await gh.setLabels(pull.number, labelsFor(r));
+  await gh.updatePull(pull.number, { body: pull.body, labels: labelsFor(r) });
   pull.labels = labelsFor(r);
 }
 
@@ -566,6 +566,20 @@ function nightOver(config: Config, night: string, records: ExperimentRecord[], n
  * with none named, of the latest night): found by label and title, rewritten only when its text
  * changes, so any number of passes leave one issue per night with the same content.
  */
+/** The installation's writes between a night's first experiment and its last update (or now). */
+function nightWrites(budget: WriteBudgetView, tonight: ExperimentRecord[], complete: boolean, now: Date): NonNullable<ReportInput["writes"]> {
+  const from = Math.min(...tonight.map((r) => Date.parse(r.createdAt)));
+  const to = complete ? Math.max(...tonight.map((r) => Date.parse(r.updatedAt))) : now.getTime();
+  const u = budget.usage(from, to);
+  return {
+    total: u.writes,
+    peakHour: u.peakHour,
+    perHour: budget.limits.perHour,
+    heldBack: u.heldBack,
+    countedSince: u.since > from ? new Date(u.since).toISOString().slice(0, 16).replace("T", " ") + " UTC" : null,
+  };
+}
+
 export async function publishReports(
   gh: GitHubPort,
   config: Config,
@@ -583,12 +597,14 @@ export async function publishReports(
   for (const night of nights) {
     const tonight = records.filter((r) => keyOf(r) === night);
     if (!tonight.some((r) => r.measurements.length > 0 || r.decision)) continue;
+    const complete = nightOver(config, night, tonight, now);
     const body = renderReport({
       night,
       records: tonight,
       before: records.filter((r) => keyOf(r) < night),
       pulls: numbers,
-      complete: nightOver(config, night, tonight, now),
+      complete,
+      ...(gh.budget ? { writes: nightWrites(gh.budget, tonight, complete, now) } : {}),
     });
     existing ??= await readOwnIssues(gh, REPORT_LABEL);
     const title = reportTitle(night);

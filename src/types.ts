@@ -1,6 +1,7 @@
 // Shared vocabulary of the bot: the experiment record kept in PR bodies, the trainer's
 // result, and the three ports (GitHub, runner, proposer) the reconcile loop talks through.
 // Pure modules and adapters import from here so that each side can be tested alone.
+import type { WriteBudgetView } from "./github/budget.js";
 
 /** One SEARCH/REPLACE edit of one editable file. `search` must occur exactly once. */
 export interface Edit {
@@ -124,6 +125,8 @@ export interface ExperimentRecord {
   adoptedBy?: string | null;
   /** The queued idea (`/autoresearch try`, by its comment id) this proposal was asked to follow. */
   ideaId?: number | null;
+  /** Why the change was put on a newer commit of the default branch (it moved while it ran). */
+  reapplied?: string;
   /** Delivery ids of the check-run button clicks already carried out (newest last, bounded). */
   clicks?: string[];
   /** What a person must look at before this change may be merged (empty or absent: nothing). */
@@ -178,11 +181,16 @@ export interface GitHubPort {
   readonly repo: RepoRef;
   /** The app's own bot user (`<slug>[bot]`): only what it wrote is the ledger. Null when unknown. */
   readonly botLogin: string | null;
+  /** The installation's write budget (src/github/budget.ts); absent: no limit is known. */
+  readonly budget?: WriteBudgetView | undefined;
   getDefaultBranch(): Promise<string>;
   getBranchSha(branch: string): Promise<string>;
   /** File text at ref, or null when the file does not exist. */
   readFile(path: string, ref: string): Promise<{ text: string; sha: string } | null>;
-  /** All PRs labelled `autoresearch`, open and closed, every page. */
+  /**
+   * Every experiment PR, open and closed: those on `autoresearch/…` branches or carrying a
+   * record or the `autoresearch` label (src/trust.ts decides which count).
+   */
   listExperimentPulls(): Promise<ExperimentPull[]>;
   /**
    * Create (or force-move) `branch` to one new commit on `parentSha` that sets `files`
@@ -190,13 +198,16 @@ export interface GitHubPort {
    */
   commitFiles(branch: string, parentSha: string, files: Record<string, string>, message: string): Promise<string>;
   createPull(p: { title: string; head: string; base: string; body: string; labels: string[] }): Promise<number>;
-  updatePull(number: number, p: { title?: string; body?: string; state?: "open" | "closed" }): Promise<void>;
+  /** Title, body, state and labels in one write (each optional; labels replace the set). */
+  updatePull(number: number, p: { title?: string; body?: string; state?: "open" | "closed"; labels?: string[] }): Promise<void>;
   setLabels(number: number, labels: string[]): Promise<void>;
   ensureLabels(labels: { name: string; color: string; description: string }[]): Promise<void>;
   comment(number: number, body: string): Promise<void>;
   /** Squash-merge only if the PR head is still `sha`. */
   mergePull(number: number, sha: string, title: string, message: string): Promise<{ merged: boolean; reason?: string }>;
   deleteBranch(branch: string): Promise<void>;
+  /** The experiment branches (`autoresearch/<n>-…`) that exist, with the commit each points at. */
+  listExperimentBranches(): Promise<{ name: string; sha: string }[]>;
   /** Create or update the check run identified by (name, headSha, externalId). */
   upsertCheckRun(spec: CheckRunSpec): Promise<void>;
   /** Where a runner can download the repository at `sha` (tarball) and a short-lived read token. */

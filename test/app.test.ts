@@ -9,6 +9,7 @@ import examples from "@octokit/webhooks-examples";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createApp } from "../src/app.js";
 import type { Controller } from "../src/controller.js";
+import { clearGitHubCaches } from "../src/github/octokit.js";
 import { FakeRunner } from "./support/fakes.js";
 
 type Example = Record<string, unknown> & { action?: string; installation?: { id: number } };
@@ -31,6 +32,8 @@ let controller: Controller;
 let unmatched: string[];
 
 beforeEach(async () => {
+  // A new bot process: nothing read from GitHub yet.
+  clearGitHubCaches();
   nock.disableNetConnect();
   unmatched = [];
   nock.emitter.on("no match", (req: { method?: string; path?: string }) => unmatched.push(`${req.method} ${req.path}`));
@@ -69,7 +72,10 @@ function tokenFor(installationId: number) {
 
 describe("webhook handlers", () => {
   it("turn a push into a reconcile pass that reports a missing program.md on the default branch head", async () => {
-    const push = example("push", (e) => e.installation?.id === 1);
+    const sample = example("push", (e) => e.installation?.id === 1);
+    // A push to the default branch (pushes to other branches are the bot's own commits, or seen
+    // as their pull request's synchronize event).
+    const push = { ...sample, ref: "refs/heads/main", repository: { ...(sample.repository as object), default_branch: "main" } };
     let checkRun: Record<string, unknown> | null = null;
     tokenFor(1);
     const github = nock(API)
@@ -124,14 +130,19 @@ describe("webhook handlers", () => {
     expect(github.isDone()).toBe(true);
   });
 
-  it("ignore the bot's own pull request and check run echoes (no API call at all)", async () => {
+  it("ignore the bot's own pull request, check run and experiment-branch echoes (no API call at all)", async () => {
     const closed = example("pull_request", (e) => e.action === "closed" && e.installation?.id === 1);
     (closed.sender as { type: string }).type = "Bot";
     const rerequested = example("check_run", (e) => e.action === "rerequested" && !!e.installation);
     (rerequested.sender as { type: string }).type = "Bot";
 
+    // The bot's commit on an experiment branch: not the default branch, nothing to do.
+    const sample = example("push", (e) => e.installation?.id === 1);
+    const branchPush = { ...sample, ref: "refs/heads/autoresearch/3-deeper", repository: { ...(sample.repository as object), default_branch: "main" } };
+
     await probot.receive({ id: "3", name: "pull_request", payload: closed as never });
     await probot.receive({ id: "4", name: "check_run", payload: rerequested as never });
+    await probot.receive({ id: "5", name: "push", payload: branchPush as never });
     await controller.idle();
 
     expect(unmatched).toEqual([]);

@@ -140,7 +140,13 @@ describe("node and settings", () => {
     expect(checkSettings({ AUTORESEARCH_RUNNER: "kubernetes", AUTORESEARCH_PENDING_TIMEOUT_SECONDS: "0" }).message).toMatch(
       /AUTORESEARCH_PENDING_TIMEOUT_SECONDS must be a positive number/,
     );
-    expect(checkSettings({ AUTORESEARCH_RUNNER: "kubernetes" })).toMatchObject({ level: "ok", message: "runner kubernetes, 8 slots, resync every 300 s" });
+    expect(checkSettings({ AUTORESEARCH_RUNNER: "kubernetes" })).toMatchObject({
+      level: "ok",
+      message: "runner kubernetes, 8 slots, resync every 300 s, GitHub writes ≤ 80/min and 500/h per installation",
+    });
+    // GitHub Enterprise Server sets its own secondary limits.
+    expect(checkSettings({ AUTORESEARCH_WRITES_PER_HOUR: "2000" }).message).toMatch(/≤ 80\/min and 2000\/h/);
+    expect(checkSettings({ AUTORESEARCH_WRITES_PER_MINUTE: "-1" }).message).toMatch(/AUTORESEARCH_WRITES_PER_MINUTE must be a whole number of writes ≥ 1, got "-1"/);
   });
 });
 

@@ -96,7 +96,7 @@ describe("the sequential rule", () => {
 });
 
 function world(config: string) {
-  const w = loopWorld({ files: { "program.md": "# Tonight\n", "train.py": "LR = 0.04\nDEPTH = 4\n", "prepare.py": "", [CONFIG_PATH]: config }, steering: false });
+  const w = loopWorld({ files: { "program.md": "# Tonight\n", "train.py": "LR = 0.04\nDEPTH = 4\n", "prepare.py": "", [CONFIG_PATH]: config }, steering: false, reportEveryMs: 0 });
   const finish = async (n: number, v: number) => {
     w.runner.finish(w.runOf(n), measured(v));
     await w.settle();
@@ -118,7 +118,7 @@ describe("a night with the noise defaults (min_delta auto)", () => {
     // σ = 0.02 from 2 degrees of freedom. Experiment 2's first run is 4σ better: promising.
     await w.finish(2, 0.92);
     const two = w.gh.pullOf(2).number;
-    expect(w.gh.record(two).state).toBe("running");
+    expect(w.gh.record(two).state).toBe("queued");
     expect(w.gh.record(two).attempt).toBe(2);
     expect(w.gh.pull(two).merged).toBe(false);
     // Its second run confirms it: kept on the mean of both.

@@ -2,6 +2,7 @@
 // labels and hidden records, check runs and comments. Every test drives reconcile() the way
 // the controller does, pass after pass, against in-memory fakes of GitHub, the runner and the
 // proposer; training runs are finished by hand with the result the harness would report.
+import { WriteBudget } from "../src/github/budget.js";
 import { describe, expect, it } from "vitest";
 import { CONFIG_PATH } from "../src/config.js";
 import { decodeRecord } from "../src/ledger.js";
@@ -188,7 +189,7 @@ describe("before the loop can start", () => {
 });
 
 describe("the baseline", () => {
-  it("is the first experiment: an empty commit on the default branch head, labelled autoresearch + baseline + running, trained at once", async () => {
+  it("is the first experiment: an empty commit on the default branch head, trained at once, labelled and checked only with its decision", async () => {
     const w = world();
     const main = w.gh.head();
     const [first] = await w.settle();
@@ -200,12 +201,14 @@ describe("the baseline", () => {
     expect(pr.state).toBe("open");
     expect(pr.base).toBe("main");
     expect(pr.head).toMatch(/^autoresearch\/1-baseline/);
-    expect(pr.labels).toEqual(["autoresearch", "autoresearch:baseline", "autoresearch:running"]);
+    // Labels come with the write that records the decision: one write fewer per experiment.
+    expect(pr.labels).toEqual([]);
     expect(w.gh.commit(pr.headSha).parents).toEqual([main]);
     expect(w.gh.changedPaths(pr.headSha)).toEqual([]);
 
     const record = w.gh.record(pr.number);
-    expect(record).toMatchObject({ n: 1, kind: "baseline", state: "running", attempt: 1, baseSha: main, headSha: pr.headSha });
+    // The record is not rewritten when the run starts: the runner knows it was submitted.
+    expect(record).toMatchObject({ n: 1, kind: "baseline", state: "queued", attempt: 1, baseSha: main, headSha: pr.headSha });
     expect(record.measurements).toEqual([]);
 
     expect(w.runner.submitted).toHaveLength(1);
@@ -213,9 +216,8 @@ describe("the baseline", () => {
     expect(spec).toMatchObject({ runId: "acme-research-1-1", pull: pr.number, sha: pr.headSha, budgetSeconds: 300, trainCmd: "python3 train.py" });
     expect(spec.source.url).toContain(pr.headSha);
 
-    const check = w.gh.checkRun(pr.headSha, "val_bpb");
-    expect(check.status).toBe("in_progress");
-    expect(check.output.title).toBe("Training for 300 s");
+    // The check run is written once, with the decision.
+    expect(w.gh.checkRunsOn(pr.headSha, "val_bpb")).toEqual([]);
   });
 
   it("is not opened twice: a pass with nothing new changes nothing and writes nothing", async () => {
@@ -255,7 +257,7 @@ describe("the baseline", () => {
     expect(w.gh.reads - reads).toBe(7);
   });
 
-  it("when measured: records val_bpb, completes the check, closes the PR with a comment and opens the first experiment", async () => {
+  it("when measured: records val_bpb, completes the check, closes the PR in the same write and opens the first experiment", async () => {
     const w = world();
     w.proposer.queue(change("LR = 0.04", "LR = 0.06", "LR: 0.04 → 0.06"));
     await w.settle();
@@ -269,7 +271,10 @@ describe("the baseline", () => {
     expect(baseline.state).toBe("closed");
     expect(baseline.merged).toBe(false);
     expect(baseline.labels).toEqual(["autoresearch", "autoresearch:baseline", "autoresearch:keep"]);
-    expect(w.gh.commentsOn(baseline.number).join("\n")).toMatch(/Baseline measured: val_bpb 0\.998000/);
+    // The record says it; no comment (a write GitHub counts). The branch is deleted as work
+    // that waits for spare writes (no budget here: at once).
+    expect(baseline.body).toMatch(/Measured: this is the figure later experiments must beat/);
+    expect(w.gh.commentsOn(baseline.number)).toEqual([]);
     expect(w.gh.branches.has(baseline.head)).toBe(false);
     const record = w.gh.record(baseline.number);
     expect(record.state).toBe("kept");
@@ -290,11 +295,11 @@ describe("the baseline", () => {
 
     const exp = w.gh.pullOf(2);
     expect(exp.title).toBe("[autoresearch 2] LR: 0.04 → 0.06");
-    expect(exp.labels).toEqual(["autoresearch", "autoresearch:running"]);
+    expect(exp.labels).toEqual([]);
     expect(w.gh.commit(exp.headSha).parents).toEqual([main]);
     expect(w.gh.changedPaths(exp.headSha)).toEqual(["train.py"]);
     expect(w.gh.file("train.py", exp.headSha)).toBe(TRAIN_PY.replace("LR = 0.04", "LR = 0.06"));
-    expect(w.gh.record(exp.number)).toMatchObject({ kind: "experiment", state: "running", baselineBpb: 0.998, baselineN: 1 });
+    expect(w.gh.record(exp.number)).toMatchObject({ kind: "experiment", state: "queued", baselineBpb: 0.998, baselineN: 1 });
     expect(exp.body).toContain("**Hypothesis.**");
     expect(exp.body).toContain("+LR = 0.06");
     expect(w.runner.runOf(exp.number)).toBe("acme-research-2-1");
@@ -311,7 +316,7 @@ describe("a project in a subdirectory", () => {
     expect(spec).toMatchObject({ workdir: "trainer", budgetSeconds: 60, timeoutSeconds: 200, prepareCmd: null, prepareFiles: ["prepare.py"] });
     const pr = w.gh.pullOf(2);
     expect(w.gh.changedPaths(pr.headSha)).toEqual(["trainer/train.py"]);
-    expect(w.gh.checkRun(pr.headSha, "val_bpb").output.title).toBe("Training for 60 s");
+    expect(w.gh.checkRunsOn(pr.headSha, "val_bpb")).toEqual([]);
   });
 });
 
@@ -358,7 +363,9 @@ describe("deciding an experiment", () => {
     expect(check.conclusion).toBe("failure");
     expect(check.output.title).toBe("val_bpb 1.020000 (+0.020000 vs baseline)");
     expect(pr).toMatchObject({ state: "closed", merged: false, labels: ["autoresearch", "autoresearch:discard"] });
-    expect(w.gh.commentsOn(pr.number)).toEqual([expect.stringMatching(/^Closed: not an improvement\. .*worse than the baseline/)]);
+    // Why is in the record, closed in the same write: no comment.
+    expect(w.gh.commentsOn(pr.number)).toEqual([]);
+    expect(pr.body).toMatch(/Discarded: the change did not improve val_bpb enough[\s\S]*worse than the baseline/);
     expect(w.gh.record(pr.number)).toMatchObject({ state: "discarded", decision: { verdict: "discard", delta: 0.02 } });
     expect(w.gh.callsTo("mergePull")).toHaveLength(0);
     expect(w.gh.branches.has(pr.head)).toBe(false);
@@ -394,7 +401,8 @@ describe("deciding an experiment", () => {
     expect(check.output.text).toContain("**Reason:** RuntimeError: mat1 and mat2 shapes cannot be multiplied");
     expect(check.output.text).toContain("Traceback ...");
     expect(pr).toMatchObject({ state: "closed", merged: false, labels: ["autoresearch", "autoresearch:crash"] });
-    expect(w.gh.commentsOn(pr.number)[0]).toMatch(/^Closed: the run crashed\. The run crashed \(exit code 1\): RuntimeError/);
+    expect(w.gh.commentsOn(pr.number)).toEqual([]);
+    expect(pr.body).toMatch(/The run crashed \\?\(exit code 1\\?\): RuntimeError/);
     expect(w.gh.record(pr.number)).toMatchObject({ state: "crashed", decision: { verdict: "crash" } });
     expect(pr.body).toContain("End of the log of the last run");
   });
@@ -421,7 +429,7 @@ describe("deciding an experiment", () => {
     await w.pass();
 
     expect(w.gh.record(pr.number).measurements).toHaveLength(1);
-    expect(w.gh.commentsOn(pr.number)).toHaveLength(1);
+    expect(w.gh.checkRunsOn(pr.headSha, "val_bpb")).toHaveLength(1);
   });
 });
 
@@ -433,12 +441,12 @@ describe("infrastructure failures", () => {
     w.runner.finish("acme-research-2-1", infraFailure("fetch"));
     await w.settle();
 
-    const first = w.gh.checkRunsOn(pr.headSha, "val_bpb").find((c) => c.externalId === "acme-research-2-1")!;
-    expect(first).toMatchObject({ status: "completed", conclusion: "neutral" });
-    expect(first.output.title).toBe("Measuring again");
-    expect(first.output.summary).toContain("Attempt 1 of 3 failed before training (fetch");
+    // The failed attempt is in the record; the check run waits for the decision.
+    expect(w.gh.checkRunsOn(pr.headSha, "val_bpb")).toEqual([]);
     expect(w.runner.inFlight()).toEqual(["acme-research-2-2"]);
-    expect(w.gh.record(pr.number)).toMatchObject({ state: "running", attempt: 2, decision: null });
+    const between = w.gh.record(pr.number);
+    expect(between).toMatchObject({ state: "queued", attempt: 2, decision: null });
+    expect(between.measurements.map((m) => m.result.stage)).toEqual(["fetch"]);
     expect(pr.state).toBe("open");
     expect(pr.labels).toEqual(["autoresearch", "autoresearch:running"]);
 
@@ -496,10 +504,10 @@ describe("the merged tree is the measured tree", () => {
     expect(pr.headSha).not.toBe(firstSha);
     expect(w.gh.commit(pr.headSha).parents).toEqual([moved]);
     expect(w.gh.changedPaths(pr.headSha)).toEqual(["train.py"]);
-    expect(w.gh.commentsOn(pr.number).join("\n")).toMatch(/main moved to .* will be measured again before any merge/);
+    expect(pr.body).toMatch(/main moved to .* while this experiment ran: the change was re-applied on it and is measured again before any merge/);
     expect(w.gh.checkRun(firstSha, "val_bpb").conclusion).toBe("success");
     const record = w.gh.record(pr.number);
-    expect(record).toMatchObject({ state: "running", attempt: 2, baseSha: moved, headSha: pr.headSha, baselineBpb: 1.0 });
+    expect(record).toMatchObject({ state: "queued", attempt: 2, baseSha: moved, headSha: pr.headSha, baselineBpb: 1.0 });
     expect(record.measurements).toEqual([]);
     expect(w.runner.inFlight()).toEqual(["acme-research-2-2"]);
     expect(w.runner.spec("acme-research-2-2").sha).toBe(pr.headSha);
@@ -529,18 +537,20 @@ describe("the merged tree is the measured tree", () => {
     expect(w.gh.file("train.py", pr.headSha)).toBe(humanTrain.replace("LR = 0.04", "LR = 0.05"));
     expect(w.gh.record(pr.number)).toMatchObject({ state: "queued", baselineBpb: null });
     const baseline = w.gh.pullOf(3);
-    expect(w.gh.record(baseline.number)).toMatchObject({ kind: "baseline", state: "running", baseSha: w.gh.head() });
+    expect(w.gh.record(baseline.number)).toMatchObject({ kind: "baseline", state: "queued", baseSha: w.gh.head() });
     expect(w.runner.inFlight()).toEqual([w.runner.runOf(baseline.number)]);
 
     w.runner.finish(w.runner.runOf(baseline.number), measured(1.01));
     await w.settle();
-    expect(w.gh.record(pr.number)).toMatchObject({ state: "running", attempt: 2, baselineBpb: 1.01, baselineN: 3 });
+    // Submitted without a write: the baseline it is measured against is recorded with the decision.
+    expect(w.gh.record(pr.number)).toMatchObject({ state: "queued", attempt: 2 });
     expect(w.runner.inFlight()).toEqual(["acme-research-2-2"]);
     expect(w.runner.peakInFlight).toBe(1);
 
     w.runner.finish("acme-research-2-2", measured(1.0));
     await w.settle();
     expect(pr.merged).toBe(true);
+    expect(w.gh.record(pr.number)).toMatchObject({ state: "kept", baselineBpb: 1.01, baselineN: 3 });
     expect(w.gh.file("train.py")).toBe(humanTrain.replace("LR = 0.04", "LR = 0.05"));
   });
 
@@ -561,7 +571,7 @@ describe("the merged tree is the measured tree", () => {
     // Not stranded on a tree nobody will measure: it follows the head.
     expect(w.gh.record(pr.number)).toMatchObject({ state: "queued", baseSha: head, baselineBpb: null });
     expect(w.gh.file("train.py", pr.headSha)).toBe(second.replace("LR = 0.04", "LR = 0.05"));
-    expect(w.gh.commentsOn(pr.number).join("\n")).toMatch(/before this experiment could be measured/);
+    expect(pr.body).toMatch(/before this experiment could be measured/);
   });
 
   it("closes an improvement as superseded, with the reason, when its edit no longer applies to the moved default branch", async () => {
@@ -578,7 +588,7 @@ describe("the merged tree is the measured tree", () => {
     const record = w.gh.record(pr.number);
     expect(record.state).toBe("superseded");
     expect(record.decision!.reasons.join(" ")).toMatch(/It improved val_bpb, but main moved and the change no longer applies: edit 1: the search text was not found in train\.py/);
-    expect(w.gh.commentsOn(pr.number)[0]).toMatch(/^Closed as superseded\./);
+    expect(pr.body).toMatch(/Superseded: the default branch moved/);
     // The moved head gets its own baseline.
     expect(w.gh.record(w.gh.pullOf(3).number).kind).toBe("baseline");
   });
@@ -603,7 +613,7 @@ describe("the merged tree is the measured tree", () => {
     expect(b.state).toBe("open");
     expect(w.gh.callsTo("mergePull").map((c) => c.args[0])).toEqual([a.number]);
     expect(w.gh.commit(b.headSha).parents).toEqual([w.gh.head()]);
-    expect(w.gh.record(b.number)).toMatchObject({ state: "running", attempt: 2, baselineBpb: 0.99, baselineN: 2 });
+    expect(w.gh.record(b.number)).toMatchObject({ state: "queued", attempt: 2, baselineBpb: 0.99, baselineN: 2 });
 
     w.runner.finish("acme-research-3-2", measured(0.985));
     await w.settle();
@@ -627,14 +637,14 @@ describe("the merged tree is the measured tree", () => {
     w.runner.finish("acme-research-3-1", measured(0.98));
     await w.settle();
     expect(w.gh.callsTo("mergePull").map((x) => x.args[0])).toEqual([b.number]);
-    expect(w.gh.record(a.number)).toMatchObject({ state: "running", attempt: 2, baselineBpb: 0.98 });
+    expect(w.gh.record(a.number)).toMatchObject({ state: "queued", attempt: 2, baselineBpb: 0.98 });
 
     // c was still training on the old base: it is decided against its own baseline, and as a
     // keep it is re-applied on the new head too rather than merged untested.
     w.runner.finish("acme-research-4-1", measured(0.97));
     await w.settle();
     expect(c.merged).toBe(false);
-    expect(w.gh.record(c.number)).toMatchObject({ state: "running", attempt: 2 });
+    expect(w.gh.record(c.number)).toMatchObject({ state: "queued", attempt: 2 });
     expect(w.gh.commit(w.gh.record(c.number).headSha).parents).toEqual([w.gh.head()]);
   });
 
@@ -745,6 +755,60 @@ describe("proposals", () => {
   });
 });
 
+describe("GitHub's write budget", () => {
+  it("holds the next experiment back when the hour cannot carry it, starts it once writes age out, and deletes branches only with writes to spare", async () => {
+    const w = await measuredBaseline({ baselineBpb: 1.0 });
+    let t = Date.parse("2026-03-01T23:00:00Z");
+    const budget = new WriteBudget({ perMinute: 80, perHour: 40 }, () => t, async (ms) => {
+      t += ms;
+    });
+    w.gh.budget = budget;
+    for (let i = 0; i < 34; i++) await budget.acquire(); // the rest of the installation's hour
+    const pr = w.gh.pullOf(2);
+    w.runner.finish(runOf(w, 2), measured(1.02));
+
+    const held = await w.pass();
+    // Decided with two writes: the check run and the record that closes the PR.
+    expect(pr).toMatchObject({ state: "closed", labels: ["autoresearch", "autoresearch:discard"] });
+    expect(budget.left().hour).toBe(4);
+    expect(held.proposed).toEqual([]);
+    expect(held.waiting).toMatch(/^GitHub write budget: 36 of 40 writes used in the last hour; the next experiment starts at \d\d:\d\d UTC/);
+    expect(held.retryAt).toBe(budget.fitsAt(6));
+    expect(budget.usage(t - 3_600_000, t).heldBack).toBe(1);
+    expect(w.gh.pulls).toHaveLength(2);
+    // Deleting the finished branch can wait: no writes to spare.
+    expect(w.gh.branches.has(pr.head)).toBe(true);
+
+    t += 3_600_000;
+    await w.settle();
+    expect(w.gh.pulls).toHaveLength(3);
+    expect(w.gh.branches.has(pr.head)).toBe(false);
+  });
+});
+
+describe("deleting finished experiments' branches", () => {
+  it("deletes only the branches of its own finished experiments that still point where the PR ended", async () => {
+    const w = await measuredBaseline({ baselineBpb: 1.0, proposals: [change("LR = 0.04", "LR = 0.05", "LR up"), change("DEPTH = 4", "DEPTH = 5", "Deeper")] });
+    const baseline = w.gh.pullOf(1);
+    expect(w.gh.branches.has(baseline.head)).toBe(false);
+    // A stranger's branch named like an experiment's, and experiment 2's branch moved by a person.
+    w.gh.branches.set("autoresearch/1-baseline", w.gh.head());
+    const two = w.gh.pullOf(2);
+    w.runner.finish(runOf(w, 2), measured(1.02));
+    await w.settle();
+    expect(two.state).toBe("closed");
+    expect(w.gh.branches.has(two.head)).toBe(false);
+    w.gh.branches.set(two.head, w.gh.head());
+    const three = w.gh.pullOf(3);
+    w.runner.finish(runOf(w, 3), measured(1.03));
+    await w.settle();
+    expect(w.gh.branches.has(three.head)).toBe(false);
+    expect(w.gh.branches.get("autoresearch/1-baseline")).toBe(w.gh.head());
+    expect(w.gh.branches.get(two.head)).toBe(w.gh.head());
+    expect(w.gh.callsTo("deleteBranch").map((c) => c.args[0])).toEqual([baseline.head, two.head, three.head]);
+  });
+});
+
 describe("when GitHub fails in the middle of a pass", () => {
   it("recovers from a failed PR creation after the branch was pushed: no duplicate PR, nothing lost", async () => {
     const w = world();
@@ -781,7 +845,7 @@ describe("when GitHub fails in the middle of a pass", () => {
     expect(w.gh.pulls).toHaveLength(2);
     expect(w.proposer.requests).toHaveLength(1);
     expect(w.runner.inFlight()).toEqual(["acme-research-2-1"]);
-    expect(w.gh.record(w.gh.pullOf(2).number).state).toBe("running");
+    expect(w.gh.record(w.gh.pullOf(2).number).state).toBe("queued");
   });
 
   it("records a result once when writing it failed half way", async () => {
@@ -797,7 +861,7 @@ describe("when GitHub fails in the middle of a pass", () => {
     await w.settle();
     expect(pr.state).toBe("closed");
     expect(w.gh.record(pr.number).measurements).toHaveLength(1);
-    expect(w.gh.commentsOn(pr.number)).toHaveLength(1);
+    expect(w.gh.checkRunsOn(pr.headSha, "val_bpb")).toHaveLength(1);
   });
 
   it("merges on the next pass when the merge call failed", async () => {

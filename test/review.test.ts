@@ -64,7 +64,7 @@ describe("the review rules", () => {
 });
 
 function world() {
-  const w = loopWorld({ files: { "program.md": "# Tonight\n", "train.py": TRAIN, "prepare.py": "EVAL_BYTES = 10\n", [CONFIG_PATH]: singleRun("") } });
+  const w = loopWorld({ files: { "program.md": "# Tonight\n", "train.py": TRAIN, "prepare.py": "EVAL_BYTES = 10\n", [CONFIG_PATH]: singleRun("") }, reportEveryMs: 0 });
   w.gh.permissions.set("owner", "admin");
   w.gh.permissions.set("visitor", "read");
   return w;

@@ -5,7 +5,7 @@
 import { describe, expect, it } from "vitest";
 import { CONFIG_PATH } from "../src/config.js";
 import { MutateProposer } from "../src/proposers/mutate.js";
-import { reconcile } from "../src/reconcile.js";
+import { reconcile, REPORT_EVERY_MS } from "../src/reconcile.js";
 import { REPORT_LABEL } from "../src/report.js";
 import { CONTROL_LABEL, PAUSED_LABEL, steer } from "../src/steering.js";
 import { BOT_LOGIN, change, measured, singleRun } from "./support/fakes.js";
@@ -170,7 +170,7 @@ describe("commands", () => {
     await w.settle();
     expect(reactions(w, c)).toEqual(["+1"]);
     expect(w.gh.pull(pull).state).toBe("open");
-    expect(w.gh.record(pull).state).toBe("running");
+    expect(w.gh.record(pull).state).toBe("queued");
     w.runner.finish(w.runOf(2), measured(0.99));
     await w.settle();
     const r = w.gh.record(pull);
@@ -209,7 +209,7 @@ describe("commands", () => {
     w.gh.commentByPerson(pull, "maintainer", "/autoresearch keep");
     await w.settle();
     const r = w.gh.record(pull);
-    expect(r.state).toBe("running");
+    expect(r.state).toBe("queued");
     expect(r.baseSha).toBe(w.gh.head());
     w.runner.finish(w.runOf(2), measured(1.001));
     await w.settle();
@@ -294,10 +294,16 @@ describe("guidance by commit", () => {
 });
 
 describe("the morning report", () => {
-  it("one issue per night, updated as experiments end, final once max_experiments is done, the same after a restart", async () => {
+  it("one issue per night, rewritten at most every 10 minutes as experiments end, final once max_experiments is done, the same after a restart", async () => {
     const w = await started({ config: "min_delta: 0.001\nnight:\n  max_experiments: 3\n" });
+    const reportBody = () => w.gh.issues.find((i) => i.labels.includes(REPORT_LABEL))!.body;
+    const afterBaseline = reportBody();
     w.runner.finish(w.runOf(2), measured(0.9));
     await w.settle();
+    // Within REPORT_EVERY_MS of the last rewrite: it waits (each rewrite is a write GitHub counts).
+    expect(reportBody()).toBe(afterBaseline);
+    w.clock.now = new Date(w.clock.now.getTime() + REPORT_EVERY_MS);
+    await w.pass();
     const reports = () => w.gh.issues.filter((i) => i.labels.includes(REPORT_LABEL));
     expect(reports()).toHaveLength(1);
     expect(reports()[0]!.title).toContain("2026-03-01");

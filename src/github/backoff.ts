@@ -7,6 +7,8 @@
 // none), and nothing of that installation is sent before it opens again. Requests already on
 // the wire when the refusal arrived cannot be called back; nothing starts after it.
 
+import { isBudgetedWrite, type WriteBudget } from "./budget.js";
+
 /** Seconds to wait after a secondary-limit answer without retry-after (GitHub's guidance: a minute). */
 export const DEFAULT_RETRY_AFTER_SECONDS = 60;
 
@@ -67,8 +69,11 @@ export class BackoffGate {
   }
 
   /** A fetch for Octokit's `request.fetch`: every attempt waits at the gate and is observed. */
-  fetch(inner: typeof fetch = globalThis.fetch, timeoutMs?: number): typeof fetch {
+  fetch(inner: typeof fetch = globalThis.fetch, timeoutMs?: number, budget?: WriteBudget): typeof fetch {
     return async (input, init) => {
+      // A write first takes its place in the installation's budget (src/github/budget.ts).
+      const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
+      if (budget && isBudgetedWrite(init?.method ?? (input instanceof Request ? input.method : "GET"), url)) await budget.acquire();
       await this.wait();
       // The deadline counts from the attempt, not from a wait at the gate.
       const signals = [init?.signal, timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined].filter((s): s is AbortSignal => !!s);

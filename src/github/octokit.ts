@@ -2,7 +2,8 @@
 // hands out). Every method is one small, idempotent step of the loop; errors carry the
 // HTTP status so reconcile can tell "try again next pass" from "this PR moved".
 import type { ProbotOctokit } from "probot";
-import { branchName, decodeRecord, LABEL, parseBranchName } from "../ledger.js";
+import { decodeRecord, LABEL, parseBranchName } from "../ledger.js";
+import type { WriteBudgetView } from "./budget.js";
 import type { CheckRunSpec, ExperimentPull, GitHubPort, IssueComment, IssueInfo, RepoRef } from "../types.js";
 
 export class GitHubError extends Error {
@@ -74,23 +75,109 @@ function ownBranch(branch: string): string {
 const fileCache = new Map<string, { text: string; sha: string } | null>();
 const FILE_CACHE_ENTRIES = 256;
 
+/**
+ * What this process has read of a repository, so that a pass costs a few requests however long
+ * the history grows (GitHub counts every request). A cache only: a restart reads it all again.
+ */
+interface RepoCache {
+  /** Experiment pull requests by number, as last listed. */
+  pulls: Map<number, ExperimentPull>;
+  /** The newest `updated_at` seen: later listings stop once they reach it. */
+  watermark: string | null;
+  /** When the ledger was last listed in full (a safety net, like an informer's resync). */
+  fullAt: number;
+  /** Pull requests whose cached copy may be wrong (a write to them failed): read again. */
+  stale: Set<number>;
+  defaultBranch: { name: string; at: number } | null;
+  /** Issues by label (the control issue, the reports): the bot's own writes keep them current. */
+  issues: Map<string, { at: number; items: IssueInfo[] }>;
+  labelsEnsured: Set<string>;
+}
+const repoCaches = new Map<string, RepoCache>();
+/** How long a listing may be reused before it is read again in full. */
+export const FULL_RELIST_MS = 30 * 60_000;
+const DEFAULT_BRANCH_TTL_MS = 10 * 60_000;
+const ISSUES_TTL_MS = 5 * 60_000;
+/** A pull request updated within this much of the watermark is read again (equal timestamps). */
+const WATERMARK_OVERLAP_MS = 60_000;
+
+/** Forget what this process read of every repository (tests; a new GitHub twin). */
+export function clearGitHubCaches(): void {
+  repoCaches.clear();
+  fileCache.clear();
+}
+
+/** The fields of a pull request (a listing's or a single read's) the ledger uses. */
+interface PullFields {
+  number: number;
+  state: string;
+  merged_at: string | null;
+  user: { login: string } | null;
+  head: { ref: string; sha: string; repo: { full_name: string } | null };
+  base: { ref: string };
+  labels: ({ name?: string } | string)[];
+  title: string;
+  body: string | null;
+}
+
+/**
+ * An experiment pull request (on an `autoresearch/…` branch, or carrying a record or the label),
+ * or null for any other pull request. Which of them count is decided by src/trust.ts.
+ */
+function experimentPull(p: PullFields): ExperimentPull | null {
+  const labels = p.labels.map((l) => (typeof l === "string" ? l : (l.name ?? "")));
+  const record = decodeRecord(p.body ?? "");
+  if (!record && !parseBranchName(p.head.ref) && !labels.includes(LABEL)) return null;
+  return {
+    number: p.number,
+    state: p.state === "open" ? "open" : "closed",
+    merged: Boolean(p.merged_at),
+    author: p.user?.login ?? "",
+    headRepo: p.head.repo?.full_name ?? "",
+    headRef: p.head.ref,
+    headSha: p.head.sha,
+    baseRef: p.base.ref,
+    labels,
+    title: p.title,
+    body: p.body ?? "",
+    record,
+  };
+}
+
 export class OctokitGitHub implements GitHubPort {
   readonly botLogin: string | null;
+  readonly budget: WriteBudgetView | undefined;
 
   constructor(
     private readonly octokit: ProbotOctokit,
     readonly repo: RepoRef,
-    opts: { botLogin?: string | null } = {},
+    opts: { botLogin?: string | null; budget?: WriteBudgetView } = {},
   ) {
     this.botLogin = opts.botLogin ?? null;
+    this.budget = opts.budget;
   }
 
   private get r() {
     return { owner: this.repo.owner, repo: this.repo.repo };
   }
 
+  private get cache(): RepoCache {
+    const base = this.octokit.request.endpoint.DEFAULTS.baseUrl;
+    const key = `${base}|${this.r.owner}/${this.r.repo}`.toLowerCase();
+    let c = repoCaches.get(key);
+    if (!c) {
+      c = { pulls: new Map(), watermark: null, fullAt: 0, stale: new Set(), defaultBranch: null, issues: new Map(), labelsEnsured: new Set() };
+      repoCaches.set(key, c);
+    }
+    return c;
+  }
+
   async getDefaultBranch(): Promise<string> {
+    // Renaming the default branch is rare: read again every few minutes, not every pass.
+    const cached = this.cache.defaultBranch;
+    if (cached && Date.now() - cached.at < DEFAULT_BRANCH_TTL_MS) return cached.name;
     const { data } = await step("read repository", () => this.octokit.rest.repos.get(this.r));
+    this.cache.defaultBranch = { name: data.default_branch, at: Date.now() };
     return data.default_branch;
   }
 
@@ -122,63 +209,88 @@ export class OctokitGitHub implements GitHubPort {
   }
 
   async listExperimentPulls(): Promise<ExperimentPull[]> {
-    // The issues listing filters by label server-side and carries body, labels, state and
-    // merged_at; only open experiments need the pull itself (head branch and sha), and those
-    // are few however long the history grows.
-    const issues = await step("list experiment PRs", () =>
-      this.octokit.paginate(this.octokit.rest.issues.listForRepo, {
-        ...this.r,
-        labels: LABEL,
-        state: "all",
-        per_page: 100,
-      }),
-    );
-    const hasOpen = issues.some((i) => i.pull_request && i.state === "open");
-    const open = hasOpen
-      ? await step("list open pull requests", () =>
-          this.octokit.paginate(this.octokit.rest.pulls.list, { ...this.r, state: "open", per_page: 100 }),
-        )
-      : [];
-    const openByNumber = new Map(open.map((p) => [p.number, p]));
-    const out: ExperimentPull[] = [];
-    for (const issue of issues) {
-      if (!issue.pull_request) continue;
-      const record = decodeRecord(issue.body ?? "");
-      const p = openByNumber.get(issue.number);
-      if (issue.state === "open" && !p) continue; // closed between the two listings: next pass
-      out.push({
-        number: issue.number,
-        state: p ? "open" : "closed",
-        merged: Boolean(issue.pull_request.merged_at),
-        author: (p?.user ?? issue.user)?.login ?? "",
-        // A closed PR's head is not listed; its author is enough (the bot opens PRs only from
-        // branches of the repository itself).
-        headRepo: p ? (p.head.repo?.full_name ?? "") : null,
-        headRef: p?.head.ref ?? (record ? branchName(record.n, record.title) : ""),
-        headSha: p?.head.sha ?? record?.headSha ?? "",
-        baseRef: p?.base.ref ?? "",
-        labels: issue.labels.map((l) => (typeof l === "string" ? l : (l.name ?? ""))),
-        title: issue.title,
-        body: issue.body ?? "",
-        record,
-      });
+    // Newest-updated first, read until the listing reaches what this process already holds:
+    // one request per pass however long the history is. Every write to a pull request (body,
+    // labels, state, a merge, a push) moves its updated_at, so nothing that changed is missed.
+    // A full listing on start and every FULL_RELIST_MS is the safety net. Pull requests are
+    // found by their branch or record, not by a label: an experiment that was opened but not
+    // labelled yet is still seen, so its number is never given out twice.
+    const c = this.cache;
+    if (Date.now() - c.fullAt > FULL_RELIST_MS) {
+      c.pulls.clear();
+      c.watermark = null;
+      c.stale.clear();
+      c.fullAt = Date.now();
     }
-    return out.sort((a, b) => a.number - b.number);
+    const stopAt = c.watermark ? new Date(Date.parse(c.watermark) - WATERMARK_OVERLAP_MS).toISOString() : null;
+    let newest = c.watermark;
+    for (let page = 1; ; page++) {
+      const { data } = await step("list pull requests", () =>
+        this.octokit.rest.pulls.list({ ...this.r, state: "all", sort: "updated", direction: "desc", per_page: 100, page }),
+      );
+      for (const p of data) {
+        if (!newest || p.updated_at > newest) newest = p.updated_at;
+        const pull = experimentPull(p);
+        if (pull) c.pulls.set(pull.number, pull);
+        else c.pulls.delete(p.number);
+        c.stale.delete(p.number);
+      }
+      if (data.length < 100) break;
+      if (stopAt && data[data.length - 1]!.updated_at < stopAt) break;
+    }
+    for (const number of [...c.stale]) {
+      const { data } = await step(`read PR #${number}`, () => this.octokit.rest.pulls.get({ ...this.r, pull_number: number }));
+      const pull = experimentPull(data);
+      if (pull) c.pulls.set(number, pull);
+      else c.pulls.delete(number);
+      c.stale.delete(number);
+    }
+    c.watermark = newest;
+    // Copies: a pass changes what it read as it goes. An open experiment's record is decoded
+    // afresh; a closed one's is shared (it changes only through updatePull, which marks it
+    // stale when the write fails).
+    return [...c.pulls.values()]
+      .map((p) => ({ ...p, labels: [...p.labels], record: p.state === "open" ? decodeRecord(p.body) : p.record }))
+      .sort((a, b) => a.number - b.number);
   }
 
   async commitFiles(branch: string, parentSha: string, files: Record<string, string>, message: string): Promise<string> {
     ownBranch(branch);
+    // Only what differs from the parent is written (the pass read these files at the parent:
+    // the reads are cached).
+    const changed: { path: string; content: string; blob: string | null }[] = [];
+    for (const [path, content] of Object.entries(files)) {
+      const current = await this.readFile(path, parentSha);
+      if (current?.text !== content) changed.push({ path, content, blob: current?.sha ?? null });
+    }
+    if (changed.length === 1) {
+      // One file, the common case: the branch at the parent, then one contents write that
+      // commits on it. Two writes instead of three (tree, commit, ref).
+      const [f] = changed as [(typeof changed)[number]];
+      await this.putBranch(branch, parentSha);
+      const { data } = await step(`commit ${f.path}`, () =>
+        this.octokit.rest.repos.createOrUpdateFileContents({
+          ...this.r,
+          path: f.path,
+          branch,
+          message,
+          content: Buffer.from(f.content, "utf8").toString("base64"),
+          ...(f.blob ? { sha: f.blob } : {}),
+        }),
+      );
+      if (!data.commit.sha) throw new GitHubError(`GitHub commit ${f.path} failed: no commit in the answer`, null);
+      return data.commit.sha;
+    }
     const { data: parent } = await step("read base commit", () =>
       this.octokit.rest.git.getCommit({ ...this.r, commit_sha: parentSha }),
     );
     let treeSha = parent.tree.sha;
-    const entries = Object.entries(files);
-    if (entries.length > 0) {
+    if (changed.length > 0) {
       const { data: tree } = await step("create tree", () =>
         this.octokit.rest.git.createTree({
           ...this.r,
           base_tree: parent.tree.sha,
-          tree: entries.map(([path, content]) => ({ path, mode: "100644" as const, type: "blob" as const, content })),
+          tree: changed.map((f) => ({ path: f.path, mode: "100644" as const, type: "blob" as const, content: f.content })),
         }),
       );
       treeSha = tree.sha;
@@ -186,17 +298,21 @@ export class OctokitGitHub implements GitHubPort {
     const { data: commit } = await step("create commit", () =>
       this.octokit.rest.git.createCommit({ ...this.r, message, tree: treeSha, parents: [parentSha] }),
     );
+    await this.putBranch(branch, commit.sha);
+    return commit.sha;
+  }
+
+  /** Create `branch` at `sha`, or move it there (the experiment branch belongs to the bot). */
+  private async putBranch(branch: string, sha: string): Promise<void> {
     try {
-      await this.octokit.rest.git.createRef({ ...this.r, ref: `refs/heads/${branch}`, sha: commit.sha });
+      await this.octokit.rest.git.createRef({ ...this.r, ref: `refs/heads/${branch}`, sha });
     } catch (err) {
-      // 422: the branch exists (an earlier pass crashed after creating it, or a re-apply):
-      // move it; the experiment branch belongs to the bot.
+      // 422: the branch exists (an earlier pass crashed after creating it, or a re-apply).
       if (statusOf(err) !== 422) return step(`create branch ${branch}`, () => Promise.reject(err));
       await step(`move branch ${branch}`, () =>
-        this.octokit.rest.git.updateRef({ ...this.r, ref: `heads/${branch}`, sha: commit.sha, force: true }),
+        this.octokit.rest.git.updateRef({ ...this.r, ref: `heads/${branch}`, sha, force: true }),
       );
     }
-    return commit.sha;
   }
 
   async createPull(p: { title: string; head: string; base: string; body: string; labels: string[] }): Promise<number> {
@@ -207,8 +323,16 @@ export class OctokitGitHub implements GitHubPort {
     return data.number;
   }
 
-  async updatePull(number: number, p: { title?: string; body?: string; state?: "open" | "closed" }): Promise<void> {
-    await step(`update PR #${number}`, () => this.octokit.rest.pulls.update({ ...this.r, pull_number: number, ...p }));
+  async updatePull(number: number, p: { title?: string; body?: string; state?: "open" | "closed"; labels?: string[] }): Promise<void> {
+    // The issues endpoint takes the body, the state and the labels of a pull request in one
+    // write (the pulls endpoint takes no labels).
+    try {
+      await step(`update PR #${number}`, () => this.octokit.rest.issues.update({ ...this.r, issue_number: number, ...p }));
+    } catch (err) {
+      // The pass may have changed its copy already: read this one again next time.
+      this.cache.stale.add(number);
+      throw err;
+    }
   }
 
   async setLabels(number: number, labels: string[]): Promise<void> {
@@ -218,6 +342,8 @@ export class OctokitGitHub implements GitHubPort {
   }
 
   async ensureLabels(labels: { name: string; color: string; description: string }[]): Promise<void> {
+    const ensured = this.cache.labelsEnsured;
+    if (labels.every((l) => ensured.has(l.name))) return;
     const existing = await step("list labels", () =>
       this.octokit.paginate(this.octokit.rest.issues.listLabelsForRepo, { ...this.r, per_page: 100 }),
     );
@@ -230,6 +356,7 @@ export class OctokitGitHub implements GitHubPort {
         if (statusOf(err) !== 422) await step(`create label ${l.name}`, () => Promise.reject(err));
       }
     }
+    for (const l of labels) ensured.add(l.name);
   }
 
   async comment(number: number, body: string): Promise<void> {
@@ -356,10 +483,14 @@ export class OctokitGitHub implements GitHubPort {
   }
 
   async listIssues(label: string): Promise<IssueInfo[]> {
+    // The control issue and the reports are written by the bot itself (createIssue and
+    // updateIssue keep this copy current); a person's change shows within ISSUES_TTL_MS.
+    const cached = this.cache.issues.get(label);
+    if (cached && Date.now() - cached.at < ISSUES_TTL_MS) return cached.items.map((i) => ({ ...i, labels: [...i.labels] }));
     const data = await step(`list issues labelled ${label}`, () =>
       this.octokit.paginate(this.octokit.rest.issues.listForRepo, { ...this.r, labels: label, state: "all", per_page: 100 }),
     );
-    return data
+    const items = data
       .filter((i) => !i.pull_request)
       .map((i) => ({
         number: i.number,
@@ -369,15 +500,44 @@ export class OctokitGitHub implements GitHubPort {
         state: i.state === "open" ? ("open" as const) : ("closed" as const),
         labels: i.labels.map((l) => (typeof l === "string" ? l : (l.name ?? ""))),
       }));
+    this.cache.issues.set(label, { at: Date.now(), items });
+    return items.map((i) => ({ ...i, labels: [...i.labels] }));
   }
 
   async createIssue(p: { title: string; body: string; labels: string[] }): Promise<number> {
     const { data } = await step("open an issue", () => this.octokit.rest.issues.create({ ...this.r, ...p }));
+    for (const label of p.labels) {
+      this.cache.issues.get(label)?.items.push({ number: data.number, author: this.botLogin ?? "", title: p.title, body: p.body, state: "open", labels: [...p.labels] });
+    }
     return data.number;
   }
 
   async updateIssue(number: number, p: { title?: string; body?: string; state?: "open" | "closed"; labels?: string[] }): Promise<void> {
-    await step(`update issue #${number}`, () => this.octokit.rest.issues.update({ ...this.r, issue_number: number, ...p }));
+    try {
+      await step(`update issue #${number}`, () => this.octokit.rest.issues.update({ ...this.r, issue_number: number, ...p }));
+    } catch (err) {
+      this.cache.issues.clear();
+      throw err;
+    }
+    for (const [label, entry] of this.cache.issues) {
+      const i = entry.items.find((x) => x.number === number);
+      if (!i) continue;
+      Object.assign(i, { ...(p.title !== undefined ? { title: p.title } : {}), ...(p.body !== undefined ? { body: p.body } : {}), ...(p.state ? { state: p.state } : {}) });
+      if (p.labels) {
+        i.labels = [...p.labels];
+        if (!p.labels.includes(label)) entry.items = entry.items.filter((x) => x !== i);
+      }
+    }
+  }
+
+  /** Experiment branches that exist (`autoresearch/…`): closed experiments' are deleted when the write budget allows. */
+  async listExperimentBranches(): Promise<{ name: string; sha: string }[]> {
+    const refs = await step("list experiment branches", () =>
+      this.octokit.paginate(this.octokit.rest.git.listMatchingRefs, { ...this.r, ref: "heads/autoresearch/", per_page: 100 }),
+    );
+    return refs
+      .map((r) => ({ name: r.ref.replace(/^refs\/heads\//, ""), sha: r.object.sha }))
+      .filter((b) => parseBranchName(b.name) !== null);
   }
 
   async restoreBranch(branch: string, sha: string): Promise<void> {

@@ -103,7 +103,7 @@ describe("a night through the GitHub and Kubernetes twins", () => {
     n.openai.script(LR_UP, NOISE);
     await n.startBot();
     await n.install();
-    await waitFor("two experiments in flight", () => n.experiments().filter((e) => e.record.state === "running" && e.record.kind === "experiment").length === 2, 60_000);
+    await waitFor("two experiments in flight", () => n.experiments().filter((e) => e.record.state === "queued" && e.record.kind === "experiment").length === 2, 60_000);
     const trainingJobsOf23 = () => n.kube!.twin.jobList(NAMESPACE).filter((j) => [2, 3].map((i) => jobNameFor(runIdOf(i))).includes(j.metadata.name));
     await waitFor("their training Jobs to start", () => trainingJobsOf23().length === 2, 60_000);
     await n.stopBot();
@@ -183,7 +183,7 @@ describe("a night through the GitHub and Kubernetes twins", () => {
     expect(n.experiments()[1]!.labels).toContain("autoresearch:crash");
 
     // Experiment 3 trains for a minute; a person closes its PR.
-    const three = await waitFor("experiment 3 to train", () => n.experiments().find((e) => e.record.n === 3 && e.record.state === "running"), 60_000);
+    const three = await waitFor("experiment 3 to train", () => n.experiments().find((e) => e.record.n === 3 && e.record.state === "queued"), 60_000);
     const job = jobNameFor(runIdOf(3));
     await waitFor("its Job to exist", () => kube.jobs.has(`${NAMESPACE}/${job}`));
     await n.twin.setIssueState(OWNER, REPO, three.number, "closed", { user: OWNER });

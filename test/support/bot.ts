@@ -5,6 +5,7 @@ import Bottleneck from "bottleneck";
 import { pino } from "pino";
 import { Probot, ProbotOctokit, Server } from "probot";
 import { createApp, type AppOptions } from "../../src/app.js";
+import { clearGitHubCaches } from "../../src/github/octokit.js";
 import type { Controller } from "../../src/controller.js";
 
 export interface BotHandle {
@@ -45,6 +46,8 @@ export async function startBot(
     port?: number;
   },
 ): Promise<BotHandle> {
+  // A bot process starts with nothing read from GitHub (a twin may reuse an earlier one's port).
+  clearGitHubCaches();
   const port = o.port ?? (await freePort());
   const level = o.logLevel ?? process.env.BOT_LOG_LEVEL;
   const log = o.logSink && !level ? pino({ level: "info" }, { write: o.logSink }) : pino({ level: level ?? "silent" });

@@ -12,6 +12,7 @@
 // with nothing to do writes nothing.
 import { createHash } from "node:crypto";
 import { applyEdits } from "../../src/edits.js";
+import type { WriteBudget } from "../../src/github/budget.js";
 import { GitHubError } from "../../src/github/octokit.js";
 import { decodeRecord, LABEL, parseBranchName } from "../../src/ledger.js";
 import { proposeMutation } from "../../src/proposers/mutate.js";
@@ -170,6 +171,8 @@ function ownBranch(branch: string): void {
 export class FakeGitHub implements GitHubPort {
   readonly repo: RepoRef;
   botLogin: string | null = BOT_LOGIN;
+  /** The installation's write budget, when a test gives one (src/github/budget.ts). */
+  budget: WriteBudget | undefined = undefined;
   readonly defaultBranch: string;
   readonly commits = new Map<string, FakeCommit>();
   readonly branches = new Map<string, string>();
@@ -228,6 +231,8 @@ export class FakeGitHub implements GitHubPort {
 
   private async call<T>(op: PortMethod, args: unknown[], fn: () => T): Promise<T> {
     this.calls.push({ op, write: WRITES.has(op), args });
+    // As the Octokit client's requests do: a write takes its place in the budget first.
+    if (WRITES.has(op)) await this.budget?.acquire();
     const i = this.injected.findIndex((x) => x.op === op);
     const inj = i >= 0 ? this.injected.splice(i, 1)[0]! : null;
     if (inj && !inj.afterEffect) throw inj.error;
@@ -437,15 +442,15 @@ export class FakeGitHub implements GitHubPort {
   listExperimentPulls(): Promise<ExperimentPull[]> {
     return this.call("listExperimentPulls", [], () =>
       this.pulls
-        .filter((p) => p.labels.includes(LABEL))
+        // As the Octokit port finds them: by branch, record or label.
+        .filter((p) => p.labels.includes(LABEL) || parseBranchName(p.head) !== null || decodeRecord(p.body) !== null)
         .map((p) => ({
           number: p.number,
           state: p.state,
           merged: p.merged,
           author: p.author,
-          // As GitHub's listing tells it: the head repository of open pull requests only.
-          headRepo: p.state === "open" ? p.headRepo : null,
-          headRef: p.state === "open" ? p.head : (decodeRecord(p.body) ? p.head : ""),
+          headRepo: p.headRepo,
+          headRef: p.head,
           headSha: p.headSha,
           baseRef: p.base,
           labels: [...p.labels],
@@ -499,9 +504,13 @@ export class FakeGitHub implements GitHubPort {
     });
   }
 
-  updatePull(number: number, u: { title?: string; body?: string; state?: "open" | "closed" }): Promise<void> {
+  updatePull(number: number, u: { title?: string; body?: string; state?: "open" | "closed"; labels?: string[] }): Promise<void> {
     return this.call("updatePull", [number, u], () => {
       const p = this.pull(number);
+      if (u.labels !== undefined && u.labels.join() !== p.labels.join()) {
+        p.labels = [...u.labels];
+        this.changed();
+      }
       if (u.title !== undefined && u.title !== p.title) {
         p.title = u.title;
         this.changed();
@@ -577,6 +586,12 @@ export class FakeGitHub implements GitHubPort {
       if (branch === this.defaultBranch) throw new GitHubError(`GitHub delete ${branch} failed (HTTP 422): default branch`, 422);
       if (this.branches.delete(branch)) this.changed();
     });
+  }
+
+  listExperimentBranches(): Promise<{ name: string; sha: string }[]> {
+    return this.call("listExperimentBranches", [], () =>
+      [...this.branches].filter(([b]) => parseBranchName(b) !== null).map(([name, sha]) => ({ name, sha })),
+    );
   }
 
   upsertCheckRun(spec: CheckRunSpec): Promise<void> {

@@ -12,6 +12,8 @@ export interface LoopWorldOptions {
   now?: () => Date;
   log?: { info(m: string): void; warn(m: string): void; error(m: string): void };
   runnerSlots?: number;
+  /** How often the morning report may be rewritten (default: the bot's, 10 minutes). */
+  reportEveryMs?: number;
 }
 
 export function loopWorld(o: LoopWorldOptions) {
@@ -24,7 +26,10 @@ export function loopWorld(o: LoopWorldOptions) {
     if (o.steering !== false) {
       await steer({ gh, since: "2000-01-01T00:00:00Z", appSlug: "autoresearch-bot", botLogin: BOT_LOGIN, answer: null, log: o.log });
     }
-    const report = await reconcile({ gh, runner, proposerFor: () => proposer, env: {}, now, log: o.log, firstPass: first });
+    const report = await reconcile({
+      gh, runner, proposerFor: () => proposer, env: {}, now, log: o.log, firstPass: first,
+      ...(o.reportEveryMs !== undefined ? { reportEveryMs: o.reportEveryMs } : {}),
+    });
     first = false;
     if (report.errors.length) throw new Error(report.errors.join("; "));
     return report;

@@ -123,7 +123,7 @@ describe("renderBody", () => {
     expect(body).toContain(
       "val_bpb **0.997900**, measured in experiment 3, for [`1111111`](https://github.com/o/r/commit/1111111aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa), the default-branch commit this change is built on.",
     );
-    expect(body).toContain("### Status\n\nQueued: waiting for a training slot.");
+    expect(body).toContain("### Status\n\nQueued or training (run 1): the check run appears with the decision.");
     expect(body).not.toContain("### Result");
     expect(body.trimEnd().endsWith("-->")).toBe(true);
   });
