@@ -15,7 +15,8 @@ import { CONFIG_PATH, parseConfig, type Config, type ConfigError } from "../src/
 import { editSchema, proposalReplySchema } from "../src/proposers/openai.js";
 
 export const USAGE = `usage: npm run demo -- [--repo DIR] [--proposals FILE] [--experiments N] [--budget SECONDS]
-                       [--min-delta X] [--runner local|kubernetes] [--slots N] [--json FILE] [--keep]
+                       [--min-delta X] [--runner local|kubernetes] [--slots N] [--model-latency S]
+                       [--json FILE] [--keep]
 
   Runs a miniature autoresearch night on this machine, offline: a baseline and then N
   experiments, each trained for the budget, on the template in trainer/ or on your own project.
@@ -30,6 +31,11 @@ export const USAGE = `usage: npm run demo -- [--repo DIR] [--proposals FILE] [--
                     of {"title", "hypothesis", "edits": [{"path", "search", "replace"}]}. They go
                     through the OpenAI-compatible proposer, answered by a local twin of the API;
                     when the list is used up, the night ends.
+  --model-latency S proposals come from a stand-in for a model that answers after S seconds (0 to
+                    600) with the built-in proposer's changes, through the OpenAI-compatible
+                    proposer: the bot asks it for the next proposal while the runs train
+                    (proposer.ask_ahead), and the summary gives how long slots sat idle between
+                    runs. Not with --proposals.
   --experiments N   experiments after the baseline (default 4; the config's night.max_experiments
                     becomes N + 1)
   --budget S        training seconds per experiment, 10 to 86400 (default 20)
@@ -83,6 +89,8 @@ export interface DemoArgs {
   keep: boolean;
   repo: string | null;
   proposals: string | null;
+  /** Seconds the model double takes to answer (--model-latency), or null: no model double. */
+  modelLatency: number | null;
 }
 
 /** The values the demo uses where a flag is not given (and, with --repo, its config file does not say). */
@@ -98,6 +106,7 @@ const OPTIONS = {
   keep: { type: "boolean" },
   repo: { type: "string" },
   proposals: { type: "string" },
+  "model-latency": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -174,8 +183,17 @@ export function parseDemoArgs(argv: string[]): DemoArgs {
     keep: values.keep ?? false,
     repo: values.repo ?? null,
     proposals: values.proposals ?? null,
+    modelLatency: null,
   };
   if (args.help) return args;
+  if (values["model-latency"] !== undefined) {
+    const s = numberOrText(values["model-latency"]);
+    if (typeof s !== "number" || !Number.isFinite(s) || s < 0 || s > 600) {
+      throw usageError(`--model-latency ${values["model-latency"]}: must be a number of seconds from 0 to 600`);
+    }
+    if (values.proposals !== undefined) throw usageError("--model-latency and --proposals cannot be used together: proposals come from one or the other");
+    args.modelLatency = s;
+  }
 
   if (values.experiments !== undefined) {
     const n = numberOrText(values.experiments);
@@ -330,6 +348,8 @@ export interface DemoConfigInput {
   hasPrepare: boolean;
   /** Proposals come from a --proposals file through the OpenAI-compatible proposer. */
   replay: boolean;
+  /** Proposals come from the model double (--model-latency) through the OpenAI-compatible proposer. */
+  modelDouble?: boolean;
   /** The project follows the outside-evaluation contract (the template does): val_bpb is scored outside train.py. */
   outsideEvaluation?: boolean;
   /** The demo's environment: OPENAI_API_KEY picks the openai proposer, OPENAI_MODEL its model. */
@@ -338,6 +358,8 @@ export interface DemoConfigInput {
 
 /** The proposer model named in the records of a replayed night (the proposals come from a file, not a model). */
 export const REPLAY_MODEL = "proposals-file";
+/** The model named in the records of a night with the model double (--model-latency). */
+export const DOUBLE_MODEL = "model-double";
 
 function problemsOf(errors: ConfigError[]): string {
   return errors.map((e) => `  ${e.path ? `${e.path}: ` : ""}${e.message}`).join("\n");
@@ -354,8 +376,9 @@ export function demoConfig(input: DemoConfigInput): { text: string; config: Conf
   const { args, env } = input;
   const notes: string[] = [];
   const maxExperiments = args.experiments + 1;
-  const useOpenAI = input.replay || Boolean(env.OPENAI_API_KEY?.trim());
-  const model = input.replay ? REPLAY_MODEL : env.OPENAI_MODEL?.trim() || null;
+  const twin = input.replay || Boolean(input.modelDouble);
+  const useOpenAI = twin || Boolean(env.OPENAI_API_KEY?.trim());
+  const model = input.replay ? REPLAY_MODEL : input.modelDouble ? DOUBLE_MODEL : env.OPENAI_MODEL?.trim() || null;
   let text: string;
   if (input.fileText === null) {
     text = [
@@ -371,6 +394,8 @@ export function demoConfig(input: DemoConfigInput): { text: string; config: Conf
       "proposer:",
       `  kind: ${useOpenAI ? "openai" : "mutate"}`,
       ...(model ? [`  model: ${JSON.stringify(model)}`] : []),
+      // A listed proposal asked ahead and thrown away (the head moved) would be lost to the night.
+      ...(input.replay ? ["  ask_ahead: false   # each listed proposal is used once, in order"] : []),
       "night:",
       `  max_experiments: ${maxExperiments}   # the baseline and ${args.experiments} experiments`,
       ...(input.outsideEvaluation
@@ -399,6 +424,12 @@ export function demoConfig(input: DemoConfigInput): { text: string; config: Conf
     if (input.replay) {
       set(["proposer", "kind"], "openai", "--proposals");
       set(["proposer", "model"], REPLAY_MODEL, "--proposals");
+      set(["proposer", "ask_ahead"], false, "--proposals: each listed proposal is used once, in order");
+    }
+    if (input.modelDouble) {
+      set(["proposer", "kind"], "openai", "--model-latency");
+      set(["proposer", "model"], DOUBLE_MODEL, "--model-latency");
+      set(["proposer", "ask_ahead"], true, "--model-latency");
     }
     // The demo's night: its length, and now rather than in the file's nightly window.
     if (!isMap(doc.get("night"))) doc.set("night", doc.createNode({}));
@@ -407,7 +438,7 @@ export function demoConfig(input: DemoConfigInput): { text: string; config: Conf
     text = doc.toString();
   }
   // The bot reads the file with this environment: openai proposals get the twin's key.
-  const parsed = parseConfig(text, input.replay ? { ...env, OPENAI_API_KEY: "set" } : env);
+  const parsed = parseConfig(text, twin ? { ...env, OPENAI_API_KEY: "set" } : env);
   if (!parsed.ok) {
     const what =
       input.fileText === null
@@ -417,7 +448,7 @@ export function demoConfig(input: DemoConfigInput): { text: string; config: Conf
           : input.fileLabel;
     throw new DemoError(`${what} is invalid:\n${problemsOf(parsed.errors)}`, 2);
   }
-  if (parsed.config.proposer.kind === "openai" && !input.replay && !env.OPENAI_API_KEY?.trim()) {
+  if (parsed.config.proposer.kind === "openai" && !twin && !env.OPENAI_API_KEY?.trim()) {
     throw new DemoError(
       `${input.fileLabel} asks for proposer.kind: openai, but OPENAI_API_KEY is not set: set it (with OPENAI_BASE_URL for a ` +
         "compatible server), or replay proposals from a file with --proposals FILE",

@@ -15,6 +15,7 @@ import { CONFIG_CHECK } from "../src/checks.js";
 import { bestBpb, treeBpb } from "../src/history.js";
 import { decodeRecord } from "../src/ledger.js";
 import { isMeasured, meanValBpb } from "../src/policy.js";
+import { proposeMutation } from "../src/proposers/mutate.js";
 import { LocalRunner, SandboxUnavailableError } from "../src/runner/local.js";
 import type { ExperimentRecord, RunnerPort } from "../src/types.js";
 import { startBot, type BotHandle } from "../test/support/bot.js";
@@ -66,6 +67,13 @@ export interface Summary {
     /** Answers of GitHub's rate limits (the twin enforces them) the bot got. */
     limitErrors: number;
   };
+  /**
+   * How long a slot sat idle between runs: from a run's end to the start of the run that took
+   * its slot (seconds; null when no run followed another).
+   */
+  slotIdle: { medianSeconds: number | null; p90Seconds: number | null; gaps: number };
+  /** With --model-latency: proposals asked of the model double, and how many while a run trained. */
+  model?: { asked: number; askedWhileTraining: number };
   budgetSeconds: number;
   wallSeconds: number;
 }
@@ -164,6 +172,83 @@ class ProposalReplay {
   }
 }
 
+/**
+ * A stand-in for a model (--model-latency): an OpenAI-compatible twin that answers a proposal
+ * request after the latency with the built-in proposer's change to the files at the head of the
+ * default branch when it was asked.
+ */
+class ModelDouble {
+  readonly twin: OpenAITwin;
+  /** When each proposal was asked for (ms since the epoch). */
+  readonly asked: number[] = [];
+  private seed = 1000;
+
+  constructor(
+    private readonly latencyMs: number,
+    private readonly head: () => Promise<Record<string, string>>,
+    private readonly editable: string[],
+  ) {
+    this.twin = new OpenAITwin({ apiKey: `sk-demo-${randomBytes(12).toString("hex")}`, rule: (body) => this.answer(body) });
+  }
+
+  private async answer(body: ChatRequestBody): Promise<TwinReply> {
+    if (body.response_format?.json_schema?.name !== "proposal") return "This demo's stand-in for a model only proposes changes.";
+    this.asked.push(Date.now());
+    const files = await this.head();
+    const p = proposeMutation({ guidance: "", files, editablePaths: this.editable, history: [], bestBpb: null, triedTreeHashes: new Set(), seed: this.seed++ });
+    return { content: JSON.stringify({ title: p.title, hypothesis: p.hypothesis, edits: p.edits }), delayMs: this.latencyMs };
+  }
+}
+
+/**
+ * The runner, watched: when each run starts (its first submit) and ends (the runner reports it).
+ * A run that ends frees a slot for the next run to start: the k-th end is followed by the
+ * (k + slots)-th start, and the time between is the slot's idle time.
+ */
+function watchSlots<R extends RunnerPort>(runner: R): {
+  runner: R;
+  idle(slots: number): Summary["slotIdle"];
+  training(t: number): boolean;
+} {
+  const starts = new Map<string, number>();
+  const ends: number[] = [];
+  const endOf = new Map<string, number>();
+  const submit: RunnerPort["submit"] = async (spec) => {
+    if (!starts.has(spec.runId)) starts.set(spec.runId, Date.now());
+    return runner.submit(spec);
+  };
+  const onFinished: RunnerPort["onFinished"] = (cb) =>
+    runner.onFinished((runId, repo) => {
+      if (!endOf.has(runId)) {
+        ends.push(Date.now());
+        endOf.set(runId, Date.now());
+      }
+      cb(runId, repo);
+    });
+  // Everything else is the runner's own, called on the runner itself.
+  const watched = new Proxy(runner, {
+    get(target, prop) {
+      if (prop === "submit") return submit;
+      if (prop === "onFinished") return onFinished;
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  return {
+    runner: watched,
+    training: (t) => [...starts].some(([runId, start]) => start <= t && t < (endOf.get(runId) ?? Infinity)),
+    idle(slots) {
+      const s = [...starts.values()].sort((a, b) => a - b);
+      const e = [...ends].sort((a, b) => a - b);
+      const gaps: number[] = [];
+      for (let k = 0; k < e.length && k + slots < s.length; k++) gaps.push(Math.max(0, s[k + slots]! - e[k]!) / 1000);
+      gaps.sort((a, b) => a - b);
+      const at = (q: number) => (gaps.length ? +gaps[Math.min(gaps.length - 1, Math.floor(q * gaps.length))]!.toFixed(2) : null);
+      return { medianSeconds: at(0.5), p90Seconds: at(0.9), gaps: gaps.length };
+    },
+  };
+}
+
 /** Run the night a plan describes; resolves with the morning summary (also written to --json). */
 export async function runNight(plan: DemoPlan, opts: NightOptions = {}): Promise<Summary> {
   const { args, config } = plan;
@@ -188,6 +273,8 @@ export async function runNight(plan: DemoPlan, opts: NightOptions = {}): Promise
   let kube: Awaited<ReturnType<typeof startKubeTwin>> | null = null;
   let bot: BotHandle | null = null;
   let replay: ProposalReplay | null = null;
+  let double: ModelDouble | null = null;
+  let slotWatch: ReturnType<typeof watchSlots> | null = null;
   const cleanup = async () => {
     // The harness runs detached (it survives a bot restart); a demo that ends stops its runs.
     if (runner) {
@@ -203,6 +290,7 @@ export async function runNight(plan: DemoPlan, opts: NightOptions = {}): Promise
     }
     await bot?.stop();
     await replay?.twin.stop();
+    await double?.twin.stop();
     await kube?.twin.stop();
     await twin?.stop();
     if (work && args.keep) out(`kept ${work}`);
@@ -248,6 +336,7 @@ export async function runNight(plan: DemoPlan, opts: NightOptions = {}): Promise
       runner = k;
     }
     if (!runner) throw new Error(`unknown runner ${config.runner}`);
+    slotWatch = watchSlots(runner);
 
     let botEnv = env;
     if (plan.proposals) {
@@ -255,12 +344,27 @@ export async function runNight(plan: DemoPlan, opts: NightOptions = {}): Promise
       const { baseURL } = await replay.twin.start();
       botEnv = { ...env, OPENAI_API_KEY: replay.twin.apiKey, OPENAI_BASE_URL: baseURL };
     }
+    if (args.modelLatency !== null) {
+      const gh = twin;
+      const at = (p: string) => (config.workdir.replace(/^\.\/?/, "").replace(/\/$/, "") ? `${config.workdir.replace(/\/$/, "")}/${p}` : p);
+      double = new ModelDouble(
+        args.modelLatency * 1000,
+        async () => {
+          const files: Record<string, string> = {};
+          for (const p of config.editable) files[p] = (await gh.readFile(OWNER, REPO, repoInfo.defaultBranch, at(p))) ?? "";
+          return files;
+        },
+        config.editable,
+      );
+      const { baseURL } = await double.twin.start();
+      botEnv = { ...env, OPENAI_API_KEY: double.twin.apiKey, OPENAI_BASE_URL: baseURL };
+    }
     bot = await startBot({
       baseUrl: url,
       appId: APP_ID,
       privateKey,
       secret: SECRET,
-      runner,
+      runner: slotWatch.runner,
       // Webhooks and finished runs trigger passes; the resync only covers missed webhooks.
       resyncMs: 60_000,
       env: botEnv,
@@ -401,6 +505,8 @@ export async function runNight(plan: DemoPlan, opts: NightOptions = {}): Promise
         ),
         limitErrors: gh.limiter?.events.filter((e) => e.identity.startsWith("installation:")).length ?? 0,
       },
+      slotIdle: slotWatch.idle(slots),
+      ...(double ? { model: { asked: double.asked.length, askedWhileTraining: double.asked.filter((t) => slotWatch!.training(t)).length } } : {}),
       budgetSeconds: budget,
       wallSeconds: Math.round((Date.now() - t0) / 1000),
     };
@@ -425,6 +531,13 @@ export async function runNight(plan: DemoPlan, opts: NightOptions = {}): Promise
         `(${summary.githubRequests.perExperiment.reads} reads and ${summary.githubRequests.perExperiment.writes} writes per experiment; ` +
         `${summary.githubRequests.limitErrors} rate-limit answers)`,
     );
+    const idle = summary.slotIdle;
+    if (idle.medianSeconds !== null) {
+      out(
+        `slot idle between runs: median ${idle.medianSeconds} s, 90th percentile ${idle.p90Seconds} s (${idle.gaps} gaps` +
+          `${args.modelLatency !== null ? `; the model answers after ${args.modelLatency} s and is asked ahead` : ""})`,
+      );
+    }
     // The morning report issue the bot wrote for the night. A night that ended with its
     // proposals list is shorter than max_experiments, so its report never says it is over.
     const reportDeadline = Date.now() + (endedByList ? 0 : 30_000);

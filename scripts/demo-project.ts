@@ -266,6 +266,7 @@ export function planDemo(args: DemoArgs, env: Record<string, string | undefined>
     workdir,
     hasPrepare: `${workdir === "." ? "" : `${workdir}/`}prepare.py` in project.text,
     replay: proposals !== null,
+    modelDouble: args.modelLatency !== null,
     // The Kubernetes runner does not run the outside evaluation yet: its check runs would say so on every run.
     outsideEvaluation: args.repo === null && (args.runner ?? "local") === "local",
     env,

@@ -24,6 +24,11 @@ export interface ProposerConfig {
   temperature: number;
   /** How many times the proposer may try to produce a valid, new change before the bot gives up for this pass. */
   maxAttempts: number;
+  /**
+   * Ask a model for the next proposal while the runs train, so that no slot waits for it. A
+   * proposal made from a head that moved before it was used is thrown away and asked again.
+   */
+  askAhead: boolean;
 }
 
 /** How the loop tells progress from noise (see src/noise.ts and src/policy.ts). */
@@ -113,7 +118,7 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   evalAllowanceSeconds: 120,
   timeoutSeconds: defaultTimeoutSeconds(300),
   slots: 1,
-  proposer: { kind: "mutate", model: "gpt-4o-mini", temperature: 0.7, maxAttempts: 3 },
+  proposer: { kind: "mutate", model: "gpt-4o-mini", temperature: 0.7, maxAttempts: 3, askAhead: true },
   minDelta: "auto",
   noise: { baselineRuns: 3, maxRuns: 3, falseKeepRate: 0.01, rebaselineEvery: 20, floor: 0.01 },
   night: null,
@@ -149,6 +154,7 @@ const proposerSchema = z.strictObject({
   model: z.string().trim().min(1).default(DEFAULT_CONFIG.proposer.model),
   temperature: z.number().min(0).max(2).default(DEFAULT_CONFIG.proposer.temperature),
   max_attempts: z.number().int().min(1).max(10).default(DEFAULT_CONFIG.proposer.maxAttempts),
+  ask_ahead: z.boolean().default(DEFAULT_CONFIG.proposer.askAhead),
 });
 
 const noiseSchema = z.strictObject({
@@ -202,6 +208,7 @@ const fileSchema = z.strictObject({
     model: DEFAULT_CONFIG.proposer.model,
     temperature: DEFAULT_CONFIG.proposer.temperature,
     max_attempts: DEFAULT_CONFIG.proposer.maxAttempts,
+    ask_ahead: DEFAULT_CONFIG.proposer.askAhead,
   }),
   min_delta: z
     .union([z.literal("auto"), z.number().min(0).max(1)], { error: 'must be "auto" or a number from 0 to 1' })
@@ -390,6 +397,7 @@ function toConfig(f: FileConfig, env: ConfigEnv): Config {
       model: f.proposer.model,
       temperature: f.proposer.temperature,
       maxAttempts: f.proposer.max_attempts,
+      askAhead: f.proposer.ask_ahead,
     },
     minDelta: f.min_delta,
     noise: {

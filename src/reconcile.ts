@@ -20,6 +20,7 @@ import type {
   ExperimentPull,
   ExperimentRecord,
   GitHubPort,
+  Proposal,
   ProposerPort,
   RunnerPort,
   RunSpec,
@@ -102,10 +103,22 @@ export interface Housekeeping {
   reportDue: Set<number>;
   /** Experiment branches known to be deleted. */
   pruned: Set<string>;
+  /** Proposals asked for while runs train, so that no slot waits for the LLM (oldest first). */
+  prepared: Prepared[];
+}
+
+/** A proposal asked for ahead of time, for the head and guidance it was made from. */
+export interface Prepared {
+  headSha: string;
+  guidanceSha: string;
+  proposer: string;
+  /** The reviewer notes it was given (other notes now: it is asked again). */
+  notes: string;
+  proposal: Promise<Proposal>;
 }
 
 export function newHousekeeping(): Housekeeping {
-  return { reportAt: 0, reportDue: new Set(), pruned: new Set() };
+  return { reportAt: 0, reportDue: new Set(), pruned: new Set(), prepared: [] };
 }
 
 /** Without a controller (tests call reconcile directly): kept per GitHub port. */
@@ -330,6 +343,7 @@ async function pass(deps: ReconcileDeps, seen: { snap?: Snapshot }): Promise<Rec
   );
   if (inFlight.length >= Math.min(config.slots, runner.slots)) {
     report.waiting = `all ${config.slots} slot(s) busy`;
+    prepareProposals(deps, snap, control, inFlight.length, log);
     return report;
   }
   const at = now();
@@ -373,6 +387,7 @@ async function pass(deps: ReconcileDeps, seen: { snap?: Snapshot }): Promise<Rec
       report.proposed.push(n);
       // A slot is still free: fill it now (another pass at once) rather than on the next trigger.
       if (inFlight.length + 1 < Math.min(config.slots, runner.slots)) report.again = true;
+      else prepareProposals(deps, snap, control, inFlight.length + 1, log);
     }
   } catch (err) {
     const msg = `proposal failed: ${(err as Error).message}`;
@@ -801,6 +816,70 @@ export function rebaselineReason(records: ExperimentRecord[], headTreeHash: stri
   return null;
 }
 
+/**
+ * Ask for the next proposals while the runs train, one per run in flight, so that a slot that
+ * frees up starts its next run without waiting for the LLM. Only when the next start would be a
+ * proposal (not a baseline, not a queued idea, within the night) and from the current head: a
+ * proposal made from another head or guidance is thrown away when it would be used.
+ */
+function prepareProposals(deps: ReconcileDeps, snap: Snapshot, control: Control, inFlight: number, log: Logger): void {
+  const house = houseOf(deps);
+  const c = snap.config;
+  const fresh = (p: Prepared) => p.headSha === snap.headSha && p.guidanceSha === snap.guidance.sha;
+  house.prepared = house.prepared.filter(fresh);
+  if (snap.moved || snap.pausedBy || !c.enabled) return;
+  const at = (deps.now ?? (() => new Date()))();
+  if (c.night?.window && !inWindow(c, at)) return;
+  if (c.night?.maxExperiments) {
+    const key = nightKey(c, at);
+    const tonight = snap.records.filter((r) => nightKey(c, new Date(r.createdAt)) === key).length;
+    if (tonight + house.prepared.length >= c.night.maxExperiments) return;
+  }
+  if (!currentBaseline(snap.records, snap.headTreeHash) || rebaselineReason(snap.records, snap.headTreeHash, c.noise.rebaselineEvery)) return;
+  let proposer: ProposerPort;
+  try {
+    proposer = deps.proposerFor(c);
+  } catch {
+    return; // said when a proposal is needed
+  }
+  if (!c.proposer.askAhead || !proposer.asksAhead || nextIdea(control.record, snap.records)) return;
+  const notes = notesForPrompt(control.record);
+  const history = buildHistory(snap.records, typeof c.minDelta === "number" ? c.minDelta : undefined);
+  const nextN = Math.max(0, ...snap.records.map((r) => r.n)) + 1;
+  while (house.prepared.length < inFlight) {
+    const proposal = proposer.propose({
+      guidance: snap.guidance.text,
+      files: snap.files,
+      editablePaths: c.editable,
+      history,
+      bestBpb: bestBpb(snap.records),
+      triedTreeHashes: new Set([...snap.records.map((r) => r.treeHash), snap.headTreeHash]),
+      seed: nextN + house.prepared.length,
+      ...(notes.length ? { reviewerNotes: notes } : {}),
+    });
+    proposal.catch(() => undefined); // said when it is used
+    house.prepared.push({ headSha: snap.headSha, guidanceSha: snap.guidance.sha, proposer: proposer.name, notes: notes.join("\n"), proposal });
+  }
+  log.info(`${deps.gh.repo.owner}/${deps.gh.repo.repo}: ${house.prepared.length} proposal(s) prepared while runs train`);
+}
+
+/** The oldest prepared proposal that fits this head, guidance and notes and is a new tree, or null. */
+async function takePrepared(deps: ReconcileDeps, snap: Snapshot, proposer: string, notes: string[], log: Logger): Promise<Proposal | null> {
+  const house = houseOf(deps);
+  while (house.prepared.length) {
+    const p = house.prepared.shift()!;
+    if (p.headSha !== snap.headSha || p.guidanceSha !== snap.guidance.sha || p.proposer !== proposer || p.notes !== notes.join("\n")) continue;
+    try {
+      const proposal = await p.proposal;
+      const applied = applyEdits(snap.files, proposal.edits, snap.config.editable);
+      if (applied.ok && !snap.records.some((r) => r.treeHash === treeHash(applied.files))) return proposal;
+    } catch (err) {
+      log.warn(`${deps.gh.repo.owner}/${deps.gh.repo.repo}: a proposal prepared ahead failed (${(err as Error).message}); asking again`);
+    }
+  }
+  return null;
+}
+
 /** Open the next experiment PR: the baseline when the head's tree has none, else a proposal. */
 async function startNext(
   deps: ReconcileDeps,
@@ -856,16 +935,21 @@ async function startNext(
     const idea = control && proposer.name !== "mutate" ? nextIdea(control.record, snap.records) : null;
     ideaId = idea?.id ?? null;
     const notes = control ? notesForPrompt(control.record) : [];
-    const proposal = await proposer.propose({
-      guidance: idea ? guidanceWithIdea(snap.guidance.text, idea) : snap.guidance.text,
-      files: snap.files,
-      editablePaths: snap.config.editable,
-      history,
-      bestBpb: bestBpb(snap.records),
-      triedTreeHashes: new Set([...snap.records.map((r) => r.treeHash), snap.headTreeHash]),
-      seed: n,
-      ...(notes.length ? { reviewerNotes: notes } : {}),
-    });
+    // One asked for while the runs trained, when it was made from this head, guidance and notes
+    // and still applies as a new tree; else asked for now.
+    const early = idea ? null : await takePrepared(deps, snap, proposer.name, notes, log);
+    const proposal =
+      early ??
+      (await proposer.propose({
+        guidance: idea ? guidanceWithIdea(snap.guidance.text, idea) : snap.guidance.text,
+        files: snap.files,
+        editablePaths: snap.config.editable,
+        history,
+        bestBpb: bestBpb(snap.records),
+        triedTreeHashes: new Set([...snap.records.map((r) => r.treeHash), snap.headTreeHash]),
+        seed: n,
+        ...(notes.length ? { reviewerNotes: notes } : {}),
+      }));
     // Only the editable files change: re-check the proposer's work rather than trust it.
     const applied = applyEdits(snap.files, proposal.edits, snap.config.editable);
     if (!applied.ok) throw new Error(`the proposal from ${proposal.proposer} does not apply: ${applied.error}`);

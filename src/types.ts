@@ -352,5 +352,10 @@ export interface Proposal {
 
 export interface ProposerPort {
   readonly name: string;
+  /**
+   * Its answers take long (a model): the next proposal is asked for while runs train, so that no
+   * slot waits for it. The built-in proposer answers at once and is asked when a slot is free.
+   */
+  readonly asksAhead?: boolean;
   propose(req: ProposalRequest): Promise<Proposal>;
 }

@@ -809,6 +809,39 @@ describe("deleting finished experiments' branches", () => {
   });
 });
 
+describe("asking a model ahead (proposer.ask_ahead)", () => {
+  it("asks for the next proposal while the run trains and uses it; one made from a head that moved is thrown away and asked again", async () => {
+    const w = world({ config: "proposer:\n  ask_ahead: true\n" });
+    w.proposer.asksAhead = true;
+    w.proposer.queue(change("LR = 0.04", "LR = 0.05", "LR up"), change("DEPTH = 4", "DEPTH = 5", "Deeper"), change("WARMUP = 100", "WARMUP = 50", "Shorter warmup"));
+    await w.settle();
+    // While the baseline trains the next start is not a proposal: nothing is asked.
+    expect(w.proposer.requests).toHaveLength(0);
+    w.runner.finish(runOf(w, 1), measured(1.0));
+    await w.settle();
+    // Experiment 2 was asked for now; experiment 3's proposal is asked for while 2 trains.
+    expect(w.proposer.requests).toHaveLength(2);
+    expect(w.gh.pulls).toHaveLength(2);
+    expect(w.proposer.requests[1]!.files["train.py"]).toBe(w.gh.file("train.py"));
+
+    // Experiment 2 is discarded: the head did not move and the prepared proposal is used.
+    w.runner.finish(runOf(w, 2), measured(1.02));
+    await w.settle();
+    expect(w.gh.pullOf(3).title).toBe("[autoresearch 3] Deeper");
+    expect(w.proposer.requests).toHaveLength(3); // and the next one asked ahead
+
+    // Experiment 3 is kept and merged: the proposal prepared from the old head is thrown away.
+    const oldHead = w.gh.head();
+    w.runner.finish(runOf(w, 3), measured(0.9));
+    await w.settle();
+    expect(w.gh.head()).not.toBe(oldHead);
+    const four = w.gh.pullOf(4);
+    expect(w.proposer.requests.filter((r) => r.files["train.py"] === w.gh.file("train.py", oldHead))).toHaveLength(3);
+    expect(w.proposer.requests.at(-2)!.files["train.py"]).toBe(w.gh.file("train.py"));
+    expect(w.gh.record(four.number).baseSha).toBe(w.gh.head());
+  });
+});
+
 describe("when GitHub fails in the middle of a pass", () => {
   it("recovers from a failed PR creation after the branch was pushed: no duplicate PR, nothing lost", async () => {
     const w = world();

@@ -100,6 +100,8 @@ type Outcome = { ok: true; proposal: Proposal } | { ok: false; error: string };
 
 export class OpenAIProposer implements ProposerPort {
   readonly name: string;
+  /** A model takes seconds to minutes: the next proposal is asked for while runs train. */
+  readonly asksAhead = true;
   private readonly client: OpenAI;
   private readonly opts: Required<Pick<OpenAIProposerOptions, "model" | "maxAttempts" | "timeoutMs" | "maxRetries" | "structured">> &
     OpenAIProposerOptions;

@@ -119,6 +119,9 @@ export function singleRun(config: string): string {
   let out = config && !config.endsWith("\n") ? `${config}\n` : config;
   if (!/^min_delta\s*:/m.test(out)) out += "min_delta: 0.001\n";
   if (!/^noise\s*:/m.test(out)) out += "noise:\n  baseline_runs: 1\n  max_runs: 1\n";
+  // Scripted model replies are used in order: a proposal asked ahead and thrown away would use
+  // one up (test/e2e/ask-ahead.test.ts covers asking ahead).
+  if (!/^proposer\s*:/m.test(out)) out += "proposer:\n  ask_ahead: false\n";
   return out;
 }
 
@@ -902,6 +905,8 @@ export type ScriptStep =
 
 export class ScriptedProposer implements ProposerPort {
   readonly name = "scripted";
+  /** Set: asked ahead like a model (proposer.ask_ahead); the built-in proposer is not. */
+  asksAhead = false;
   readonly requests: ProposalRequest[] = [];
   private script: ScriptStep[] = [];
 

@@ -86,7 +86,7 @@ prepare_files: [prepare.py, data.txt]
 budget_seconds: 120
 eval_allowance_seconds: 30
 slots: 4
-proposer: { kind: openai, model: qwen2.5-coder, temperature: 0.2, max_attempts: 5 }
+proposer: { kind: openai, model: qwen2.5-coder, temperature: 0.2, max_attempts: 5, ask_ahead: false }
 min_delta: 0
 noise: { baseline_runs: 2, max_runs: 3, false_keep_rate: 0.02, rebaseline_every: 10, floor: 0.005 }
 night: { window: "22:00-07:00", timezone: Europe/Berlin, max_experiments: 80 }
@@ -104,7 +104,7 @@ runner: kubernetes
       evalAllowanceSeconds: 30,
       timeoutSeconds: 360,
       slots: 4,
-      proposer: { kind: "openai", model: "qwen2.5-coder", temperature: 0.2, maxAttempts: 5 },
+      proposer: { kind: "openai", model: "qwen2.5-coder", temperature: 0.2, maxAttempts: 5, askAhead: false },
       minDelta: 0,
       noise: { baselineRuns: 2, maxRuns: 3, falseKeepRate: 0.02, rebaselineEvery: 10, floor: 0.005 },
       night: { window: "22:00-07:00", timezone: "Europe/Berlin", maxExperiments: 80 },

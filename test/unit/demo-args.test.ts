@@ -80,6 +80,9 @@ describe("parseDemoArgs", () => {
       [["--runner", "k8s"], '--runner k8s: must be one of local, kubernetes, got the text "k8s"'],
       [["--experiments", "0"], "--experiments 0: must be a whole number of at least 1"],
       [["--experiments", "2.5"], "--experiments 2.5: must be a whole number of at least 1"],
+      [["--model-latency", "soon"], "--model-latency soon: must be a number of seconds from 0 to 600"],
+      [["--model-latency", "601"], "--model-latency 601: must be a number of seconds from 0 to 600"],
+      [["--model-latency", "1", "--proposals", "p.json"], "--model-latency and --proposals cannot be used together: proposals come from one or the other"],
     ];
     for (const [argv, reason] of cases) {
       const err = demoError(() => parseDemoArgs(argv));
@@ -106,6 +109,7 @@ describe("parseDemoArgs", () => {
       keep: false,
       repo: null,
       proposals: null,
+      modelLatency: null,
     });
     const proposals = path.join(tmp, "p.json");
     writeFileSync(proposals, "[]");
@@ -115,7 +119,8 @@ describe("parseDemoArgs", () => {
         "--experiments", "3", "--budget", "10", "--min-delta", "0.05", "--slots", "64", "--runner", "kubernetes",
         "--json", json, "--keep", "--repo", tmp, "--proposals", proposals,
       ]),
-    ).toEqual({ help: false, experiments: 3, budget: 10, minDelta: 0.05, runner: "kubernetes", slots: 64, json, keep: true, repo: tmp, proposals });
+    ).toEqual({ help: false, experiments: 3, budget: 10, minDelta: 0.05, runner: "kubernetes", slots: 64, json, keep: true, repo: tmp, proposals, modelLatency: null });
+    expect(parseDemoArgs(["--model-latency", "20"]).modelLatency).toBe(20);
     expect(parseDemoArgs(["--min-delta", "auto", "--budget", "86400"])).toMatchObject({ minDelta: "auto", budget: 86400 });
     expect(parseDemoArgs(["-h"]).help).toBe(true);
   });
