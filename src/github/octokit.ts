@@ -92,12 +92,19 @@ interface RepoCache {
   /** Issues by label (the control issue, the reports): the bot's own writes keep them current. */
   issues: Map<string, { at: number; items: IssueInfo[] }>;
   labelsEnsured: Set<string>;
+  /** The narrowed read token runs download with, reused until shortly before it expires. */
+  readToken: { token: string; until: number } | null;
 }
 const repoCaches = new Map<string, RepoCache>();
 /** How long a listing may be reused before it is read again in full. */
 export const FULL_RELIST_MS = 30 * 60_000;
 const DEFAULT_BRANCH_TTL_MS = 10 * 60_000;
 const ISSUES_TTL_MS = 5 * 60_000;
+/**
+ * A read token is given to runs until this long before it expires: a run downloads at its start,
+ * but a Job may wait for a node (AUTORESEARCH_PENDING_TIMEOUT_SECONDS) before its fetch runs.
+ */
+const TOKEN_MARGIN_MS = 30 * 60_000;
 /** A pull request updated within this much of the watermark is read again (equal timestamps). */
 const WATERMARK_OVERLAP_MS = 60_000;
 
@@ -166,7 +173,7 @@ export class OctokitGitHub implements GitHubPort {
     const key = `${base}|${this.r.owner}/${this.r.repo}`.toLowerCase();
     let c = repoCaches.get(key);
     if (!c) {
-      c = { pulls: new Map(), watermark: null, fullAt: 0, stale: new Set(), defaultBranch: null, issues: new Map(), labelsEnsured: new Set() };
+      c = { pulls: new Map(), watermark: null, fullAt: 0, stale: new Set(), defaultBranch: null, issues: new Map(), labelsEnsured: new Set(), readToken: null };
       repoCaches.set(key, c);
     }
     return c;
@@ -432,11 +439,17 @@ export class OctokitGitHub implements GitHubPort {
     const url = `${base}/repos/${this.r.owner}/${this.r.repo}/tarball/${sha}`;
     const auth = (await this.octokit.auth({ type: "installation" })) as { token?: string; installationId?: number } | undefined;
     if (!auth?.installationId) return { url, token: auth?.token ?? null }; // a plain token (CLI, PAT)
+    // One token serves every run of the repository for most of its hour: minting one per run
+    // would be a request to GitHub per run. A run needs it for its download only, at its start.
+    const cached = this.cache.readToken;
+    if (cached && Date.now() < cached.until) return { url, token: cached.token };
     const narrowed = await this.octokit.request("POST /app/installations/{installation_id}/access_tokens", {
       installation_id: auth.installationId,
       repositories: [this.r.repo],
       permissions: { contents: "read" },
     });
+    const expires = Date.parse(narrowed.data.expires_at);
+    this.cache.readToken = { token: narrowed.data.token, until: (Number.isFinite(expires) ? expires : Date.now() + 3_600_000) - TOKEN_MARGIN_MS };
     return { url, token: narrowed.data.token };
   }
 
