@@ -182,6 +182,7 @@ class ModelDouble {
   /** When each proposal was asked for (ms since the epoch). */
   readonly asked: number[] = [];
   private seed = 1000;
+  private readonly given = new Set<string>();
 
   constructor(
     private readonly latencyMs: number,
@@ -195,7 +196,11 @@ class ModelDouble {
     if (body.response_format?.json_schema?.name !== "proposal") return "This demo's stand-in for a model only proposes changes.";
     this.asked.push(Date.now());
     const files = await this.head();
-    const p = proposeMutation({ guidance: "", files, editablePaths: this.editable, history: [], bestBpb: null, triedTreeHashes: new Set(), seed: this.seed++ });
+    // A change it has proposed before would be refused as a repeat: the next seed instead.
+    const propose = () => proposeMutation({ guidance: "", files, editablePaths: this.editable, history: [], bestBpb: null, triedTreeHashes: new Set(), seed: this.seed++ });
+    let p = propose();
+    for (let i = 0; i < 1000 && this.given.has(JSON.stringify(p.files)); i++) p = propose();
+    this.given.add(JSON.stringify(p.files));
     return { content: JSON.stringify({ title: p.title, hypothesis: p.hypothesis, edits: p.edits }), delayMs: this.latencyMs };
   }
 }

@@ -19,7 +19,7 @@ export interface AppOptions {
   resyncMs?: number;
   /** Replace the proposer factory (tests, demo). */
   proposerFor?(config: Config): ProposerPort;
-  onPass?(repo: RepoRef, report: ReconcileReport): void;
+  onPass?(repo: RepoRef, report: ReconcileReport, ms: number): void;
   /** Receives the controller once the app is loaded (demo and tests wait on it). */
   onController?(controller: Controller): void;
 }

@@ -19,7 +19,7 @@ export interface ControllerOptions {
   resyncMs?: number;
   now?: () => Date;
   /** Called after every pass (the demo prints progress from it). */
-  onPass?(repo: RepoRef, report: ReconcileReport): void;
+  onPass?(repo: RepoRef, report: ReconcileReport, ms: number): void;
   /** Read comments (commands, reviewer notes) before each pass; without it comments are not read. */
   steering?: {
     /** The app's slug (mentions of @slug are questions; `<slug>[bot]` is the bot's login). */
@@ -144,6 +144,7 @@ export class Controller {
           }
         }
         const firstPass = s.passes++ === 0;
+        const passStarted = Date.now();
         const report = await reconcile({
           firstPass,
           house: s.house,
@@ -154,7 +155,7 @@ export class Controller {
           now: this.opts.now,
           log: this.opts.log,
         });
-        this.opts.onPass?.(s.repo, report);
+        this.opts.onPass?.(s.repo, report, Date.now() - passStarted);
         s.failures = report.errors.length ? s.failures + 1 : 0;
         if (report.again) s.dirty = true;
         else if (report.errors.length) this.retryLater(s);

@@ -343,7 +343,7 @@ async function pass(deps: ReconcileDeps, seen: { snap?: Snapshot }): Promise<Rec
   );
   if (inFlight.length >= Math.min(config.slots, runner.slots)) {
     report.waiting = `all ${config.slots} slot(s) busy`;
-    prepareProposals(deps, snap, control, inFlight.length, log);
+    prepareProposals(deps, snap, control, Math.min(config.slots, runner.slots), log);
     return report;
   }
   const at = now();
@@ -381,13 +381,16 @@ async function pass(deps: ReconcileDeps, seen: { snap?: Snapshot }): Promise<Rec
   if (markUsedIdeas(control.record, snap.records)) await writeControl(gh, control);
 
   try {
+    // Several slots free (the night's start, a merge): their proposals are asked for at once,
+    // not one pass after another.
+    prepareProposals(deps, snap, control, Math.min(config.slots, runner.slots), log);
     const n = await startNext(deps, snap, inFlight, log, control);
     if (n === null) report.waiting = "waiting for the baseline measurement";
     else {
       report.proposed.push(n);
       // A slot is still free: fill it now (another pass at once) rather than on the next trigger.
       if (inFlight.length + 1 < Math.min(config.slots, runner.slots)) report.again = true;
-      else prepareProposals(deps, snap, control, inFlight.length + 1, log);
+      else prepareProposals(deps, snap, control, Math.min(config.slots, runner.slots), log);
     }
   } catch (err) {
     const msg = `proposal failed: ${(err as Error).message}`;
@@ -817,12 +820,12 @@ export function rebaselineReason(records: ExperimentRecord[], headTreeHash: stri
 }
 
 /**
- * Ask for the next proposals while the runs train, one per run in flight, so that a slot that
- * frees up starts its next run without waiting for the LLM. Only when the next start would be a
+ * Ask for the next proposals while the runs train, one per slot, so that a slot that frees up
+ * starts its next run without waiting for the LLM. Only when the next start would be a
  * proposal (not a baseline, not a queued idea, within the night) and from the current head: a
  * proposal made from another head or guidance is thrown away when it would be used.
  */
-function prepareProposals(deps: ReconcileDeps, snap: Snapshot, control: Control, inFlight: number, log: Logger): void {
+function prepareProposals(deps: ReconcileDeps, snap: Snapshot, control: Control, want: number, log: Logger): void {
   const house = houseOf(deps);
   const c = snap.config;
   const fresh = (p: Prepared) => p.headSha === snap.headSha && p.guidanceSha === snap.guidance.sha;
@@ -846,7 +849,8 @@ function prepareProposals(deps: ReconcileDeps, snap: Snapshot, control: Control,
   const notes = notesForPrompt(control.record);
   const history = buildHistory(snap.records, typeof c.minDelta === "number" ? c.minDelta : undefined);
   const nextN = Math.max(0, ...snap.records.map((r) => r.n)) + 1;
-  while (house.prepared.length < inFlight) {
+  const before = house.prepared.length;
+  while (house.prepared.length < want) {
     const proposal = proposer.propose({
       guidance: snap.guidance.text,
       files: snap.files,
@@ -860,7 +864,9 @@ function prepareProposals(deps: ReconcileDeps, snap: Snapshot, control: Control,
     proposal.catch(() => undefined); // said when it is used
     house.prepared.push({ headSha: snap.headSha, guidanceSha: snap.guidance.sha, proposer: proposer.name, notes: notes.join("\n"), proposal });
   }
-  log.info(`${deps.gh.repo.owner}/${deps.gh.repo.repo}: ${house.prepared.length} proposal(s) prepared while runs train`);
+  if (house.prepared.length > before) {
+    log.info(`${deps.gh.repo.owner}/${deps.gh.repo.repo}: asked for ${house.prepared.length - before} proposal(s) ahead (${house.prepared.length} prepared)`);
+  }
 }
 
 /** The oldest prepared proposal that fits this head, guidance and notes and is a new tree, or null. */

@@ -41,6 +41,8 @@ export async function startBot(
     logLevel?: "info" | "warn" | "error" | "silent" | "debug";
     /** The throttling plugin's spacing of writes: shortened for tests (default), or GitHub's. */
     pacing?: "fast" | "github";
+    /** false: Probot's throttling off (a benchmark of the bot's own cost). */
+    throttle?: boolean;
     /** Receives every log line (JSON) at info level and above, instead of stdout. */
     logSink?: (line: string) => void;
     port?: number;
@@ -59,7 +61,7 @@ export async function startBot(
       // with `pacing: "github"` it is GitHub's.
       Octokit: ProbotOctokit.defaults((opts: Record<string, unknown>) => ({
         ...opts,
-        throttle: { ...(opts.throttle as object), enabled: true, ...(o.pacing === "github" ? {} : FAST_PACING) },
+        throttle: { ...(opts.throttle as object), enabled: o.throttle ?? true, ...(o.pacing === "github" ? {} : FAST_PACING) },
       })),
       appId: o.appId,
       privateKey: o.privateKey,

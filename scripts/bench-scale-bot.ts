@@ -1,0 +1,111 @@
+// The bot as its own process for `npm run bench:scale`, so that its CPU time and memory are its
+// own (the GitHub twin and the model double run in the benchmark's process). Experiments run on
+// a runner double whose runs take BENCH_RUN_MIN_MS to BENCH_RUN_MAX_MS and report a val_bpb
+// around 1.0. On SIGTERM it prints one line, `stats {json}`, and exits.
+// Configured by environment: BOT_BASE_URL, BOT_APP_ID, BOT_PRIVATE_KEY, BOT_SECRET, BOT_PORT,
+// BENCH_SLOTS, BENCH_RUN_MIN_MS, BENCH_RUN_MAX_MS, BENCH_THROTTLE (on|off), OPENAI_*.
+import { measured } from "../test/support/fakes.js";
+import { startBot } from "../test/support/bot.js";
+import type { RepoRef, RunnerPort, RunObservation, RunSpec } from "../src/types.js";
+
+function need(name: string): string {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set`);
+  return v;
+}
+
+/** Runs that take a while and end with a val_bpb near 1.0 (sd 0.01); what the slots spent is counted. */
+class TimedRunner implements RunnerPort {
+  readonly name = "bench";
+  private readonly runs = new Map<string, { repo: RepoRef; obs: RunObservation; timer: NodeJS.Timeout | null }>();
+  private readonly listeners: ((runId: string, repo: RepoRef) => void)[] = [];
+  busyMs = 0;
+  runsDone = 0;
+  first = Infinity;
+  last = 0;
+
+  constructor(
+    readonly slots: number,
+    private readonly minMs: number,
+    private readonly maxMs: number,
+  ) {}
+
+  async submit(spec: RunSpec): Promise<void> {
+    if (this.runs.has(spec.runId)) return;
+    const ms = this.minMs + Math.random() * (this.maxMs - this.minMs);
+    const started = Date.now();
+    this.first = Math.min(this.first, started);
+    const run = { repo: spec.repo, obs: { phase: "running", runId: spec.runId } as RunObservation, timer: null as NodeJS.Timeout | null };
+    run.timer = setTimeout(() => {
+      run.timer = null;
+      // Box-Muller: noise with sd 0.01 around 1.0.
+      const z = Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
+      run.obs = { phase: "finished", runId: spec.runId, result: { ...measured(1.0 + 0.01 * z), runId: spec.runId, commit: spec.sha } };
+      this.busyMs += Date.now() - started;
+      this.runsDone += 1;
+      this.last = Date.now();
+      for (const l of this.listeners) l(spec.runId, spec.repo);
+    }, ms);
+    this.runs.set(spec.runId, run);
+  }
+
+  async observe(runId: string): Promise<RunObservation> {
+    return this.runs.get(runId)?.obs ?? { phase: "missing", runId };
+  }
+
+  async cancel(runId: string): Promise<void> {
+    const r = this.runs.get(runId);
+    if (r?.timer) clearTimeout(r.timer);
+    this.runs.delete(runId);
+  }
+
+  async list(repo: RepoRef): Promise<string[]> {
+    return [...this.runs].filter(([, r]) => r.repo.owner === repo.owner && r.repo.repo === repo.repo).map(([id]) => id);
+  }
+
+  onFinished(listener: (runId: string, repo: RepoRef) => void): void {
+    this.listeners.push(listener);
+  }
+
+  async cleanup(runId: string): Promise<void> {
+    this.runs.delete(runId);
+  }
+}
+
+const runner = new TimedRunner(Number(need("BENCH_SLOTS")), Number(need("BENCH_RUN_MIN_MS")), Number(need("BENCH_RUN_MAX_MS")));
+const passes: number[] = [];
+let peakRss = process.memoryUsage().rss;
+const sampler = setInterval(() => {
+  peakRss = Math.max(peakRss, process.memoryUsage().rss);
+}, 100);
+const cpu0 = process.cpuUsage();
+
+const bot = await startBot({
+  baseUrl: need("BOT_BASE_URL"),
+  appId: Number(need("BOT_APP_ID")),
+  privateKey: need("BOT_PRIVATE_KEY"),
+  secret: need("BOT_SECRET"),
+  port: Number(need("BOT_PORT")),
+  runner,
+  throttle: process.env.BENCH_THROTTLE !== "off",
+  pacing: "github",
+  onPass: (_repo, _report, ms) => passes.push(ms),
+  env: process.env,
+});
+console.log(`ready ${bot.webhookUrl}`);
+
+process.on("SIGTERM", () => {
+  clearInterval(sampler);
+  const cpu = process.cpuUsage(cpu0);
+  const stats = {
+    cpuMs: (cpu.user + cpu.system) / 1000,
+    peakRssMb: peakRss / 2 ** 20,
+    passes,
+    busyMs: runner.busyMs,
+    runs: runner.runsDone,
+    first: runner.first,
+    last: runner.last,
+  };
+  console.log(`stats ${JSON.stringify(stats)}`);
+  void bot.stop().finally(() => process.exit(0));
+});

@@ -1,0 +1,250 @@
+// npm run bench:scale -- --slots 64 --experiments 500 --json FILE
+//
+// What the bot costs at cluster scale, in three parts; it prints its figures and writes them as
+// JSON. Figures depend on the machine: compare runs on one machine only.
+//
+// 1. The bot's own cost. The GitHub twin's limits and the client's throttling are off; a runner
+//    double runs each experiment for 1-5 s; a stand-in model answers proposals after
+//    --model-latency seconds. The bot runs as its own process (scripts/bench-scale-bot.ts), so
+//    its CPU time and memory are its own. Keys: slotDuty (% of slot time spent training),
+//    cpuMsPerExperiment, peakRssMb, readsPerExperiment, writesPerExperiment, passP50Ms,
+//    passP99Ms.
+// 2. Within GitHub's limits. The twin enforces them and the bot throttles as in production, for
+//    --limited-seconds of wall time. Keys: experimentsPerHour (the rate sustained), limitErrors.
+// 3. Reads as the ledger grows: a ledger of --ledger (default 1,000) closed experiments, read by the
+//    Octokit port: the first listing of a process and the ones after. Keys: ledger.
+import { spawn, type ChildProcess } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { ProbotOctokit } from "probot";
+import { clearGitHubCaches, OctokitGitHub } from "../src/github/octokit.js";
+import { branchName, decodeRecord, renderBody } from "../src/ledger.js";
+import { proposeMutation } from "../src/proposers/mutate.js";
+import type { ExperimentRecord } from "../src/types.js";
+import { freePort } from "../test/support/bot.js";
+import { newAppKey } from "../test/support/night.js";
+import { GitHubTwin } from "../test/twins/github/index.js";
+import { OpenAITwin, type ChatRequestBody, type TwinReply } from "../test/twins/openai.js";
+import { ROOT } from "./demo-project.js";
+
+const OWNER = "bench";
+const REPO = "research";
+const APP_ID = 9100;
+const SECRET = "bench-secret";
+const TRAIN = [
+  "# constants for the proposals to change",
+  ...["LR = 0.04", "WARMUP = 100", "DEPTH = 8", "WIDTH = 512", "HEADS = 8", "BATCH = 64", "DROPOUT = 0.1", "DECAY = 0.01", "BETA1 = 0.9", "BETA2 = 0.95", "CLIP = 1.0", "STEPS = 1000"],
+  "",
+].join("\n");
+
+const { values } = parseArgs({
+  options: {
+    slots: { type: "string", default: "64" },
+    experiments: { type: "string", default: "500" },
+    json: { type: "string" },
+    "model-latency": { type: "string", default: "2" },
+    "limited-seconds": { type: "string", default: "120" },
+    ledger: { type: "string", default: "1000" },
+  },
+});
+const slots = Number(values.slots);
+const experiments = Number(values.experiments);
+const latencyMs = Number(values["model-latency"]) * 1000;
+const limitedSeconds = Number(values["limited-seconds"]);
+const ledgerSize = Number(values.ledger);
+for (const [name, v, lo, hi] of [["--slots", slots, 1, 64], ["--experiments", experiments, 1, 100_000], ["--ledger", ledgerSize, 0, 100_000]] as const) {
+  if (!Number.isInteger(v) || v < lo || v > hi) {
+    console.error(`${name} must be a whole number from ${lo} to ${hi}`);
+    process.exit(2);
+  }
+}
+
+const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
+const quantile = (xs: number[], q: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))]! : null;
+};
+const round = (x: number | null, d = 1) => (x === null ? null : +x.toFixed(d));
+
+function config(extra: string[] = []): string {
+  return [`slots: ${slots}`, "budget_seconds: 10", "min_delta: auto", "proposer:", "  kind: openai", "  model: bench-double", ...extra, ""].join("\n");
+}
+
+/** A stand-in model: the built-in proposer's change to the head's files, after the latency. */
+function modelDouble(twin: GitHubTwin): OpenAITwin {
+  let seed = 1;
+  const given = new Set<string>();
+  return new OpenAITwin({
+    apiKey: "sk-bench",
+    rule: async (body: ChatRequestBody): Promise<TwinReply> => {
+      if (body.response_format?.json_schema?.name !== "proposal") return "proposals only";
+      const files = { "train.py": (await twin.readFile(OWNER, REPO, "main", "train.py")) ?? "" };
+      // A change it has proposed before would be refused as a repeat: the next seed instead.
+      let p = proposeMutation({ guidance: "", files, editablePaths: ["train.py"], history: [], bestBpb: null, triedTreeHashes: new Set(), seed: seed++ });
+      for (let i = 0; i < 1000 && given.has(p.files["train.py"]!); i++) {
+        p = proposeMutation({ guidance: "", files, editablePaths: ["train.py"], history: [], bestBpb: null, triedTreeHashes: new Set(), seed: seed++ });
+      }
+      given.add(p.files["train.py"]!);
+      return { content: JSON.stringify({ title: p.title, hypothesis: p.hypothesis, edits: p.edits }), delayMs: latencyMs };
+    },
+  });
+}
+
+interface BotStats {
+  cpuMs: number;
+  peakRssMb: number;
+  passes: number[];
+  busyMs: number;
+  runs: number;
+  first: number;
+  last: number;
+}
+
+/** A night against the twin with the bot in its own process; ends when `done` says so (or at `deadline`). */
+async function night(o: { limits: boolean; done: (decided: number) => boolean; deadlineMs: number; runMs: [number, number] }) {
+  const twin = new GitHubTwin({ limits: o.limits ? {} : false });
+  const { url } = await twin.start();
+  const privateKey = newAppKey();
+  twin.createApp({ appId: APP_ID, privateKey, webhookSecret: SECRET, webhookUrl: null, slug: "autoresearch-bot" });
+  await twin.createRepo(OWNER, REPO, { "program.md": "# Research program\n\nLower val_bpb.\n", "train.py": TRAIN, ".github/autoresearch.yml": config(["prepare_command: null", "prepare_files: []"]) });
+  const model = modelDouble(twin);
+  const { baseURL } = await model.start();
+  const port = await freePort();
+  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "scripts/bench-scale-bot.ts")], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      BOT_BASE_URL: url, BOT_APP_ID: String(APP_ID), BOT_PRIVATE_KEY: privateKey, BOT_SECRET: SECRET, BOT_PORT: String(port),
+      BENCH_SLOTS: String(slots), BENCH_RUN_MIN_MS: String(o.runMs[0]), BENCH_RUN_MAX_MS: String(o.runMs[1]),
+      BENCH_THROTTLE: o.limits ? "on" : "off", OPENAI_API_KEY: model.apiKey, OPENAI_BASE_URL: baseURL, BOT_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "error",
+      AUTORESEARCH_RESYNC_SECONDS: "300",
+    },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let out = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  for (const t0 = Date.now(); !/^ready (\S+)/m.test(out); ) {
+    if (Date.now() - t0 > 60_000 || child.exitCode !== null) throw new Error(`the bot did not start:\n${out}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  twin.setWebhookUrl(APP_ID, /^ready (\S+)/m.exec(out)![1]!);
+  twin.resetRequests();
+  const started = Date.now();
+  await twin.installApp(OWNER, [REPO]);
+  const decided = () =>
+    twin.pulls(OWNER, REPO).filter((p) => {
+      const r = decodeRecord(p.body ?? "");
+      return r?.kind === "experiment" && r.decision !== null && p.state === "closed";
+    }).length;
+  let lastShown = 0;
+  for (;;) {
+    const n = decided();
+    if (o.done(n) || Date.now() - started > o.deadlineMs) break;
+    if (Date.now() - lastShown > 10_000) {
+      lastShown = Date.now();
+      log(`  ${n} experiments decided after ${Math.round((Date.now() - started) / 1000)} s`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  const wallMs = Date.now() - started;
+  const n = decided();
+  const stats = twin.requestStats((q) => q.auth === "installation");
+  const limitErrors = twin.limiter?.events.filter((e) => e.identity.startsWith("installation:")).length ?? 0;
+  child.kill("SIGTERM");
+  await new Promise((r) => child.once("exit", r));
+  if (process.env.BENCH_LOG_FILE) writeFileSync(process.env.BENCH_LOG_FILE, out);
+  const line = /^stats (.*)$/m.exec(out)?.[1];
+  if (!line) throw new Error(`the bot printed no stats:\n${out.slice(-2000)}`);
+  await model.stop();
+  await twin.stop();
+  return { decided: n, wallMs, stats, limitErrors, bot: JSON.parse(line) as BotStats };
+}
+
+/** Reads of the Octokit port's ledger listing over `size` closed experiments. */
+async function ledgerReads(size: number) {
+  let t = Date.parse("2026-03-01T00:00:00Z");
+  const twin = new GitHubTwin({ limits: false, deliveries: false, now: () => new Date(t) });
+  const { url } = await twin.start();
+  twin.createApp({ appId: APP_ID, privateKey: newAppKey(), webhookSecret: SECRET, webhookUrl: null, slug: "autoresearch-bot" });
+  await twin.createRepo(OWNER, REPO, { "train.py": TRAIN });
+  const installation = await twin.installApp(OWNER, [REPO]);
+  const main = (await twin.branchSha(OWNER, REPO, "main"))!;
+  // Every experiment branch points at one commit on top of main (a pull request needs a commit).
+  const head = await twin.pushCommit(OWNER, REPO, "autoresearch/0-base", { "train.py": TRAIN.replace("LR = 0.04", "LR = 0.05") }, "a change");
+  const record = (n: number): ExperimentRecord => ({
+    v: 1, n, kind: "experiment", title: `idea ${n}`, hypothesis: "h", proposer: "bench", baseSha: main, baseTreeHash: "t", headSha: main, treeHash: `t${n}`,
+    guidanceSha: null, edits: [], attempt: 1, state: "discarded", measurements: [], decision: { verdict: "discard", delta: 0.01, reasons: ["r"] },
+    baselineBpb: 1, createdAt: "2026-03-01T00:00:00Z", updatedAt: "2026-03-01T00:00:00Z",
+  });
+  const out: { ledger: number; firstListingRequests: number; laterListingRequests: number; listingMs: number }[] = [];
+  let made = 0;
+  for (const target of [100, 1000, size].filter((x, i, a) => x <= size && a.indexOf(x) === i)) {
+    for (; made < target; made++) {
+      const branch = branchName(made + 1, `idea ${made + 1}`);
+      await twin.setBranch(OWNER, REPO, branch, head);
+      const number = await twin.openPull(OWNER, REPO, { head: branch, title: `idea ${made + 1}`, body: renderBody(record(made + 1)) });
+      await twin.setIssueState(OWNER, REPO, number, "closed");
+      t += 5_000;
+    }
+    clearGitHubCaches();
+    // A token from now on the twin's clock (the history moved it on by hours).
+    const token = await twin.installationToken(installation);
+    const gh = new OctokitGitHub(new ProbotOctokit({ auth: { token }, baseUrl: url, throttle: { enabled: false } }), { owner: OWNER, repo: REPO });
+    twin.resetRequests();
+    await gh.listExperimentPulls();
+    const first = twin.requests.length;
+    twin.resetRequests();
+    const t0 = performance.now();
+    const listed = await gh.listExperimentPulls();
+    const listingMs = performance.now() - t0;
+    if (listed.length !== target) throw new Error(`listed ${listed.length} of ${target} experiments`);
+    out.push({ ledger: target, firstListingRequests: first, laterListingRequests: twin.requests.length, listingMs: round(listingMs)! });
+    log(`  ledger of ${target}: the first listing of a process ${first} requests, each later one ${twin.requests.length} (${round(listingMs)} ms)`);
+  }
+  await twin.stop();
+  return out;
+}
+
+log(`part 1: the bot's own cost: ${slots} slots, ${experiments} experiments of 1-5 s, the model answering after ${latencyMs / 1000} s`);
+const cost = await night({ limits: false, done: (n) => n >= experiments, deadlineMs: 60 * 60_000, runMs: [1000, 5000] });
+const span = cost.bot.last - cost.bot.first;
+const part1 = {
+  experiments: cost.decided,
+  wallSeconds: round(cost.wallMs / 1000),
+  slotDuty: round((100 * cost.bot.busyMs) / (slots * span)),
+  cpuMsPerExperiment: round(cost.bot.cpuMs / cost.decided),
+  peakRssMb: round(cost.bot.peakRssMb),
+  readsPerExperiment: round(cost.stats.reads / cost.decided, 2),
+  writesPerExperiment: round(cost.stats.writes / cost.decided, 2),
+  passP50Ms: round(quantile(cost.bot.passes, 0.5)),
+  passP99Ms: round(quantile(cost.bot.passes, 0.99)),
+  passes: cost.bot.passes.length,
+  runs: cost.bot.runs,
+};
+log(
+  `  ${part1.experiments} experiments in ${part1.wallSeconds} s: slot duty ${part1.slotDuty}% (goal ≥ 97), ` +
+    `${part1.cpuMsPerExperiment} ms of bot CPU per experiment (goal ≤ 50), peak RSS ${part1.peakRssMb} MB (goal ≤ 300), ` +
+    `${part1.readsPerExperiment} reads and ${part1.writesPerExperiment} writes per experiment, passes p50 ${part1.passP50Ms} ms, p99 ${part1.passP99Ms} ms`,
+);
+
+log(`part 2: within GitHub's limits, for ${limitedSeconds} s`);
+const limited = await night({ limits: true, done: () => false, deadlineMs: limitedSeconds * 1000, runMs: [1000, 5000] });
+const part2 = {
+  wallSeconds: round(limited.wallMs / 1000),
+  experiments: limited.decided,
+  experimentsPerHour: round((limited.decided * 3_600_000) / limited.wallMs),
+  limitErrors: limited.limitErrors,
+  writesPerExperiment: limited.decided ? round(limited.stats.writes / limited.decided, 2) : null,
+};
+log(`  ${part2.experiments} experiments decided: ${part2.experimentsPerHour} an hour, ${part2.limitErrors} limit errors, ${part2.writesPerExperiment} writes per experiment`);
+
+log(`part 3: reads as the ledger grows to ${ledgerSize}`);
+const ledger = await ledgerReads(ledgerSize);
+
+const figures = { ...part1, limited: part2, experimentsPerHour: part2.experimentsPerHour, limitErrors: part2.limitErrors, ledger, machine: `${process.platform} node ${process.version}` };
+if (values.json) {
+  writeFileSync(values.json, JSON.stringify(figures, null, 2) + "\n");
+  log(`wrote ${values.json}`);
+}
+process.exit(0);
