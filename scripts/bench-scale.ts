@@ -20,13 +20,12 @@ import { parseArgs } from "node:util";
 import { ProbotOctokit } from "probot";
 import { clearGitHubCaches, OctokitGitHub } from "../src/github/octokit.js";
 import { branchName, decodeRecord, renderBody } from "../src/ledger.js";
-import { proposeMutation } from "../src/proposers/mutate.js";
 import type { ExperimentRecord } from "../src/types.js";
 import { freePort } from "../test/support/bot.js";
 import { newAppKey } from "../test/support/night.js";
 import { GitHubTwin } from "../test/twins/github/index.js";
-import { OpenAITwin, type ChatRequestBody, type TwinReply } from "../test/twins/openai.js";
 import { ROOT } from "./demo-project.js";
+import { ModelDouble } from "./model-double.js";
 
 const OWNER = "bench";
 const REPO = "research";
@@ -71,26 +70,6 @@ function config(extra: string[] = []): string {
   return [`slots: ${slots}`, "budget_seconds: 10", "min_delta: auto", "proposer:", "  kind: openai", "  model: bench-double", ...extra, ""].join("\n");
 }
 
-/** A stand-in model: the built-in proposer's change to the head's files, after the latency. */
-function modelDouble(twin: GitHubTwin): OpenAITwin {
-  let seed = 1;
-  const given = new Set<string>();
-  return new OpenAITwin({
-    apiKey: "sk-bench",
-    rule: async (body: ChatRequestBody): Promise<TwinReply> => {
-      if (body.response_format?.json_schema?.name !== "proposal") return "proposals only";
-      const files = { "train.py": (await twin.readFile(OWNER, REPO, "main", "train.py")) ?? "" };
-      // A change it has proposed before would be refused as a repeat: the next seed instead.
-      let p = proposeMutation({ guidance: "", files, editablePaths: ["train.py"], history: [], bestBpb: null, triedTreeHashes: new Set(), seed: seed++ });
-      for (let i = 0; i < 1000 && given.has(p.files["train.py"]!); i++) {
-        p = proposeMutation({ guidance: "", files, editablePaths: ["train.py"], history: [], bestBpb: null, triedTreeHashes: new Set(), seed: seed++ });
-      }
-      given.add(p.files["train.py"]!);
-      return { content: JSON.stringify({ title: p.title, hypothesis: p.hypothesis, edits: p.edits }), delayMs: latencyMs };
-    },
-  });
-}
-
 interface BotStats {
   cpuMs: number;
   peakRssMb: number;
@@ -108,7 +87,7 @@ async function night(o: { limits: boolean; done: (decided: number) => boolean; d
   const privateKey = newAppKey();
   twin.createApp({ appId: APP_ID, privateKey, webhookSecret: SECRET, webhookUrl: null, slug: "autoresearch-bot" });
   await twin.createRepo(OWNER, REPO, { "program.md": "# Research program\n\nLower val_bpb.\n", "train.py": TRAIN, ".github/autoresearch.yml": config(["prepare_command: null", "prepare_files: []"]) });
-  const model = modelDouble(twin);
+  const model = new ModelDouble(latencyMs, async () => ({ "train.py": (await twin.readFile(OWNER, REPO, "main", "train.py")) ?? "" }), ["train.py"]).twin;
   const { baseURL } = await model.start();
   const port = await freePort();
   const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "scripts/bench-scale-bot.ts")], {

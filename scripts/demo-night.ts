@@ -15,7 +15,6 @@ import { CONFIG_CHECK } from "../src/checks.js";
 import { bestBpb, treeBpb } from "../src/history.js";
 import { decodeRecord } from "../src/ledger.js";
 import { isMeasured, meanValBpb } from "../src/policy.js";
-import { proposeMutation } from "../src/proposers/mutate.js";
 import { LocalRunner, SandboxUnavailableError } from "../src/runner/local.js";
 import type { ExperimentRecord, RunnerPort } from "../src/types.js";
 import { startBot, type BotHandle } from "../test/support/bot.js";
@@ -24,6 +23,7 @@ import { newAppKey } from "../test/support/night.js";
 import { GitHubTwin, type CheckRunRecord } from "../test/twins/github/index.js";
 import { lastUserMessage, OpenAITwin, type ChatRequestBody, type TwinReply } from "../test/twins/openai.js";
 import { DemoError, type ProposalEntry } from "./demo-args.js";
+import { ModelDouble } from "./model-double.js";
 import { ROOT, type DemoPlan } from "./demo-project.js";
 
 export const OWNER = "demo";
@@ -169,39 +169,6 @@ class ProposalReplay {
     this.print(`replaying proposal [${this.served}] of ${this.source}: ${entry.title}`);
     this.served += 1;
     return JSON.stringify(entry);
-  }
-}
-
-/**
- * A stand-in for a model (--model-latency): an OpenAI-compatible twin that answers a proposal
- * request after the latency with the built-in proposer's change to the files at the head of the
- * default branch when it was asked.
- */
-class ModelDouble {
-  readonly twin: OpenAITwin;
-  /** When each proposal was asked for (ms since the epoch). */
-  readonly asked: number[] = [];
-  private seed = 1000;
-  private readonly given = new Set<string>();
-
-  constructor(
-    private readonly latencyMs: number,
-    private readonly head: () => Promise<Record<string, string>>,
-    private readonly editable: string[],
-  ) {
-    this.twin = new OpenAITwin({ apiKey: `sk-demo-${randomBytes(12).toString("hex")}`, rule: (body) => this.answer(body) });
-  }
-
-  private async answer(body: ChatRequestBody): Promise<TwinReply> {
-    if (body.response_format?.json_schema?.name !== "proposal") return "This demo's stand-in for a model only proposes changes.";
-    this.asked.push(Date.now());
-    const files = await this.head();
-    // A change it has proposed before would be refused as a repeat: the next seed instead.
-    const propose = () => proposeMutation({ guidance: "", files, editablePaths: this.editable, history: [], bestBpb: null, triedTreeHashes: new Set(), seed: this.seed++ });
-    let p = propose();
-    for (let i = 0; i < 1000 && this.given.has(JSON.stringify(p.files)); i++) p = propose();
-    this.given.add(JSON.stringify(p.files));
-    return { content: JSON.stringify({ title: p.title, hypothesis: p.hypothesis, edits: p.edits }), delayMs: this.latencyMs };
   }
 }
 

@@ -21,6 +21,7 @@ import type {
   ExperimentRecord,
   GitHubPort,
   Proposal,
+  ProposalRequest,
   ProposerPort,
   RunnerPort,
   RunSpec,
@@ -819,6 +820,20 @@ export function rebaselineReason(records: ExperimentRecord[], headTreeHash: stri
   return null;
 }
 
+/** What a proposer is asked, from the snapshot: the head's files, guidance, history and notes. */
+function proposalRequest(snap: Snapshot, guidance: string, notes: string[], seed: number): ProposalRequest {
+  return {
+    guidance,
+    files: snap.files,
+    editablePaths: snap.config.editable,
+    history: buildHistory(snap.records, typeof snap.config.minDelta === "number" ? snap.config.minDelta : undefined),
+    bestBpb: bestBpb(snap.records),
+    triedTreeHashes: new Set([...snap.records.map((r) => r.treeHash), snap.headTreeHash]),
+    seed,
+    ...(notes.length ? { reviewerNotes: notes } : {}),
+  };
+}
+
 /**
  * Ask for the next proposals while the runs train, one per slot, so that a slot that frees up
  * starts its next run without waiting for the LLM. Only when the next start would be a
@@ -830,7 +845,7 @@ function prepareProposals(deps: ReconcileDeps, snap: Snapshot, control: Control,
   const c = snap.config;
   const fresh = (p: Prepared) => p.headSha === snap.headSha && p.guidanceSha === snap.guidance.sha;
   house.prepared = house.prepared.filter(fresh);
-  if (snap.moved || snap.pausedBy || !c.enabled) return;
+  if (house.prepared.length >= want || snap.moved || snap.pausedBy || !c.enabled) return;
   const at = (deps.now ?? (() => new Date()))();
   if (c.night?.window && !inWindow(c, at)) return;
   if (c.night?.maxExperiments) {
@@ -847,20 +862,11 @@ function prepareProposals(deps: ReconcileDeps, snap: Snapshot, control: Control,
   }
   if (!c.proposer.askAhead || !proposer.asksAhead || nextIdea(control.record, snap.records)) return;
   const notes = notesForPrompt(control.record);
-  const history = buildHistory(snap.records, typeof c.minDelta === "number" ? c.minDelta : undefined);
   const nextN = Math.max(0, ...snap.records.map((r) => r.n)) + 1;
+  const request = proposalRequest(snap, snap.guidance.text, notes, nextN);
   const before = house.prepared.length;
   while (house.prepared.length < want) {
-    const proposal = proposer.propose({
-      guidance: snap.guidance.text,
-      files: snap.files,
-      editablePaths: c.editable,
-      history,
-      bestBpb: bestBpb(snap.records),
-      triedTreeHashes: new Set([...snap.records.map((r) => r.treeHash), snap.headTreeHash]),
-      seed: nextN + house.prepared.length,
-      ...(notes.length ? { reviewerNotes: notes } : {}),
-    });
+    const proposal = proposer.propose({ ...request, seed: nextN + house.prepared.length });
     proposal.catch(() => undefined); // said when it is used
     house.prepared.push({ headSha: snap.headSha, guidanceSha: snap.guidance.sha, proposer: proposer.name, notes: notes.join("\n"), proposal });
   }
@@ -935,7 +941,6 @@ async function startNext(
     };
   } else {
     const proposer = deps.proposerFor(snap.config);
-    const history = buildHistory(snap.records, typeof snap.config.minDelta === "number" ? snap.config.minDelta : undefined);
     // A queued idea (/autoresearch try) is the first instruction; maintainers' notes follow program.md.
     // The built-in proposer reads no text: ideas wait for a proposer that does.
     const idea = control && proposer.name !== "mutate" ? nextIdea(control.record, snap.records) : null;
@@ -946,16 +951,7 @@ async function startNext(
     const early = idea ? null : await takePrepared(deps, snap, proposer.name, notes, log);
     const proposal =
       early ??
-      (await proposer.propose({
-        guidance: idea ? guidanceWithIdea(snap.guidance.text, idea) : snap.guidance.text,
-        files: snap.files,
-        editablePaths: snap.config.editable,
-        history,
-        bestBpb: bestBpb(snap.records),
-        triedTreeHashes: new Set([...snap.records.map((r) => r.treeHash), snap.headTreeHash]),
-        seed: n,
-        ...(notes.length ? { reviewerNotes: notes } : {}),
-      }));
+      (await proposer.propose(proposalRequest(snap, idea ? guidanceWithIdea(snap.guidance.text, idea) : snap.guidance.text, notes, n)));
     // Only the editable files change: re-check the proposer's work rather than trust it.
     const applied = applyEdits(snap.files, proposal.edits, snap.config.editable);
     if (!applied.ok) throw new Error(`the proposal from ${proposal.proposer} does not apply: ${applied.error}`);

@@ -114,6 +114,11 @@ export function clearGitHubCaches(): void {
   fileCache.clear();
 }
 
+/** Label names, as GitHub lists them on issues and pull requests (objects, or plain names). */
+function labelNames(labels: ({ name?: string } | string)[]): string[] {
+  return labels.map((l) => (typeof l === "string" ? l : (l.name ?? "")));
+}
+
 /** The fields of a pull request (a listing's or a single read's) the ledger uses. */
 interface PullFields {
   number: number;
@@ -132,7 +137,7 @@ interface PullFields {
  * or null for any other pull request. Which of them count is decided by src/trust.ts.
  */
 function experimentPull(p: PullFields): ExperimentPull | null {
-  const labels = p.labels.map((l) => (typeof l === "string" ? l : (l.name ?? "")));
+  const labels = labelNames(p.labels);
   const record = decodeRecord(p.body ?? "");
   if (!record && !parseBranchName(p.head.ref) && !labels.includes(LABEL)) return null;
   return {
@@ -511,7 +516,7 @@ export class OctokitGitHub implements GitHubPort {
         title: i.title,
         body: i.body ?? "",
         state: i.state === "open" ? ("open" as const) : ("closed" as const),
-        labels: i.labels.map((l) => (typeof l === "string" ? l : (l.name ?? ""))),
+        labels: labelNames(i.labels),
       }));
     this.cache.issues.set(label, { at: Date.now(), items });
     return items.map((i) => ({ ...i, labels: [...i.labels] }));
