@@ -367,7 +367,10 @@ export async function runNight(plan: DemoPlan, opts: NightOptions = {}): Promise
     print(`a night of ${experiments} experiments of ${budget} s on ${plan.source}, trained with ${trainer}, proposer ${proposer}`);
     for (const note of plan.notes) print(`note: ${note}`);
     print(`GitHub twin at ${url}, bot at ${bot.webhookUrl}`);
-    if (kube) print(`Kubernetes twin at ${kube.url}: each experiment is a Job rendered from k8s/job.yaml, ${slots} slot(s)`);
+    if (kube) {
+      const jobs = config.evaluation ? "fetch, training, scoring and probe Jobs" : "a fetch and a training Job";
+      print(`Kubernetes twin at ${kube.url}: each experiment runs as ${jobs} rendered from k8s/job.yaml, ${slots} slot(s)`);
+    }
     await twin.installApp(OWNER, [REPO]);
     // A maintainer who steers from the PRs (write permission on the repository).
     twin.setPermission(OWNER, REPO, "maria", "write");

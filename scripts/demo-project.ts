@@ -267,8 +267,8 @@ export function planDemo(args: DemoArgs, env: Record<string, string | undefined>
     hasPrepare: `${workdir === "." ? "" : `${workdir}/`}prepare.py` in project.text,
     replay: proposals !== null,
     modelDouble: args.modelLatency !== null,
-    // The Kubernetes runner does not run the outside evaluation yet: its check runs would say so on every run.
-    outsideEvaluation: args.repo === null && (args.runner ?? "local") === "local",
+    // The built-in template follows the outside evaluation's contract, with either runner.
+    outsideEvaluation: args.repo === null,
     env,
   });
   if (configNotes.length) notes.push(`using ${fileLabel} with ${configNotes.join(", ")}`);

@@ -55,7 +55,7 @@ export const SELF_REPORTED =
 /** Said instead when the config asks for the outside evaluation but the runs did not get one. */
 export const NOT_EVALUATED_OUTSIDE =
   "**Self-reported:** val_bpb is the number the experiment's own code printed: the config asks for the outside " +
-  "evaluation, but the runner that measured this does not run it (the Kubernetes runner does not yet).";
+  "evaluation, but these runs did not get it (they were measured before it was configured, or by a runner without it).";
 
 /** How the val_bpb of these runs was measured, for the check run: empty when nothing was measured. */
 export function evaluationNote(measurements: Measurement[], config: Config): string {

@@ -634,6 +634,8 @@ function sampleSpec(repo: RepoRef): RunSpec {
     evalAllowanceSeconds: DEFAULT_CONFIG.evalAllowanceSeconds,
     seed: 1,
     timeoutSeconds: DEFAULT_CONFIG.timeoutSeconds,
+    // The template's own evaluation, so that the scoring and probe Jobs are checked too.
+    evaluation: { scoreCmd: "python3 prepare.py score", serveCmd: "python3 train.py serve", sha, url: `https://api.github.com/repos/${repo.owner}/${repo.repo}/tarball/${sha}` },
   };
 }
 
@@ -658,7 +660,8 @@ function templateRepos(location: string): { file: string; repo: RepoRef }[] {
 /**
  * A kubeconfig or in-cluster configuration, the namespace, the Job template (read, checked and
  * rendered by the runner's own code, then created with dryRun=All so that the API server and its
- * admission check both Jobs without creating anything), and the RBAC the runner needs
+ * admission check every Job of a run (fetch, training, scoring, probe) without creating
+ * anything), and the RBAC the runner needs
  * (SelfSubjectAccessReview per verb).
  */
 export async function checkKubernetes(d: DoctorDeps): Promise<CheckResult[]> {
@@ -698,7 +701,10 @@ export async function checkKubernetes(d: DoctorDeps): Promise<CheckResult[]> {
       }
       const template = parseJobTemplate(await templateSource(location)(repo));
       const spec = sampleSpec(repo);
-      rendered.push({ file, jobs: [runner.renderFetch(template, spec), runner.render(template, spec)] });
+      rendered.push({
+        file,
+        jobs: [runner.renderFetch(template, spec), runner.render(template, spec), runner.renderEval(template, spec, "score"), runner.renderEval(template, spec, "probe")],
+      });
     }
   } catch (err) {
     templateProblems.push(`${path.relative(d.cwd, location) || location}: ${errorText(err)}`);

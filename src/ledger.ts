@@ -11,6 +11,7 @@ import { editsAsDiff } from "./edits.js";
 import { codeBlock, escapeCell as cell, escapeText as prose, table } from "./markdown.js";
 import { fmtBpb, isMeasured, meanValBpb } from "./policy.js";
 import { flagsTable } from "./review.js";
+import { EVALUATIONS } from "./runner/result.js";
 import type { ExperimentRecord, ExperimentState, Measurement, TrainerResult } from "./types.js";
 
 // ------------------------------------------------------------------ schemas
@@ -30,7 +31,7 @@ export const trainerResultSchema = z.object({
   sandbox: z.string().optional(),
   notes: z.array(z.string()).optional(),
   hardware: z.string().optional(),
-  evaluation: z.enum(["outside", "self_reported"]).optional(),
+  evaluation: z.enum(EVALUATIONS).optional(),
 });
 
 export const measurementSchema = z.object({

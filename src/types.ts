@@ -37,8 +37,10 @@ export interface TrainerResult {
   /**
    * How val_bpb was measured: `outside` (the default branch's scorer on weights the run saved, with
    * a causality probe) or `self_reported` (what train.py printed). Absent: self-reported.
+   * `pending` (trained, to be scored by a later step) and `probe` (a causality probe's own result)
+   * are the steps of a Kubernetes run; the runner combines them and never reports them.
    */
-  evaluation?: "outside" | "self_reported";
+  evaluation?: "outside" | "self_reported" | "pending" | "probe";
 }
 
 export type Verdict = "keep" | "discard" | "crash";

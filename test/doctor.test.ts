@@ -323,11 +323,13 @@ describe("Kubernetes runner", () => {
       RUNNER_ACCESS.map((a) => ({ namespace: FAKE_NS, group: a.group, resource: a.resource, verb: a.verb, ...(a.subresource ? { subresource: a.subresource } : {}) })),
     );
     const creates = api.requests.filter((r) => r.url.includes("/jobs"));
-    expect(creates).toHaveLength(2);
+    expect(creates).toHaveLength(4);
     for (const c of creates) expect(c.url).toMatch(/[?&]dryRun=All(&|$)/);
     expect(creates.map((c) => (c.body.metadata as { name: string }).name)).toEqual([
       expect.stringMatching(/-fetch$/),
-      expect.not.stringMatching(/-fetch$/),
+      expect.stringMatching(/-[0-9a-f]{8}$/),
+      expect.stringMatching(/-eval$/),
+      expect.stringMatching(/-probe$/),
     ]);
   });
 

@@ -900,6 +900,75 @@ describe("trainer/harness.py", () => {
       expect(result.reason).toMatch(/model process exited with code 1 without answering: json\.decoder\.JSONDecodeError/);
     });
 
+    describe("split over pods (--score-later, --score-only, --probe-only, --serve-only)", () => {
+      /** The fetched archives, the prepared data and the held-out data, as the fetch Job leaves them. */
+      const fetched = async (changes: Record<string, [string, string]> = {}) => {
+        const dir = await scratch();
+        const repo = await gitRepo(path.join(dir, "repo"), await outsideFiles());
+        const base = await git(repo, "rev-parse", "HEAD");
+        const changed = await outsideFiles(changes);
+        const names = Object.keys(changes);
+        const head = names.length ? await commitFiles(repo, Object.fromEntries(names.map((n) => [n, changed[n]!])), "experiment") : base;
+        const source = path.join(dir, "runs", "r1", "source");
+        const common = ["--score-cmd", "python3 score.py", "--serve-cmd", "python3 train.py serve", "--prepare-cmd", "python3 prepare.py",
+          "--cache-dir", path.join(dir, "data")];
+        const fetch = await runHarness(["--repo", repo, "--commit", head, "--eval-repo", repo, "--eval-commit", base, "--fetch-only", source, ...common]);
+        expect(fetch.code).toBe(0);
+        expect((await readdir(source)).sort()).toEqual(["source.tar", "trusted.tar"]);
+        const tars = ["--repo", path.join(source, "source.tar"), "--eval-repo", path.join(source, "trusted.tar"), ...common];
+        const prepare = await runHarness([...tars, "--heldout-root", path.join(dir, "heldout"), "--prepare-only"]);
+        expect(prepare.code).toBe(0);
+        return { dir, tars, output: path.join(dir, "runs", "r1", "output"), plan: path.join(dir, "runs", "r1", "eval", "plan.json") };
+      };
+      /** The trusted step and the model beside it, sharing only a folder of FIFOs. */
+      const pair = async (trusted: string[], serve: string[], pipes: string) => {
+        const [step, model] = await Promise.all([runHarness([...trusted, "--score-timeout", "30"]), runHarness([...serve, "--serve-only", pipes, "--score-timeout", "30"])]);
+        return { step, model, result: resultOf(step) };
+      };
+
+      it("trains without the held-out data, scores through FIFOs, and probes a fresh model against the plan", async () => {
+        const f = await fetched();
+        const train = await runHarness([...f.tars, "--prepared-only", "--score-later", "--output-dir", f.output, "--budget", "10"]);
+        expect(resultOf(train)).toMatchObject({ status: "ok", val_bpb: null, evaluation: "pending", reported_val_bpb: 0.01 });
+        const seen = JSON.parse(/^SEES (.*)$/m.exec(resultOf(train).log_tail)![1]!) as Record<string, unknown>;
+        expect(seen).toMatchObject({ eval_env: null, val_in_data: false });
+        const serve = [...f.tars, "--prepared-only", "--output-dir", f.output];
+        const scored = await pair([...f.tars, "--prepared-only", "--heldout-root", path.join(f.dir, "heldout"), "--score-only", path.join(f.dir, "p1"), "--probe-plan", f.plan], serve, path.join(f.dir, "p1"));
+        expect(scored.model.code).toBe(0);
+        expect(scored.result).toMatchObject({ status: "ok", stage: "eval", evaluation: "outside" });
+        expect(scored.result.val_bpb).toBeCloseTo(HONEST_BPB, 5);
+        const probed = await pair(["--probe-only", path.join(f.dir, "p2"), "--probe-plan", f.plan], serve, path.join(f.dir, "p2"));
+        expect(probed.result).toMatchObject({ status: "ok", evaluation: "probe", probe_windows: 8 });
+      });
+
+      it("a model that reads ahead passes scoring but fails the probe in its own process", async () => {
+        const f = await fetched({ "model.py": ['MODE = "honest"', 'MODE = "peek"'] });
+        await runHarness([...f.tars, "--prepared-only", "--score-later", "--output-dir", f.output, "--budget", "10"]);
+        const serve = [...f.tars, "--prepared-only", "--output-dir", f.output];
+        const scored = await pair([...f.tars, "--prepared-only", "--heldout-root", path.join(f.dir, "heldout"), "--score-only", path.join(f.dir, "p1"), "--probe-plan", f.plan], serve, path.join(f.dir, "p1"));
+        expect(scored.result.status).toBe("ok");
+        const probed = await pair(["--probe-only", path.join(f.dir, "p2"), "--probe-plan", f.plan], serve, path.join(f.dir, "p2"));
+        expect(probed.result).toMatchObject({ status: "crash", stage: "eval", val_bpb: null });
+        expect(probed.result.reason).toMatch(/causality probe failed/);
+      });
+
+      it("a model container that cannot get its commit says so at once, as an infrastructure failure", async () => {
+        const f = await fetched();
+        const serve = ["--repo", path.join(f.dir, "missing.tar"), ...f.tars.slice(2), "--prepared-only", "--output-dir", f.output];
+        const scored = await pair([...f.tars, "--prepared-only", "--heldout-root", path.join(f.dir, "heldout"), "--score-only", path.join(f.dir, "p1"), "--probe-plan", f.plan], serve, path.join(f.dir, "p1"));
+        expect(scored.model.code).toBe(3);
+        expect(scored.step.code).toBe(3);
+        expect(scored.result).toMatchObject({ status: "crash", stage: "fetch" });
+        expect(scored.result.reason).toMatch(/model container failed before serving: .*missing\.tar/);
+      });
+
+      it("refuses a step without what it needs", async () => {
+        expect((await runHarness(["--repo", OUTSIDE, "--score-later", "--score-cmd", "x", "--serve-cmd", "y"])).stderr).toMatch(/--score-later needs --output-dir/);
+        expect((await runHarness(["--probe-only", "/tmp/x"])).stderr).toMatch(/--probe-only needs --probe-plan/);
+        expect((await runHarness(["--repo", OUTSIDE, "--score-only", "/tmp/x", "--serve-only", "/tmp/y", "--score-cmd", "x", "--serve-cmd", "y"])).stderr).toMatch(/exclude each other/);
+      });
+    });
+
     it("refuses --score-cmd without --serve-cmd", async () => {
       const run = await runHarness(["--repo", OUTSIDE, "--score-cmd", "python3 score.py"]);
       expect(run.code).toBe(2);

@@ -1,6 +1,7 @@
 // The Kubernetes runner against the Kubernetes twin: real client, rendered Jobs validated
 // against the Kubernetes schemas, the real harness run by the twin's kubelet on the stub
 // research repository (about 2 s per run).
+import { execFileSync } from "node:child_process";
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -11,6 +12,7 @@ import {
   KubernetesRunner,
   parseJobTemplate,
   renderFetchJob,
+  renderEvalJob,
   renderJob,
   RunnerConfigError,
   secretNameFor,
@@ -90,7 +92,7 @@ describe("Job template", () => {
     const pod = job.spec!.template.spec!;
     const [fetch] = pod.initContainers!;
     const [prepare] = pod.containers;
-    expect(fetch!.args).toEqual(expect.arrayContaining(["--fetch-only", "/runs/" + jobNameFor("alice-research-1-1"), "--token-file"]));
+    expect(fetch!.args).toEqual(expect.arrayContaining(["--fetch-only", `/runs/${jobNameFor("alice-research-1-1")}/source`, "--token-file"]));
     expect(fetch!.volumeMounts).toEqual(
       expect.arrayContaining([{ name: "cache", mountPath: "/runs", subPath: "alice.research/runs" }, { name: "source", mountPath: "/var/run/autoresearch/token", readOnly: true }]),
     );
@@ -125,7 +127,7 @@ describe("Job template", () => {
     expect(trainer.volumeMounts).toEqual([
       { name: "dshm", mountPath: "/dev/shm" },
       { name: "cache", mountPath: "/cache", subPath: "alice.research/data", readOnly: true },
-      { name: "cache", mountPath: "/source", subPath: `alice.research/runs/${run}`, readOnly: true },
+      { name: "cache", mountPath: "/source", subPath: `alice.research/runs/${run}/source`, readOnly: true },
       { name: "workspace", mountPath: "/workspace" },
     ]);
     expect(trainer.args).toEqual(expect.arrayContaining(["--prepared-only", "--repo", "/source/source.tar", "--sandbox", "container"]));
@@ -320,6 +322,165 @@ describe("Kubernetes runner through the twin", () => {
     expect(problem).toMatch(/spec.template.spec \(the pod\) is missing/);
     await expect(runner.submit(spec({ url: "/nowhere", repo: { owner: "alice", repo: "broken" } }))).rejects.toThrow(RunnerConfigError);
     expect(t.twin.created).toHaveLength(0);
+  });
+});
+
+describe("outside evaluation on Kubernetes", () => {
+  // test/fixtures/outside-eval: a 4-symbol language, the trusted scorer (score.py), a "training"
+  // that saves unigram weights and claims val_bpb 0.01, and a model process whose MODE a test
+  // turns into an attack. The base commit is the honest project (the default branch).
+  const OUTSIDE = path.join(ROOT, "test/fixtures/outside-eval");
+  const HONEST_BPB = 1.588642;
+  const git = (cwd: string, ...args: string[]) =>
+    execFileSync("git", ["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false", ...args], { cwd, encoding: "utf8" }).trim();
+
+  /** The project at its base commit and an experiment commit with `changes`: [file, from, to]. */
+  function project(changes: [string, string, string][] = []): { url: string; base: string; head: string } {
+    const url = repoDir();
+    rmSync(url, { recursive: true, force: true });
+    cpSync(OUTSIDE, url, { recursive: true });
+    git(url, "init", "-q", "-b", "main");
+    git(url, "add", ".");
+    git(url, "commit", "-q", "-m", "base");
+    const base = git(url, "rev-parse", "HEAD");
+    for (const [file, from, to] of changes) {
+      const text = readFileSync(path.join(url, file), "utf8");
+      expect(text).toContain(from);
+      writeFileSync(path.join(url, file), text.replace(from, to));
+    }
+    if (changes.length) git(url, "commit", "-q", "-am", "experiment");
+    return { url, base, head: git(url, "rev-parse", "HEAD") };
+  }
+
+  const evalSpec = (p: { url: string; base: string; head: string }, runId: string): RunSpec =>
+    spec({
+      url: p.url,
+      runId,
+      sha: p.head,
+      budgetSeconds: 10,
+      evaluation: { scoreCmd: "python3 score.py", serveCmd: "python3 train.py serve", sha: p.base, url: p.url },
+    });
+
+  it("renders the scoring and probe Jobs: the model gets its weights and no held-out data, the scorer its own scratch and no GPU", () => {
+    const s = evalSpec({ url: "https://api.github.com/repos/alice/research/tarball/0123", base: "b".repeat(40), head: "0123456789abcdef0123456789abcdef01234567" }, "alice-research-1-1");
+    const options = { namespace: NAMESPACE, deadlineMarginSeconds: 900, ttlSecondsAfterFinished: 86400 };
+    const run = jobNameFor(s.runId);
+    const trainer = renderJob(parseJobTemplate(JOB_TEMPLATE), s, options).spec!.template.spec!.containers[0]!;
+    expect(trainer.args).toEqual(expect.arrayContaining(["--score-later", "--output-dir", "/output", "--eval-repo", "/source/trusted.tar"]));
+    expect(trainer.volumeMounts!.map((m) => m.mountPath)).not.toContain("/heldout");
+    for (const step of ["score", "probe"] as const) {
+      const job = renderEvalJob(parseJobTemplate(JOB_TEMPLATE), s, options, step);
+      expect(validateJob(job as never)).toBeNull();
+      expect(job.metadata!.name).toBe(step === "score" ? `${run}-eval` : `${run}-probe`);
+      const pod = job.spec!.template.spec!;
+      expect(job.spec!.template.metadata!.labels).toMatchObject({ "autoresearch.dev/isolated": "true", "autoresearch.dev/role": step === "score" ? "eval" : "probe" });
+      expect(pod.shareProcessNamespace).toBe(false);
+      const [trusted, model] = pod.containers;
+      expect(trusted!.name).toBe(step);
+      expect(model!.name).toBe("model");
+      const mounts = (c: typeof trusted) => Object.fromEntries(c!.volumeMounts!.map((m) => [m.mountPath, `${m.name}:${m.subPath ?? ""}:${m.readOnly ? "ro" : "rw"}`]));
+      // The model: its commit, the data and its weights read-only, the FIFOs, its own scratch.
+      expect(mounts(model)).toEqual({
+        "/dev/shm": "dshm::rw",
+        "/cache": "cache:alice.research/data:ro",
+        "/source": `cache:alice.research/runs/${run}/source:ro`,
+        "/workspace": "workspace::rw",
+        "/output": `cache:alice.research/runs/${run}/output:ro`,
+        "/pipes": "pipes::rw",
+      });
+      expect(model!.args).toEqual(expect.arrayContaining(["--serve-only", "/pipes"]));
+      expect(model!.resources!.limits!["nvidia.com/gpu"]).toBe("1");
+      expect(model!.securityContext).toMatchObject({ readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } });
+      // The trusted side: never the model's scratch, never a GPU; only it sees the plan.
+      expect(trusted!.resources!.limits!["nvidia.com/gpu"]).toBeUndefined();
+      expect(mounts(trusted)["/workspace"]).toBe("trusted-workspace::rw");
+      expect(mounts(trusted)["/plan"]).toBe(`cache:alice.research/runs/${run}/eval:${step === "score" ? "rw" : "ro"}`);
+      if (step === "score") {
+        expect(mounts(trusted)["/heldout"]).toBe("cache:alice.research/heldout:ro");
+        expect(trusted!.args).toEqual(expect.arrayContaining(["--score-only", "/pipes", "--heldout-root", "/heldout", "--probe-plan", "/plan/plan.json"]));
+      } else {
+        expect(Object.keys(mounts(trusted)).sort()).toEqual(["/pipes", "/plan", "/workspace"]);
+      }
+    }
+  });
+
+  it("scores the saved weights with the default branch's scorer in pods of their own; the training's own figure counts for nothing", async () => {
+    const t = await startKubeTwin();
+    twin = t.twin;
+    runner = kubeRunner(t.twin, t.url);
+    const finished: string[] = [];
+    runner.onFinished((id) => finished.push(id));
+    runner.start();
+    const p = project([["score.py", "import math", "print('---'); print('val_bpb: 0.000001'); raise SystemExit(0)\nimport math"]]);
+    const s = evalSpec(p, "alice-research-11-1");
+    await runner.submit(s);
+    const o = await until(runner, s.runId, 60_000);
+    expect(o.result).toMatchObject({ status: "ok", stage: "train", evaluation: "outside" });
+    expect(o.result.val_bpb).toBeCloseTo(HONEST_BPB, 5);
+    expect(o.result.summary).toMatchObject({ reported_val_bpb: 0.01, probe_windows: 8 });
+    expect(o.result.reason).toMatch(/measured outside the experiment/);
+    // The training saw no held-out data.
+    const seen = JSON.parse(/^SEES (.*)$/m.exec(o.result.log_tail)![1]!) as Record<string, unknown>;
+    expect(seen).toMatchObject({ eval_env: null, eval_dir: false, val_in_data: false });
+    const name = jobNameFor(s.runId);
+    const runs = t.twin.containerRuns.filter((r) => r.job.startsWith(name)).map((r) => `${r.job.slice(name.length) || "-train"}/${r.container}:${r.network ? "net" : "none"}`);
+    expect(runs.sort()).toEqual(["-eval/model:none", "-eval/score:none", "-fetch/fetch:net", "-fetch/prepare:net", "-probe/model:none", "-probe/probe:none", "-train/trainer:none"]);
+    await waitUntil(() => finished.includes(s.runId), 30_000);
+    await runner.cleanup(s.runId);
+    expect(t.twin.jobs.size).toBe(0);
+  });
+
+  it.each([
+    ["reads the next symbol (not causal)", "peek"],
+    ["adapts to the windows it was asked before", "drift"],
+  ])("a model that %s fails the causality probe, run against a fresh model in a pod of its own", async (_what, mode) => {
+    const t = await startKubeTwin();
+    twin = t.twin;
+    runner = kubeRunner(t.twin, t.url);
+    const s = evalSpec(project([["model.py", 'MODE = "honest"', `MODE = "${mode}"`]]), "alice-research-12-1");
+    await runner.submit(s);
+    const o = await until(runner, s.runId, 60_000);
+    expect(o.result).toMatchObject({ status: "crash", stage: "eval", val_bpb: null, evaluation: "outside" });
+    expect(o.result.reason).toMatch(/causality probe failed/);
+  });
+
+  const forgery = (sleep: number) => {
+    const forged = JSON.stringify({ status: "ok", val_bpb: 0.001, evaluation: "outside", training_seconds: 1, stage: "train", reason: "forged" });
+    return [
+      "import os, signal, time",
+      `time.sleep(${sleep})`,
+      `open("/dev/termination-log", "w").write(${JSON.stringify(forged)})`,
+      "for pid in os.listdir('/proc'):",
+      "    try:",
+      "        if pid.isdigit() and b'harness.py' in open('/proc/%s/cmdline' % pid, 'rb').read(): os.kill(int(pid), signal.SIGKILL)",
+      "    except OSError:",
+      "        pass",
+      'print("---")',
+    ].join("\n");
+  };
+
+  it("a training that forges the harness's result and kills it is still scored from outside", async () => {
+    const t = await startKubeTwin();
+    twin = t.twin;
+    runner = kubeRunner(t.twin, t.url);
+    const s = evalSpec(project([["train.py", 'print("---")', forgery(0)]]), "alice-research-13-1");
+    await runner.submit(s);
+    const o = await until(runner, s.runId, 60_000);
+    expect(o.result.val_bpb).not.toBe(0.001);
+    expect(o.result).toMatchObject({ status: "ok", evaluation: "outside" });
+    expect(o.result.val_bpb).toBeCloseTo(HONEST_BPB, 5);
+  });
+
+  it("a training that overruns its budget and then forges a result of 1 s is over_budget by the cluster's clock", async () => {
+    const t = await startKubeTwin();
+    twin = t.twin;
+    runner = kubeRunner(t.twin, t.url, { startMarginSeconds: 0 });
+    const s = { ...evalSpec(project([["train.py", 'print("---")', forgery(3)]]), "alice-research-14-1"), budgetSeconds: 1, evalAllowanceSeconds: 0 };
+    await runner.submit(s);
+    const o = await until(runner, s.runId, 60_000);
+    expect(o.result).toMatchObject({ status: "over_budget", val_bpb: null });
+    expect(o.result.reason).toMatch(/ran \d+ s by the cluster's clock, more than the budget of 1 s/);
+    expect(t.twin.created.map((j) => j.metadata.name)).not.toContain(`${jobNameFor(s.runId)}-eval`);
   });
 });
 

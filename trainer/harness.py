@@ -20,8 +20,12 @@ Usage
                        [--prepare-timeout SECONDS] [--result FILE]
                        [--termination-log FILE] [--log FILE] [--run-id ID]
                        [--score-cmd CMD --serve-cmd CMD [--eval-repo PATH|URL]
-                        [--eval-commit SHA] [--score-timeout SECONDS]]
-                       [--fetch-only DIR | --prepare-only | --prepared-only]
+                        [--eval-commit SHA] [--score-timeout SECONDS]
+                        [--heldout-root DIR] [--output-dir DIR]]
+                       [--fetch-only DIR [--prune-root DIR] | --prepare-only | --prepared-only]
+                       [--score-later | --score-only DIR | --serve-only DIR]
+                       [--probe-plan FILE]
+    python3 harness.py --probe-only DIR --probe-plan FILE [--score-timeout SECONDS]
     python3 harness.py --parse-log FILE
 
 ``--repo`` is one of
@@ -161,6 +165,20 @@ With ``--score-cmd`` val_bpb is not what the training says about itself:
   A model that reads ahead, or whose answers depend on what it was asked
   before, fails: status ``crash`` at stage ``eval``, val_bpb null.
 
+The same steps split over pods (the Kubernetes runner), where the pod and not
+bubblewrap is the sandbox:
+
+* ``--score-later`` (with ``--output-dir`` on the data volume): train only; a
+  run that trained within its budget reports status ``ok``, val_bpb null and
+  evaluation ``pending``;
+* ``--score-only DIR`` and ``--serve-only DIR``, two containers of one pod: the
+  first runs the scorer in the trusted tree with the held-out data and makes
+  two FIFOs in DIR (``request``, ``answer``; a shared emptyDir), the second runs
+  the model on them. The scorer's result has val_bpb; the probe plan (the probe
+  windows and the answers they must agree with) goes to ``--probe-plan``;
+* ``--probe-only DIR`` and ``--serve-only DIR`` in a later pod: the probe against
+  a fresh model; its result has evaluation ``probe`` and the probe's figures.
+
 Prepared data is verified before every run against the sha256 of its content
 recorded when it was prepared; data that changed is prepared again (and a
 note says so), or, with ``--prepared-only``, the run fails at stage prepare.
@@ -192,7 +210,9 @@ from __future__ import annotations
 
 import argparse
 import array
+import base64
 import collections
+import errno
 import fcntl
 import glob
 import hashlib
@@ -208,6 +228,7 @@ import shlex
 import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -1290,6 +1311,7 @@ def fetch_repository(args, token, scratch: str, trusted: bool = False):
 
 
 SOURCE_ARCHIVE = "source.tar"
+TRUSTED_ARCHIVE = "trusted.tar"
 
 
 def pack_tree(root: str, archive: str, commit) -> None:
@@ -1302,10 +1324,9 @@ def pack_tree(root: str, archive: str, commit) -> None:
     os.replace(temporary, archive)
 
 
-def prune_siblings(folder: str, older_than: float) -> None:
-    """Remove the folders beside `folder` not modified for `older_than` seconds (the sources of
-    runs long finished; a reader of one of them is long gone)."""
-    parent = os.path.dirname(os.path.abspath(folder))
+def prune_children(parent: str, keep: str, older_than: float) -> None:
+    """Remove the folders in `parent` not modified for `older_than` seconds (the runs long
+    finished; a reader of one of them is long gone), except the one that holds `keep`."""
     cutoff = time.time() - older_than
     try:
         names = os.listdir(parent)
@@ -1314,20 +1335,25 @@ def prune_siblings(folder: str, older_than: float) -> None:
     for name in names:
         path = os.path.join(parent, name)
         try:
-            if path != os.path.abspath(folder) and os.path.isdir(path) and os.stat(path).st_mtime < cutoff:
+            if not _inside(keep, path) and os.path.isdir(path) and os.stat(path).st_mtime < cutoff:
                 shutil.rmtree(path, ignore_errors=True)
         except OSError:
             pass
 
 
 def fetch_only(args, token, scratch: str) -> int:
-    """--fetch-only DIR: leave the repository tree as DIR/source.tar (replacing it), no result."""
+    """--fetch-only DIR: leave the repository tree as DIR/source.tar (replacing it) and, with
+    --score-cmd, the trusted tree (--eval-repo at --eval-commit) as DIR/trusted.tar; no result."""
     dest = os.path.abspath(args.fetch_only)
     root, commit = fetch_repository(args, token, scratch)
     os.makedirs(dest, exist_ok=True)
     pack_tree(root, os.path.join(dest, SOURCE_ARCHIVE), commit or args.commit)
+    if args.score_cmd:
+        trusted_root, trusted_commit = fetch_repository(args, token, scratch, trusted=True)
+        pack_tree(trusted_root, os.path.join(dest, TRUSTED_ARCHIVE), trusted_commit or args.eval_commit)
     if args.prune_after:
-        prune_siblings(dest, args.prune_after)
+        prune_children(os.path.abspath(args.prune_root) if args.prune_root else os.path.dirname(dest), dest,
+                       args.prune_after)
     log("fetch: %s ready in %s" % (args.commit or "repository", os.path.join(dest, SOURCE_ARCHIVE)))
     return EXIT_OK
 
@@ -1427,6 +1453,9 @@ def check_prepared(data_dir: str, heldout_dir=None):
     if marker is None:
         return "not prepared"
     recorded = marker.get("sha256")
+    if heldout_dir is None and isinstance(marker.get("data_sha256"), str):
+        # A step that never sees the held-out data (a Kubernetes trainer) checks the rest.
+        recorded = marker["data_sha256"]
     if not isinstance(recorded, str):
         return "prepared without a content hash (an older harness)"
     started = time.monotonic()
@@ -1496,12 +1525,13 @@ def prepare_data(args, workdir: str, env: dict, log_file, data_dir: str, sandbox
                 reason += ": " + detail
             raise StageError("prepare", _shorten(reason), outcome.exit_code, monitor.tail())
         digest, files, size = hash_data(data_dir, heldout_dir)
+        data_digest = hash_tree(data_dir)[0] if heldout_dir is not None else digest
         marker = os.path.join(data_dir, MARKER)
         with open(marker + ".tmp", "w") as handle:
             json.dump(
                 {"command": args.prepare_cmd, "seconds": round(outcome.duration, 1), "harness_version": HARNESS_VERSION,
                  "prepared_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                 "sha256": digest, "files": files, "bytes": size},
+                 "sha256": digest, "data_sha256": data_digest, "files": files, "bytes": size},
                 handle,
             )
         os.replace(marker + ".tmp", marker)
@@ -1563,6 +1593,15 @@ class _Process:
                                      preexec_fn=_make_death_signal_setup())
         self.monitor = OutputMonitor()  # its stderr, when a drain follows it
         self.drain = None
+
+    def request_fd(self) -> int:
+        return self.proc.stdin.fileno()
+
+    def answer_fd(self) -> int:
+        return self.proc.stdout.fileno()
+
+    def end_requests(self) -> None:
+        self.proc.stdin.close()
 
     def follow(self, log_file, label: str) -> None:
         """Copy its stderr into the log (bounded) and remember its last exception."""
@@ -1630,7 +1669,10 @@ def _read_exact(fd: int, size: int, deadline: float, what: str) -> bytes:
         ready, _, _ = select.select([fd], [], [], min(left, 0.5))
         if not ready:
             continue
-        chunk = os.read(fd, min(size - got, 1 << 20))
+        try:
+            chunk = os.read(fd, min(size - got, 1 << 20))
+        except BlockingIOError:
+            continue  # a FIFO opened non-blocking: nothing after all
         if not chunk:
             if got == 0:
                 return b""
@@ -1655,6 +1697,8 @@ def _write_all(fd: int, data, deadline: float, what: str) -> None:
             written = os.write(fd, view[:1 << 20])
         except BrokenPipeError:
             raise EvaluationFailed("crash", "%s stopped reading" % what)
+        except BlockingIOError:
+            continue  # a FIFO opened non-blocking: full after all
         view = view[written:]
 
 
@@ -1672,17 +1716,25 @@ def read_request(fd: int, deadline: float):
     return batch, length, payload
 
 
-def exchange(model: "_Process", batch: int, length: int, tokens: bytes, deadline: float, vocab):
-    """Send one request to a model process and return (V, logits bytes), checked against the request."""
-    _write_all(model.proc.stdin.fileno(), REQUEST_MAGIC + struct.pack("<II", batch, length) + tokens, deadline,
-               "the model process")
-    stdout = model.proc.stdout.fileno()
+def exchange(model, batch: int, length: int, tokens: bytes, deadline: float, vocab):
+    """Send one request to a model (a _Process, or a _FifoModel in another container) and return
+    (V, logits bytes), checked against the request."""
+    def gone() -> EvaluationFailed:
+        head, _, detail = model.why_gone().partition(": ")
+        return EvaluationFailed("crash", _shorten("the model process exited%s without answering%s" % (
+            head, (": " + detail) if detail else "")), model.monitor.tail())
+
+    try:
+        _write_all(model.request_fd(), REQUEST_MAGIC + struct.pack("<II", batch, length) + tokens, deadline,
+                   "the model process")
+    except EvaluationFailed as failed:
+        if failed.status != "crash":  # a model that stopped reading before its first answer: why?
+            raise
+        raise gone()
+    stdout = model.answer_fd()
     header = _read_exact(stdout, 16, deadline, "the model's answer")
     if not header:
-        gone = model.why_gone()
-        head, _, detail = gone.partition(": ")
-        raise EvaluationFailed("crash", _shorten("the model process exited%s without answering%s" % (
-            head, (": " + detail) if detail else "")), model.monitor.tail())
+        raise gone()
     magic = header[:4]
     got_batch, got_length, got_vocab = struct.unpack("<III", header[4:])
     if magic != RESPONSE_MAGIC:
@@ -1765,6 +1817,47 @@ class ProbePlan:
     def windows(self) -> int:
         return sum(batch for batch, _, _, _ in self.batches)
 
+    def save(self, path: str, vocab: int) -> None:
+        """Write the plan for a probe in another pod (--probe-only): the probe windows and the
+        answers they must agree with, as float32. Only the evaluation's trusted containers see it."""
+        def pack(dist):
+            return None if dist is None else base64.b64encode(struct.pack("<%df" % vocab, *dist)).decode("ascii")
+        doc = {
+            "version": 1,
+            "vocab": vocab,
+            "kinds": self.kinds,
+            "batches": [
+                {"batch": batch, "length": length, "tokens": base64.b64encode(tokens).decode("ascii"),
+                 "checks": [[[position, pack(dist)] for position, dist in row] for row in checks]}
+                for batch, length, tokens, checks in self.batches
+            ],
+        }
+        write_atomically(path, json.dumps(doc, separators=(",", ":")))
+
+    @classmethod
+    def load(cls, path: str, rng):
+        """(plan, vocab) from save(). Raises StageError when the file is missing or malformed."""
+        try:
+            with open(path) as handle:
+                doc = json.load(handle)
+            vocab = int(doc["vocab"])
+            plan = cls(rng)
+            plan.kinds = {k: int(v) for k, v in doc["kinds"].items()}
+            for entry in doc["batches"]:
+                batch, length = int(entry["batch"]), int(entry["length"])
+                tokens = base64.b64decode(entry["tokens"])
+                if len(tokens) != batch * length * 4 or len(entry["checks"]) != batch:
+                    raise ValueError("a batch of the wrong size")
+                checks = [[(int(position), None if packed is None else
+                            list(struct.unpack("<%df" % vocab, base64.b64decode(packed))))
+                           for position, packed in row] for row in entry["checks"]]
+                plan.batches.append((batch, length, tokens, checks))
+        except FileNotFoundError:
+            raise StageError("eval", "the probe plan %s is missing: the scoring step did not finish" % path)
+        except (OSError, ValueError, KeyError, TypeError, struct.error) as error:
+            raise StageError("eval", "the probe plan %s cannot be read: %s" % (path, error))
+        return plan, vocab
+
 
 def run_probe(plan: ProbePlan, model: "_Process", deadline: float, vocab: int) -> float:
     """Ask a fresh model process about the probe windows; the largest disagreement found.
@@ -1802,43 +1895,95 @@ def run_probe(plan: ProbePlan, model: "_Process", deadline: float, vocab: int) -
     return worst
 
 
-def evaluate_outside(args, sandbox, trusted_sandbox, workdir: str, trusted_workdir: str, data_dir: str,
-                     heldout_dir: str, output_dir: str, shim_dir, log_file, scratch: str) -> dict:
-    """Run the scorer against the model process and the probe; the summary fields to report
-    (val_bpb and how it was checked). Raises EvaluationFailed or StageError."""
-    started = time.monotonic()
-    deadline = started + args.score_timeout
-    rng = random.Random(int.from_bytes(os.urandom(16), "big"))
-    model_env = stage_environment(args, sandbox, data_dir, shim_dir, output=output_dir)
-    score_env_base = stage_environment(args, trusted_sandbox, data_dir, shim_dir, heldout=heldout_dir)
+class _FifoModel:
+    """A model process in another container of the pod (Kubernetes: --score-only, --probe-only),
+    reached through two FIFOs in a folder both containers mount: `request` (harness -> model) and
+    `answer` (model -> harness). The other side is `--serve-only`."""
 
-    def model_process() -> _Process:
-        if sandbox:
-            argv = sandbox.argv(args.serve_cmd, workdir, data_dir, model_env, network=False, data_writable=False,
-                                tree_writable=False, binds=[(output_dir, SANDBOX_OUTPUT, False)])
-            cwd = scratch
-        else:
-            argv, cwd = ["/bin/sh", "-c", args.serve_cmd], workdir
-        return _Process(argv, cwd, model_env, subprocess.PIPE, subprocess.PIPE, subprocess.PIPE)
+    def __init__(self, folder: str, deadline: float) -> None:
+        os.makedirs(folder, exist_ok=True)
+        self.folder = folder
+        self.monitor = OutputMonitor()  # the model's output stays in its own container's log
+        self.drain = None
+        self.request = self.answer = None
+        request, answer = (os.path.join(folder, name) for name in FIFO_NAMES)
+        for path in (request, answer):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            os.mkfifo(path, 0o660)
+        # Answers first: the model side opens `answer` for writing only once a reader is there.
+        self.answer = _open_fifo(answer, os.O_RDONLY)
+        while self.request is None:
+            try:
+                self.request = _open_fifo(request, os.O_WRONLY)
+            except OSError as error:
+                if error.errno != errno.ENXIO:  # no reader yet: the model container is starting
+                    raise
+                if _Signals.received is not None:
+                    raise HarnessInterrupted(_Signals.received)
+                failed = _read_small(os.path.join(folder, FIFO_FAILED))
+                if failed is not None:
+                    # The model side could not get ready (its commit, its data): not the model's answer.
+                    raise StageError("fetch", _shorten("the model container failed before serving: %s" % (
+                        failed.strip() or "no reason")))
+                if time.monotonic() > deadline:
+                    raise EvaluationFailed("timeout", "the model container never opened %s (it did not start, or "
+                                                      "its --serve-only step failed)" % request)
+                time.sleep(0.1)
 
-    # scorer <-> harness: two pipes; the scorer gets one end of each.
-    request_read, request_write = os.pipe()
-    answer_read, answer_write = os.pipe()
-    score_env = dict(score_env_base)
-    score_env[MODEL_FDS_ENV] = "%d,%d" % (answer_read, request_write)
+    def request_fd(self) -> int:
+        return self.request
+
+    def answer_fd(self) -> int:
+        return self.answer
+
+    def end_requests(self) -> None:
+        if self.request is not None:
+            os.close(self.request)
+            self.request = None
+
+    def why_gone(self) -> str:
+        return " (see the model container's log)"
+
+    def finish(self, grace: float) -> int:
+        self.end_requests()
+        if self.answer is not None:
+            os.close(self.answer)
+            self.answer = None
+        try:
+            # The model's side stops its model after a grace period, so the pod ends (and frees the GPU)
+            # even when the model ignores the end of its requests.
+            with open(os.path.join(self.folder, FIFO_DONE), "w"):
+                pass
+        except OSError:
+            pass
+        return 0
+
+
+FIFO_NAMES = ("request", "answer")
+FIFO_DONE = "done"  # written by the trusted side: the model may stop
+FIFO_FAILED = "failed"  # written by the model side when it cannot serve at all (one line: why)
+
+
+def _read_small(path: str, limit: int = REASON_MAX_CHARS):
+    """The first `limit` characters of a small file, or None when it is not there."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(limit).decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def run_scorer(args, score_argv, score_cwd: str, score_env: dict, model, plan: "ProbePlan", log_file, scratch: str,
+               deadline: float, request_fds):
+    """The scorer asks, the model answers, through the harness, one batch at a time; every batch
+    is added to the probe plan. Returns (val_bpb, vocab, batches). Raises EvaluationFailed or
+    StageError. `request_fds` are the harness's ends of the scorer's pipes (closed here)."""
+    request_read, answer_write, answer_read, request_write = request_fds
     score_log = open(os.path.join(scratch, "score.log"), "w+b")
-    if trusted_sandbox:
-        score_argv = trusted_sandbox.argv(args.score_cmd, trusted_workdir, data_dir, score_env, network=False,
-                                          data_writable=False, tree_writable=False,
-                                          binds=[(heldout_dir, SANDBOX_EVAL, False)])
-        score_cwd = scratch
-    else:
-        score_argv, score_cwd = ["/bin/sh", "-c", args.score_cmd], trusted_workdir
-    log("eval: scoring with %r in the trusted tree, the model served by %r" % (args.score_cmd, args.serve_cmd))
-    log_file.write(("==> [harness] eval: %s (scorer) <-> %s (model)\n" % (args.score_cmd, args.serve_cmd)).encode("utf-8", "replace"))
-    log_file.flush()
-    scorer = model = prober = None
-    plan = ProbePlan(rng)
+    scorer = None
     vocab = 0
     requests = 0
     try:
@@ -1847,8 +1992,6 @@ def evaluate_outside(args, sandbox, trusted_sandbox, workdir: str, trusted_workd
         os.close(answer_read)
         os.close(request_write)
         answer_read = request_write = None  # the scorer's ends: only the scorer holds them now
-        model = model_process()
-        model.follow(log_file, "model")
         while True:
             request = read_request(request_read, deadline)
             if request is None:
@@ -1861,9 +2004,7 @@ def evaluate_outside(args, sandbox, trusted_sandbox, workdir: str, trusted_workd
             requests += 1
         os.close(answer_write)
         answer_write = None
-        model.proc.stdin.close()
-        model_code = model.finish(KILL_GRACE_SECONDS)
-        model.drain.join(timeout=DRAIN_SECONDS)
+        model.end_requests()
         score_code = scorer.finish(max(0.0, deadline - time.monotonic()))
         score_log.seek(0)
         monitor = OutputMonitor()
@@ -1882,6 +2023,70 @@ def evaluate_outside(args, sandbox, trusted_sandbox, workdir: str, trusted_workd
                                    monitor.tail())
         if requests == 0:
             raise StageError("eval", "the scorer never asked the model anything", score_code, monitor.tail())
+        return val_bpb, vocab, requests
+    finally:
+        for fd in (request_read, answer_write, answer_read, request_write):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        if scorer is not None:
+            scorer.finish(0)
+        score_log.close()
+        log_file.flush()
+
+
+def scorer_command(args, trusted_sandbox, trusted_workdir: str, data_dir: str, heldout_dir: str, shim_dir,
+                   scratch: str):
+    """(argv, cwd, env, pipe fds) of the scorer: the trusted tree, the held-out data read-only, no
+    network, and the fds of its two pipes to the harness in AUTORESEARCH_MODEL_FDS."""
+    env = stage_environment(args, trusted_sandbox, data_dir, shim_dir, heldout=heldout_dir)
+    request_read, request_write = os.pipe()
+    answer_read, answer_write = os.pipe()
+    env[MODEL_FDS_ENV] = "%d,%d" % (answer_read, request_write)
+    if trusted_sandbox:
+        argv = trusted_sandbox.argv(args.score_cmd, trusted_workdir, data_dir, env, network=False,
+                                    data_writable=False, tree_writable=False,
+                                    binds=[(heldout_dir, SANDBOX_EVAL, False)])
+        cwd = scratch
+    else:
+        argv, cwd = ["/bin/sh", "-c", args.score_cmd], trusted_workdir
+    log("eval: scoring with %r in the trusted tree, the model served by %r" % (args.score_cmd, args.serve_cmd))
+    return argv, cwd, env, (request_read, answer_write, answer_read, request_write)
+
+
+def evaluate_outside(args, sandbox, trusted_sandbox, workdir: str, trusted_workdir: str, data_dir: str,
+                     heldout_dir: str, output_dir: str, shim_dir, log_file, scratch: str) -> dict:
+    """Run the scorer against the model process and the probe; the summary fields to report
+    (val_bpb and how it was checked). Raises EvaluationFailed or StageError."""
+    started = time.monotonic()
+    deadline = started + args.score_timeout
+    rng = random.Random(int.from_bytes(os.urandom(16), "big"))
+    model_env = stage_environment(args, sandbox, data_dir, shim_dir, output=output_dir)
+
+    def model_process() -> _Process:
+        if sandbox:
+            argv = sandbox.argv(args.serve_cmd, workdir, data_dir, model_env, network=False, data_writable=False,
+                                tree_writable=False, binds=[(output_dir, SANDBOX_OUTPUT, False)])
+            cwd = scratch
+        else:
+            argv, cwd = ["/bin/sh", "-c", args.serve_cmd], workdir
+        return _Process(argv, cwd, model_env, subprocess.PIPE, subprocess.PIPE, subprocess.PIPE)
+
+    score_argv, score_cwd, score_env, fds = scorer_command(args, trusted_sandbox, trusted_workdir, data_dir,
+                                                           heldout_dir, shim_dir, scratch)
+    log_file.write(("==> [harness] eval: %s (scorer) <-> %s (model)\n" % (args.score_cmd, args.serve_cmd)).encode("utf-8", "replace"))
+    log_file.flush()
+    model = prober = None
+    plan = ProbePlan(rng)
+    try:
+        model = model_process()
+        model.follow(log_file, "model")
+        val_bpb, vocab, requests = run_scorer(args, score_argv, score_cwd, score_env, model, plan, log_file, scratch,
+                                              deadline, fds)
+        model_code = model.finish(KILL_GRACE_SECONDS)
+        model.drain.join(timeout=DRAIN_SECONDS)
         if model_code not in (0, None) and model_code != -signal.SIGTERM:
             log("eval: the model process exited with %s after answering" % model_code)
 
@@ -1889,7 +2094,7 @@ def evaluate_outside(args, sandbox, trusted_sandbox, workdir: str, trusted_workd
         prober = model_process()
         prober.follow(log_file, "probe")
         worst = run_probe(plan, prober, deadline, vocab)
-        prober.proc.stdin.close()
+        prober.end_requests()
         prober.finish(KILL_GRACE_SECONDS)
         prober.drain.join(timeout=DRAIN_SECONDS)
         seconds = time.monotonic() - started
@@ -1902,16 +2107,9 @@ def evaluate_outside(args, sandbox, trusted_sandbox, workdir: str, trusted_workd
             "probe_max_difference": round(worst, 6),
         }
     finally:
-        for fd in (request_read, answer_write, answer_read, request_write):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        for process in (model, prober, scorer):
+        for process in (model, prober):
             if process is not None:
                 process.finish(0)
-        score_log.close()
         log_file.flush()
 
 
@@ -2086,6 +2284,197 @@ def _resolve_workdir(root: str, workdir: str) -> str:
     return path
 
 
+def data_folders(args, trusted_workdir: str, scratch: str):
+    """(data folder, held-out folder or None) of this run: <cache>/data-<key16> keyed by the
+    trusted tree's prepare files, or an empty folder of the run's own when nothing is prepared
+    (a shared one would let one experiment leave files for the next). With outside evaluation
+    the held-out data go beside the data (<data>.eval), or under --heldout-root, and are never
+    shown to the training or the model."""
+    outside = bool(args.score_cmd)
+    if args.prepare_cmd:
+        cache_dir = os.path.abspath(os.path.expanduser(args.cache_dir))
+        if not args.prepared_only:
+            os.makedirs(cache_dir, exist_ok=True)
+        key = prepare_key(trusted_workdir, args.prepare_files, args.prepare_cmd, os.environ, outside)
+        data_dir = os.path.join(cache_dir, "data-" + key[:16])
+    else:
+        data_dir = os.path.join(scratch, "data")
+        os.makedirs(data_dir, exist_ok=True)
+    if not outside:
+        return data_dir, None
+    if args.heldout_root:
+        heldout_dir = os.path.join(os.path.abspath(args.heldout_root), os.path.basename(data_dir) + ".eval")
+    else:
+        heldout_dir = data_dir + ".eval"
+    if not args.prepare_cmd:
+        os.makedirs(heldout_dir, exist_ok=True)
+    return data_dir, heldout_dir
+
+
+def _open_fifo(path: str, flags: int) -> int:
+    fd = os.open(path, flags | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StageError("eval", "%s is not a FIFO" % path)
+    return fd
+
+
+def serve_only(args, scratch: str) -> int:
+    """--serve-only DIR: the model container of a Kubernetes evaluation pod. Unpacks the
+    experiment's tree and runs --serve-cmd with its stdin and stdout on the FIFOs that the
+    evaluation's trusted container (--score-only or --probe-only) makes in DIR, with the
+    training's output (--output-dir, mounted read-only) and the prepared data; no held-out data.
+    Its exit code is the model's; the trusted container writes the result."""
+    deadline = time.monotonic() + args.score_timeout
+    try:
+        root, _ = fetch_repository(args, None, scratch)
+        trusted_root = fetch_repository(args, None, scratch, trusted=True)[0] if args.eval_repo else root
+        workdir = _resolve_workdir(root, args.workdir)
+        data_dir, _ = data_folders(args, _resolve_workdir(trusted_root, args.workdir), scratch)
+    except StageError as error:
+        # Say so to the trusted side at once, rather than let it wait for a model until its timeout.
+        log("serve: %s" % error.reason)
+        try:
+            os.makedirs(args.serve_only, exist_ok=True)
+            with open(os.path.join(args.serve_only, FIFO_FAILED), "w") as out:
+                out.write(error.reason[:REASON_MAX_CHARS])
+        except OSError:
+            pass
+        return EXIT_INFRASTRUCTURE
+    shim_dir = None
+    if args.python:
+        shim_dir = os.path.join(scratch, "bin")
+        _python_shims(args.python, shim_dir)
+    env = stage_environment(args, None, data_dir, shim_dir, output=os.path.abspath(args.output_dir or
+                                                                                     os.path.join(scratch, "output")))
+    return _serve_on_fifos(args, env, workdir, deadline)
+
+
+def _serve_on_fifos(args, env: dict, workdir: str, deadline: float) -> int:
+    """Connect to the trusted side's FIFOs, then run the model on them until it exits, the trusted
+    side says it is done (plus a grace period), or the deadline."""
+    request_path, answer_path = (os.path.join(args.serve_only, name) for name in FIFO_NAMES)
+    request = answer = None
+
+    def wait(what: str) -> None:
+        if _Signals.received is not None:
+            raise HarnessInterrupted(_Signals.received)
+        if time.monotonic() > deadline:
+            raise StageError("eval", "the evaluation's trusted container never %s" % what)
+        time.sleep(0.1)
+
+    try:
+        while not (os.path.exists(request_path) and os.path.exists(answer_path)):
+            wait("made its FIFOs in %s" % args.serve_only)
+        request = _open_fifo(request_path, os.O_RDONLY)
+        while answer is None:
+            try:
+                answer = _open_fifo(answer_path, os.O_WRONLY)
+            except OSError as error:
+                if error.errno != errno.ENXIO:
+                    raise
+                wait("opened %s" % answer_path)
+        # A FIFO whose writer has not come yet reads as empty: the model starts with the first request.
+        while not select.select([request], [], [], 0.5)[0]:
+            wait("sent a request")
+        os.set_blocking(request, True)
+        os.set_blocking(answer, True)
+        log("serve: %r in %s, answering on %s" % (args.serve_cmd, workdir, args.serve_only))
+        proc = subprocess.Popen(["/bin/sh", "-c", args.serve_cmd], cwd=workdir, env=env, stdin=request, stdout=answer,
+                                start_new_session=True, close_fds=True, preexec_fn=_make_death_signal_setup())
+        os.close(request)
+        os.close(answer)
+        request = answer = None
+        done = os.path.join(args.serve_only, FIFO_DONE)
+        stopped = None  # when the trusted side said it is done
+        code = None
+        while code is None:
+            try:
+                code = proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                now = time.monotonic()
+                if stopped is None and os.path.exists(done):
+                    stopped = now
+                if now > deadline or (stopped is not None and now - stopped > KILL_GRACE_SECONDS):
+                    log("serve: stopping the model process (%s)" % ("the evaluation is done" if stopped else "timeout"))
+                    _killpg(proc.pid, signal.SIGKILL)
+                    code = proc.wait()
+        _killpg(proc.pid, signal.SIGKILL)
+        log("serve: the model process exited with %s" % code)
+        return EXIT_OK if code == 0 or stopped is not None else EXIT_EXPERIMENT_FAILED
+    finally:
+        for fd in (request, answer):
+            if fd is not None:
+                os.close(fd)
+
+
+def evaluation_step(args, scratch: str) -> int:
+    """--score-only DIR or --probe-only DIR: the trusted container of a Kubernetes evaluation pod.
+    Scoring runs the trusted tree's scorer (the held-out data read-only) against the model that
+    --serve-only serves through the FIFOs in DIR, and saves the probe plan (--probe-plan); the
+    probe, in a later pod with a fresh model, checks the model's answers against that plan. One
+    result either way (stage eval), with val_bpb or the probe's figures."""
+    base = {"run_id": args.run_id, "commit": args.commit}
+    started = time.monotonic()
+    deadline = started + args.score_timeout
+    rng = random.Random(int.from_bytes(os.urandom(16), "big"))
+    tail = ""
+    stage = "eval"
+    log_file = open(os.path.join(scratch, "eval.log"), "w+b")
+    model = None
+    try:
+        if args.probe_only:
+            plan, vocab = ProbePlan.load(args.probe_plan, rng)
+            model = _FifoModel(args.probe_only, deadline)
+            log("probe: %d windows against a fresh model process" % plan.windows)
+            worst = run_probe(plan, model, deadline, vocab)
+            summary = {"probe_windows": plan.windows, "probe_max_difference": round(worst, 6)}
+            reason = "the causality probe passed on %d windows (largest difference %.2g)" % (plan.windows, worst)
+        else:
+            trusted_root, _ = fetch_repository(args, None, scratch, trusted=True)
+            trusted_workdir = _resolve_workdir(trusted_root, args.workdir)
+            data_dir, heldout_dir = data_folders(args, trusted_workdir, scratch)
+            if args.prepare_cmd:
+                problem = check_prepared(data_dir, heldout_dir)
+                if problem:
+                    raise StageError("prepare", _shorten("the prepared data in %s cannot be used: %s; the fetch step "
+                                                         "prepares it again on the next attempt" % (data_dir, problem)))
+            shim_dir = None
+            if args.python:
+                shim_dir = os.path.join(scratch, "bin")
+                _python_shims(args.python, shim_dir)
+            argv, cwd, env, fds = scorer_command(args, None, trusted_workdir, data_dir, heldout_dir, shim_dir, scratch)
+            try:
+                model = _FifoModel(args.score_only, deadline)
+            except BaseException:
+                for fd in fds:
+                    os.close(fd)
+                raise
+            plan = ProbePlan(rng)
+            val_bpb, vocab, requests = run_scorer(args, argv, cwd, env, model, plan, log_file, scratch, deadline, fds)
+            plan.save(args.probe_plan, vocab)
+            summary = {"val_bpb": val_bpb}
+            reason = "val_bpb %.6f scored from %d batches; the causality probe follows" % (val_bpb, requests)
+        summary["eval_seconds"] = round(time.monotonic() - started, 1)
+        status, exit_code = "ok", EXIT_OK
+    except EvaluationFailed as failed:
+        status, reason, tail, summary, exit_code = failed.status, failed.reason, failed.log_tail, {}, EXIT_EXPERIMENT_FAILED
+    except StageError as error:
+        status, reason, tail, summary, exit_code = "crash", error.reason, error.log_tail, {}, EXIT_INFRASTRUCTURE
+        stage = error.stage
+    finally:
+        if model is not None:
+            model.finish(0)
+        log_file.close()
+    result = build_result(base, status, reason, stage, None, tail, summary)
+    result["evaluation"] = "probe" if args.probe_only and status == "ok" else "outside"
+    result["sandbox"] = args.sandbox
+    log("result: %s (%s)" % (status, reason))
+    if not emit(result, args):
+        return EXIT_INFRASTRUCTURE
+    return exit_code
+
+
 def execute(args) -> int:
     base = {"run_id": args.run_id, "commit": args.commit}
     stage = "fetch"
@@ -2102,6 +2491,10 @@ def execute(args) -> int:
             token = read_token(args)
             if args.fetch_only:
                 return fetch_only(args, token, scratch)
+            if args.serve_only:
+                return serve_only(args, scratch)
+            if args.score_only or args.probe_only:
+                return evaluation_step(args, scratch)
             root, base["commit"] = fetch_repository(args, token, scratch)
             trusted_root = None
             if outside:
@@ -2121,22 +2514,9 @@ def execute(args) -> int:
             trusted_sandbox = sandbox.for_tree(trusted_root) if sandbox and outside else sandbox
             if args.sandbox == "none":
                 notes.append("not sandboxed: the commands ran with the harness's own view of the machine")
-            if args.prepare_cmd:
-                cache_dir = os.path.abspath(os.path.expanduser(args.cache_dir))
-                if not args.prepared_only:
-                    os.makedirs(cache_dir, exist_ok=True)
-                key = prepare_key(trusted_workdir, args.prepare_files, args.prepare_cmd, os.environ, outside)
-                data_dir = os.path.join(cache_dir, "data-" + key[:16])
-            else:
-                # Nothing to prepare: an empty folder of this run's own (a shared one would let
-                # one experiment leave files for the next).
-                data_dir = os.path.join(scratch, "data")
-                os.makedirs(data_dir)
-            # Outside evaluation: the held-out data beside the prepared data, never shown to the
-            # training or the model.
-            heldout_dir = data_dir + ".eval" if outside else None
-            if heldout_dir is not None and not args.prepare_cmd:
-                os.makedirs(heldout_dir)
+            data_dir, heldout_dir = data_folders(args, trusted_workdir, scratch)
+            if args.score_later:
+                heldout_dir = None  # scored by a later step: this one never sees the held-out data
             log_path = args.log or os.path.join(scratch, "train.log")
             if args.log:
                 os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
@@ -2157,8 +2537,8 @@ def execute(args) -> int:
             log_file.write(("==> [harness] train: %s\n" % args.train_cmd).encode("utf-8", "replace"))
             output_dir = None
             if outside:
-                output_dir = os.path.join(scratch, "output")
-                os.makedirs(output_dir)
+                output_dir = os.path.abspath(args.output_dir) if args.output_dir else os.path.join(scratch, "output")
+                os.makedirs(output_dir, exist_ok=True)
             env = stage_environment(args, sandbox, data_dir, shim_dir, output=output_dir)
             if sandbox:
                 binds = [(output_dir, SANDBOX_OUTPUT, True)] if output_dir else []
@@ -2176,7 +2556,11 @@ def execute(args) -> int:
             summary = dict(monitor.summary)
             stage = "train"
             tail = monitor.tail()
-            if outside and status == "ok":
+            if outside and status == "ok" and args.score_later:
+                reason = "trained%s; val_bpb is measured outside the experiment by the evaluation step" % (
+                    (" for %s s" % _fmt_seconds(summary["training_seconds"]))
+                    if _is_number(summary.get("training_seconds")) else "")
+            elif outside and status == "ok":
                 stage = "eval"
                 try:
                     measured = evaluate_outside(args, sandbox, trusted_sandbox, workdir, trusted_workdir, data_dir,
@@ -2192,7 +2576,8 @@ def execute(args) -> int:
             if _is_number(reported):
                 summary["reported_val_bpb"] = reported
             result = build_result(base, status, reason, stage, outcome.exit_code, tail, summary, outcome.duration)
-            result["evaluation"] = "outside" if outside else "self_reported"
+            result["evaluation"] = ("pending" if args.score_later and status == "ok" else "outside") if outside \
+                else "self_reported"
             exit_code = EXIT_OK if status == "ok" else EXIT_EXPERIMENT_FAILED
         except StageError as error:
             result = build_result(base, "crash", error.reason, error.stage, error.exit_code, error.log_tail)
@@ -2385,6 +2770,32 @@ def build_parser() -> argparse.ArgumentParser:
              "branch; prepare and the scorer run there (default: none: the --eval-repo folder as it is)")
     add("--score-timeout", metavar="SECONDS", type=float, default=900.0,
         help="with --score-cmd: hard timeout of the evaluation (scoring and the causality probe) (default: 900)")
+    add("--heldout-root", metavar="DIR", default=None,
+        help="with --score-cmd: where the held-out data go (DIR/data-<key16>.eval), e.g. a volume only the "
+             "preparation and the scorer mount (default: beside the prepared data)")
+    add("--output-dir", metavar="DIR", default=None,
+        help="with --score-cmd: the folder the training saves its weights in (AUTORESEARCH_OUTPUT_DIR), and the "
+             "model process reads (default: a scratch folder of the run)")
+    add("--score-later", action="store_true",
+        help="with --score-cmd and --output-dir: train only; a run that trained within its budget reports status ok "
+             "with evaluation 'pending' and val_bpb null, for --score-only and --probe-only to measure "
+             "(a Kubernetes trainer) (default: off)")
+    add("--score-only", metavar="DIR",
+        help="evaluate only: run --score-cmd in the trusted tree against the model that --serve-only serves "
+             "through the FIFOs this step makes in DIR (another container of the pod), and save the probe plan "
+             "to --probe-plan; the result has val_bpb (default: none)")
+    add("--probe-only", metavar="DIR",
+        help="probe only: check a fresh model, served by --serve-only through FIFOs in DIR, against "
+             "--probe-plan; the result has the probe's figures (default: none)")
+    add("--serve-only", metavar="DIR",
+        help="serve only: run --serve-cmd in the experiment's tree with its stdin and stdout on the FIFOs a "
+             "--score-only or --probe-only step makes in DIR (default: none)")
+    add("--probe-plan", metavar="FILE", default=None,
+        help="with --score-only (written) or --probe-only (read): the probe windows and the answers they must "
+             "agree with; keep it where the model cannot read it (default: none)")
+    add("--prune-root", metavar="DIR", default=None,
+        help="with --fetch-only and --prune-after: the folder whose old subfolders are removed "
+             "(default: the parent of the --fetch-only DIR)")
     add("--prepare-only", action="store_true",
         help="fetch and prepare the data, then exit 0 without training (default: off)")
     add("--prepared-only", action="store_true",
@@ -2414,7 +2825,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.parse_log:
         return args
-    if not args.repo:
+    if not args.repo and not args.probe_only:
         parser.error("--repo is required")
     if not args.train_cmd.strip():
         parser.error("--train-cmd must not be empty")
@@ -2438,6 +2849,18 @@ def parse_args(argv=None):
         parser.error("--score-timeout must be a positive number of seconds")
     if args.prepare_only and args.prepared_only:
         parser.error("--prepare-only and --prepared-only exclude each other")
+    steps = [name for name in ("fetch_only", "prepare_only", "score_later", "score_only", "probe_only", "serve_only")
+             if getattr(args, name)]
+    if len(steps) > 1:
+        parser.error("--%s and --%s exclude each other" % tuple(n.replace("_", "-") for n in steps[:2]))
+    if (args.score_later or args.score_only or args.serve_only) and not args.score_cmd:
+        parser.error("--%s needs --score-cmd and --serve-cmd" % steps[0].replace("_", "-"))
+    if args.score_later and not args.output_dir:
+        parser.error("--score-later needs --output-dir (where the evaluation step finds the weights)")
+    if args.score_later and args.prepare_cmd and not args.prepared_only:
+        parser.error("--score-later needs --prepared-only (the data and the held-out data are prepared by another step)")
+    if (args.score_only or args.probe_only) and not args.probe_plan:
+        parser.error("--%s needs --probe-plan" % steps[0].replace("_", "-"))
     for name in ("max_archive_bytes", "max_source_files", "max_source_bytes"):
         if getattr(args, name) < 0:
             parser.error("--%s must not be negative" % name.replace("_", "-"))

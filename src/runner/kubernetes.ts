@@ -1,4 +1,4 @@
-// The Kubernetes runner: two batch/v1 Jobs per run, rendered from a template users edit
+// The Kubernetes runner: two batch/v1 Jobs per run (four with the outside evaluation), rendered from a template users edit
 // (k8s/job.yaml: GPU, node selector, tolerations, image, data volume, Kueue queue, priority).
 // The bot fills only the per-run fields. The Jobs are the whole state: a restarted bot lists
 // them by label and reads results from the pods' termination messages, so a run is neither
@@ -19,9 +19,15 @@
 //                          token, no service account token, no other repository's folder, no
 //                          other run's source, non-root, read-only root filesystem, every
 //                          capability dropped; k8s/networkpolicy.yaml gives the pod no network.
-// Both carry labels (managed-by, repo, pull, run, role) and annotations (run id, repository,
-// commit; the fetch Job also the run spec the training Job is rendered from). The harness writes
-// its JSON result to /dev/termination-log; the log's last line is the fallback.
+//   Job    <name>-eval     role eval, with outside evaluation, once training succeeded: the
+//                          trusted `score` container beside the experiment's `model` (see
+//                          renderEvalJob); val_bpb comes from here, never from the trainer.
+//   Job    <name>-probe    role probe, once scoring succeeded: the causality probe against a
+//                          fresh model in a new pod.
+// All carry labels (managed-by, repo, pull, run, role; isolated on the pods that run the
+// experiment's code) and annotations (run id, repository, commit, and the run spec the next Job
+// is rendered from). The harness writes its JSON result to /dev/termination-log; the log's last
+// line is the fallback.
 import { createHash } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
@@ -58,6 +64,12 @@ export interface KubernetesRunnerOptions {
   slots?: number;
   /** Added to the harness timeout for activeDeadlineSeconds (fetch, prepare, start); default 900. */
   deadlineMarginSeconds?: number;
+  /**
+   * With outside evaluation, the time a training container may run beyond its budget and
+   * eval allowance by the cluster's clock (unpacking the commit, checking the prepared data)
+   * before its result is over_budget, whatever it says of itself; default 300.
+   */
+  startMarginSeconds?: number;
   /** A pod that cannot be scheduled or pull its image for this long is reported; default 15 min. */
   pendingTimeoutMs?: number;
   /** Full relist period (the watch covers the time between); default 60 s. */
@@ -75,6 +87,7 @@ export const LABEL_REPO = "autoresearch.dev/repo";
 export const LABEL_PULL = "autoresearch.dev/pull";
 export const LABEL_RUN = "autoresearch.dev/run";
 export const LABEL_ROLE = "autoresearch.dev/role";
+export const LABEL_ISOLATED = "autoresearch.dev/isolated";
 export const ANNOTATION_RUN_ID = "autoresearch.dev/run-id";
 export const ANNOTATION_REPO = "autoresearch.dev/repository";
 export const ANNOTATION_COMMIT = "autoresearch.dev/commit";
@@ -84,11 +97,28 @@ export const ANNOTATION_SPEC = "autoresearch.dev/spec";
 const TRAINER = "trainer";
 const FETCH = "fetch";
 const PREPARE = "prepare";
+/** The containers of the evaluation Jobs: the trusted step (scorer or probe) and the experiment's model. */
+const SCORE = "score";
+const PROBE = "probe";
+const MODEL = "model";
 /** The template's shared volume (a persistentVolumeClaim): one folder per repository. */
 const DATA = "cache";
 const WORKSPACE = "workspace";
 const SOURCE = "source";
+/** The evaluation pods' FIFOs between the trusted container and the model (emptyDir). */
+const PIPES = "pipes";
+/** The trusted container's own scratch (its unpacked scorer): never shared with the model. */
+const TRUSTED_WORKSPACE = "trusted-workspace";
 const WORKSPACE_DIR = "/workspace";
+/** The repository's held-out data (outside evaluation): mounted by preparation and the scorer only. */
+const HELDOUT_DIR = "/heldout";
+/** The run's saved weights: written by the training, read-only to the model. */
+const OUTPUT_DIR = "/output";
+/** The scoring step's probe plan: written by the scorer, read by the probe, never by the model. */
+const PLAN_DIR = "/plan";
+const PIPES_DIR = "/pipes";
+/** Hard timeout of the scoring and of the probe (the harness's --score-timeout default). */
+const SCORE_TIMEOUT_SECONDS = 900;
 /** Where the repository's prepared data is mounted (read-only in the trainer). */
 const DATA_DIR = "/cache";
 /** Where the fetched commit (source.tar) is mounted, read-only. */
@@ -155,7 +185,7 @@ export function parseJobTemplate(text: string, source = "the Job template"): k8s
   const volumes = pod && Array.isArray(pod.volumes) ? pod.volumes.filter(isObj) : [];
   for (const v of volumes) {
     const name = String(v.name);
-    if (v.name === WORKSPACE || v.name === SOURCE) problems.push(`volume name "${name}" is reserved for the bot`);
+    if ([WORKSPACE, SOURCE, PIPES, TRUSTED_WORKSPACE].includes(name)) problems.push(`volume name "${name}" is reserved for the bot`);
     const kinds = Object.keys(v).filter((k) => k !== "name");
     const kind = kinds[0] ?? "(none)";
     if (!ALLOWED_VOLUME_SOURCES.has(kind) && !(v.name === DATA && kind === "hostPath")) {
@@ -203,6 +233,7 @@ const storedSpecSchema = z.object({
   budgetSeconds: z.number(),
   evalAllowanceSeconds: z.number().default(120),
   seed: z.number().int().optional(),
+  evaluation: z.object({ scoreCmd: z.string(), serveCmd: z.string(), sha: z.string(), url: z.string() }).optional(),
   timeoutSeconds: z.number().nullable(),
 });
 
@@ -247,8 +278,11 @@ function safeEnv(env: k8s.V1EnvVar[] | undefined): k8s.V1EnvVar[] | undefined {
   return env.filter((e) => !/TOKEN|SECRET|PASSWORD|API_?KEY|CREDENTIAL/i.test(e.name) && !e.valueFrom?.secretKeyRef);
 }
 
-/** The parts both Jobs of a run share: names, labels, deadlines, failure policy, the locked-down pod. */
-function baseJob(template: k8s.V1Job, spec: RunSpec, o: RenderOptions, name: string, role: "fetch" | "trainer", deadline: number): k8s.V1Job {
+/** What each Job of a run does (label autoresearch.dev/role): fetch, train, score, probe. */
+export type JobRole = "fetch" | "trainer" | "eval" | "probe";
+
+/** The parts every Job of a run shares: names, labels, deadlines, failure policy, the locked-down pod. */
+function baseJob(template: k8s.V1Job, spec: RunSpec, o: RenderOptions, name: string, role: JobRole, deadline: number): k8s.V1Job {
   const job = structuredClone(template);
   const labels = {
     [LABEL_MANAGED]: MANAGED_BY,
@@ -256,13 +290,16 @@ function baseJob(template: k8s.V1Job, spec: RunSpec, o: RenderOptions, name: str
     [LABEL_PULL]: String(spec.pull),
     [LABEL_RUN]: jobNameFor(spec.runId),
     [LABEL_ROLE]: role,
+    // Pods that run the experiment's code: k8s/networkpolicy.yaml gives them no network at all.
+    ...(role === "fetch" ? {} : { [LABEL_ISOLATED]: "true" }),
   };
   const annotations: Record<string, string> = {
     [ANNOTATION_RUN_ID]: spec.runId,
     [ANNOTATION_REPO]: `${spec.repo.owner}/${spec.repo.repo}`,
     [ANNOTATION_COMMIT]: spec.sha,
   };
-  if (role === "fetch") annotations[ANNOTATION_SPEC] = storedSpec(spec);
+  // Every Job of a run carries its spec (without the token): the next step is rendered from it.
+  annotations[ANNOTATION_SPEC] = storedSpec(spec);
   job.metadata = {
     ...job.metadata,
     name,
@@ -296,18 +333,34 @@ function baseJob(template: k8s.V1Job, spec: RunSpec, o: RenderOptions, name: str
   pod.automountServiceAccountToken = false;
   pod.enableServiceLinks = false;
   pod.hostNetwork = false;
+  // Containers of one pod never see each other's processes (an evaluation pod's model and scorer).
+  pod.shareProcessNamespace = false;
   pod.securityContext = { runAsUser: 10001, runAsGroup: 10001, fsGroup: 10001, ...pod.securityContext, runAsNonRoot: true, seccompProfile: pod.securityContext?.seccompProfile ?? { type: "RuntimeDefault" } };
   pod.volumes = [...(pod.volumes ?? []), { name: WORKSPACE, emptyDir: { sizeLimit: o.workspaceSizeLimit ?? "20Gi" } }];
   return job;
 }
 
-/** harness arguments both steps share: the source (the fetched archive), the commands, the data. */
+/** harness arguments the steps share: the source (the fetched archives), the commands, the data. */
 function harnessArgs(spec: RunSpec): string[] {
   const args = ["--repo", `${SOURCE_DIR}/source.tar`, "--commit", spec.sha, "--workdir", spec.workdir || ".", "--train-cmd", spec.trainCmd];
   if (spec.prepareCmd) args.push("--prepare-cmd", spec.prepareCmd);
   for (const glob of spec.prepareFiles) args.push("--prepare-files", glob);
   args.push("--cache-dir", DATA_DIR, "--sandbox", "container");
+  // Outside evaluation: preparation and scoring come from the trusted tree the fetch step saved.
+  if (spec.evaluation) args.push(...evaluationArgs(spec.evaluation), "--eval-repo", `${SOURCE_DIR}/trusted.tar`);
   return args;
+}
+
+function evaluationArgs(e: NonNullable<RunSpec["evaluation"]>): string[] {
+  return ["--score-cmd", e.scoreCmd, "--serve-cmd", e.serveCmd, "--eval-commit", e.sha];
+}
+
+/**
+ * A run's folders on the data volume (`<repo>/runs/<name>/…`): the fetched archives (source),
+ * the saved weights (output) and the probe plan (eval). Each container mounts only those it needs.
+ */
+function runFolder(spec: RunSpec, part: "source" | "output" | "eval"): string {
+  return `${repoFolder(spec.repo)}/runs/${jobNameFor(spec.runId)}/${part}`;
 }
 
 /** Where a run's scratch lives in its pods: HOME, TMPDIR and caches on the sized emptyDir. */
@@ -341,9 +394,11 @@ export function renderFetchJob(template: k8s.V1Job, spec: RunSpec, o: RenderOpti
     terminationMessagePolicy: "FallbackToLogsOnError",
   };
   const fetchArgs = [
-    "--repo", spec.source.url, "--commit", spec.sha, "--fetch-only", `${RUNS_DIR}/${trainName}`, "--prune-after", "172800",
-    "--termination-log", TERMINATION_LOG, "--run-id", spec.runId,
+    "--repo", spec.source.url, "--commit", spec.sha, "--fetch-only", `${RUNS_DIR}/${trainName}/source`,
+    "--prune-root", RUNS_DIR, "--prune-after", "172800", "--termination-log", TERMINATION_LOG, "--run-id", spec.runId,
   ];
+  // With outside evaluation the trusted tree (the default branch's commit) is fetched too.
+  if (spec.evaluation) fetchArgs.push(...evaluationArgs(spec.evaluation), "--eval-repo", spec.evaluation.url);
   if (spec.source.token) fetchArgs.push("--token-file", `${TOKEN_DIR}/token`);
   pod.initContainers = [
     {
@@ -363,12 +418,16 @@ export function renderFetchJob(template: k8s.V1Job, spec: RunSpec, o: RenderOpti
     {
       name: PREPARE,
       ...common,
-      args: [...harnessArgs(spec), "--prepare-only", "--termination-log", TERMINATION_LOG, "--run-id", spec.runId, "--heartbeat", "30"],
+      args: [
+        ...harnessArgs(spec), "--prepare-only", ...(spec.evaluation ? ["--heldout-root", HELDOUT_DIR] : []),
+        "--termination-log", TERMINATION_LOG, "--run-id", spec.runId, "--heartbeat", "30",
+      ],
       env: [...(safeEnv(trainer.env) ?? []), ...SCRATCH_ENV],
       resources: withoutGpus(trainer.resources),
       volumeMounts: [
         { name: DATA, mountPath: DATA_DIR, subPath: `${folder}/data` },
-        { name: DATA, mountPath: SOURCE_DIR, subPath: `${folder}/runs/${trainName}`, readOnly: true },
+        ...(spec.evaluation ? [{ name: DATA, mountPath: HELDOUT_DIR, subPath: `${folder}/heldout` }] : []),
+        { name: DATA, mountPath: SOURCE_DIR, subPath: runFolder(spec, "source"), readOnly: true },
         { name: WORKSPACE, mountPath: WORKSPACE_DIR },
       ],
     },
@@ -390,6 +449,8 @@ export function renderJob(template: k8s.V1Job, spec: RunSpec, o: RenderOptions):
   const trainer = pod.containers.find((c) => c.name === TRAINER)!;
   const folder = repoFolder(spec.repo);
   const args = [...harnessArgs(spec), "--prepared-only", "--budget", String(spec.budgetSeconds), "--eval-allowance", String(spec.evalAllowanceSeconds ?? 120)];
+  // Outside evaluation: the trainer only trains and saves its weights; the eval Jobs measure them.
+  if (spec.evaluation) args.push("--score-later", "--output-dir", OUTPUT_DIR);
   if (spec.seed !== undefined) args.push("--seed", String(spec.seed));
   if (spec.timeoutSeconds) args.push("--timeout", String(spec.timeoutSeconds));
   args.push("--termination-log", TERMINATION_LOG, "--run-id", spec.runId, "--heartbeat", "30");
@@ -399,13 +460,87 @@ export function renderJob(template: k8s.V1Job, spec: RunSpec, o: RenderOptions):
   trainer.terminationMessagePolicy = "FallbackToLogsOnError";
   // The data volume, whatever the template mounted of it, is the repository's data folder, read-only.
   trainer.volumeMounts = [
-    ...(trainer.volumeMounts ?? []).filter((m) => m.name !== DATA),
-    { name: DATA, mountPath: DATA_DIR, subPath: `${folder}/data`, readOnly: true },
-    { name: DATA, mountPath: SOURCE_DIR, subPath: `${folder}/runs/${name}`, readOnly: true },
-    { name: WORKSPACE, mountPath: WORKSPACE_DIR },
+    ...experimentMounts(trainer, spec, folder),
+    ...(spec.evaluation ? [{ name: DATA, mountPath: OUTPUT_DIR, subPath: runFolder(spec, "output") }] : []),
   ];
   // The training container gets no credential: drop any env the template would pass that looks like one.
-  trainer.env = [...(safeEnv(trainer.env) ?? []).filter((e) => !SCRATCH_ENV.some((x) => x.name === e.name)), ...SCRATCH_ENV];
+  trainer.env = experimentEnv(trainer);
+  return job;
+}
+
+/** Where a container that runs the experiment's code sees the data (read-only), its commit and its scratch. */
+function experimentMounts(c: k8s.V1Container, spec: RunSpec, folder: string): k8s.V1VolumeMount[] {
+  return [
+    ...(c.volumeMounts ?? []).filter((m) => m.name !== DATA),
+    { name: DATA, mountPath: DATA_DIR, subPath: `${folder}/data`, readOnly: true },
+    { name: DATA, mountPath: SOURCE_DIR, subPath: runFolder(spec, "source"), readOnly: true },
+    { name: WORKSPACE, mountPath: WORKSPACE_DIR },
+  ];
+}
+
+function experimentEnv(c: k8s.V1Container): k8s.V1EnvVar[] {
+  return [...(safeEnv(c.env) ?? []).filter((e) => !SCRATCH_ENV.some((x) => x.name === e.name)), ...SCRATCH_ENV];
+}
+
+/**
+ * The evaluation Jobs of a run with outside evaluation, created in turn once the training Job
+ * succeeded. Each pod has two containers that share only a folder of two FIFOs:
+ *   `model`  the experiment's --serve-cmd on the trainer's image and resources (the GPU), with
+ *            its commit, the prepared data and its saved weights read-only: no held-out data, no
+ *            probe plan, no network (k8s/networkpolicy.yaml), its own scratch;
+ *   `score`  (step "score", Job <name>-eval) the default branch's scorer with the held-out data
+ *            read-only; it writes val_bpb to its termination message and the probe plan to
+ *            <repo>/runs/<name>/eval, which no model container mounts;
+ *   `probe`  (step "probe", Job <name>-probe) the causality probe against a fresh model in a new
+ *            pod: nothing of the scoring pod's model survives into it.
+ * The trusted container has its own scratch volume (its unpacked scorer), no GPU. Pure.
+ */
+export function renderEvalJob(template: k8s.V1Job, spec: RunSpec, o: RenderOptions, step: "score" | "probe"): k8s.V1Job {
+  if (!spec.evaluation) throw new Error(`run ${spec.runId} has no outside evaluation`);
+  const name = step === "score" ? evalJobNameFor(spec.runId) : probeJobNameFor(spec.runId);
+  const job = baseJob(template, spec, o, name, step === "score" ? "eval" : "probe", Math.ceil(SCORE_TIMEOUT_SECONDS + o.deadlineMarginSeconds));
+  const pod = job.spec!.template.spec!;
+  const trainer = pod.containers.find((c) => c.name === TRAINER)!;
+  const folder = repoFolder(spec.repo);
+  pod.volumes!.push(
+    { name: PIPES, emptyDir: { sizeLimit: "1Mi" } },
+    { name: TRUSTED_WORKSPACE, emptyDir: { sizeLimit: o.workspaceSizeLimit ?? "20Gi" } },
+  );
+  const pipes = { name: PIPES, mountPath: PIPES_DIR };
+  const common = ["--termination-log", TERMINATION_LOG, "--run-id", spec.runId, "--score-timeout", String(SCORE_TIMEOUT_SECONDS)];
+  const model: k8s.V1Container = {
+    ...trainer,
+    name: MODEL,
+    args: [...harnessArgs(spec), "--prepared-only", "--serve-only", PIPES_DIR, "--output-dir", OUTPUT_DIR, "--score-timeout", String(SCORE_TIMEOUT_SECONDS)],
+    securityContext: { ...lockedSecurity(trainer), readOnlyRootFilesystem: true },
+    env: experimentEnv(trainer),
+    volumeMounts: [...experimentMounts(trainer, spec, folder), { name: DATA, mountPath: OUTPUT_DIR, subPath: runFolder(spec, "output"), readOnly: true }, pipes],
+  };
+  const trustedMounts: k8s.V1VolumeMount[] = step === "score"
+    ? [
+        { name: DATA, mountPath: DATA_DIR, subPath: `${folder}/data`, readOnly: true },
+        { name: DATA, mountPath: HELDOUT_DIR, subPath: `${folder}/heldout`, readOnly: true },
+        { name: DATA, mountPath: SOURCE_DIR, subPath: runFolder(spec, "source"), readOnly: true },
+        { name: DATA, mountPath: PLAN_DIR, subPath: runFolder(spec, "eval") },
+      ]
+    : [{ name: DATA, mountPath: PLAN_DIR, subPath: runFolder(spec, "eval"), readOnly: true }];
+  const trusted: k8s.V1Container = {
+    name: step === "score" ? SCORE : PROBE,
+    image: trainer.image,
+    imagePullPolicy: trainer.imagePullPolicy,
+    ...(trainer.command ? { command: trainer.command } : {}),
+    args: step === "score"
+      ? [...harnessArgs(spec), "--prepared-only", "--heldout-root", HELDOUT_DIR, "--score-only", PIPES_DIR, "--probe-plan", `${PLAN_DIR}/plan.json`, ...common]
+      : ["--probe-only", PIPES_DIR, "--probe-plan", `${PLAN_DIR}/plan.json`, ...common],
+    securityContext: { ...lockedSecurity(trainer), readOnlyRootFilesystem: true },
+    terminationMessagePath: TERMINATION_LOG,
+    terminationMessagePolicy: "FallbackToLogsOnError",
+    env: experimentEnv(trainer),
+    resources: { requests: { cpu: "500m", memory: "512Mi" }, limits: withoutGpus(trainer.resources)?.limits },
+    volumeMounts: [...trustedMounts, pipes, { name: TRUSTED_WORKSPACE, mountPath: WORKSPACE_DIR }],
+  };
+  // The trusted container first: the runner reads its termination message as the step's result.
+  pod.containers = [trusted, model];
   return job;
 }
 
@@ -416,6 +551,16 @@ export function secretNameFor(runId: string): string {
 /** The fetch Job of a run: the train Job's name with `-fetch`. */
 export function fetchJobNameFor(runId: string): string {
   return `${jobNameFor(runId)}-fetch`;
+}
+
+/** The scoring Job of a run with outside evaluation. */
+export function evalJobNameFor(runId: string): string {
+  return `${jobNameFor(runId)}-eval`;
+}
+
+/** The causality probe's Job of a run with outside evaluation. */
+export function probeJobNameFor(runId: string): string {
+  return `${jobNameFor(runId)}-probe`;
 }
 
 /**
@@ -433,6 +578,40 @@ function crash(reason: string, logTail = "", stage?: TrainerResult["stage"], sta
   const r: TrainerResult = { status, val_bpb: null, exit_code: null, reason, log_tail: logTail, summary: {} };
   if (stage) r.stage = stage;
   return r;
+}
+
+/** A trained run whose evaluation step failed: the step's status and reason, no val_bpb. */
+function evaluationFailed(trained: TrainerResult, step: TrainerResult): TrainerResult {
+  return {
+    ...trained,
+    status: step.status === "ok" ? "crash" : step.status,
+    val_bpb: null,
+    reason: step.status === "ok" ? "the evaluation step answered without the figures it owes" : step.reason,
+    log_tail: step.log_tail || trained.log_tail,
+    // The evaluation's own infrastructure (its data, the model container's commit) is not the experiment's fault.
+    stage: step.stage === "prepare" || step.stage === "fetch" ? step.stage : "eval",
+    evaluation: "outside",
+  };
+}
+
+/** A trained run, scored and probed: val_bpb as the scorer measured it, the training's own figures beside it. */
+function measuredOutside(trained: TrainerResult, valBpb: number, scored: TrainerResult, probed: TrainerResult): TrainerResult {
+  const seconds = (r: TrainerResult) => (typeof r.summary.eval_seconds === "number" ? r.summary.eval_seconds : 0);
+  const training = trained.summary.training_seconds;
+  return {
+    ...trained,
+    status: "ok",
+    val_bpb: valBpb,
+    stage: "train",
+    evaluation: "outside",
+    reason: `val_bpb ${valBpb.toFixed(6)} measured outside the experiment${typeof training === "number" ? ` after ${training} s of training` : ""}`,
+    summary: {
+      ...trained.summary,
+      eval_seconds: Math.round((seconds(scored) + seconds(probed)) * 10) / 10,
+      ...(typeof probed.summary.probe_windows === "number" ? { probe_windows: probed.summary.probe_windows } : {}),
+      ...(typeof probed.summary.probe_max_difference === "number" ? { probe_max_difference: probed.summary.probe_max_difference } : {}),
+    },
+  };
 }
 
 function condition(job: k8s.V1Job, type: string): k8s.V1JobCondition | undefined {
@@ -465,7 +644,6 @@ function resultFromLog(log: string): TrainerResult | undefined {
 }
 
 export class KubernetesRunner implements RunnerPort {
-  private saidSelfReported = false;
   readonly name = "kubernetes";
   readonly slots: number;
   private readonly batch: k8s.BatchV1Api;
@@ -484,6 +662,7 @@ export class KubernetesRunner implements RunnerPort {
     this.o = {
       slots: 8,
       deadlineMarginSeconds: 900,
+      startMarginSeconds: 300,
       pendingTimeoutMs: 15 * 60_000,
       relistMs: 60_000,
       ttlSecondsAfterFinished: 86_400,
@@ -530,6 +709,11 @@ export class KubernetesRunner implements RunnerPort {
     return renderJob(template, spec, this.renderOptions());
   }
 
+  /** A scoring or probe Job of a run with outside evaluation (created after its training). */
+  renderEval(template: k8s.V1Job, spec: RunSpec, step: "score" | "probe"): k8s.V1Job {
+    return renderEvalJob(template, spec, this.renderOptions(), step);
+  }
+
   /** The fetch Job of a run (created at submit). */
   renderFetch(template: k8s.V1Job, spec: RunSpec): k8s.V1Job {
     return renderFetchJob(template, spec, this.renderOptions());
@@ -551,13 +735,6 @@ export class KubernetesRunner implements RunnerPort {
   }
 
   async submit(spec: RunSpec): Promise<void> {
-    if (spec.evaluation && !this.saidSelfReported) {
-      // Said once per process; every check run says it too (src/checks.ts).
-      this.saidSelfReported = true;
-      this.o.logger?.warn(
-        `${spec.repo.owner}/${spec.repo.repo} asks for the outside evaluation, which the Kubernetes runner does not run yet: its val_bpb is self-reported by train.py`,
-      );
-    }
     if (await this.ownJob(jobNameFor(spec.runId), spec.runId, spec.sha)) return;
     if (await this.ownJob(fetchJobNameFor(spec.runId), spec.runId, spec.sha)) return;
     const body = this.renderFetch(await this.templateFor(spec.repo), spec);
@@ -614,7 +791,21 @@ export class KubernetesRunner implements RunnerPort {
     const train = await this.ownJob(jobNameFor(runId), runId, null);
     if (train) {
       const pods = await this.podsOf(train);
-      if (isFinished(train)) return { phase: "finished", runId, result: await this.resultOf(train, pods) };
+      if (isFinished(train)) {
+        const result = await this.resultOf(train, pods);
+        const spec = specOfJob(train);
+        // With outside evaluation a training that did not fail is measured by the evaluation
+        // Jobs, whatever its container wrote about itself (it runs the experiment's code).
+        if (spec?.evaluation && result.status === "ok") {
+          const overrun = this.overran(spec, pods);
+          if (overrun) return { phase: "finished", runId, result: { ...result, status: "over_budget", val_bpb: null, reason: overrun, evaluation: "outside" } };
+          return this.observeEvaluation(spec, result);
+        }
+        if (result.evaluation === "pending" || result.evaluation === "probe") {
+          return { phase: "finished", runId, result: crash("the training Job reported a result of an evaluation step this run does not have", result.log_tail, "train") };
+        }
+        return { phase: "finished", runId, result };
+      }
       const stuck = this.stuck(train, pods);
       if (stuck) return { phase: "finished", runId, result: crash(stuck, "", "fetch") };
       const running = pods.some((p) => p.status?.phase === "Running");
@@ -631,6 +822,85 @@ export class KubernetesRunner implements RunnerPort {
     const stuck = this.stuck(fetch, pods);
     if (stuck) return { phase: "finished", runId, result: crash(stuck, "", "fetch") };
     return { phase: "pending", runId };
+  }
+
+  /**
+   * Why a training container broke its budget by the cluster's own clock (the kubelet's start
+   * and finish times, which the experiment cannot write), or null: the harness beside the
+   * experiment measures the budget too, but its result is only as honest as its container.
+   */
+  private overran(spec: RunSpec, pods: k8s.V1Pod[]): string | null {
+    const term = lastPod(pods)?.status?.containerStatuses?.find((s) => s.name === TRAINER)?.state?.terminated;
+    if (!term?.startedAt || !term.finishedAt) return null;
+    const ran = (new Date(term.finishedAt).getTime() - new Date(term.startedAt).getTime()) / 1000;
+    const allowed = spec.budgetSeconds + (spec.evalAllowanceSeconds ?? 120) + this.o.startMarginSeconds;
+    if (!(ran > allowed)) return null;
+    return `the training container ran ${Math.round(ran)} s by the cluster's clock, more than the budget of ${spec.budgetSeconds} s plus ${spec.evalAllowanceSeconds ?? 120} s allowance and ${this.o.startMarginSeconds} s to start; whatever it reported, this is not a measurement`;
+  }
+
+  /**
+   * A trained run with outside evaluation: its scoring Job, then its probe Job, each created when
+   * the step before succeeded; finished when the probe has answered or a step failed.
+   */
+  private async observeEvaluation(spec: RunSpec, trained: TrainerResult): Promise<RunObservation> {
+    const runId = spec.runId;
+    const probeJob = await this.ownJob(probeJobNameFor(runId), runId, spec.sha);
+    const scoreJob = await this.ownJob(evalJobNameFor(runId), runId, spec.sha);
+    if (!scoreJob) {
+      await this.createStep(spec, "score");
+      return { phase: "running", runId };
+    }
+    const scored = await this.stepResult(scoreJob, SCORE);
+    if (!scored) return this.stepPhase(scoreJob, runId);
+    if (scored.status !== "ok" || typeof scored.val_bpb !== "number") return { phase: "finished", runId, result: evaluationFailed(trained, scored) };
+    if (!probeJob) {
+      await this.createStep(spec, "probe");
+      return { phase: "running", runId };
+    }
+    const probed = await this.stepResult(probeJob, PROBE);
+    if (!probed) return this.stepPhase(probeJob, runId);
+    if (probed.status !== "ok" || probed.evaluation !== "probe") return { phase: "finished", runId, result: evaluationFailed(trained, probed) };
+    return { phase: "finished", runId, result: measuredOutside(trained, scored.val_bpb, scored, probed) };
+  }
+
+  private async stepPhase(job: k8s.V1Job, runId: string): Promise<RunObservation> {
+    const pods = await this.podsOf(job);
+    const stuck = this.stuck(job, pods);
+    if (stuck) return { phase: "finished", runId, result: crash(stuck, "", "eval") };
+    return { phase: pods.some((p) => p.status?.phase === "Running") ? "running" : "pending", runId };
+  }
+
+  /** Create the scoring or the probe Job of a run (idempotent: a 409 is done). */
+  private async createStep(spec: RunSpec, step: "score" | "probe"): Promise<void> {
+    const body = this.renderEval(await this.templateFor(spec.repo), spec, step);
+    try {
+      await this.batch.createNamespacedJob({ namespace: this.ns, body });
+      this.o.logger?.info(`run ${spec.runId}: ${step === "score" ? "trained; created scoring" : "scored; created probe"} Job ${this.ns}/${body.metadata!.name}`);
+    } catch (err) {
+      if (statusCode(err) !== 409) throw new Error(`creating Job ${body.metadata!.name}: ${describe(err)}`);
+    }
+  }
+
+  /**
+   * The result of an evaluation step, read from its trusted container's termination message as
+   * soon as that container ended (the model beside it may still be stopping); null while it runs.
+   */
+  private async stepResult(job: k8s.V1Job, container: string): Promise<TrainerResult | null> {
+    const pods = await this.podsOf(job);
+    const pod = lastPod(pods);
+    const term = pod?.status?.containerStatuses?.find((s) => s.name === container)?.state?.terminated;
+    const what = container === SCORE ? "scoring" : "causality probe";
+    if (term) {
+      const parsed = this.parseMessage(term.message);
+      if (parsed) return parsed;
+      const r = crash(`the ${what} container ended without a result (exit ${term.exitCode}${term.reason ? `, ${term.reason}` : ""})`, await this.logTail(pod, container), "eval");
+      r.exit_code = term.exitCode;
+      return r;
+    }
+    if (!isFinished(job)) return null;
+    const failed = condition(job, "Failed");
+    if (failed?.reason === "DeadlineExceeded") return crash(`the ${what} Job ran past its activeDeadlineSeconds (${job.spec?.activeDeadlineSeconds} s)`, await this.logTail(pod, MODEL), "eval", "timeout");
+    return crash(`the ${what} Job ended without a result (${failed?.reason ?? "its pod is gone"})`, "", "eval");
   }
 
   /** Why the fetch Job failed: always an infrastructure failure (stage fetch or prepare). */
@@ -751,7 +1021,7 @@ export class KubernetesRunner implements RunnerPort {
   }
 
   private async deleteRun(runId: string): Promise<void> {
-    for (const name of [jobNameFor(runId), fetchJobNameFor(runId)]) {
+    for (const name of [probeJobNameFor(runId), evalJobNameFor(runId), jobNameFor(runId), fetchJobNameFor(runId)]) {
       try {
         await this.batch.deleteNamespacedJob({ name, namespace: this.ns, propagationPolicy: "Background" });
       } catch (err) {
@@ -862,6 +1132,17 @@ export class KubernetesRunner implements RunnerPort {
       void this.startTraining(job).catch((err) => this.o.logger?.warn(`run ${runId}: the training Job could not be created yet: ${describe(err)}`));
       return;
     }
+    if (specOfJob(job)?.evaluation && job.metadata?.labels?.[LABEL_ROLE] !== "probe") {
+      // A step of an outside evaluation ended: observe() starts the next one, or finds the run finished.
+      void this.observe(runId)
+        .then((o) => o.phase === "finished" && this.notify(runId, owner, repo))
+        .catch((err) => this.o.logger?.warn(`run ${runId}: the next evaluation step could not be started yet: ${describe(err)}`));
+      return;
+    }
+    this.notify(runId, owner, repo);
+  }
+
+  private notify(runId: string, owner: string, repo: string): void {
     for (const l of this.listeners) {
       try {
         l(runId, { owner, repo });

@@ -9,6 +9,8 @@ import type { TrainerResult } from "../types.js";
 
 export const RUN_STATUSES = ["ok", "crash", "oom", "timeout", "nan", "over_budget"] as const;
 export const RUN_STAGES = ["fetch", "prepare", "train", "eval"] as const;
+/** How val_bpb was measured; `pending` and `probe` are the Kubernetes runner's intermediate steps. */
+export const EVALUATIONS = ["outside", "self_reported", "pending", "probe"] as const;
 
 /** Keys with their own TrainerResult field (never copied into `summary`). */
 const FIELD_KEYS = new Set(["status", "val_bpb", "exit_code", "reason", "log_tail", "stage", "run_id", "commit", "sandbox", "notes", "hardware", "evaluation"]);
@@ -31,9 +33,9 @@ export const harnessResultSchema = z
     sandbox: z.string().max(40).nullable().optional(),
     notes: z.array(z.string().max(2000)).max(20).nullable().optional(),
     hardware: z.string().max(300).nullable().optional(),
-    evaluation: z.enum(["outside", "self_reported"]).nullable().optional(),
+    evaluation: z.enum(EVALUATIONS).nullable().optional(),
   })
-  .refine((r) => r.status !== "ok" || typeof r.val_bpb === "number", {
+  .refine((r) => r.status !== "ok" || typeof r.val_bpb === "number" || r.evaluation === "pending" || r.evaluation === "probe", {
     message: 'status "ok" requires a numeric val_bpb',
     path: ["val_bpb"],
   });

@@ -1,5 +1,6 @@
-// Outside evaluation through a whole night: the real local runner, harness and sandbox, the
-// GitHub twin and the OpenAI twin. The project (test/fixtures/outside-eval) prints a val_bpb of
+// Outside evaluation through a whole night, with each runner: the real local runner, harness and
+// sandbox, or the Kubernetes runner's Jobs through the Kubernetes twin; the GitHub twin and the
+// OpenAI twin. The project (test/fixtures/outside-eval) prints a val_bpb of
 // 0.01 about itself; the bot must report what the default branch's scorer measures instead, and
 // an experiment whose model reads ahead must not be measured at all.
 import { readFile, readdir } from "node:fs/promises";
@@ -14,12 +15,13 @@ afterEach(async () => {
   night = null;
 });
 
-it("val_bpb is scored outside the experiment, and a model that reads ahead is caught by the causality probe", async () => {
+it.each(["local", "kubernetes"] as const)("%s runner: val_bpb is scored outside the experiment, and a model that reads ahead is caught by the causality probe", async (runner) => {
   const fixture = path.join(ROOT, "test/fixtures/outside-eval");
   const files: Record<string, string> = { "program.md": "# Research program\n\nLower val_bpb by editing train.py only.\n" };
   for (const name of await readdir(fixture)) files[name] = await readFile(path.join(fixture, name), "utf8");
   files[".github/autoresearch.yml"] = singleRun(
     [
+      `runner: ${runner}`,
       "prepare_command: python3 prepare.py",
       "budget_seconds: 10",
       "evaluation:",
@@ -29,7 +31,7 @@ it("val_bpb is scored outside the experiment, and a model that reads ahead is ca
       "  max_experiments: 2",
     ].join("\n"),
   );
-  night = await startNight({ files });
+  night = await startNight({ files, runner });
   const n = night;
   // An experiment that looks like a one-line change to how the model is served.
   n.openai.script(proposal("Serve with the faster head", "Same model, answered faster.", "    import model\n", '    import model\n    model.MODE = "peek"\n'));

@@ -102,7 +102,7 @@ export class KubernetesTwin {
   readonly secrets = new Map<string, Obj>();
   private readonly events: { rv: number; type: string; object: Obj }[] = [];
   private readonly watchers = new Set<WatchClient>();
-  private readonly running = new Map<string, Running>(); // pod key
+  private readonly running = new Map<string, Running[]>(); // pod key → its running containers
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly faults: { match: (job: Obj) => boolean; fault: Fault }[] = [];
   private readonly logs = new Map<string, string>(); // pod key/container → log file
@@ -451,12 +451,24 @@ export class KubernetesTwin {
     }
     pod.status.phase = "Running";
     this.update(pod);
-    const c = pod.spec.containers[0];
-    const state = await this.runContainer(pod, c, dir, mounts, fault);
+    // The containers side by side, as the kubelet starts them; the pod ends when all have. A
+    // fault hits the first container (an eviction, the whole pod).
+    const states = await Promise.all(
+      (pod.spec.containers as Obj[]).map(async (c, i) => {
+        const state = await this.runContainer(pod, c, dir, mounts, i === 0 ? fault : undefined);
+        if (this.pods.has(key)) {
+          const { killedFor: _killedFor, ...shown } = state;
+          pod.status.containerStatuses[i].state = shown;
+          this.update(pod);
+        }
+        return state;
+      }),
+    );
     if (!this.pods.has(key)) return;
-    pod.status.containerStatuses[0].state = state;
-    const killedFor = state.killedFor as Running["killedFor"];
-    delete state.killedFor;
+    const killedFor = states[0]!.killedFor as Running["killedFor"];
+    for (const st of states) delete st.killedFor;
+    const failedState = states.find((st) => st.terminated.exitCode !== 0);
+    const state = failedState ?? states[0]!;
     if (killedFor === "evict") {
       pod.status.phase = "Failed";
       pod.status.reason = "Evicted";
@@ -575,11 +587,14 @@ export class KubernetesTwin {
     child.stdout!.pipe(out, { end: false });
     child.stderr!.pipe(out, { end: false });
     const run: Running = { child, container: c.name };
-    this.running.set(key, run);
+    this.running.set(key, [...(this.running.get(key) ?? []), run]);
     if (fault && (fault.kind === "oom" || fault.kind === "evict")) {
       const kind = fault.kind;
       this.later(fault.afterMs ?? 300, () => {
-        if (this.running.get(key) === run) this.kill(key, kind, kind === "oom" ? 0 : this.opts.killGraceMs ?? 1000);
+        if (!this.running.get(key)?.includes(run)) return;
+        // OOMKilled is one container's; an eviction stops the whole pod.
+        if (kind === "oom") this.killRun(run, kind, 0);
+        else this.kill(key, kind, this.opts.killGraceMs ?? 1000);
       });
     }
     const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
@@ -587,7 +602,9 @@ export class KubernetesTwin {
       child.once("close", (code, signal) => resolve({ code, signal }));
     });
     await new Promise<void>((r) => out.end(r));
-    if (this.running.get(key) === run) this.running.delete(key);
+    const left = (this.running.get(key) ?? []).filter((r) => r !== run);
+    if (left.length) this.running.set(key, left);
+    else this.running.delete(key);
     const exitCode = exit.code ?? 128 + signalNumber(exit.signal);
     let message = "";
     try {
@@ -606,8 +623,10 @@ export class KubernetesTwin {
   }
 
   private kill(key: string, why: NonNullable<Running["killedFor"]>, graceMs: number): void {
-    const run = this.running.get(key);
-    if (!run) return;
+    for (const run of this.running.get(key) ?? []) this.killRun(run, why, graceMs);
+  }
+
+  private killRun(run: Running, why: NonNullable<Running["killedFor"]>, graceMs: number): void {
     run.killedFor ??= why;
     const pid = run.child.pid;
     if (pid === undefined) return;
