@@ -2,6 +2,7 @@
 // (GitHub wants an answer within 10 s), plus the resync timer and the runner wiring.
 import type { Probot, ProbotOctokit } from "probot";
 import type { Config } from "./config.js";
+import { VAL_BPB_CHECK } from "./checks.js";
 import { Controller } from "./controller.js";
 import { BackoffGate } from "./github/backoff.js";
 import { WriteBudget, writeLimitsFromEnv } from "./github/budget.js";
@@ -72,22 +73,31 @@ const EVENTS = [
   "installation_repositories",
 ] as const;
 
-/** What a `check_run.requested_action` webhook says about a button click (null for anything else). */
-const requestedAction = z.object({
-  action: z.literal("requested_action"),
-  requested_action: z.object({ identifier: z.enum(["rerun", "keep"]) }),
+const clickedCheckRun = {
   check_run: z.object({
+    name: z.string().optional(),
     head_sha: z.string().regex(/^[0-9a-f]{40}$/),
     pull_requests: z.array(z.object({ number: z.number().int().positive() })).optional(),
   }),
   sender: z.object({ login: z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]|\[bot\]){0,45}$/) }),
-});
+};
+
+/**
+ * What a check_run webhook says about a click (null for anything else): one of the val_bpb
+ * check run's buttons (`requested_action`), or GitHub's own "Re-run" on it (`rerequested`),
+ * which measures again like the Re-run button.
+ */
+const clickedCheck = z.discriminatedUnion("action", [
+  z.object({ action: z.literal("requested_action"), requested_action: z.object({ identifier: z.enum(["rerun", "keep"]) }), ...clickedCheckRun }),
+  z.object({ action: z.literal("rerequested"), ...clickedCheckRun }),
+]);
 
 export function clickOf(payload: unknown, delivery: string): Click | null {
-  const p = requestedAction.safeParse(payload);
+  const p = clickedCheck.safeParse(payload);
   if (!p.success || !/^[A-Za-z0-9-]{1,100}$/.test(delivery)) return null;
+  if (p.data.action === "rerequested" && p.data.check_run.name !== VAL_BPB_CHECK) return null;
   return {
-    command: p.data.requested_action.identifier,
+    command: p.data.action === "rerequested" ? "rerun" : p.data.requested_action.identifier,
     user: p.data.sender.login,
     delivery,
     headSha: p.data.check_run.head_sha,

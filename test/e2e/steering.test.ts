@@ -126,8 +126,16 @@ describe("steering a night through the twins", () => {
     expect(lastUserMessage(n.openai.chatRequests[0]!.body)).toMatch(/^# Research guidance[\s\S]*# Try this idea[\s\S]*lengthen the warmup a little/);
     expect(two.record.ideaId).not.toBeNull();
 
+    // GitHub's own "Re-run" on the val_bpb check run measures again, like the Re-run button.
+    const [first] = n.twin.checkRuns(OWNER, REPO, { headSha: two.record.headSha, name: "val_bpb" });
+    await n.twin.rerequestCheckRun(first!.id, { user: "maria" });
+    await waitFor("experiment 2 to be measured again", () => {
+      const e = settled(n, 2);
+      return e && e.record.measurements.length === 2 && e.record.decision ? e : null;
+    });
+
     // keep, by the button on the val_bpb check run: re-applied on the same head, merged as measured.
-    const [check] = n.twin.checkRuns(OWNER, REPO, { headSha: two.record.headSha, name: "val_bpb" });
+    const check = n.twin.checkRuns(OWNER, REPO, { headSha: two.record.headSha, name: "val_bpb" }).at(-1);
     expect(check!.actions.map((a) => a.identifier)).toEqual(["rerun", "keep"]);
     await n.twin.clickCheckRunAction(check!.id, "keep", { user: "maria" });
     await waitFor("experiment 2 to be merged", () => pullOf(n, 2)?.merged);

@@ -78,7 +78,11 @@ describe("check-run buttons", () => {
     expect(clickOf({ ...payload, check_run: { head_sha: sha } }, "d1")?.pull).toBeNull();
     // Anything else is not a click.
     expect(clickOf({ ...payload, requested_action: { identifier: "merge" } }, "d1")).toBeNull();
-    expect(clickOf({ ...payload, action: "rerequested" }, "d1")).toBeNull();
+    // GitHub's own "Re-run" on the val_bpb check run is the Re-run button; on another check run it is nothing.
+    const rerequested = { action: "rerequested", check_run: { name: "val_bpb", head_sha: sha, pull_requests: [{ number: 7 }] }, sender: { login: "alice" } };
+    expect(clickOf(rerequested, "d2")).toEqual({ command: "rerun", user: "alice", delivery: "d2", headSha: sha, pull: 7 });
+    expect(clickOf({ ...rerequested, check_run: { ...rerequested.check_run, name: "autoresearch" } }, "d2")).toBeNull();
+    expect(clickOf({ ...payload, action: "created" }, "d1")).toBeNull();
     expect(clickOf({ ...payload, sender: { login: "<!-- autoresearch:command -->" } }, "d1")).toBeNull();
     expect(clickOf(payload, "not a delivery id!")).toBeNull();
   });

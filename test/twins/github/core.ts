@@ -931,6 +931,11 @@ export class TwinCore {
     this.emitCheckRun(repo, run, "requested_action", actor, { requested_action: { identifier } });
   }
 
+  /** GitHub's own "Re-run" on a check run: delivers `check_run.rerequested` to its app. */
+  rerequestCheckRun(repo: RepoRecord, run: CheckRunRecord, actor: Actor): void {
+    this.emitCheckRun(repo, run, "rerequested", actor);
+  }
+
   appShape(app: AppRecord): Json {
     return appShape(app, this.urls);
   }

@@ -512,6 +512,17 @@ export class GitHubTwin {
     });
   }
 
+  /** A human clicks GitHub's "Re-run" on a check run (delivers `check_run.rerequested` to its app). */
+  async rerequestCheckRun(checkRunId: number, opts: { user?: string } = {}): Promise<void> {
+    await this.exclusive((core) => {
+      for (const r of core.repos.values()) {
+        const run = r.checkRuns.find((x) => x.id === checkRunId);
+        if (run) return core.rerequestCheckRun(r, run, this.human(opts.user, r));
+      }
+      throw new Error(`no check run ${checkRunId}`);
+    });
+  }
+
   /** A human clicks a check run's action button (delivers `check_run.requested_action` to its app). */
   async clickCheckRunAction(checkRunId: number, identifier: string, opts: { user?: string } = {}): Promise<void> {
     await this.exclusive((core) => {
