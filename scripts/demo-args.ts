@@ -12,7 +12,7 @@ import { parseArgs } from "node:util";
 import { Document, isMap, parseDocument } from "yaml";
 import { z } from "zod";
 import { CONFIG_PATH, parseConfig, type Config, type ConfigError } from "../src/config.js";
-import { editSchema, proposalReplySchema } from "../src/proposers/openai.js";
+import { proposalReplySchema } from "../src/proposers/openai.js";
 
 export const USAGE = `usage: npm run demo -- [--repo DIR] [--proposals FILE] [--experiments N] [--budget SECONDS]
                        [--min-delta X] [--runner local|kubernetes] [--slots N] [--model-latency S]
@@ -243,7 +243,7 @@ export type ProposalEntry = z.infer<typeof proposalEntrySchema>;
 // a typo in a hand-written file, and silently dropping it would replay something else.
 const proposalEntrySchema = z.strictObject({
   ...proposalReplySchema.shape,
-  edits: z.array(z.strictObject(editSchema.shape)).min(1),
+  edits: z.array(z.strictObject(proposalReplySchema.shape.edits.element.shape)).min(1),
 });
 
 /** Most errors listed for one file: the first few say what is wrong. */

@@ -220,11 +220,30 @@ describe("OpenAIProposer against the twin", () => {
     expect(lastUserMessage(twin.chatRequests[0]?.body)).toContain("Try the old LR with the new schedule.");
   });
 
-  it("sends a JSON schema that matches the zod schema", () => {
+  it("sends a JSON schema generated from the zod schema, in the form strict structured outputs accept", () => {
     const generated = z.toJSONSchema(proposalReplySchema) as { properties: Record<string, unknown>; required: string[] };
-    const sent = proposalJsonSchema(["train.py"]) as { properties: Record<string, unknown>; required: string[] };
+    const sent = proposalJsonSchema(["train.py", "model.py"]) as { properties: Record<string, Record<string, unknown>>; required: string[] };
     expect(Object.keys(sent.properties).sort()).toEqual(Object.keys(generated.properties).sort());
     expect([...sent.required].sort()).toEqual([...generated.required].sort());
+    const edit = (sent.properties.edits!.items as { properties: Record<string, Record<string, unknown>> }).properties;
+    expect(edit.path).toMatchObject({ type: "string", enum: ["train.py", "model.py"] });
+    expect(sent.properties.title!.description).toMatch(/at most 80 characters/);
+    // Strict mode: every object closed and every property required; no keyword it refuses.
+    const objects: Record<string, unknown>[] = [];
+    const walk = (node: unknown): void => {
+      if (Array.isArray(node)) return node.forEach(walk);
+      if (typeof node !== "object" || node === null) return;
+      const o = node as Record<string, unknown>;
+      if (o.type === "object") objects.push(o);
+      for (const key of ["minLength", "maxLength", "$schema"]) expect(o[key], key).toBeUndefined();
+      Object.values(o).forEach(walk);
+    };
+    walk(sent);
+    expect(objects).toHaveLength(2);
+    for (const o of objects) {
+      expect(o.additionalProperties).toBe(false);
+      expect([...(o.required as string[])].sort()).toEqual(Object.keys(o.properties as object).sort());
+    }
   });
 
   it("twin lists models and checks the key", async () => {

@@ -50,45 +50,44 @@ export class OpenAIProposerError extends Error {
   }
 }
 
-export const editSchema = z.object({
-  path: z.string().min(1),
-  search: z.string(),
-  replace: z.string(),
-});
+/** The reply's shape; `path` is any path for validation (the loop names a wrong one) or the editable ones for the model. */
+function replyShape(path: z.ZodType<string>) {
+  return z.object({
+    title: z.string().trim().min(1).max(MAX_TITLE_CHARS).describe(`Short imperative summary of the change, at most ${MAX_TITLE_CHARS} characters.`),
+    hypothesis: z.string().trim().min(1).describe("Why the change should lower val_bpb within the fixed time budget."),
+    edits: z
+      .array(
+        z.object({
+          path,
+          search: z.string().describe("Text copied exactly from the current file."),
+          replace: z.string().describe("The new text."),
+        }),
+      )
+      .min(1)
+      .describe("SEARCH/REPLACE edits applied in order; each search occurs exactly once in the current file."),
+  });
+}
 
-export const proposalReplySchema = z.object({
-  title: z.string().trim().min(1).max(MAX_TITLE_CHARS),
-  hypothesis: z.string().trim().min(1),
-  edits: z.array(editSchema).min(1),
-});
+export const proposalReplySchema = replyShape(z.string().min(1));
 
 export type ProposalReply = z.infer<typeof proposalReplySchema>;
 
-/** The JSON schema sent as response_format (strict mode: every property required, no extras). */
+/** Keywords OpenAI's strict structured outputs refuse: zod still checks them on the reply. */
+const NOT_IN_STRICT_MODE = ["minLength", "maxLength"] as const;
+
+/**
+ * The JSON schema sent as response_format, generated from the same zod schema that validates
+ * the reply (strict mode: every property required, no extras), with the editable paths as an enum.
+ */
 export function proposalJsonSchema(editablePaths: string[]): Record<string, unknown> {
-  return {
-    type: "object",
-    additionalProperties: false,
-    required: ["title", "hypothesis", "edits"],
-    properties: {
-      title: { type: "string", description: `Short imperative summary of the change, at most ${MAX_TITLE_CHARS} characters.` },
-      hypothesis: { type: "string", description: "Why the change should lower val_bpb within the fixed time budget." },
-      edits: {
-        type: "array",
-        description: "SEARCH/REPLACE edits applied in order; each search occurs exactly once in the current file.",
-        items: {
-          type: "object",
-          additionalProperties: false,
-          required: ["path", "search", "replace"],
-          properties: {
-            path: editablePaths.length > 0 ? { type: "string", enum: editablePaths } : { type: "string" },
-            search: { type: "string", description: "Text copied exactly from the current file." },
-            replace: { type: "string", description: "The new text." },
-          },
-        },
-      },
+  const path = editablePaths.length > 0 ? z.enum(editablePaths as [string, ...string[]]) : z.string();
+  const { $schema: _dialect, ...schema } = z.toJSONSchema(replyShape(path), {
+    target: "draft-7",
+    override: (ctx) => {
+      for (const key of NOT_IN_STRICT_MODE) delete (ctx.jsonSchema as Record<string, unknown>)[key];
     },
-  };
+  }) as Record<string, unknown>;
+  return schema;
 }
 
 const MAX_FEEDBACK_CHARS = 4_000;
