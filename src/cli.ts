@@ -1,5 +1,6 @@
 // Command-line entry: `results OWNER/REPO` rebuilds the ledger from GitHub alone and prints
 // it as autoresearch's results.tsv; `doctor` checks everything the bot needs.
+import { parseArgs } from "node:util";
 import { ProbotOctokit } from "probot";
 import { defaultDoctorDeps, exitCodeOf, formatReport, runDoctor, runnerKindOf, withDotenv } from "./doctor.js";
 import { OctokitGitHub } from "./github/octokit.js";
@@ -50,15 +51,28 @@ export async function main(argv: string[]): Promise<number> {
   return 2;
 }
 
-async function doctor(args: string[]): Promise<number> {
-  if (args.some((a) => a === "-h" || a === "--help")) {
-    console.log(DOCTOR_USAGE);
-    return 0;
-  }
-  if (args.length) {
-    console.error(`unknown option: ${args[0]}\n\n${DOCTOR_USAGE}`);
+type Options = Record<string, { type: "string" | "boolean"; short?: string }>;
+
+/** util.parseArgs with the usage printed on a mistake or --help: the values, or the exit code to return. */
+function parse(args: string[], options: Options, usage: string, positionals = 0): number | { values: Record<string, string | undefined>; positionals: string[] } {
+  try {
+    const parsed = parseArgs({ args, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals: positionals > 0, strict: true });
+    const values = parsed.values as Record<string, string | boolean | undefined>;
+    if (values.help) {
+      console.log(usage);
+      return 0;
+    }
+    if (parsed.positionals.length > positionals) throw new Error(`unexpected argument '${parsed.positionals[positionals]}'`);
+    return { values: values as Record<string, string | undefined>, positionals: parsed.positionals };
+  } catch (err) {
+    console.error(`${(err as Error).message}\n\n${usage}`);
     return 2;
   }
+}
+
+async function doctor(args: string[]): Promise<number> {
+  const parsed = parse(args, {}, DOCTOR_USAGE);
+  if (typeof parsed === "number") return parsed;
   const { env, dotenv } = withDotenv(process.env, process.cwd());
   console.log(`autoresearch-bot doctor: ${runnerKindOf(env) ?? "unknown"} runner${dotenv ? `, with ${dotenv}` : ""}\n`);
   const results = await runDoctor(defaultDoctorDeps(env));
@@ -67,33 +81,17 @@ async function doctor(args: string[]): Promise<number> {
 }
 
 async function results(args: string[]): Promise<number> {
-  // Help first: `results --help` must not read "--help" as OWNER/REPO.
-  if (args.some((a) => a === "-h" || a === "--help")) {
-    console.log(RESULTS_USAGE);
-    return 0;
-  }
-  const [target, ...rest] = args;
+  const parsed = parse(args, { "api-url": { type: "string" }, out: { type: "string" }, author: { type: "string" } }, RESULTS_USAGE, 1);
+  if (typeof parsed === "number") return parsed;
+  const target = parsed.positionals[0];
   const m = /^([\w.-]+)\/([\w.-]+)$/.exec(target ?? "");
   if (!m) {
     console.error(`expected OWNER/REPO, got ${target ?? "nothing"}\n\n${RESULTS_USAGE}`);
     return 2;
   }
-  let apiUrl = process.env.GITHUB_API_URL ?? "https://api.github.com";
-  let out: string | null = null;
-  let author = `${process.env.AUTORESEARCH_APP_SLUG || "autoresearch-bot"}[bot]`;
-  for (let i = 0; i < rest.length; i++) {
-    const flag = rest[i];
-    const value = rest[i + 1];
-    if ((flag === "--api-url" || flag === "--out" || flag === "--author") && value) {
-      if (flag === "--api-url") apiUrl = value;
-      else if (flag === "--author") author = value;
-      else out = value;
-      i++;
-    } else {
-      console.error(`unknown or incomplete option: ${flag}\n\n${RESULTS_USAGE}`);
-      return 2;
-    }
-  }
+  const apiUrl = parsed.values["api-url"] ?? process.env.GITHUB_API_URL ?? "https://api.github.com";
+  const out = parsed.values.out ?? null;
+  const author = parsed.values.author ?? `${process.env.AUTORESEARCH_APP_SLUG || "autoresearch-bot"}[bot]`;
   const octokit = new ProbotOctokit({ auth: process.env.GITHUB_TOKEN, baseUrl: apiUrl, retry: { enabled: false } });
   const gh = new OctokitGitHub(octokit, { owner: m[1]!, repo: m[2]! }, { botLogin: author });
   try {

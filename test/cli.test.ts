@@ -80,6 +80,13 @@ it("says what is wrong with a bad target or a failed read, with a non-zero exit"
     expect(await main(["results", "not-a-repo"])).toBe(2);
     expect(await main(["results", "alice/missing", "--api-url", url])).toBe(1);
     expect(err.mock.calls.flat().join("\n")).toMatch(/expected OWNER\/REPO[\s\S]*could not read the ledger of alice\/missing/);
+    // Options are parsed strictly: an unknown one, one without its value, a second target.
+    err.mockClear();
+    expect(await main(["results", "alice/research", "--bogus"])).toBe(2);
+    expect(await main(["results", "alice/research", "--out"])).toBe(2);
+    expect(await main(["results", "alice/research", "bob/other"])).toBe(2);
+    expect(await main(["doctor", "--fix"])).toBe(2);
+    expect(err.mock.calls.flat().join("\n")).toMatch(/Unknown option '--bogus'[\s\S]*'--out <value>' argument missing[\s\S]*unexpected argument 'bob\/other'[\s\S]*Unknown option '--fix'/);
   } finally {
     err.mockRestore();
   }
