@@ -67,9 +67,13 @@ const quietLog: Logger = { info() {}, warn() {}, error() {} };
 /** Runner kinds a repo's config can name; runners with other names (test doubles) accept any. */
 const RUNNER_KINDS: string[] = ["local", "kubernetes"];
 
+/** What every run id of a repository starts with. */
+function runIdPrefix(gh: GitHubPort): string {
+  return `${`${gh.repo.owner}-${gh.repo.repo}`.toLowerCase().replace(/[^a-z0-9-]+/g, "-")}-`;
+}
+
 export function runIdFor(gh: GitHubPort, r: ExperimentRecord): string {
-  const safe = `${gh.repo.owner}-${gh.repo.repo}`.toLowerCase().replace(/[^a-z0-9-]+/g, "-");
-  return `${safe}-${r.n}-${r.attempt}`;
+  return `${runIdPrefix(gh)}${r.n}-${r.attempt}`;
 }
 
 interface Snapshot {
@@ -85,6 +89,8 @@ interface Snapshot {
   moved: boolean;
   /** Who paused the loop (/autoresearch pause): runs are cancelled and nothing is submitted. */
   pausedBy: string | null;
+  /** Per experiment number, the attempt its record waited for as the pass began (see sweepRuns). */
+  waitingFor: Map<number, { attempt: number; live: boolean }>;
 }
 
 /** Writes an experiment costs from proposal to decision (commit 2, PR 1, check run 1, record 1, merge 1). */
@@ -102,6 +108,8 @@ export interface Housekeeping {
   reportAt: number;
   /** Experiments decided since then. */
   reportDue: Set<number>;
+  /** The night is over and its final report was written by this process (until a night starts). */
+  nightReported: boolean;
   /** Experiment branches known to be deleted. */
   pruned: Set<string>;
   /** Proposals asked for while runs train, so that no slot waits for the LLM (oldest first). */
@@ -119,7 +127,7 @@ export interface Prepared {
 }
 
 export function newHousekeeping(): Housekeeping {
-  return { reportAt: 0, reportDue: new Set(), pruned: new Set(), prepared: [] };
+  return { reportAt: 0, reportDue: new Set(), pruned: new Set(), prepared: [], nightReported: false };
 }
 
 /** Without a controller (tests call reconcile directly): kept per GitHub port. */
@@ -160,12 +168,17 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
   // (a report a crash left stale is brought up to date).
   for (const f of report.finished) house.reportDue.add(f.n);
   const nightEnded = /^(outside the nightly window|reached max_experiments)/.test(report.waiting ?? "");
+  if (!nightEnded) house.nightReported = false;
   const due = house.reportDue.size > 0 && now.getTime() - house.reportAt >= (deps.reportEveryMs ?? REPORT_EVERY_MS) && spareWrites(deps.gh, inFlight) >= 2;
-  if (due || nightEnded || deps.firstPass) {
+  // The final report once a night is over, not on every pass after it: its budget line counts
+  // its own write, so each rewrite would call for the next.
+  const final = nightEnded && (!house.nightReported || house.reportDue.size > 0);
+  if (due || final || deps.firstPass) {
     try {
       await publishReports(deps.gh, snap.config, snap.pulls, [...house.reportDue], now);
       if (house.reportDue.size > 0) house.reportAt = now.getTime();
       house.reportDue.clear();
+      if (nightEnded) house.nightReported = true;
     } catch (err) {
       const msg = `morning report: ${(err as Error).message}`;
       report.errors.push(msg);
@@ -177,7 +190,49 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
   } catch (err) {
     log.warn(`${deps.gh.repo.owner}/${deps.gh.repo.repo}: deleting finished experiments' branches failed: ${(err as Error).message} (tried again later)`);
   }
+  try {
+    await sweepRuns(deps, snap.waitingFor, log);
+  } catch (err) {
+    log.warn(`${deps.gh.repo.owner}/${deps.gh.repo.repo}: cleaning up finished runs failed: ${(err as Error).message} (tried again later)`);
+  }
   return report;
+}
+
+/**
+ * What each record waited for as GitHub showed it when the pass began (records change in memory
+ * during a pass, and a write may fail): the attempt, and whether a run of it is still wanted.
+ */
+function runsWaitedFor(pulls: ExperimentPull[]): Snapshot["waitingFor"] {
+  const out: Snapshot["waitingFor"] = new Map();
+  for (const p of pulls) {
+    const r = p.record;
+    if (r) out.set(r.n, { attempt: r.attempt, live: p.state === "open" && (r.state === "queued" || r.state === "running") });
+  }
+  return out;
+}
+
+/**
+ * Clean up the runs the runner still holds for experiments that no longer wait for them: the
+ * record was decided, or has moved on to a later attempt. A result is recorded before its run is
+ * cleaned up, so a crash (or a failed cleanup) in between leaves the run behind, on Kubernetes
+ * as Jobs. A run of a number this pass does not know, or of a later attempt than the record
+ * shows (a listing behind the times), is left alone.
+ */
+async function sweepRuns(deps: ReconcileDeps, records: Snapshot["waitingFor"], log: Logger): Promise<void> {
+  const { runner, gh } = deps;
+  if (!runner.cleanup) return;
+  const ids = await runner.list(gh.repo);
+  if (!ids.length) return;
+  const prefix = runIdPrefix(gh);
+  for (const id of ids) {
+    const m = /^(\d+)-(\d+)$/.exec(id.startsWith(prefix) ? id.slice(prefix.length) : "");
+    const r = m ? records.get(Number(m[1])) : undefined;
+    if (!m || !r) continue;
+    const attempt = Number(m[2]);
+    if (r.live ? attempt >= r.attempt : attempt > r.attempt) continue;
+    await runner.cleanup(id);
+    log.info(`${gh.repo.owner}/${gh.repo.repo}: cleaned up ${id}, left behind by a run already recorded`);
+  }
 }
 
 /**
@@ -279,6 +334,7 @@ async function pass(deps: ReconcileDeps, seen: { snap?: Snapshot }): Promise<Rec
     records: pulls.flatMap((p) => (p.record ? [p.record] : [])),
     moved: false,
     pausedBy: control.record.paused?.by ?? null,
+    waitingFor: runsWaitedFor(pulls),
   };
   seen.snap = snap;
 

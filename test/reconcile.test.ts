@@ -897,6 +897,49 @@ describe("when GitHub fails in the middle of a pass", () => {
     expect(w.gh.checkRunsOn(pr.headSha, "val_bpb")).toHaveLength(1);
   });
 
+  it("cleans up a run that was left behind after its result was recorded", async () => {
+    const w = await measuredBaseline();
+    const pr = w.gh.pullOf(2);
+    const run = runOf(w, 2);
+    // Cleaning up after recording fails (a crash there has the same effect: the record is
+    // decided, the run stays).
+    const cleanup = w.runner.cleanup.bind(w.runner);
+    let failures = 1;
+    w.runner.cleanup = async (id) => {
+      if (failures-- > 0) throw new Error("HTTP 500 deleting the Job");
+      return cleanup(id);
+    };
+    w.runner.finish(run, measured(1.02));
+    await w.pass().catch(() => undefined);
+    expect(w.gh.record(pr.number).state).toBe("discarded");
+    expect(await w.runner.list({ owner: "acme", repo: "research" })).toContain(run);
+
+    await w.settle();
+    expect(await w.runner.list({ owner: "acme", repo: "research" })).not.toContain(run);
+    expect(w.runner.cleaned).toContain(run);
+    // The run in flight (the next experiment's) is not touched.
+    expect(w.runner.inFlight()).toEqual([runOf(w, 3)]);
+  });
+
+  it("writes the final report of a night once, not on every pass after it", async () => {
+    const w = world({ config: 'night:\n  window: "22:00-07:00"\n  timezone: UTC\n  max_experiments: 2\n', now: "2025-03-01T23:00:00Z" });
+    let t = Date.parse("2025-03-01T23:00:00Z");
+    w.gh.budget = new WriteBudget({ perMinute: 80, perHour: 500 }, () => t, async (ms) => {
+      t += ms;
+    });
+    await w.settle();
+    w.runner.finish("acme-research-1-1", measured(1.0));
+    await w.settle();
+    w.runner.finish(runOf(w, 2), measured(1.01));
+    const [report] = await w.settle();
+    expect(report!.waiting).toMatch(/^reached max_experiments/);
+    const reportWrites = () => w.gh.callsTo("updateIssue").length + w.gh.callsTo("createIssue").length;
+    const before = reportWrites();
+    // Its budget line counts its own write: were it rewritten whenever it changed, every pass would write.
+    for (let i = 0; i < 5; i++) await w.pass();
+    expect(reportWrites()).toBe(before);
+  });
+
   it("merges on the next pass when the merge call failed", async () => {
     const w = await measuredBaseline();
     const pr = w.gh.pullOf(2);

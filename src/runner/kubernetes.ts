@@ -1021,7 +1021,9 @@ export class KubernetesRunner implements RunnerPort {
   }
 
   private async deleteRun(runId: string): Promise<void> {
-    for (const name of [probeJobNameFor(runId), evalJobNameFor(runId), jobNameFor(runId), fetchJobNameFor(runId)]) {
+    // The fetch Job first: a complete fetch Job whose training Job is gone starts that training
+    // (report), so a deletion cut short must never leave it alone behind.
+    for (const name of [fetchJobNameFor(runId), jobNameFor(runId), evalJobNameFor(runId), probeJobNameFor(runId)]) {
       try {
         await this.batch.deleteNamespacedJob({ name, namespace: this.ns, propagationPolicy: "Background" });
       } catch (err) {

@@ -42,6 +42,12 @@ export interface GitHubTwinOptions {
    * changes some of them; false turns them off (every answer still carries x-ratelimit-* headers).
    */
   limits?: Partial<TwinLimits> | false;
+  /**
+   * Called with every write an installation makes to a repository, before it is carried out (a
+   * chaos test kills the client there): "drop" cuts the connection and does nothing; "cut-after"
+   * carries it out and then cuts the connection without an answer; anything else answers normally.
+   */
+  writeHook?: (route: string, path: string) => "drop" | "cut-after" | void;
 }
 
 export interface CreateAppOptions {
@@ -186,6 +192,7 @@ export class GitHubTwin {
   private readonly writeBodies: { route: string; body: string }[] = [];
   /** The rate limits, or null when they are off. */
   readonly limiter: RateLimiter | null;
+  private readonly writeHook: GitHubTwinOptions["writeHook"];
 
   constructor(opts: GitHubTwinOptions = {}) {
     registerRoutes(this.router);
@@ -193,6 +200,7 @@ export class GitHubTwin {
     this.personalTokens = new Map(Object.entries(opts.personalTokens ?? {}));
     this.clock = opts.now ?? (() => new Date());
     this.limiter = opts.limits === false ? null : new RateLimiter({ ...GITHUB_LIMITS, ...opts.limits }, () => this.clock().getTime());
+    this.writeHook = opts.writeHook;
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -868,8 +876,18 @@ export class GitHubTwin {
         }
       }
       const ctx: RequestCtx = { core, url, query: url.searchParams, body, auth, headers: req.headers, archiveTokens: this.archiveTokens };
+      const chaos = record.write && auth.kind === "installation" ? this.writeHook?.(record.route, path) : undefined;
+      if (chaos === "drop") {
+        record.status = 0;
+        res.destroy();
+        return;
+      }
       const reply = await this.exclusive(() => match.route.handler(ctx, match.params), finished);
       record.status = reply.status;
+      if (chaos === "cut-after") {
+        res.destroy();
+        return;
+      }
       this.send(res, reply, method, limitHeaders);
     } catch (err) {
       const httpErr = err instanceof HttpError ? err : new HttpError(500, err instanceof Error ? err.message : String(err));

@@ -64,6 +64,11 @@ export interface KubernetesTwinOptions {
   shared?: string[];
   /** Which Jobs maxActiveJobs counts (default: all). */
   countsAsActive?: (job: Obj) => boolean;
+  /**
+   * Called with every create and delete (a chaos test kills the client there): "drop" cuts the
+   * connection and does nothing; "cut-after" does it and then cuts the connection unanswered.
+   */
+  writeHook?: (method: string, kind: string, name: string) => "drop" | "cut-after" | void;
 }
 
 /** One container the kubelet ran: which pod, Job and container, and whether it had network. */
@@ -184,7 +189,9 @@ export class KubernetesTwin {
     this.requests.push({ method: req.method ?? "GET", path: url.pathname });
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
+    let cut = false; // a chaos hook's "cut-after": carried out, never answered
     const send = (status: number, body: unknown) => {
+      if (cut) return void res.destroy();
       const text = typeof body === "string" ? body : JSON.stringify(body);
       res.writeHead(status, { "content-type": typeof body === "string" ? "text/plain" : "application/json" });
       res.end(text);
@@ -207,6 +214,11 @@ export class KubernetesTwin {
     const store = kind === "jobs" ? this.jobs : kind === "pods" ? this.pods : this.secrets;
     const key = `${ns}/${name}`;
     const method = req.method ?? "GET";
+    if (method === "POST" || method === "DELETE") {
+      const chaos = this.opts.writeHook?.(method, kind, name ?? String(body.metadata?.name ?? ""));
+      if (chaos === "drop") return void res.destroy();
+      cut = chaos === "cut-after";
+    }
 
     if (!name) {
       const selector = parseSelector(q.get("labelSelector"));

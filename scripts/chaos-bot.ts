@@ -1,0 +1,43 @@
+// The bot as its own process for `npm run chaos`, so that the chaos driver can kill it with
+// SIGKILL at any moment: the real app and HTTP server, the Kubernetes runner against the
+// driver's Kubernetes twin, the built-in proposer. Everything it knows lives in the twins; a
+// new process after a kill starts from nothing, as a restarted pod would.
+// Configured by environment: BOT_BASE_URL, BOT_APP_ID, BOT_PRIVATE_KEY, BOT_SECRET, BOT_PORT,
+// KUBE_URL, KUBE_TOKEN, BOT_RESYNC_MS.
+import { KubernetesRunner } from "../src/runner/kubernetes.js";
+import { startBot } from "../test/support/bot.js";
+import { JOB_TEMPLATE, NAMESPACE, kubeConfigFor } from "../test/support/kube.js";
+
+function need(name: string): string {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set`);
+  return v;
+}
+
+const say = (m: string) => process.stderr.write(`${m}\n`);
+const runner = new KubernetesRunner({
+  kubeConfig: kubeConfigFor(need("KUBE_URL"), need("KUBE_TOKEN")),
+  namespace: NAMESPACE,
+  template: () => JOB_TEMPLATE,
+  deadlineMarginSeconds: 60,
+  relistMs: 1000,
+  logger: { info: say, warn: say, error: say },
+});
+runner.start();
+const bot = await startBot({
+  baseUrl: need("BOT_BASE_URL"),
+  appId: Number(need("BOT_APP_ID")),
+  privateKey: need("BOT_PRIVATE_KEY"),
+  secret: need("BOT_SECRET"),
+  port: Number(need("BOT_PORT")),
+  runner,
+  resyncMs: Number(process.env.BOT_RESYNC_MS ?? 1000),
+  logSink: (line) => process.stderr.write(line.endsWith("\n") ? line : `${line}\n`),
+  env: process.env,
+});
+console.log(`ready ${bot.webhookUrl}`);
+
+process.on("SIGTERM", () => {
+  runner.close();
+  void bot.stop().finally(() => process.exit(0));
+});
