@@ -5,14 +5,8 @@
 // Configured by environment: BOT_BASE_URL, BOT_APP_ID, BOT_PRIVATE_KEY, BOT_SECRET, BOT_PORT,
 // BENCH_SLOTS, BENCH_RUN_MIN_MS, BENCH_RUN_MAX_MS, BENCH_THROTTLE (on|off), OPENAI_*.
 import { measured } from "../test/support/fakes.js";
-import { startBot } from "../test/support/bot.js";
+import { appFromEnv, need, startBot } from "../test/support/bot.js";
 import type { RepoRef, RunnerPort, RunObservation, RunSpec } from "../src/types.js";
-
-function need(name: string): string {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-}
 
 /** Runs that take a while and end with a val_bpb near 1.0 (sd 0.01); what the slots spent is counted. */
 class TimedRunner implements RunnerPort {
@@ -81,11 +75,7 @@ const sampler = setInterval(() => {
 const cpu0 = process.cpuUsage();
 
 const bot = await startBot({
-  baseUrl: need("BOT_BASE_URL"),
-  appId: Number(need("BOT_APP_ID")),
-  privateKey: need("BOT_PRIVATE_KEY"),
-  secret: need("BOT_SECRET"),
-  port: Number(need("BOT_PORT")),
+  ...appFromEnv(),
   runner,
   throttle: process.env.BENCH_THROTTLE !== "off",
   pacing: "github",

@@ -5,14 +5,8 @@
 // Configured by environment: BOT_BASE_URL, BOT_APP_ID, BOT_PRIVATE_KEY, BOT_SECRET, BOT_PORT,
 // KUBE_URL, KUBE_TOKEN, BOT_RESYNC_MS.
 import { KubernetesRunner } from "../src/runner/kubernetes.js";
-import { startBot } from "../test/support/bot.js";
+import { appFromEnv, need, startBot } from "../test/support/bot.js";
 import { JOB_TEMPLATE, NAMESPACE, kubeConfigFor } from "../test/support/kube.js";
-
-function need(name: string): string {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-}
 
 const say = (m: string) => process.stderr.write(`${m}\n`);
 const runner = new KubernetesRunner({
@@ -25,11 +19,7 @@ const runner = new KubernetesRunner({
 });
 runner.start();
 const bot = await startBot({
-  baseUrl: need("BOT_BASE_URL"),
-  appId: Number(need("BOT_APP_ID")),
-  privateKey: need("BOT_PRIVATE_KEY"),
-  secret: need("BOT_SECRET"),
-  port: Number(need("BOT_PORT")),
+  ...appFromEnv(),
   runner,
   resyncMs: Number(process.env.BOT_RESYNC_MS ?? 1000),
   logSink: (line) => process.stderr.write(line.endsWith("\n") ? line : `${line}\n`),

@@ -18,6 +18,7 @@ import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { decodeRecord } from "../src/ledger.js";
+import { mulberry32 } from "../src/proposers/mutate.js";
 import { freePort } from "../test/support/bot.js";
 import { singleRun } from "../test/support/fakes.js";
 import { startKubeTwin } from "../test/support/kube.js";
@@ -52,18 +53,8 @@ for (const [name, v, lo] of [["--experiments", experiments, 1], ["--kills", kill
   }
 }
 
-/** mulberry32: a small seeded generator, so that a seed names one schedule of kills. */
-function rng(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const random = rng(seed);
+// A seed names one schedule of kills.
+const random = mulberry32(seed);
 const t0 = Date.now();
 const log = (line: string) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1).padStart(6)} s] ${line}`);
 

@@ -110,7 +110,8 @@ it("an attacker's experiment learns no secret and cannot adopt itself; a strange
   // No secret of the bot reached GitHub or its logs: app key, webhook secret, OpenAI key, installation tokens.
   const secrets = [keyLine, SECRET, OPENAI_KEY, ...n.twin.issuedTokens()];
   const everything = [...n.twin.writes().map((w) => w.body), ...written, ...n.logs].join("\n");
-  expect(n.twin.writes().length).toBeGreaterThan(20);
+  // The search covers a whole night's writes: a baseline and two experiments, decided and closed.
+  expect(n.twin.writes().length).toBeGreaterThan(15);
   for (const s of secrets) expect(everything.includes(s), `a secret (${s.slice(0, 6)}…) was published`).toBe(false);
 
   // The bot wrote refs only on its own experiment branches.

@@ -4,15 +4,9 @@
 import { LocalRunner } from "../../src/runner/local.js";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { startBot } from "./bot.js";
+import { appFromEnv, need, startBot } from "./bot.js";
 
 const COUNTING_HARNESS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../fixtures/counting-harness.py");
-
-function need(name: string): string {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-}
 
 const runner = new LocalRunner({
   runsDir: need("BOT_RUNS_DIR"),
@@ -22,11 +16,7 @@ const runner = new LocalRunner({
   env: process.env.AUTORESEARCH_TEST_RUN_LOG ? { AUTORESEARCH_TEST_RUN_LOG: process.env.AUTORESEARCH_TEST_RUN_LOG } : {},
 });
 const bot = await startBot({
-  baseUrl: need("BOT_BASE_URL"),
-  appId: Number(need("BOT_APP_ID")),
-  privateKey: need("BOT_PRIVATE_KEY"),
-  secret: need("BOT_SECRET"),
-  port: Number(need("BOT_PORT")),
+  ...appFromEnv(),
   runner,
   resyncMs: 1000,
   env: process.env,

@@ -20,6 +20,18 @@ const FAST_PACING = {
   notifications: new Bottleneck.Group({ maxConcurrent: 1, minTime: 5 }),
 };
 
+/** A setting a bot process started by a test or a script must be given. */
+export function need(name: string): string {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set`);
+  return v;
+}
+
+/** The app settings of a bot process started by a test or a script: BOT_BASE_URL, BOT_APP_ID, BOT_PRIVATE_KEY, BOT_SECRET, BOT_PORT. */
+export function appFromEnv(): { baseUrl: string; appId: number; privateKey: string; secret: string; port: number } {
+  return { baseUrl: need("BOT_BASE_URL"), appId: Number(need("BOT_APP_ID")), privateKey: need("BOT_PRIVATE_KEY"), secret: need("BOT_SECRET"), port: Number(need("BOT_PORT")) };
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
