@@ -269,6 +269,13 @@ export async function steer(o: SteerOptions): Promise<SteerReport> {
       continue;
     }
     const result = await carryOut(o, c, cmd, by, ledger, ctl, () => (controlDirty = true));
+    // What the command changed is on GitHub before the reaction that says it was carried out: a
+    // crash in between must leave the command to be carried out again, not lost.
+    const changed = control as Control | null;
+    if (controlDirty && changed) {
+      await writeControl(gh, changed);
+      controlDirty = false;
+    }
     if (result.reply) await gh.comment(c.issueNumber, result.reply);
     await gh.react(c.id, result.ok ? "+1" : "confused");
     out.handled.push({ comment: c.id, command: cmd.kind, by, outcome: result.ok ? "done" : "refused" });

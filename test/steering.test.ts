@@ -7,7 +7,7 @@ import { CONFIG_PATH } from "../src/config.js";
 import { MutateProposer } from "../src/proposers/mutate.js";
 import { reconcile, REPORT_EVERY_MS } from "../src/reconcile.js";
 import { REPORT_LABEL } from "../src/report.js";
-import { CONTROL_LABEL, PAUSED_LABEL, steer } from "../src/steering.js";
+import { CONTROL_LABEL, decodeControl, PAUSED_LABEL, steer } from "../src/steering.js";
 import { BOT_LOGIN, change, measured, singleRun } from "./support/fakes.js";
 import { loopWorld } from "./support/world.js";
 
@@ -77,6 +77,24 @@ describe("commands", () => {
     w.runner.finish(w.runOf(2), measured(1.1));
     await w.settle();
     expect(w.gh.pullOf(3).state).toBe("open");
+  });
+
+  it("writes what a command changed before its reaction: a crash between them leaves the command to do again, not lost", async () => {
+    const w = await started();
+    const pr = w.gh.pullOf(2);
+    const c = w.gh.commentByPerson(pr.number, "maintainer", "/autoresearch try\nwarm up longer");
+    w.gh.failNext("react");
+    await w.pass().catch(() => undefined);
+    // The idea is in the control issue although the acknowledgement failed ...
+    const control = w.gh.issues.find((i) => i.labels.includes(CONTROL_LABEL))!;
+    expect(control.body).toContain("warm up longer");
+    expect(reactions(w, c)).toEqual([]);
+    // ... and carrying the command out again on the next pass queues it once.
+    await w.settle();
+    expect(reactions(w, c)).toEqual(["+1"]);
+    expect(decodeControl(w.gh.issue(control.number).body).ideas.map((i) => i.text)).toEqual(["warm up longer"]);
+    const ops = w.gh.calls.map((x) => x.op);
+    expect(ops.lastIndexOf("updateIssue")).toBeLessThan(ops.lastIndexOf("react"));
   });
 
   it("refuses a command from someone without write access with -1 and a reply, and changes nothing", async () => {
