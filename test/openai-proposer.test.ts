@@ -200,6 +200,16 @@ describe("OpenAIProposer against the twin", () => {
     expect((err as Error).message).not.toContain(KEY);
   });
 
+  it("gives up on a proposal past its deadline, every request, retry and correction together", async () => {
+    // Each reply arrives within the request timeout, but the corrections add up.
+    twin.script({ content: "not json", delayMs: 400 }, { content: "still not json", delayMs: 400 }, { content: json("Late", "DEPTH", "D"), delayMs: 400 });
+    const err = await proposer({ timeoutMs: 5_000, deadlineMs: 600, structured: "json_schema" }).propose(request()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAIProposerError);
+    expect((err as Error).message).toMatch(/gave no proposal within 600 ms \(every request, retry and correction together\): attempt 1: /);
+    // The third reply was never waited for.
+    expect(twin.chatRequests.length).toBeLessThan(3);
+  });
+
   it("reports a wrong key as an authentication failure without the key", async () => {
     const err = await proposer({ apiKey: "sk-wrong-key-000000000000" }).propose(request()).catch((e: unknown) => e);
     expect((err as OpenAIProposerError).status).toBe(401);

@@ -27,6 +27,11 @@ export interface OpenAIProposerOptions {
   /** SDK retries of connection errors, timeouts, 429 and 5xx (default 2). */
   maxRetries?: number;
   /**
+   * The whole proposal, every request, retry and correction together (default 300 000 ms): a
+   * pass that waits for the model waits at most this long, however the endpoint misbehaves.
+   */
+  deadlineMs?: number;
+  /**
    * "json_schema": structured replies only; "text": SEARCH/REPLACE replies only; "auto" (default):
    * structured, switching to text for good on this instance when the server rejects json_schema.
    */
@@ -102,7 +107,7 @@ export class OpenAIProposer implements ProposerPort {
   /** A model takes seconds to minutes: the next proposal is asked for while runs train. */
   readonly asksAhead = true;
   private readonly client: OpenAI;
-  private readonly opts: Required<Pick<OpenAIProposerOptions, "model" | "maxAttempts" | "timeoutMs" | "maxRetries" | "structured">> &
+  private readonly opts: Required<Pick<OpenAIProposerOptions, "model" | "maxAttempts" | "timeoutMs" | "maxRetries" | "structured" | "deadlineMs">> &
     OpenAIProposerOptions;
   /** Current reply format; "auto" starts with json_schema and may fall back to text once. */
   private mode: "json_schema" | "text";
@@ -117,6 +122,7 @@ export class OpenAIProposer implements ProposerPort {
       maxAttempts: Math.max(1, options.maxAttempts ?? 3),
       timeoutMs: options.timeoutMs ?? 120_000,
       maxRetries: options.maxRetries ?? 2,
+      deadlineMs: options.deadlineMs ?? 300_000,
       structured: options.structured ?? "auto",
     };
     this.name = `openai:${options.model}`;
@@ -135,14 +141,30 @@ export class OpenAIProposer implements ProposerPort {
   }
 
   async propose(req: ProposalRequestWithNotes): Promise<Proposal> {
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), this.opts.deadlineMs);
+    try {
+      return await this.proposeWithin(req, deadline.signal);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async proposeWithin(req: ProposalRequestWithNotes, signal: AbortSignal): Promise<Proposal> {
     const failures: string[] = [];
     let messages = this.initialMessages(req);
     let fellBack = false;
     for (let attempt = 1; attempt <= this.opts.maxAttempts; ) {
       let reply: Reply;
       try {
-        reply = await this.complete(messages, req.editablePaths);
+        reply = await this.complete(messages, req.editablePaths, signal);
       } catch (err) {
+        if (signal.aborted) {
+          throw new OpenAIProposerError(
+            this.redact(`${this.name} gave no proposal within ${this.opts.deadlineMs} ms (every request, retry and correction together)${failures.length ? `: ${failures.join("; ")}` : ""}`),
+            "api",
+          );
+        }
         if (!fellBack && this.canFallBack() && isJsonSchemaRejection(err)) {
           this.mode = "text";
           fellBack = true;
@@ -192,7 +214,7 @@ export class OpenAIProposer implements ProposerPort {
     });
   }
 
-  private async complete(messages: Message[], editablePaths: string[]): Promise<Reply> {
+  private async complete(messages: Message[], editablePaths: string[], signal: AbortSignal): Promise<Reply> {
     const params: ChatCompletionCreateParamsNonStreaming = { model: this.opts.model, messages };
     if (this.opts.temperature !== undefined) params.temperature = this.opts.temperature;
     if (this.mode === "json_schema") {
@@ -201,7 +223,7 @@ export class OpenAIProposer implements ProposerPort {
         json_schema: { name: "proposal", strict: true, schema: proposalJsonSchema(editablePaths) },
       };
     }
-    const completion = await this.client.chat.completions.create(params);
+    const completion = await this.client.chat.completions.create(params, { signal });
     const choice = completion.choices?.[0];
     if (!choice) return { content: "", refusal: null, finishReason: null };
     const message = choice.message;
