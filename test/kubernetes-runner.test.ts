@@ -2,6 +2,7 @@
 // against the Kubernetes schemas, the real harness run by the twin's kubelet on the stub
 // research repository (about 2 s per run).
 import { execFileSync } from "node:child_process";
+import { createServer, type ServerResponse } from "node:http";
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -19,7 +20,7 @@ import {
   specOfJob,
 } from "../src/runner/kubernetes.js";
 import type { RunObservation, RunSpec } from "../src/types.js";
-import { JOB_TEMPLATE, NAMESPACE, kubeRunner, startKubeTwin } from "./support/kube.js";
+import { JOB_TEMPLATE, NAMESPACE, kubeConfigFor, kubeRunner, startKubeTwin } from "./support/kube.js";
 import { validateJob, type KubernetesTwin } from "./twins/kubernetes/index.js";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
@@ -311,6 +312,22 @@ describe("Kubernetes runner through the twin", () => {
       }
     });
     expect(left).toEqual([]);
+  });
+
+  it("gives up on an API server that never answers, instead of holding the pass for good", async () => {
+    // A server that accepts every request and answers none.
+    const held: ServerResponse[] = [];
+    const server = createServer((_req, res) => void held.push(res));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const port = (server.address() as { port: number }).port;
+      const r = new KubernetesRunner({ kubeConfig: kubeConfigFor(`http://127.0.0.1:${port}`, "t"), namespace: NAMESPACE, template: () => JOB_TEMPLATE, requestTimeoutMs: 300 });
+      await expect(r.observe("alice-research-1-1")).rejects.toThrow(/reading Job .*(timeout|aborted)/i);
+      expect(held.length).toBeGreaterThan(0);
+    } finally {
+      for (const res of held) res.destroy();
+      await new Promise((r) => server.close(r));
+    }
   });
 
   it("validate() names the problem of an unusable template", async () => {

@@ -72,6 +72,8 @@ export interface KubernetesRunnerOptions {
   startMarginSeconds?: number;
   /** A pod that cannot be scheduled or pull its image for this long is reported; default 15 min. */
   pendingTimeoutMs?: number;
+  /** Every API request (not the watch) gives up after this long: a hung API server must not hold a pass; default 30 s. */
+  requestTimeoutMs?: number;
   /** Full relist period (the watch covers the time between); default 60 s. */
   relistMs?: number;
   /** ttlSecondsAfterFinished when the template sets none; default 1 day. */
@@ -663,6 +665,7 @@ export class KubernetesRunner implements RunnerPort {
       slots: 8,
       deadlineMarginSeconds: 900,
       startMarginSeconds: 300,
+      requestTimeoutMs: 30_000,
       pendingTimeoutMs: 15 * 60_000,
       relistMs: 60_000,
       ttlSecondsAfterFinished: 86_400,
@@ -671,8 +674,8 @@ export class KubernetesRunner implements RunnerPort {
     };
     this.slots = this.o.slots;
     this.ns = opts.namespace;
-    this.batch = opts.kubeConfig.makeApiClient(k8s.BatchV1Api);
-    this.core = opts.kubeConfig.makeApiClient(k8s.CoreV1Api);
+    this.batch = apiClient(opts.kubeConfig, k8s.BatchV1Api, this.o.requestTimeoutMs);
+    this.core = apiClient(opts.kubeConfig, k8s.CoreV1Api, this.o.requestTimeoutMs);
   }
 
   /** Problems that keep this repository's runs from starting (an unusable template). */
@@ -1153,6 +1156,24 @@ export class KubernetesRunner implements RunnerPort {
       }
     }
   }
+}
+
+/**
+ * An API client like KubeConfig.makeApiClient's, whose every request is aborted after
+ * `timeoutMs`: client-node sets no timeout of its own, and a request the API server never
+ * answers would hold a pass (or the relist, and every relist after it) for good.
+ */
+function apiClient<T>(kc: k8s.KubeConfig, Api: new (config: k8s.Configuration) => T, timeoutMs: number): T {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new Error("the kubeconfig has no current cluster");
+  const timeout: k8s.Middleware = {
+    pre: async (ctx) => {
+      ctx.setSignal(AbortSignal.timeout(timeoutMs));
+      return ctx;
+    },
+    post: async (res) => res,
+  };
+  return new Api(k8s.createConfiguration({ baseServer: new k8s.ServerConfiguration(cluster.server, {}), authMethods: { default: kc }, promiseMiddleware: [timeout] }));
 }
 
 function describe(err: unknown): string {
