@@ -853,13 +853,17 @@ describe("trainer/harness.py", () => {
       "--sandbox", "bwrap", "--cache-dir", path.join(dir, "cache"), "--budget", "10",
     ];
     /** A repository whose base commit is the honest project and whose HEAD is the experiment. */
-    const experiment = async (changes: Record<string, [string, string]>) => {
+    const project = async (changes: Record<string, [string, string]>) => {
       const dir = await scratch();
       const repo = await gitRepo(path.join(dir, "repo"), await outsideFiles());
       const base = await git(repo, "rev-parse", "HEAD");
       const changed = await outsideFiles(changes);
       const names = Object.keys(changes);
       const head = names.length ? await commitFiles(repo, Object.fromEntries(names.map((n) => [n, changed[n]!])), "experiment") : base;
+      return { dir, repo, base, head };
+    };
+    const experiment = async (changes: Record<string, [string, string]>) => {
+      const { dir, repo, base, head } = await project(changes);
       const run = await runHarness(["--repo", repo, "--commit", head, "--eval-commit", base, ...outsideArgs(dir)]);
       return { run, result: resultOf(run) };
     };
@@ -903,12 +907,7 @@ describe("trainer/harness.py", () => {
     describe("split over pods (--score-later, --score-only, --probe-only, --serve-only)", () => {
       /** The fetched archives, the prepared data and the held-out data, as the fetch Job leaves them. */
       const fetched = async (changes: Record<string, [string, string]> = {}) => {
-        const dir = await scratch();
-        const repo = await gitRepo(path.join(dir, "repo"), await outsideFiles());
-        const base = await git(repo, "rev-parse", "HEAD");
-        const changed = await outsideFiles(changes);
-        const names = Object.keys(changes);
-        const head = names.length ? await commitFiles(repo, Object.fromEntries(names.map((n) => [n, changed[n]!])), "experiment") : base;
+        const { dir, repo, base, head } = await project(changes);
         const source = path.join(dir, "runs", "r1", "source");
         const common = ["--score-cmd", "python3 score.py", "--serve-cmd", "python3 train.py serve", "--prepare-cmd", "python3 prepare.py",
           "--cache-dir", path.join(dir, "data")];

@@ -1915,23 +1915,21 @@ class _FifoModel:
             os.mkfifo(path, 0o660)
         # Answers first: the model side opens `answer` for writing only once a reader is there.
         self.answer = _open_fifo(answer, os.O_RDONLY)
-        while self.request is None:
-            try:
-                self.request = _open_fifo(request, os.O_WRONLY)
-            except OSError as error:
-                if error.errno != errno.ENXIO:  # no reader yet: the model container is starting
-                    raise
-                if _Signals.received is not None:
-                    raise HarnessInterrupted(_Signals.received)
-                failed = _read_small(os.path.join(folder, FIFO_FAILED))
-                if failed is not None:
-                    # The model side could not get ready (its commit, its data): not the model's answer.
-                    raise StageError("fetch", _shorten("the model container failed before serving: %s" % (
-                        failed.strip() or "no reason")))
-                if time.monotonic() > deadline:
-                    raise EvaluationFailed("timeout", "the model container never opened %s (it did not start, or "
-                                                      "its --serve-only step failed)" % request)
-                time.sleep(0.1)
+
+        def wait() -> None:  # the model container is starting
+            if _Signals.received is not None:
+                raise HarnessInterrupted(_Signals.received)
+            failed = _read_small(os.path.join(folder, FIFO_FAILED))
+            if failed is not None:
+                # The model side could not get ready (its commit, its data): not the model's answer.
+                raise StageError("fetch", _shorten("the model container failed before serving: %s" % (
+                    failed.strip() or "no reason")))
+            if time.monotonic() > deadline:
+                raise EvaluationFailed("timeout", "the model container never opened %s (it did not start, or "
+                                                  "its --serve-only step failed)" % request)
+            time.sleep(0.1)
+
+        self.request = _open_fifo_writer(request, wait)
 
     def request_fd(self) -> int:
         return self.request
@@ -2218,6 +2216,15 @@ def emit(result: dict, args) -> bool:
 # --------------------------------------------------------------------------- the run
 
 
+def python_shim_dir(args, scratch: str):
+    """With --python, the folder of this run's python3/python shims (made here); else None."""
+    if not args.python:
+        return None
+    folder = os.path.join(scratch, "bin")
+    _python_shims(args.python, folder)
+    return folder
+
+
 def _python_shims(interpreter: str, folder: str) -> None:
     """`python3` and `python` in `folder` run `interpreter`.
 
@@ -2311,6 +2318,18 @@ def data_folders(args, trusted_workdir: str, scratch: str):
     return data_dir, heldout_dir
 
 
+def _open_fifo_writer(path: str, wait) -> int:
+    """The write end of a FIFO once its reader is there; `wait()` runs between tries and raises
+    to give up (a deadline, a signal, the other side's failure)."""
+    while True:
+        try:
+            return _open_fifo(path, os.O_WRONLY)
+        except OSError as error:
+            if error.errno != errno.ENXIO:  # ENXIO: no reader yet
+                raise
+        wait()
+
+
 def _open_fifo(path: str, flags: int) -> int:
     fd = os.open(path, flags | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     if not stat.S_ISFIFO(os.fstat(fd).st_mode):
@@ -2341,10 +2360,7 @@ def serve_only(args, scratch: str) -> int:
         except OSError:
             pass
         return EXIT_INFRASTRUCTURE
-    shim_dir = None
-    if args.python:
-        shim_dir = os.path.join(scratch, "bin")
-        _python_shims(args.python, shim_dir)
+    shim_dir = python_shim_dir(args, scratch)
     env = stage_environment(args, None, data_dir, shim_dir, output=os.path.abspath(args.output_dir or
                                                                                      os.path.join(scratch, "output")))
     return _serve_on_fifos(args, env, workdir, deadline)
@@ -2367,13 +2383,7 @@ def _serve_on_fifos(args, env: dict, workdir: str, deadline: float) -> int:
         while not (os.path.exists(request_path) and os.path.exists(answer_path)):
             wait("made its FIFOs in %s" % args.serve_only)
         request = _open_fifo(request_path, os.O_RDONLY)
-        while answer is None:
-            try:
-                answer = _open_fifo(answer_path, os.O_WRONLY)
-            except OSError as error:
-                if error.errno != errno.ENXIO:
-                    raise
-                wait("opened %s" % answer_path)
+        answer = _open_fifo_writer(answer_path, lambda: wait("opened %s" % answer_path))
         # A FIFO whose writer has not come yet reads as empty: the model starts with the first request.
         while not select.select([request], [], [], 0.5)[0]:
             wait("sent a request")
@@ -2439,10 +2449,7 @@ def evaluation_step(args, scratch: str) -> int:
                 if problem:
                     raise StageError("prepare", _shorten("the prepared data in %s cannot be used: %s; the fetch step "
                                                          "prepares it again on the next attempt" % (data_dir, problem)))
-            shim_dir = None
-            if args.python:
-                shim_dir = os.path.join(scratch, "bin")
-                _python_shims(args.python, shim_dir)
+            shim_dir = python_shim_dir(args, scratch)
             argv, cwd, env, fds = scorer_command(args, None, trusted_workdir, data_dir, heldout_dir, shim_dir, scratch)
             try:
                 model = _FifoModel(args.score_only, deadline)
@@ -2506,10 +2513,7 @@ def execute(args) -> int:
             trusted_workdir = _resolve_workdir(trusted_root, args.workdir) if outside else workdir
 
             stage = "prepare"
-            shim_dir = None
-            if args.python:
-                shim_dir = os.path.join(scratch, "bin")
-                _python_shims(args.python, shim_dir)
+            shim_dir = python_shim_dir(args, scratch)
             sandbox = make_sandbox(args, root, shim_dir)
             trusted_sandbox = sandbox.for_tree(trusted_root) if sandbox and outside else sandbox
             if args.sandbox == "none":

@@ -365,6 +365,18 @@ function runFolder(spec: RunSpec, part: "source" | "output" | "eval"): string {
   return `${repoFolder(spec.repo)}/runs/${jobNameFor(spec.runId)}/${part}`;
 }
 
+/** What every container the bot adds runs from: the trainer's image (the harness), locked down, with its result in the termination message. */
+function harnessContainer(trainer: k8s.V1Container) {
+  return {
+    image: trainer.image,
+    imagePullPolicy: trainer.imagePullPolicy,
+    ...(trainer.command ? { command: trainer.command } : {}),
+    securityContext: lockedSecurity(trainer),
+    terminationMessagePath: TERMINATION_LOG,
+    terminationMessagePolicy: "FallbackToLogsOnError",
+  };
+}
+
 /** Where a run's scratch lives in its pods: HOME, TMPDIR and caches on the sized emptyDir. */
 const SCRATCH_ENV: k8s.V1EnvVar[] = [
   { name: "HOME", value: WORKSPACE_DIR },
@@ -387,14 +399,7 @@ export function renderFetchJob(template: k8s.V1Job, spec: RunSpec, o: RenderOpti
   const trainer = pod.containers.find((c) => c.name === TRAINER)!;
   const folder = repoFolder(spec.repo);
   if (spec.source.token) pod.volumes!.push({ name: SOURCE, secret: { secretName: secretNameFor(spec.runId), defaultMode: 0o400 } });
-  const common = {
-    image: trainer.image,
-    imagePullPolicy: trainer.imagePullPolicy,
-    ...(trainer.command ? { command: trainer.command } : {}),
-    securityContext: lockedSecurity(trainer),
-    terminationMessagePath: TERMINATION_LOG,
-    terminationMessagePolicy: "FallbackToLogsOnError",
-  };
+  const common = harnessContainer(trainer);
   const fetchArgs = [
     "--repo", spec.source.url, "--commit", spec.sha, "--fetch-only", `${RUNS_DIR}/${trainName}/source`,
     "--prune-root", RUNS_DIR, "--prune-after", "172800", "--termination-log", TERMINATION_LOG, "--run-id", spec.runId,
@@ -526,17 +531,14 @@ export function renderEvalJob(template: k8s.V1Job, spec: RunSpec, o: RenderOptio
         { name: DATA, mountPath: PLAN_DIR, subPath: runFolder(spec, "eval") },
       ]
     : [{ name: DATA, mountPath: PLAN_DIR, subPath: runFolder(spec, "eval"), readOnly: true }];
+  const base = harnessContainer(trainer);
   const trusted: k8s.V1Container = {
+    ...base,
     name: step === "score" ? SCORE : PROBE,
-    image: trainer.image,
-    imagePullPolicy: trainer.imagePullPolicy,
-    ...(trainer.command ? { command: trainer.command } : {}),
     args: step === "score"
       ? [...harnessArgs(spec), "--prepared-only", "--heldout-root", HELDOUT_DIR, "--score-only", PIPES_DIR, "--probe-plan", `${PLAN_DIR}/plan.json`, ...common]
       : ["--probe-only", PIPES_DIR, "--probe-plan", `${PLAN_DIR}/plan.json`, ...common],
-    securityContext: { ...lockedSecurity(trainer), readOnlyRootFilesystem: true },
-    terminationMessagePath: TERMINATION_LOG,
-    terminationMessagePolicy: "FallbackToLogsOnError",
+    securityContext: { ...base.securityContext, readOnlyRootFilesystem: true },
     env: experimentEnv(trainer),
     resources: { requests: { cpu: "500m", memory: "512Mi" }, limits: withoutGpus(trainer.resources)?.limits },
     volumeMounts: [...trustedMounts, pipes, { name: TRUSTED_WORKSPACE, mountPath: WORKSPACE_DIR }],

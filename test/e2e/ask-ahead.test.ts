@@ -3,14 +3,14 @@
 // demo's night on a tiny project, as `npm run demo -- --repo DIR --model-latency S` runs it:
 // the GitHub twin, the bot's HTTP server, the OpenAI-compatible proposer against a stand-in
 // model that answers after the latency, the local runner with the harness in the sandbox.
-import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
 import { parseDemoArgs } from "../../scripts/demo-args.js";
 import { runNight } from "../../scripts/demo-night.js";
 import { planDemo } from "../../scripts/demo-project.js";
+import { committedProject } from "../support/project.js";
 
 // Each run trains for about 4 s; the model takes 2 s to answer.
 const TRAIN = [
@@ -33,14 +33,7 @@ let project: string;
 beforeEach(() => {
   tmp = mkdtempSync(path.join(tmpdir(), "ask-ahead-"));
   project = path.join(tmp, "project");
-  mkdirSync(path.join(project, ".github"), { recursive: true });
-  writeFileSync(path.join(project, "program.md"), "# Research program\n\nLower val_bpb.\n");
-  writeFileSync(path.join(project, ".github", "autoresearch.yml"), CONFIG);
-  writeFileSync(path.join(project, "train.py"), TRAIN);
-  const git = (...a: string[]) => execFileSync("git", ["-C", project, "-c", "user.name=t", "-c", "user.email=t@example.com", ...a]);
-  git("init", "-q");
-  git("add", "-A");
-  git("commit", "-qm", "A tiny research project");
+  committedProject(project, { "program.md": "# Research program\n\nLower val_bpb.\n", ".github/autoresearch.yml": CONFIG, "train.py": TRAIN });
 });
 
 afterEach(() => {

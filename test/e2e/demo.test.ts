@@ -3,14 +3,14 @@
 // train.py whose val_bpb follows from a constant, so each replayed proposal has a known
 // outcome. Everything real but GitHub and the LLM: the twins, the bot's HTTP server, the local
 // runner with the harness in the sandbox.
-import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
 import { DemoError, parseDemoArgs } from "../../scripts/demo-args.js";
 import { runNight, type Summary } from "../../scripts/demo-night.js";
 import { planDemo } from "../../scripts/demo-project.js";
+import { committedProject, gitIn } from "../support/project.js";
 
 const TRAIN = [
   "# val_bpb follows from OFFSET: the demo's night knows each proposal's outcome in advance.",
@@ -52,18 +52,12 @@ const PROPOSALS = [
 
 let tmp: string;
 let project: string;
-const git = (...a: string[]) => execFileSync("git", ["-C", project, "-c", "user.name=t", "-c", "user.email=t@example.com", ...a], { encoding: "utf8" });
+const git = (...a: string[]) => gitIn(project, ...a);
 
 beforeEach(() => {
   tmp = mkdtempSync(path.join(tmpdir(), "demo-night-"));
   project = path.join(tmp, "project");
-  mkdirSync(path.join(project, ".github"), { recursive: true });
-  writeFileSync(path.join(project, "program.md"), "# Research program\n\nLower val_bpb by changing OFFSET in train.py.\n");
-  writeFileSync(path.join(project, ".github", "autoresearch.yml"), CONFIG);
-  writeFileSync(path.join(project, "train.py"), TRAIN);
-  git("init", "-q");
-  git("add", "-A");
-  git("commit", "-qm", "A tiny research project");
+  committedProject(project, { "program.md": "# Research program\n\nLower val_bpb by changing OFFSET in train.py.\n", ".github/autoresearch.yml": CONFIG, "train.py": TRAIN });
   writeFileSync(path.join(tmp, "proposals.json"), JSON.stringify(PROPOSALS, null, 2));
 });
 
