@@ -121,18 +121,26 @@ export function createApp(opts: AppOptions) {
       if (!b) budgets.set(installationId, (b = new WriteBudget(writeLimits)));
       return b;
     };
-    const octokitFor = async (installationId: number) => {
-      // Probot caches installation tokens and refreshes them before they expire.
-      let o = installationOctokits.get(installationId);
-      if (!o) {
-        o = await app.auth(installationId);
-        const gate = new BackoffGate(Date.now, undefined, (e) =>
+    const gates = new Map<number, BackoffGate>();
+    const gateFor = (installationId: number) => {
+      let g = gates.get(installationId);
+      if (!g) {
+        g = new BackoffGate(Date.now, undefined, (e) =>
           app.log.warn(
             `GitHub ${e.kind === "primary" ? "rate limit" : "secondary rate limit"} (HTTP ${e.status}) for installation ${installationId}: ` +
               `no request of it goes out for ${Math.ceil((e.until - e.at) / 1000)} s`,
           ),
         );
-        throughGate(o, gate, GITHUB_TIMEOUT_MS, budgetFor(installationId));
+        gates.set(installationId, g);
+      }
+      return g;
+    };
+    const octokitFor = async (installationId: number) => {
+      // Probot caches installation tokens and refreshes them before they expire.
+      let o = installationOctokits.get(installationId);
+      if (!o) {
+        o = await app.auth(installationId);
+        throughGate(o, gateFor(installationId), GITHUB_TIMEOUT_MS, budgetFor(installationId));
         installationOctokits.set(installationId, o);
       }
       return o;
@@ -165,6 +173,7 @@ export function createApp(opts: AppOptions) {
         return new OctokitGitHub(await octokitFor(installationId), repo, {
           botLogin: s ? `${s}[bot]` : null,
           budget: budgetFor(installationId),
+          gate: gateFor(installationId),
         });
       },
       listRepos: async () => {

@@ -159,14 +159,17 @@ function experimentPull(p: PullFields): ExperimentPull | null {
 export class OctokitGitHub implements GitHubPort {
   readonly botLogin: string | null;
   readonly budget: WriteBudgetView | undefined;
+  /** The installation's backoff gate (src/github/backoff.ts): closed while GitHub holds it back. */
+  private readonly gate: { wait(): Promise<void> } | undefined;
 
   constructor(
     private readonly octokit: ProbotOctokit,
     readonly repo: RepoRef,
-    opts: { botLogin?: string | null; budget?: WriteBudgetView } = {},
+    opts: { botLogin?: string | null; budget?: WriteBudgetView; gate?: { wait(): Promise<void> } } = {},
   ) {
     this.botLogin = opts.botLogin ?? null;
     this.budget = opts.budget;
+    this.gate = opts.gate;
   }
 
   private get r() {
@@ -447,7 +450,12 @@ export class OctokitGitHub implements GitHubPort {
     // One token serves every run of the repository for most of its hour: minting one per run
     // would be a request to GitHub per run. A run needs it for its download only, at its start.
     const cached = this.cache.readToken;
-    if (cached && Date.now() < cached.until) return { url, token: cached.token };
+    if (cached && Date.now() < cached.until) {
+      // The run downloads with it at once, as this installation: not while GitHub holds the
+      // installation back (minting a token goes through the gate; a cached one must wait too).
+      await this.gate?.wait();
+      return { url, token: cached.token };
+    }
     const narrowed = await this.octokit.request("POST /app/installations/{installation_id}/access_tokens", {
       installation_id: auth.installationId,
       repositories: [this.r.repo],
