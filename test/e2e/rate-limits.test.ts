@@ -24,8 +24,11 @@ it("a storm of secondary-limit answers: nothing is sent inside the retry-after w
   );
   const installation = await n.install();
   const identity = `installation:${installation}`;
-  // The storm starts once the loop is busy: the baseline's pull request is open.
+  // The storm starts once the loop is busy: the baseline's pull request is open and its run has
+  // fetched the commit. (A run's download is the harness's own request: one started before the
+  // storm cannot know of it; one started after waits for the gate, src/github/octokit.ts.)
   await waitFor("the baseline's pull request", () => n.experiments().length >= 1, 60_000);
+  await waitFor("the baseline's download", () => n.twin.requests.some((r) => r.route.includes("/tarball/") && r.status < 400), 60_000);
   n.twin.limiter!.storm({ durationMs: 2500, status: 429, identity });
 
   for (const k of [1, 2, 3]) await waitFor(`experiment ${k}`, () => settled(n, k), 120_000);
