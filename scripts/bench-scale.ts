@@ -19,7 +19,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { ProbotOctokit } from "probot";
 import { clearGitHubCaches, OctokitGitHub } from "../src/github/octokit.js";
-import { branchName, decodeRecord, renderBody } from "../src/ledger.js";
+import { branchName, decodeRecord, renderBody } from "../src/ledger/index.js";
 import type { ExperimentRecord } from "../src/types.js";
 import { freePort } from "../test/support/bot.js";
 import { newAppKey } from "../test/support/night.js";

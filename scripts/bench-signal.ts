@@ -17,8 +17,8 @@
 import { writeFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 import { CONFIG_PATH, DEFAULT_CONFIG } from "../src/config.js";
-import { decodeRecord } from "../src/ledger.js";
-import { reconcile } from "../src/reconcile.js";
+import { decodeRecord } from "../src/ledger/index.js";
+import { reconcile } from "../src/reconcile/index.js";
 import type { ExperimentRecord } from "../src/types.js";
 import { change, FakeGitHub, FakeRunner, measured, ScriptedProposer, type ScriptStep } from "../test/support/fakes.js";
 

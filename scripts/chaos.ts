@@ -17,7 +17,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { decodeRecord } from "../src/ledger.js";
+import { decodeRecord } from "../src/ledger/index.js";
 import { mulberry32 } from "../src/proposers/mutate.js";
 import { freePort } from "../test/support/bot.js";
 import { singleRun } from "../test/support/fakes.js";

@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { CONFIG_CHECK } from "../src/checks.js";
 import { bestBpb, treeBpb } from "../src/history.js";
-import { decodeRecord } from "../src/ledger.js";
+import { decodeRecord } from "../src/ledger/index.js";
 import { isMeasured, meanValBpb } from "../src/policy.js";
 import { LocalRunner, SandboxUnavailableError } from "../src/runner/local.js";
 import type { ExperimentRecord, RunnerPort } from "../src/types.js";

@@ -2,16 +2,15 @@
 // (GitHub wants an answer within 10 s), plus the resync timer and the runner wiring.
 import type { Probot, ProbotOctokit } from "probot";
 import type { Config } from "./config.js";
-import { VAL_BPB_CHECK } from "./checks.js";
 import { Controller } from "./controller.js";
 import { BackoffGate } from "./github/backoff.js";
 import { WriteBudget, writeLimitsFromEnv } from "./github/budget.js";
 import { OctokitGitHub } from "./github/octokit.js";
 import { MutateProposer } from "./proposers/mutate.js";
 import { OpenAIProposer } from "./proposers/openai.js";
-import { z } from "zod";
-import { type ReconcileReport } from "./reconcile.js";
-import { openaiAnswerer, type Click } from "./steering.js";
+import { type ReconcileReport } from "./reconcile/index.js";
+import { openaiAnswerer } from "./steering/index.js";
+import { EVENTS, webhookWork } from "./webhooks.js";
 import type { ProposerPort, RepoRef, RunnerPort } from "./types.js";
 
 export interface AppOptions {
@@ -61,48 +60,6 @@ function throughGate(octokit: ProbotOctokit, gate: BackoffGate, ms: number, budg
     options.request = { ...options.request, fetch: gate.fetch(options.request?.fetch ?? globalThis.fetch, ms, budget) };
     return request(options);
   });
-}
-
-const EVENTS = [
-  "push",
-  "pull_request",
-  "check_run",
-  "issue_comment",
-  "pull_request_review_comment",
-  "installation",
-  "installation_repositories",
-] as const;
-
-const clickedCheckRun = {
-  check_run: z.object({
-    name: z.string().optional(),
-    head_sha: z.string().regex(/^[0-9a-f]{40}$/),
-    pull_requests: z.array(z.object({ number: z.number().int().positive() })).optional(),
-  }),
-  sender: z.object({ login: z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]|\[bot\]){0,45}$/) }),
-};
-
-/**
- * What a check_run webhook says about a click (null for anything else): one of the val_bpb
- * check run's buttons (`requested_action`), or GitHub's own "Re-run" on it (`rerequested`),
- * which measures again like the Re-run button.
- */
-const clickedCheck = z.discriminatedUnion("action", [
-  z.object({ action: z.literal("requested_action"), requested_action: z.object({ identifier: z.enum(["rerun", "keep"]) }), ...clickedCheckRun }),
-  z.object({ action: z.literal("rerequested"), ...clickedCheckRun }),
-]);
-
-export function clickOf(payload: unknown, delivery: string): Click | null {
-  const p = clickedCheck.safeParse(payload);
-  if (!p.success || !/^[A-Za-z0-9-]{1,100}$/.test(delivery)) return null;
-  if (p.data.action === "rerequested" && p.data.check_run.name !== VAL_BPB_CHECK) return null;
-  return {
-    command: p.data.action === "rerequested" ? "rerun" : p.data.requested_action.identifier,
-    user: p.data.sender.login,
-    delivery,
-    headSha: p.data.check_run.head_sha,
-    pull: p.data.check_run.pull_requests?.[0]?.number ?? null,
-  };
 }
 
 export function createApp(opts: AppOptions) {
@@ -190,40 +147,13 @@ export function createApp(opts: AppOptions) {
     });
     opts.onController?.(controller);
 
+    // Thin: a webhook only says which repositories to look at (and, for a click, what was
+    // clicked); the pass reads everything else from GitHub itself.
     app.on([...EVENTS], async (context) => {
-      const payload = context.payload as {
-        installation?: { id: number };
-        repository?: { name: string; owner: { login: string } };
-        repositories?: { full_name: string }[];
-        repositories_added?: { full_name: string }[];
-        sender?: { type?: string };
-      };
-      const installationId = payload.installation?.id;
-      if (!installationId) return;
-      // The bot's own PR edits, labels and check runs echo back as webhooks; they carry
-      // nothing a pass does not already know, so only a person's or another app's push counts.
-      if (context.name !== "push" && payload.sender?.type === "Bot") return;
-      // Only the default branch's pushes change what a pass decides; a push to an experiment
-      // branch (the bot's own commits) is seen as the pull request's synchronize event.
-      if (context.name === "push") {
-        const push = context.payload as { ref?: string; repository?: { default_branch?: string } };
-        if (push.repository?.default_branch && push.ref !== `refs/heads/${push.repository.default_branch}`) return;
-      }
-      if (context.name === "check_run" && payload.repository) {
-        // A button on the val_bpb check run: carried out from this webhook (who clicked is the
-        // sender GitHub vouches for), under the repository's lock before its next pass.
-        const click = clickOf(context.payload, context.id);
-        if (click) controller.click(installationId, { owner: payload.repository.owner.login, repo: payload.repository.name }, click);
-      }
-      const repos: RepoRef[] = [];
-      if (payload.repository) repos.push({ owner: payload.repository.owner.login, repo: payload.repository.name });
-      for (const r of [...(payload.repositories ?? []), ...(payload.repositories_added ?? [])]) {
-        const [owner, repo] = r.full_name.split("/");
-        if (owner && repo) repos.push({ owner, repo });
-      }
-      // Comments are read (commands, notes, questions) when one was written, and on the resync.
-      const steer = context.name === "issue_comment" || context.name === "pull_request_review_comment";
-      for (const repo of repos) controller.trigger(installationId, repo, { steer });
+      const work = webhookWork(context.name, context.payload, context.id);
+      if (!work) return;
+      if (work.click) controller.click(work.installationId, work.repos[0]!, work.click);
+      for (const repo of work.repos) controller.trigger(work.installationId, repo, { steer: work.steer });
     });
 
     controller.start();

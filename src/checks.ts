@@ -4,7 +4,7 @@
 import { CHECK_ACTIONS } from "./commands.js";
 import type { Config } from "./config.js";
 import { codeBlock, defuse, escapeText, oneLine } from "./markdown.js";
-import { measurementsTable, summaryTable } from "./ledger.js";
+import { measurementsTable, summaryTable } from "./ledger/index.js";
 import { classifyOutcome, describeThreshold, isMeasured, meanValBpb } from "./policy.js";
 import { flagsTable } from "./review.js";
 import type { CheckRunSpec, ExperimentRecord, Measurement } from "./types.js";

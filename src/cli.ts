@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { ProbotOctokit } from "probot";
 import { defaultDoctorDeps, exitCodeOf, formatReport, runDoctor, runnerKindOf, withDotenv } from "./doctor.js";
 import { OctokitGitHub } from "./github/octokit.js";
-import { toResultsTsv } from "./ledger.js";
+import { toResultsTsv } from "./ledger/index.js";
 import { readLedger } from "./trust.js";
 
 const USAGE = `usage: autoresearch-bot <command> [options]

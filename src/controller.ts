@@ -1,9 +1,13 @@
 // Schedules reconcile passes: at most one pass per repository at a time, coalescing the
 // triggers that arrive meanwhile (webhooks, runs ending, the resync timer) into one more
-// pass. A failed pass is retried with backoff; the resync timer covers missed webhooks.
+// pass, and at most `maxConcurrentPasses` passes at once over all repositories (a resync of a
+// large installation must not open hundreds of passes against GitHub together). A failed pass
+// is retried with jittered backoff, so that repositories failing together (GitHub down) do not
+// come back in step; the resync timer covers missed webhooks.
 import type { Config } from "./config.js";
-import { newHousekeeping, reconcile, type Housekeeping, type Logger, type ReconcileReport } from "./reconcile.js";
-import { COMMAND_LOOKBACK_MS, handleClick, steer, type Click } from "./steering.js";
+import { newHousekeeping, reconcile, type Housekeeping, type Logger, type ReconcileReport } from "./reconcile/index.js";
+import { systemClock, type Clock } from "./log.js";
+import { COMMAND_LOOKBACK_MS, handleClick, steer, type Answerer, type Click } from "./steering/index.js";
 import type { GitHubPort, ProposerPort, RepoRef, RunnerPort } from "./types.js";
 
 export interface ControllerOptions {
@@ -17,14 +21,18 @@ export interface ControllerOptions {
   log: Logger;
   /** Full resync period (GitHub does not redeliver missed webhooks). */
   resyncMs?: number;
-  now?: () => Date;
+  now?: Clock;
+  /** Passes running at once over all repositories (default 4). */
+  maxConcurrentPasses?: number;
+  /** A number in [0, 1) for the backoff's jitter (default Math.random). */
+  random?: () => number;
   /** Called after every pass (the demo prints progress from it). */
   onPass?(repo: RepoRef, report: ReconcileReport, ms: number): void;
   /** Read comments (commands, reviewer notes) before each pass; without it comments are not read. */
   steering?: {
     /** The app's slug (mentions of @slug are questions; `<slug>[bot]` is the bot's login). */
     appSlug(): Promise<string | null>;
-    answer: ((system: string, user: string) => Promise<string>) | null;
+    answer: Answerer | null;
   };
 }
 
@@ -52,12 +60,37 @@ const CLICK_TRIES = 3;
 
 const key = (r: RepoRef) => `${r.owner}/${r.repo}`.toLowerCase();
 
+/** At most `size` holders at a time; the others wait in arrival order. */
+class Slots {
+  private held = 0;
+  private readonly waiting: (() => void)[] = [];
+  constructor(private readonly size: number) {}
+
+  async acquire(): Promise<void> {
+    if (this.held < this.size) {
+      this.held++;
+      return;
+    }
+    await new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next(); // the slot passes straight to the next waiter
+    else this.held--;
+  }
+}
+
 export class Controller {
   private readonly repos = new Map<string, RepoState>();
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
+  private readonly slots: Slots;
+  private readonly now: Clock;
 
   constructor(private readonly opts: ControllerOptions) {
+    this.slots = new Slots(Math.max(1, opts.maxConcurrentPasses ?? 4));
+    this.now = opts.now ?? systemClock;
     opts.runner.onFinished((_runId, repo) => {
       const s = this.repos.get(key(repo));
       if (s) this.trigger(s.installationId, repo);
@@ -103,7 +136,7 @@ export class Controller {
   private async runClicks(s: RepoState, gh: GitHubPort): Promise<void> {
     for (const item of s.clicks.splice(0)) {
       try {
-        await handleClick(gh, item.click, this.opts.log);
+        await handleClick(gh, item.click, this.opts.log, this.now);
       } catch (err) {
         item.tries += 1;
         const msg = `${key(s.repo)}: the ${item.click.command} click by ${item.click.user} failed: ${(err as Error).message}`;
@@ -118,54 +151,65 @@ export class Controller {
   private async loop(s: RepoState): Promise<void> {
     do {
       s.dirty = false;
+      await this.slots.acquire();
       try {
-        const gh = await this.opts.github(s.installationId, s.repo);
-        await this.runClicks(s, gh);
-        // Reading comments costs two requests or more: only when one was written (its webhook),
-        // on the resync and on the first pass (comments written while the bot was down).
-        if (this.opts.steering && s.steerDue) {
-          s.steerDue = false;
-          const started = this.opts.now?.() ?? new Date();
-          const slug = await this.opts.steering.appSlug();
-          try {
-            await steer({
-              gh,
-              since: s.steeredAt ?? new Date(started.getTime() - COMMAND_LOOKBACK_MS).toISOString(),
-              appSlug: slug,
-              botLogin: slug ? `${slug}[bot]` : null,
-              answer: this.opts.steering.answer,
-              log: this.opts.log,
-            });
-            // A minute of overlap: a comment written while the last listing ran is not missed.
-            s.steeredAt = new Date(started.getTime() - 60_000).toISOString();
-          } catch (err) {
-            s.steerDue = true;
-            this.opts.log.error(`${key(s.repo)}: reading comments failed: ${(err as Error).message} (retried on the next pass)`);
-          }
-        }
-        const firstPass = s.passes++ === 0;
-        const passStarted = Date.now();
-        const report = await reconcile({
-          firstPass,
-          house: s.house,
-          gh,
-          runner: this.opts.runner,
-          proposerFor: this.opts.proposerFor,
-          env: this.opts.env,
-          now: this.opts.now,
-          log: this.opts.log,
-        });
-        this.opts.onPass?.(s.repo, report, Date.now() - passStarted);
-        s.failures = report.errors.length ? s.failures + 1 : 0;
-        if (report.again) s.dirty = true;
-        else if (report.errors.length) this.retryLater(s);
-        if (report.retryAt !== undefined) this.wakeAt(s, report.retryAt);
-      } catch (err) {
-        s.failures += 1;
-        this.opts.log.error(`${key(s.repo)}: reconcile failed: ${(err as Error).message}`);
-        this.retryLater(s);
+        await this.pass(s);
+      } finally {
+        this.slots.release();
       }
     } while (s.dirty && !this.stopped);
+  }
+
+  /** One pass on a repository: its clicks, its comments when due, then reconcile. */
+  private async pass(s: RepoState): Promise<void> {
+    try {
+      const gh = await this.opts.github(s.installationId, s.repo);
+      await this.runClicks(s, gh);
+      // Reading comments costs two requests or more: only when one was written (its webhook),
+      // on the resync and on the first pass (comments written while the bot was down).
+      if (this.opts.steering && s.steerDue) {
+        s.steerDue = false;
+        const started = this.now();
+        const slug = await this.opts.steering.appSlug();
+        try {
+          await steer({
+            gh,
+            since: s.steeredAt ?? new Date(started.getTime() - COMMAND_LOOKBACK_MS).toISOString(),
+            appSlug: slug,
+            botLogin: slug ? `${slug}[bot]` : null,
+            answer: this.opts.steering.answer,
+            log: this.opts.log,
+            now: this.now,
+          });
+          // A minute of overlap: a comment written while the last listing ran is not missed.
+          s.steeredAt = new Date(started.getTime() - 60_000).toISOString();
+        } catch (err) {
+          s.steerDue = true;
+          this.opts.log.error(`${key(s.repo)}: reading comments failed: ${(err as Error).message} (retried on the next pass)`);
+        }
+      }
+      const firstPass = s.passes++ === 0;
+      const passStarted = Date.now();
+      const report = await reconcile({
+        firstPass,
+        house: s.house,
+        gh,
+        runner: this.opts.runner,
+        proposerFor: this.opts.proposerFor,
+        env: this.opts.env,
+        now: this.now,
+        log: this.opts.log,
+      });
+      this.opts.onPass?.(s.repo, report, Date.now() - passStarted);
+      s.failures = report.errors.length ? s.failures + 1 : 0;
+      if (report.again) s.dirty = true;
+      else if (report.errors.length) this.retryLater(s);
+      if (report.retryAt !== undefined) this.wakeAt(s, report.retryAt);
+    } catch (err) {
+      s.failures += 1;
+      this.opts.log.error(`${key(s.repo)}: reconcile failed: ${(err as Error).message}`);
+      this.retryLater(s);
+    }
   }
 
   /** Run a pass at `at` (ms since the epoch), unless one is set for earlier. */
@@ -181,8 +225,9 @@ export class Controller {
 
   private retryLater(s: RepoState): void {
     if (s.retryTimer || this.stopped) return;
-    // 5 s, 10 s, 20 s … capped at the resync period.
-    const delay = Math.min(5000 * 2 ** Math.min(s.failures - 1, 10), this.opts.resyncMs ?? 300_000);
+    // About 5 s, 10 s, 20 s … capped at the resync period; each between half and all of that.
+    const cap = Math.min(5000 * 2 ** Math.min(Math.max(0, s.failures - 1), 10), this.opts.resyncMs ?? 300_000);
+    const delay = Math.round(cap / 2 + (cap / 2) * (this.opts.random ?? Math.random)());
     s.retryTimer = setTimeout(() => {
       s.retryTimer = null;
       this.trigger(s.installationId, s.repo);

@@ -4,6 +4,7 @@
 // keep experiments honest (only editable files, each search matching exactly once), parses the
 // plain-text block format for models without structured output, and renders unified diffs.
 
+import { diffLines as jsdiffLines } from "diff";
 import { fenceFor } from "./markdown.js";
 import type { Edit } from "./types.js";
 
@@ -328,130 +329,22 @@ export function splitLines(text: string): string[] {
   return out;
 }
 
-// Past this many differences the exact shortest script is not worth its quadratic memory; the
-// middle is then shown as removed and re-added, which is still a correct diff.
-const MAX_EDIT_DISTANCE = 2000;
+// Past this many differences the exact shortest script is not worth its time; the texts are then
+// shown as removed and re-added, which is still a correct diff.
+const MAX_EDIT_LENGTH = 2000;
 
-/** Myers' O(ND) shortest edit script between two line lists. */
-function myers(a: string[], b: string[]): DiffOp[] | null {
-  const n = a.length;
-  const m = b.length;
-  const max = n + m;
-  const offset = max + 1;
-  const v = new Int32Array(2 * max + 3);
-  const trace: Int32Array[] = [];
-  let found = -1;
-  outer: for (let d = 0; d <= Math.min(max, MAX_EDIT_DISTANCE); d++) {
-    // Keep only diagonals -d-1..d+1, all that backtracking from step d can look at.
-    trace.push(v.slice(offset - d - 1, offset + d + 2));
-    for (let k = -d; k <= d; k += 2) {
-      let x =
-        k === -d || (k !== d && v[offset + k - 1]! < v[offset + k + 1]!) ? v[offset + k + 1]! : v[offset + k - 1]! + 1;
-      let y = x - k;
-      while (x < n && y < m && a[x] === b[y]) {
-        x++;
-        y++;
-      }
-      v[offset + k] = x;
-      if (x >= n && y >= m) {
-        found = d;
-        break outer;
-      }
-    }
-  }
-  if (found < 0) return null;
-  const ops: DiffOp[] = [];
-  let x = n;
-  let y = m;
-  for (let d = found; d > 0; d--) {
-    const prev = trace[d]!;
-    const at = (k: number) => prev[k + d + 1]!;
-    const k = x - y;
-    const prevK = k === -d || (k !== d && at(k - 1) < at(k + 1)) ? k + 1 : k - 1;
-    const prevX = at(prevK);
-    const prevY = prevX - prevK;
-    while (x > prevX && y > prevY) {
-      ops.push({ op: " ", line: a[--x]! });
-      y--;
-    }
-    if (x === prevX) ops.push({ op: "+", line: b[--y]! });
-    else ops.push({ op: "-", line: a[--x]! });
-  }
-  while (x > 0 && y > 0) {
-    ops.push({ op: " ", line: a[--x]! });
-    y--;
-  }
-  return ops.reverse();
-}
-
-/** A shortest line diff of two texts (each op keeps its line terminator). */
+/** A shortest line diff of two texts (jsdiff's Myers diff; each op keeps its line terminator). */
 export function diffLines(before: string, after: string): DiffOp[] {
-  const a = splitLines(before);
-  const b = splitLines(after);
-  let pre = 0;
-  while (pre < a.length && pre < b.length && a[pre] === b[pre]) pre++;
-  let suf = 0;
-  while (suf < a.length - pre && suf < b.length - pre && a[a.length - 1 - suf] === b[b.length - 1 - suf]) suf++;
-  const midA = a.slice(pre, a.length - suf);
-  const midB = b.slice(pre, b.length - suf);
-  const middle = myers(midA, midB) ?? [
-    ...midA.map((line) => ({ op: "-" as const, line })),
-    ...midB.map((line) => ({ op: "+" as const, line })),
-  ];
-  return [
-    ...a.slice(0, pre).map((line) => ({ op: " " as const, line })),
-    ...middle,
-    ...a.slice(a.length - suf).map((line) => ({ op: " " as const, line })),
-  ];
+  const changes = jsdiffLines(before, after, { maxEditLength: MAX_EDIT_LENGTH });
+  if (!changes) {
+    return [...splitLines(before).map((line) => ({ op: "-" as const, line })), ...splitLines(after).map((line) => ({ op: "+" as const, line }))];
+  }
+  return changes.flatMap((c) => splitLines(c.value).map((line) => ({ op: c.added ? ("+" as const) : c.removed ? ("-" as const) : (" " as const), line })));
 }
 
 function renderOp(o: DiffOp): string {
   if (o.line.endsWith("\n")) return o.op + o.line;
   return `${o.op}${o.line}\n\\ No newline at end of file\n`;
-}
-
-function range(start: number, len: number): string {
-  return len === 1 ? String(start) : `${start},${len}`;
-}
-
-/**
- * A unified diff (3 lines of context, `git diff` style headers a/ and b/) of one file; "" when
- * the texts are equal. Applies with `patch -p1` / `git apply`.
- */
-export function unifiedDiff(path: string, before: string, after: string, context = 3): string {
-  if (before === after) return "";
-  const ops = diffLines(before, after);
-  // Line numbers (0-based count of lines consumed) before each op.
-  const aPos: number[] = [];
-  const bPos: number[] = [];
-  let ai = 0;
-  let bi = 0;
-  for (const o of ops) {
-    aPos.push(ai);
-    bPos.push(bi);
-    if (o.op !== "+") ai++;
-    if (o.op !== "-") bi++;
-  }
-  const changes = ops.flatMap((o, i) => (o.op === " " ? [] : [i]));
-  let out = `--- a/${path}\n+++ b/${path}\n`;
-  let c = 0;
-  while (c < changes.length) {
-    const first = changes[c]!;
-    let last = first;
-    while (c + 1 < changes.length && changes[c + 1]! - last - 1 <= 2 * context) last = changes[++c]!;
-    c++;
-    const start = Math.max(0, first - context);
-    const end = Math.min(ops.length, last + context + 1);
-    const hunk = ops.slice(start, end);
-    const oldLen = hunk.filter((o) => o.op !== "+").length;
-    const newLen = hunk.filter((o) => o.op !== "-").length;
-    // An empty side is numbered by the line before it (0 at the top of the file).
-    const oldStart = oldLen === 0 ? aPos[start]! : aPos[start]! + 1;
-    const newStart = newLen === 0 ? bPos[start]! : bPos[start]! + 1;
-    out += `@@ -${range(oldStart, oldLen)} +${range(newStart, newLen)} @@\n`;
-    out += hunk.map(renderOp).join("");
-  }
-  return out;
 }
 
 /**

@@ -46,9 +46,22 @@ export function codeBlock(content: string, lang = ""): string {
   return `${fence}${lang}\n${text.endsWith("\n") ? text : text + "\n"}${fence}`;
 }
 
-/** A markdown table; every cell is untrusted text. */
-export function table(header: string[], rows: string[][]): string {
-  const line = (cells: string[]) => `| ${cells.map(escapeCell).join(" | ")} |`;
+/** Markdown the bot wrote itself (a link, a figure, inline code of a sha): a table cell taken as it is. */
+export interface Markdown {
+  md: string;
+}
+
+export function md(text: string): Markdown {
+  return { md: text };
+}
+
+/** A table cell: untrusted text (escaped), or the bot's own markdown (`md(...)`), kept on one line. */
+export type Cell = string | Markdown;
+
+/** A markdown table: plain strings are untrusted text and escaped; md(...) cells are the bot's own markdown. */
+export function table(header: string[], rows: Cell[][]): string {
+  const cell = (c: Cell) => (typeof c === "string" ? escapeCell(c) : c.md.replace(/\r?\n|\r/g, " "));
+  const line = (cells: Cell[]) => `| ${cells.map(cell).join(" | ")} |`;
   return [line(header), `| ${header.map(() => "---").join(" | ")} |`, ...rows.map(line)].join("\n");
 }
 

@@ -5,8 +5,9 @@
 import { bestBpb, treeBpb } from "./history.js";
 import { estimateNoise } from "./noise.js";
 import { fmtBpb, meanValBpb, describeFailure, isMeasured } from "./policy.js";
-import { toResultsTsv } from "./ledger.js";
-import { codeBlock, escapeCell as escape } from "./markdown.js";
+import { toResultsTsv } from "./ledger/index.js";
+import { codeBlock, escapeCell, md, table } from "./markdown.js";
+import { encodeHidden } from "./hidden.js";
 import type { ExperimentRecord } from "./types.js";
 
 export const REPORT_LABEL = "autoresearch:report";
@@ -58,7 +59,7 @@ function noiseLine(records: ExperimentRecord[]): string {
   const hardware = latest?.result.hardware ?? null;
   const noise = estimateNoise(records, hardware);
   if (!noise) return "**Noise:** not known yet (fewer than 2 repeated runs of one tree); decisions used the floor or min_delta.";
-  return `**Noise:** σ ${fmtBpb(noise.sigma)} per run, from ${noise.df} degrees of freedom${hardware ? ` on ${escape(hardware)}` : ""}.`;
+  return `**Noise:** σ ${fmtBpb(noise.sigma)} per run, from ${noise.df} degrees of freedom${hardware ? ` on ${escapeCell(hardware)}` : ""}.`;
 }
 
 /** How the night's training runs were spent: first runs, confirmations of promising changes, repeated baselines. */
@@ -147,11 +148,15 @@ export function renderReport(input: ReportInput): string {
   );
   out.push(
     "",
-    "| experiments | kept | discarded | crashed | baselines | in flight |",
-    "| --- | --- | --- | --- | --- | --- |",
-    `| ${finished.length} | ${kept.length} | ${discarded.length} | ${crashed.length} | ${baselines.length} | ${inFlight.length} |`,
+    table(
+      ["experiments", "kept", "discarded", "crashed", "baselines", "in flight"],
+      [[finished, kept, discarded, crashed, baselines, inFlight].map((x) => String(x.length))],
+    ),
   );
   const fmt = (x: number | null) => (x === null ? "none" : fmtBpb(x));
+  const delta = (r: ExperimentRecord) => (r.decision?.delta == null ? "—" : fmtBpb(r.decision.delta));
+  // The PR link is the bot's markdown; the title is an LLM's words, escaped.
+  const pr = (r: ExperimentRecord) => md(`${ref(r)} ${escapeCell(cut(r.title, 80))}`);
   // Where the night started: the best kept figure before it, else its first baseline (the mean of its runs).
   const firstBaseline = baselines.find((r) => r.state === "kept" && meanValBpb(r.measurements) !== null);
   const start = before ?? (firstBaseline ? treeBpb([...input.before, ...rs], firstBaseline.treeHash) : null);
@@ -169,40 +174,27 @@ export function renderReport(input: ReportInput): string {
   out.push("", "### Kept");
   if (kept.length === 0) out.push("", "Nothing was kept tonight.");
   else {
-    out.push("", "| PR | val_bpb (runs) | delta | hypothesis |", "| --- | --- | --- | --- |");
-    for (const r of kept) {
-      const v = meanValBpb(r.measurements);
-      const d = r.decision?.delta;
-      out.push(`| ${ref(r)} ${escape(cut(r.title, 80))} | ${fmt(v)} (${runsOf(r)}) | ${d == null ? "—" : fmtBpb(d)} | ${escape(cut(r.hypothesis, 300))} |`);
-    }
+    const rows = kept.map((r) => [pr(r), `${fmt(meanValBpb(r.measurements))} (${runsOf(r)})`, delta(r), cut(r.hypothesis, 300)]);
+    out.push("", table(["PR", "val_bpb (runs)", "delta", "hypothesis"], rows));
   }
 
   const held = rs.filter((r) => r.state === "review");
   if (held.length > 0) {
     out.push("", "### Held for review", "", "Better by the numbers, but the change touches what decides its own score: `/autoresearch keep` merges it.", "");
-    out.push("| PR | val_bpb | delta | touches |", "| --- | --- | --- | --- |");
-    for (const r of held) {
-      const d = r.decision?.delta;
-      const touches = [...new Set((r.flags ?? []).map((f) => f.what))].join("; ");
-      out.push(`| ${ref(r)} ${escape(cut(r.title, 80))} | ${fmt(meanValBpb(r.measurements))} | ${d == null ? "—" : fmtBpb(d)} | ${escape(cut(touches, 200))} |`);
-    }
+    const touches = (r: ExperimentRecord) => cut([...new Set((r.flags ?? []).map((f) => f.what))].join("; "), 200);
+    out.push(table(["PR", "val_bpb", "delta", "touches"], held.map((r) => [pr(r), fmt(meanValBpb(r.measurements)), delta(r), touches(r)])));
   }
 
   if (crashed.length > 0) {
-    out.push("", "### Crashes", "", "| PR | reason |", "| --- | --- |");
-    for (const r of crashed) out.push(`| ${ref(r)} ${escape(cut(r.title, 80))} | ${escape(cut(crashReason(r), 300))} |`);
+    out.push("", "### Crashes", "", table(["PR", "reason"], crashed.map((r) => [pr(r), cut(crashReason(r), 300)])));
   }
 
   if (discarded.length > 0) {
-    out.push("", "<details><summary>Discarded</summary>", "", "| PR | val_bpb | delta |", "| --- | --- | --- |");
-    for (const r of discarded) {
-      const d = r.decision?.delta;
-      out.push(`| ${ref(r)} ${escape(cut(r.title, 80))} | ${fmt(meanValBpb(r.measurements))} | ${d == null ? "—" : fmtBpb(d)} |`);
-    }
-    out.push("", "</details>");
+    const rows = discarded.map((r) => [pr(r), fmt(meanValBpb(r.measurements)), delta(r)]);
+    out.push("", "<details><summary>Discarded</summary>", "", table(["PR", "val_bpb", "delta"], rows), "", "</details>");
   }
 
   out.push("", "<details><summary>results.tsv</summary>", "", codeBlock(toResultsTsv(rs).trimEnd(), "tsv"), "", "</details>");
-  out.push("", `<!-- autoresearch:report ${JSON.stringify({ night: input.night })} -->`);
+  out.push("", encodeHidden("report", { night: input.night }));
   return out.join("\n") + "\n";
 }

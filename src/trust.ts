@@ -10,7 +10,7 @@
 // Issues the bot keeps (the control issue, morning reports) count only when the bot opened
 // them. Anything else that carries the labels is ignored (logged once per process), never
 // merged, and never lends its number to the next experiment.
-import { parseBranchName } from "./ledger.js";
+import { parseBranchName } from "./ledger/index.js";
 import type { ExperimentPull, GitHubPort, IssueInfo, RepoRef } from "./types.js";
 
 /** Why a labelled pull request is not part of the ledger, or null when it is. */
@@ -48,6 +48,15 @@ export function warnOnce(log: TrustLog | undefined, key: string, what: string): 
  * that carries the label is left out and logged once.
  */
 export async function readLedger(gh: GitHubPort, log?: TrustLog): Promise<ExperimentPull[]> {
+  return (await readLedgerAll(gh, log)).pulls;
+}
+
+/**
+ * The ledger, and the experiment numbers of the bot's own PRs whose record cannot be read (a
+ * body edited by hand, a write cut short): those numbers are taken, and never given to a new
+ * experiment, whose branch and run ids would collide with theirs.
+ */
+export async function readLedgerAll(gh: GitHubPort, log?: TrustLog): Promise<{ pulls: ExperimentPull[]; unreadable: number[] }> {
   const botLogin = gh.botLogin;
   if (!botLogin) {
     throw new Error(
@@ -57,12 +66,20 @@ export async function readLedger(gh: GitHubPort, log?: TrustLog): Promise<Experi
   }
   const name = `${gh.repo.owner}/${gh.repo.repo}`;
   const out: ExperimentPull[] = [];
+  const unreadable: number[] = [];
   for (const p of await gh.listExperimentPulls()) {
     const why = untrustedPull(p, botLogin, gh.repo);
-    if (why === null) out.push(p);
-    else warnOnce(log, `${name}#${p.number}:${why}`, `${name}#${p.number} carries the autoresearch label but is ignored: ${why}`);
+    if (why === null) {
+      out.push(p);
+      continue;
+    }
+    warnOnce(log, `${name}#${p.number}:${why}`, `${name}#${p.number} carries the autoresearch label but is ignored: ${why}`);
+    const branch = parseBranchName(p.headRef);
+    if (!p.record && branch && untrustedPull({ ...p, record: { n: branch.n } as ExperimentPull["record"] }, botLogin, gh.repo) === null) {
+      unreadable.push(branch.n);
+    }
   }
-  return out;
+  return { pulls: out, unreadable };
 }
 
 /** Issues with `label` that the bot opened. */

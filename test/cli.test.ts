@@ -2,7 +2,7 @@
 // experiment PRs) and printed as autoresearch's results.tsv.
 import { afterAll, beforeAll, expect, it, vi } from "vitest";
 import { main } from "../src/cli.js";
-import { labelsFor, renderBody } from "../src/ledger.js";
+import { labelsFor, renderBody } from "../src/ledger/index.js";
 import type { ExperimentRecord, TrainerResult } from "../src/types.js";
 import { GitHubTwin } from "./twins/github/index.js";
 

@@ -6,7 +6,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { ProbotOctokit } from "probot";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clearGitHubCaches, OctokitGitHub } from "../src/github/octokit.js";
-import { branchName, renderBody } from "../src/ledger.js";
+import { branchName, renderBody } from "../src/ledger/index.js";
 import type { ExperimentRecord } from "../src/types.js";
 import { GitHubTwin } from "./twins/github/index.js";
 

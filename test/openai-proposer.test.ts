@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { OpenAIProposer, OpenAIProposerError, proposalJsonSchema, proposalReplySchema } from "../src/proposers/openai.js";
-import { treeHash } from "../src/ledger.js";
+import { treeHash } from "../src/ledger/index.js";
 import type { ProposalRequest } from "../src/types.js";
 import { lastUserMessage, OpenAITwin } from "./twins/openai.js";
 

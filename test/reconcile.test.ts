@@ -5,8 +5,8 @@
 import { WriteBudget } from "../src/github/budget.js";
 import { describe, expect, it } from "vitest";
 import { CONFIG_PATH } from "../src/config.js";
-import { decodeRecord } from "../src/ledger.js";
-import { reconcile, type ReconcileReport } from "../src/reconcile.js";
+import { decodeRecord } from "../src/ledger/index.js";
+import { reconcile, type ReconcileReport } from "../src/reconcile/index.js";
 import {
   change,
   crashed,
@@ -843,6 +843,48 @@ describe("asking a model ahead (proposer.ask_ahead)", () => {
 });
 
 describe("when GitHub fails in the middle of a pass", () => {
+  it("a push to the default branch during a pass, before the merge: not merged onto a tree nobody measured; re-applied on it", async () => {
+    const w = await measuredBaseline();
+    const pr = w.gh.pullOf(2);
+    w.runner.finish(runOf(w, 2), measured(0.9));
+    // Someone pushes to main after the pass read its head, while it decides experiment 2.
+    let reads = 0;
+    let pushed = "";
+    const racing = new Proxy(w.gh, {
+      get(target, key) {
+        if (key === "getBranchSha") {
+          return async (branch: string) => {
+            if (++reads === 2) pushed = target.pushToDefault({ "README.md": "# research, by a person\n" });
+            return target.getBranchSha(branch);
+          };
+        }
+        const v = Reflect.get(target, key, target) as unknown;
+        return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const report = await reconcile({ gh: racing, runner: w.runner, proposerFor: () => w.proposer, env: {}, now: () => w.clock.now });
+    expect(pushed).not.toBe("");
+    expect(pr.merged).toBe(false);
+    expect(w.gh.callsTo("mergePull")).toHaveLength(0);
+    expect(report.again).toBe(true);
+
+    await w.settle();
+    // The change now sits on the pushed head and is measured there before any merge.
+    expect(w.gh.record(pr.number)).toMatchObject({ baseSha: pushed, attempt: 2, measurements: [] });
+    expect(pr.merged).toBe(false);
+  });
+
+  it("a bot PR whose record cannot be read keeps its number: the next experiment takes the one after", async () => {
+    const w = await measuredBaseline({ proposals: [change("LR = 0.04", "LR = 0.05", "LR: 0.04 → 0.05"), change("WARMUP = 100", "WARMUP = 200", "longer warmup")] });
+    const pr = w.gh.pullOf(2);
+    pr.body = "Edited by hand; the record is gone.";
+    await w.settle();
+    const next = w.gh.openPulls().find((p) => p.number !== pr.number)!;
+    expect(decodeRecord(next.body)?.n).toBe(3);
+    expect(next.head).toMatch(/^autoresearch\/3-/);
+    expect(pr.head).toMatch(/^autoresearch\/2-/);
+  });
+
   it("recovers from a failed PR creation after the branch was pushed: no duplicate PR, nothing lost", async () => {
     const w = world();
     await w.settle();

@@ -5,9 +5,9 @@
 import { describe, expect, it } from "vitest";
 import { CONFIG_PATH } from "../src/config.js";
 import { MutateProposer } from "../src/proposers/mutate.js";
-import { reconcile, REPORT_EVERY_MS } from "../src/reconcile.js";
+import { reconcile, REPORT_EVERY_MS } from "../src/reconcile/index.js";
 import { REPORT_LABEL } from "../src/report.js";
-import { CONTROL_LABEL, decodeControl, PAUSED_LABEL, steer } from "../src/steering.js";
+import { CONTROL_LABEL, decodeControl, PAUSED_LABEL, steer } from "../src/steering/index.js";
 import { BOT_LOGIN, change, measured, singleRun } from "./support/fakes.js";
 import { loopWorld } from "./support/world.js";
 
@@ -233,6 +233,77 @@ describe("commands", () => {
     await w.settle();
     expect(w.gh.pull(pull).merged).toBe(true);
     expect(w.gh.record(pull).measurements.map((m) => m.sha)).toEqual([r.headSha]);
+  });
+});
+
+describe("what rerun and keep refuse, and say why", () => {
+  it("refuses with a confused reaction and a reply, and changes nothing, when there is nothing to do", async () => {
+    const w = await started();
+    const base = w.gh.pullOf(1).number;
+    const exp = w.gh.pullOf(2).number;
+    const ask = (pull: number, cmd: string) => w.gh.commentByPerson(pull, "maintainer", cmd);
+    const cases = [
+      { id: ask(base, "/autoresearch rerun"), pull: base, reply: "A baseline is not measured again on request; experiments are." },
+      { id: ask(base, "/autoresearch keep"), pull: base, reply: "A baseline has nothing to merge." },
+    ];
+    await w.settle();
+    w.runner.finish(w.runOf(2), measured(0.9)); // kept and merged
+    await w.settle();
+    expect(w.gh.pullOf(2).merged).toBe(true);
+    cases.push(
+      { id: ask(exp, "/autoresearch rerun"), pull: exp, reply: "This experiment is merged already; there is nothing to measure again." },
+      { id: ask(exp, "/autoresearch keep"), pull: exp, reply: "This experiment is kept already." },
+    );
+    const before = w.gh.record(exp);
+    await w.settle();
+    for (const c of cases) {
+      expect(reactions(w, c.id), c.reply).toEqual(["confused"]);
+      expect(w.gh.commentsOn(c.pull)).toContain(c.reply);
+    }
+    expect(w.gh.record(exp)).toEqual(before);
+  });
+
+  it("on an open experiment that is being settled, says to ask again once it is closed", async () => {
+    const w = await started({ config: "slots: 2\n" });
+    // Experiment 2 is kept, but the default branch moved: it is re-applied, and a rerun or keep
+    // that arrives while it is kept (between its decision and its merge) must not change it.
+    const pull = w.gh.pullOf(2).number;
+    w.gh.failNext("mergePull", { status: 405, message: "Base branch was modified" });
+    w.runner.finish(w.runOf(2), measured(0.9));
+    await w.pass().catch(() => undefined);
+    expect(w.gh.record(pull).state).toBe("kept");
+    const c = w.gh.commentByPerson(pull, "maintainer", "/autoresearch rerun");
+    await steer({ gh: w.gh, since: "2000-01-01T00:00:00Z", botLogin: BOT_LOGIN, answer: null });
+    expect(reactions(w, c)).toEqual(["confused"]);
+    expect(w.gh.commentsOn(pull)).toContain("This experiment is being settled right now; ask again once its PR is closed.");
+  });
+});
+
+describe("an unreadable steering record", () => {
+  it("holds new experiments, is never written over, and commands that would change it are refused with the reason", async () => {
+    const w = await started();
+    const pull = w.gh.pullOf(2).number;
+    w.gh.commentByPerson(pull, "maintainer", "/autoresearch try\nwarm up longer");
+    await w.settle();
+    const control = w.gh.issues.find((i) => i.labels.includes(CONTROL_LABEL))!;
+    // A person edits the issue and breaks the hidden JSON.
+    control.body = control.body.replace('"ideas":[', '"ideas":{');
+    const broken = control.body;
+
+    w.runner.finish(w.runOf(2), measured(1.2)); // the slot frees up
+    const report = await w.settle();
+    expect(report.waiting).toMatch(/steering record in issue #\d+ cannot be read/);
+    expect(() => w.gh.pullOf(3)).toThrow(); // nothing started: its queued idea would have been lost
+    const c = w.gh.commentByPerson(control.number, "owner", "/autoresearch pause");
+    await w.settle();
+    expect(reactions(w, c)).toEqual(["confused"]);
+    expect(w.gh.commentsOn(control.number).some((b) => /cannot be read/.test(b))).toBe(true);
+    expect(w.gh.issue(control.number).body).toBe(broken);
+
+    // Fixed by hand: the loop goes on, with the idea it held.
+    control.body = broken.replace('"ideas":{', '"ideas":[');
+    await w.settle();
+    expect(w.gh.pullOf(3).state).toBe("open");
   });
 });
 

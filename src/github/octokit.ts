@@ -2,7 +2,7 @@
 // hands out). Every method is one small, idempotent step of the loop; errors carry the
 // HTTP status so reconcile can tell "try again next pass" from "this PR moved".
 import type { ProbotOctokit } from "probot";
-import { decodeRecord, LABEL, parseBranchName } from "../ledger.js";
+import { decodeRecord, LABEL, parseBranchName } from "../ledger/index.js";
 import type { WriteBudgetView } from "./budget.js";
 import type { CheckRunSpec, ExperimentPull, GitHubPort, IssueComment, IssueInfo, RepoRef } from "../types.js";
 

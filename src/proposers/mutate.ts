@@ -5,7 +5,7 @@
 // directions that helped before, and never proposes a file set that was already tried.
 
 import { applyEdits } from "../edits.js";
-import { treeHash } from "../ledger.js";
+import { treeHash } from "../ledger/index.js";
 import type { Edit, HistoryEntry, Proposal, ProposalRequest, ProposerPort } from "../types.js";
 
 /** mulberry32: a tiny, good-enough 32-bit PRNG; the sequence depends only on the seed. */

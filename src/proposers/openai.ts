@@ -8,7 +8,7 @@ import OpenAI, { APIConnectionTimeoutError, APIError } from "openai";
 import type { ChatCompletionCreateParamsNonStreaming, ChatCompletionMessageParam } from "openai/resources/chat/completions";
 import { z } from "zod";
 import { applyEdits, parseSearchReplaceBlocks } from "../edits.js";
-import { treeHash } from "../ledger.js";
+import { treeHash } from "../ledger/index.js";
 import { buildMessages, MAX_TITLE_CHARS } from "../prompt.js";
 import type { Edit, Proposal, ProposalRequest, ProposerPort } from "../types.js";
 

@@ -9,7 +9,7 @@ import path from "node:path";
 import { ProbotOctokit } from "probot";
 import { afterEach, describe, expect, it } from "vitest";
 import { OctokitGitHub } from "../../src/github/octokit.js";
-import { toResultsTsv } from "../../src/ledger.js";
+import { toResultsTsv } from "../../src/ledger/index.js";
 import { freePort } from "../support/bot.js";
 import {
   APP_ID,

@@ -8,7 +8,7 @@ import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, expect, it } from "vitest";
 import { singleRun } from "../support/fakes.js";
-import { labelsFor, renderBody, treeHash } from "../../src/ledger.js";
+import { labelsFor, renderBody, treeHash } from "../../src/ledger/index.js";
 import type { ExperimentRecord } from "../../src/types.js";
 import { OPENAI_KEY, OWNER, REPO, ROOT, SECRET, readTree, settled, startNight, waitFor, type Night } from "../support/night.js";
 

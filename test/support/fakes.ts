@@ -14,7 +14,7 @@ import { createHash } from "node:crypto";
 import { applyEdits } from "../../src/edits.js";
 import type { WriteBudget } from "../../src/github/budget.js";
 import { GitHubError } from "../../src/github/octokit.js";
-import { decodeRecord, LABEL, parseBranchName } from "../../src/ledger.js";
+import { decodeRecord, LABEL, parseBranchName } from "../../src/ledger/index.js";
 import { proposeMutation } from "../../src/proposers/mutate.js";
 import type {
   CheckRunSpec,

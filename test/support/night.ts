@@ -6,7 +6,7 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { decodeRecord } from "../../src/ledger.js";
+import { decodeRecord } from "../../src/ledger/index.js";
 import type { KubernetesRunnerOptions } from "../../src/runner/kubernetes.js";
 import { LocalRunner } from "../../src/runner/local.js";
 import type { ExperimentRecord, RunnerPort } from "../../src/types.js";

@@ -1,8 +1,8 @@
 // The loop over the in-memory fakes, as the controller drives it: (read comments, then) reconcile,
 // pass after pass until nothing changes on GitHub or in the runner. The specification tests of
 // trust, review and noise build their nights on it.
-import { reconcile, type ReconcileReport } from "../../src/reconcile.js";
-import { steer } from "../../src/steering.js";
+import { reconcile, type ReconcileReport } from "../../src/reconcile/index.js";
+import { steer } from "../../src/steering/index.js";
 import { BOT_LOGIN, FakeGitHub, FakeRunner, measured, ScriptedProposer, type ScriptStep } from "./fakes.js";
 
 export interface LoopWorldOptions {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { clickOf } from "../../src/app.js";
+import { clickOf } from "../../src/webhooks.js";
 import { canWrite, CHECK_ACTIONS, needsWrite, parseCommand } from "../../src/commands.js";
 
 describe("parseCommand", () => {

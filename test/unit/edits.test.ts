@@ -6,7 +6,6 @@ import {
   fenceFor,
   parseSearchReplaceBlocks,
   SEARCH_REPLACE_FORMAT_HELP,
-  unifiedDiff,
 } from "../../src/edits.js";
 
 const TRAIN = [
@@ -229,38 +228,15 @@ describe("parseSearchReplaceBlocks", () => {
   });
 });
 
-describe("unifiedDiff", () => {
-  it("is empty for equal texts", () => {
-    expect(unifiedDiff("train.py", "a\n", "a\n")).toBe("");
-  });
-
-  it("writes one hunk with three lines of context", () => {
-    const before = "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n";
-    const after = "1\n2\n3\n4\n5\nsix\n7\n8\n9\n10\n";
-    expect(unifiedDiff("f.txt", before, after)).toBe(
-      "--- a/f.txt\n+++ b/f.txt\n@@ -3,7 +3,7 @@\n 3\n 4\n 5\n-6\n+six\n 7\n 8\n 9\n",
-    );
-  });
-
-  it("merges changes closer than twice the context and splits those further apart", () => {
-    const lines = Array.from({ length: 20 }, (_, i) => `${i + 1}`);
-    const before = lines.join("\n") + "\n";
-    const near = lines.map((l) => (l === "2" || l === "8" ? `${l}!` : l)).join("\n") + "\n";
-    expect(unifiedDiff("f", before, near).match(/^@@/gm)).toHaveLength(1);
-    const far = lines.map((l) => (l === "2" || l === "18" ? `${l}!` : l)).join("\n") + "\n";
-    expect(unifiedDiff("f", before, far)).toBe(
-      "--- a/f\n+++ b/f\n@@ -1,5 +1,5 @@\n 1\n-2\n+2!\n 3\n 4\n 5\n@@ -15,6 +15,6 @@\n 15\n 16\n 17\n-18\n+18!\n 19\n 20\n",
-    );
-  });
-
-  it("numbers insertions into an empty file and deletions of a whole file like diff -u", () => {
-    expect(unifiedDiff("f", "", "a\nb\n")).toBe("--- a/f\n+++ b/f\n@@ -0,0 +1,2 @@\n+a\n+b\n");
-    expect(unifiedDiff("f", "a\n", "")).toBe("--- a/f\n+++ b/f\n@@ -1 +0,0 @@\n-a\n");
-  });
-
-  it("marks a missing final newline", () => {
-    expect(unifiedDiff("f", "a\nb", "a\nb\n")).toBe(
-      "--- a/f\n+++ b/f\n@@ -1,2 +1,2 @@\n a\n-b\n\\ No newline at end of file\n+b\n",
+describe("diffLines", () => {
+  it("marks a missing final newline as a difference", () => {
+    expect(diffLines("a\nb", "a\nb\n")).toEqual([
+      { op: " ", line: "a\n" },
+      { op: "-", line: "b" },
+      { op: "+", line: "b\n" },
+    ]);
+    expect(editsAsDiff([{ path: "f", search: "a\nb", replace: "a\nb\n" }])).toBe(
+      "--- a/f\n+++ b/f\n@@ edit 1 of 1 @@\n a\n-b\n\\ No newline at end of file\n+b\n",
     );
   });
 

@@ -12,7 +12,7 @@ import {
   STATE_LABELS,
   toResultsTsv,
   treeHash,
-} from "../../src/ledger.js";
+} from "../../src/ledger/index.js";
 import type { ExperimentRecord, Measurement, TrainerResult } from "../../src/types.js";
 
 function measurement(sha: string, over: Partial<TrainerResult> = {}): Measurement {

@@ -2,7 +2,7 @@
 // writes: nothing quoted can become HTML, a hidden marker, a command or a mention.
 import { describe, expect, it } from "vitest";
 import { parseCommand } from "../../src/commands.js";
-import { decodeRecord, encodeRecord } from "../../src/ledger.js";
+import { decodeRecord, encodeRecord } from "../../src/ledger/index.js";
 import { codeBlock, defuse, escapeCell, escapeText, oneLine, table } from "../../src/markdown.js";
 
 const NASTY = [

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { applyEdits, diffLines } from "../../src/edits.js";
-import { treeHash } from "../../src/ledger.js";
+import { treeHash } from "../../src/ledger/index.js";
 import { findConstants, formatLike, MutateProposer, mulberry32, proposeMutation } from "../../src/proposers/mutate.js";
 import type { HistoryEntry, Proposal, ProposalRequest } from "../../src/types.js";
 

@@ -1,0 +1,40 @@
+// What a repository's passes remember between them, in this process only: a restart starts
+// afresh and loses nothing that matters (the ledger is on GitHub). The controller keeps one per
+// repository; without a controller (tests call reconcile directly) it is kept per GitHub port.
+import type { GitHubPort, Proposal } from "../types.js";
+
+export interface Housekeeping {
+  /** When the morning report was last written (ms since the epoch). */
+  reportAt: number;
+  /** Experiments decided since then. */
+  reportDue: Set<number>;
+  /** The night is over and its final report was written by this process (until a night starts). */
+  nightReported: boolean;
+  /** Experiment branches known to be deleted. */
+  pruned: Set<string>;
+  /** Proposals asked for while runs train, so that no slot waits for the LLM (oldest first). */
+  prepared: Prepared[];
+}
+
+/** A proposal asked for ahead of time, for the head and guidance it was made from. */
+export interface Prepared {
+  headSha: string;
+  guidanceSha: string;
+  proposer: string;
+  /** The reviewer notes it was given (other notes now: it is asked again). */
+  notes: string;
+  proposal: Promise<Proposal>;
+}
+
+export function newHousekeeping(): Housekeeping {
+  return { reportAt: 0, reportDue: new Set(), pruned: new Set(), prepared: [], nightReported: false };
+}
+
+const byPort = new WeakMap<GitHubPort, Housekeeping>();
+
+export function houseFor(gh: GitHubPort, given?: Housekeeping): Housekeeping {
+  if (given) return given;
+  let h = byPort.get(gh);
+  if (!h) byPort.set(gh, (h = newHousekeeping()));
+  return h;
+}

@@ -1,0 +1,148 @@
+// Propose: the next experiment's change, from the proposer (an LLM, or the built-in mutations).
+// The only slow call of a pass, so proposals are asked for ahead while the runs train
+// (prepareProposals), and whatever comes back is checked, not trusted (experimentFrom).
+import { inWindow, nightKey, type Config } from "../config.js";
+import { applyEdits } from "../edits.js";
+import { buildHistory, bestBpb, currentBaseline } from "../history.js";
+import { treeHash } from "../ledger/index.js";
+import { scanChange } from "../review.js";
+import { guidanceWithIdea, nextIdea, notesForPrompt } from "../steering/control.js";
+import { newRecord, prefixed, rebaselineReason, type Planned } from "./plan.js";
+import type { Housekeeping, Prepared } from "./house.js";
+import type { Snapshot } from "./snapshot.js";
+import type { Logger } from "../log.js";
+import type { ExperimentRecord, Proposal, ProposalRequest, ProposerPort } from "../types.js";
+
+export interface ProposeDeps {
+  proposerFor(config: Config): ProposerPort;
+  house: Housekeeping;
+  log: Logger;
+}
+
+/** What a proposer is asked: the head's files, guidance, history and notes. */
+function proposalRequest(snap: Snapshot, records: ExperimentRecord[], guidance: string, notes: string[], seed: number): ProposalRequest {
+  return {
+    guidance,
+    files: snap.files,
+    editablePaths: snap.config.editable,
+    history: buildHistory(records, typeof snap.config.minDelta === "number" ? snap.config.minDelta : undefined),
+    bestBpb: bestBpb(records),
+    triedTreeHashes: new Set([...records.map((r) => r.treeHash), snap.headTreeHash]),
+    seed,
+    ...(notes.length ? { reviewerNotes: notes } : {}),
+  };
+}
+
+/**
+ * Ask for the next proposals while the runs train, one per slot, so that a slot that frees up
+ * starts its next run without waiting for the LLM. Only when the next start would be a
+ * proposal (not a baseline, not a queued idea, within the night) and from the current head: a
+ * proposal made from another head or guidance is thrown away when it would be used.
+ */
+export function prepareProposals(d: ProposeDeps, snap: Snapshot, w: Planned): void {
+  const { house } = d;
+  const c = snap.config;
+  const want = Math.min(c.slots, snap.runnerSlots);
+  const fresh = (p: Prepared) => p.headSha === snap.headSha && p.guidanceSha === snap.guidance.sha;
+  house.prepared = house.prepared.filter(fresh);
+  if (house.prepared.length >= want || w.moved || snap.pausedBy || snap.control.malformed || !c.enabled) return;
+  if (c.night?.window && !inWindow(c, snap.at)) return;
+  if (c.night?.maxExperiments) {
+    const key = nightKey(c, snap.at);
+    const tonight = w.records.filter((r) => nightKey(c, new Date(r.createdAt)) === key).length;
+    if (tonight + house.prepared.length >= c.night.maxExperiments) return;
+  }
+  if (!currentBaseline(w.records, snap.headTreeHash) || rebaselineReason(w.records, snap.headTreeHash, c.noise.rebaselineEvery)) return;
+  let proposer: ProposerPort;
+  try {
+    proposer = d.proposerFor(c);
+  } catch {
+    return; // said when a proposal is needed
+  }
+  if (!c.proposer.askAhead || !proposer.asksAhead || nextIdea(snap.control.record, w.records)) return;
+  const notes = notesForPrompt(snap.control.record);
+  const nextN = Math.max(0, ...w.records.map((r) => r.n), ...snap.unreadable) + 1;
+  const request = proposalRequest(snap, w.records, snap.guidance.text, notes, nextN);
+  const before = house.prepared.length;
+  while (house.prepared.length < want) {
+    const proposal = proposer.propose({ ...request, seed: nextN + house.prepared.length });
+    proposal.catch(() => undefined); // said when it is used
+    house.prepared.push({ headSha: snap.headSha, guidanceSha: snap.guidance.sha, proposer: proposer.name, notes: notes.join("\n"), proposal });
+  }
+  if (house.prepared.length > before) {
+    d.log.info(`${snap.name}: asked for ${house.prepared.length - before} proposal(s) ahead (${house.prepared.length} prepared)`);
+  }
+}
+
+/** The oldest prepared proposal that fits this head, guidance and notes and is a new tree, or null. */
+async function takePrepared(d: ProposeDeps, snap: Snapshot, records: ExperimentRecord[], proposer: string, notes: string[]): Promise<Proposal | null> {
+  const { house } = d;
+  while (house.prepared.length) {
+    const p = house.prepared.shift()!;
+    if (p.headSha !== snap.headSha || p.guidanceSha !== snap.guidance.sha || p.proposer !== proposer || p.notes !== notes.join("\n")) continue;
+    try {
+      const proposal = await p.proposal;
+      const applied = applyEdits(snap.files, proposal.edits, snap.config.editable);
+      if (applied.ok && !records.some((r) => r.treeHash === treeHash(applied.files))) return proposal;
+    } catch (err) {
+      d.log.warn(`${snap.name}: a proposal prepared ahead failed (${(err as Error).message}); asking again`);
+    }
+  }
+  return null;
+}
+
+/** The next experiment: its record and the files of its commit (throws when the proposal cannot be used). */
+export async function proposeExperiment(
+  d: ProposeDeps,
+  snap: Snapshot,
+  w: Planned,
+  n: number,
+): Promise<{ record: ExperimentRecord; files: Record<string, string> }> {
+  const proposer = d.proposerFor(snap.config);
+  // A queued idea (/autoresearch try) is the first instruction; maintainers' notes follow program.md.
+  // The built-in proposer reads no text: ideas wait for a proposer that does.
+  const idea = proposer.name !== "mutate" ? nextIdea(snap.control.record, w.records) : null;
+  const notes = notesForPrompt(snap.control.record);
+  // One asked for while the runs trained, when it was made from this head, guidance and notes
+  // and still applies as a new tree; else asked for now.
+  const early = idea ? null : await takePrepared(d, snap, w.records, proposer.name, notes);
+  const proposal =
+    early ?? (await proposer.propose(proposalRequest(snap, w.records, idea ? guidanceWithIdea(snap.guidance.text, idea) : snap.guidance.text, notes, n)));
+  return experimentFrom(snap, w.records, n, proposal, idea?.id ?? null);
+}
+
+/** A proposal as an experiment record, checked: only the editable files change, and into a tree not tried before. */
+export function experimentFrom(
+  snap: Snapshot,
+  records: ExperimentRecord[],
+  n: number,
+  proposal: Proposal,
+  ideaId: number | null,
+): { record: ExperimentRecord; files: Record<string, string> } {
+  const applied = applyEdits(snap.files, proposal.edits, snap.config.editable);
+  if (!applied.ok) throw new Error(`the proposal from ${proposal.proposer} does not apply: ${applied.error}`);
+  const hash = treeHash(applied.files);
+  if (records.some((r) => r.treeHash === hash)) throw new Error(`the proposal from ${proposal.proposer} repeats an earlier experiment`);
+  const baseline = currentBaseline(records, snap.headTreeHash);
+  if (!baseline) throw new Error("no baseline for the head's tree"); // planStart proposes only with one
+  // What a person must look at before this change may be merged (src/review.ts).
+  const flags = scanChange(snap.files, applied.files);
+  const record: ExperimentRecord = {
+    ...newRecord(snap, n),
+    kind: "experiment",
+    title: proposal.title,
+    hypothesis: proposal.hypothesis,
+    proposer: proposal.proposer,
+    headSha: "",
+    edits: proposal.edits,
+    treeHash: hash,
+    baselineBpb: baseline.bpb,
+    baselineN: baseline.n,
+  };
+  // Which guidance revision this proposal used, when it changed since the previous experiment.
+  const previous = records.filter((r) => r.kind === "experiment" && r.guidanceSha).sort((a, b) => b.n - a.n)[0];
+  if (previous?.guidanceSha && previous.guidanceSha !== snap.guidance.sha) record.previousGuidanceSha = previous.guidanceSha;
+  if (ideaId !== null) record.ideaId = ideaId;
+  if (flags.length) record.flags = flags;
+  return { record, files: prefixed(snap.config.workdir, applied.files) };
+}
