@@ -414,8 +414,8 @@ export class TwinCore {
 
   // ---- issues and pull requests --------------------------------------------------------------
 
-  issueShape(repo: RepoRecord, issue: IssueRecord): Json {
-    return issueShape(repo, issue, this.urls, this.apps);
+  issueShape(repo: RepoRecord, issue: IssueRecord, single = false): Json {
+    return issueShape(repo, issue, this.urls, this.apps, single);
   }
 
   /** Commit count, line counts and mergeability of a pull request (computed with git). */

@@ -67,10 +67,16 @@ function json(status: number, body: unknown, headers?: Record<string, string>): 
   return { status, body, headers };
 }
 
+const MEDIA_TYPE = /application\/vnd\.github(?:\.v3)?\.(raw|diff|patch|object|html|text|full)\b/;
+
 /** The format asked for in `Accept: application/vnd.github[.v3].<format>` (raw, diff, patch, ...). */
 function mediaFormat(ctx: RequestCtx): string | null {
-  const accept = String(ctx.headers.accept ?? "");
-  return /application\/vnd\.github(?:\.v3)?\.(raw|diff|patch|object|html|text|full)\b/.exec(accept)?.[1] ?? null;
+  return MEDIA_TYPE.exec(String(ctx.headers.accept ?? ""))?.[1] ?? null;
+}
+
+/** The content type of a custom media type's answer: the media type as asked for (GitHub's contents API). */
+function mediaContentType(ctx: RequestCtx): string {
+  return `${MEDIA_TYPE.exec(String(ctx.headers.accept ?? ""))?.[0] ?? "text/plain"}; charset=utf-8`;
 }
 
 function text(body: string | Buffer, contentType = "text/plain; charset=utf-8"): Reply {
@@ -372,9 +378,30 @@ async function contentsReply(ctx: RequestCtx, repo: RepoRecord, path: string): P
   const shape = contentEntryShape(repo, ref, entry, urls);
   if (entry.type === "commit") return json(200, { ...shape, submodule_git_url: "" });
   const data = await repo.git.readBlob(entry.sha);
-  if (mediaFormat(ctx) === "raw") return text(data);
+  if (mediaFormat(ctx) === "raw") return text(data, mediaContentType(ctx));
   if (entry.mode === "120000") return json(200, { ...shape, target: data.toString("utf8") });
   return json(200, { ...shape, content: base64Wrapped(data), encoding: "base64" });
+}
+
+/**
+ * GET /tarball: a 302 to the download (codeload on GitHub). Like GitHub, the location names the
+ * ref as asked (a branch as refs/heads/<name>), resolved when the download starts, and carries a
+ * short-lived token only for a private repository.
+ */
+async function tarballRedirect(ctx: RequestCtx, p: P, asked: string | undefined): Promise<Reply> {
+  const repo = access(ctx, p, ["contents"], "read");
+  const ref = asked || repo.defaultBranch;
+  await commitOrThrow(repo, ref, 404);
+  const qualified = ref.startsWith("refs/") || /^[0-9a-f]{40}$/.test(ref) ? ref : (await repo.git.refSha(`refs/heads/${ref}`)) ? `refs/heads/${ref}` : (await repo.git.refSha(`refs/tags/${ref}`)) ? `refs/tags/${ref}` : ref;
+  let query = "";
+  if (repo.private) {
+    const token = newToken("ARCHIVE");
+    ctx.archiveTokens.set(token, { repoId: repo.id, expiresAt: Date.now() + 5 * 60_000 });
+    query = `?token=${token}`;
+  }
+  const path = qualified.split("/").map(encodeURIComponent).join("/");
+  const location = `${ctx.core.urls.web}/_codeload/${encodeURIComponent(repo.owner.login)}/${encodeURIComponent(repo.name)}/legacy.tar.gz/${path}${query}`;
+  return { status: 302, headers: { location, "content-type": "text/html;charset=utf-8" }, raw: Buffer.alloc(0) };
 }
 
 function registerRepoAndGit(r: Router<RequestCtx>): void {
@@ -468,6 +495,16 @@ function registerRepoAndGit(r: Router<RequestCtx>): void {
     },
     { greedy: true },
   );
+
+  // Every ref (GitHub still answers the listing its description replaced with matching-refs).
+  r.on("GET", "/repos/{owner}/{repo}/git/refs", async (ctx, p) => {
+    const repo = access(ctx, p, ["contents"], "read");
+    const refs = await repo.git.listRefs("refs/");
+    return json(
+      200,
+      refs.map((x) => refShape(repo, x.ref, x.sha, x.type, ctx.core.urls)),
+    );
+  });
 
   r.on(
     "GET",
@@ -703,27 +740,8 @@ function registerRepoAndGit(r: Router<RequestCtx>): void {
     { greedy: true },
   );
 
-  r.on(
-    "GET",
-    "/repos/{owner}/{repo}/tarball/{ref}",
-    async (ctx, p) => {
-      const repo = access(ctx, p, ["contents"], "read");
-      const ref = p.ref ?? repo.defaultBranch;
-      const sha = await commitOrThrow(repo, ref, 404);
-      const token = newToken("ARCHIVE");
-      ctx.archiveTokens.set(token, { repoId: repo.id, expiresAt: Date.now() + 5 * 60_000 });
-      const location = `${ctx.core.urls.web}/_codeload/${encodeURIComponent(repo.owner.login)}/${encodeURIComponent(repo.name)}/legacy.tar.gz/${sha}?token=${token}`;
-      return { status: 302, headers: { location }, body: undefined };
-    },
-    { greedy: true },
-  );
-  r.on("GET", "/repos/{owner}/{repo}/tarball", async (ctx, p) => {
-    const repo = access(ctx, p, ["contents"], "read");
-    const sha = await commitOrThrow(repo, repo.defaultBranch, 404);
-    const token = newToken("ARCHIVE");
-    ctx.archiveTokens.set(token, { repoId: repo.id, expiresAt: Date.now() + 5 * 60_000 });
-    return { status: 302, headers: { location: `${ctx.core.urls.web}/_codeload/${encodeURIComponent(repo.owner.login)}/${encodeURIComponent(repo.name)}/legacy.tar.gz/${sha}?token=${token}` } };
-  });
+  r.on("GET", "/repos/{owner}/{repo}/tarball/{ref}", (ctx, p) => tarballRedirect(ctx, p, p.ref), { greedy: true });
+  r.on("GET", "/repos/{owner}/{repo}/tarball", (ctx, p) => tarballRedirect(ctx, p, undefined));
 
   r.on("GET", "/repos/{owner}/{repo}/collaborators/{username}/permission", (ctx, p) => {
     const repo = access(ctx, p, ["metadata"], "read");
@@ -952,13 +970,13 @@ function registerIssues(r: Router<RequestCtx>): void {
       labels: b.labels === undefined ? [] : labelNames({ labels: b.labels }),
       assignees,
     });
-    const shape = ctx.core.issueShape(repo, issue);
+    const shape = ctx.core.issueShape(repo, issue, true);
     return json(201, shape, { location: String(shape.url) });
   });
 
   r.on("GET", "/repos/{owner}/{repo}/issues/{issue_number}", (ctx, p) => {
     const repo = access(ctx, p, ISSUE_PERMS, "read");
-    return json(200, ctx.core.issueShape(repo, issueOf(repo, p.issue_number)));
+    return json(200, ctx.core.issueShape(repo, issueOf(repo, p.issue_number), true));
   });
 
   r.on("PATCH", "/repos/{owner}/{repo}/issues/{issue_number}", async (ctx, p) => {
@@ -973,7 +991,7 @@ function registerIssues(r: Router<RequestCtx>): void {
       stateReason: optNullableString(b, "state_reason", "Issue"),
       labels: b.labels === undefined ? undefined : labelNames({ labels: b.labels }),
     });
-    return json(200, ctx.core.issueShape(repo, issue));
+    return json(200, ctx.core.issueShape(repo, issue, true));
   });
 
   const labelsOf = (ctx: RequestCtx, repo: RepoRecord, issue: IssueRecord) =>

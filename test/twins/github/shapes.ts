@@ -179,8 +179,11 @@ export function rolePermissions(role: Role): Json {
 
 /** `full-repository` (GET /repos/{owner}/{repo}). */
 export function fullRepoShape(repo: RepoRecord, urls: Urls, role: Role, openIssues: number): Json {
+  const canPush = ["write", "maintain", "admin"].includes(role);
   return {
     ...repoShape(repo, urls, { openIssues }),
+    // An organization's repository names it (GitHub leaves the key out for a user's).
+    ...(repo.owner.type === "Organization" ? { organization: userShape(repo.owner, urls) } : {}),
     permissions: rolePermissions(role),
     allow_squash_merge: true,
     allow_merge_commit: true,
@@ -193,7 +196,8 @@ export function fullRepoShape(repo: RepoRecord, urls: Urls, role: Role, openIssu
     squash_merge_commit_message: "COMMIT_MESSAGES",
     merge_commit_title: "MERGE_MESSAGE",
     merge_commit_message: "PR_TITLE",
-    temp_clone_token: repo.private ? "" : null,
+    // A string for those who may push (empty: the token is only handed out for cloning).
+    temp_clone_token: repo.private || canPush ? "" : null,
     network_count: 0,
     subscribers_count: 0,
   };
@@ -285,8 +289,12 @@ function issueLabels(repo: RepoRecord, issue: IssueRecord, urls: Urls): Json[] {
   return out;
 }
 
-/** `issue` (REST) and the webhook `issue` definition; pull requests carry a `pull_request` key. */
-export function issueShape(repo: RepoRecord, issue: IssueRecord, urls: Urls, apps: Map<number, AppRecord>): Json {
+/**
+ * `issue` (REST) and the webhook `issue` definition; pull requests carry a `pull_request` key.
+ * `single`: the answer about one issue (read, opened, changed), which names who closed it; GitHub
+ * leaves `closed_by` out of listings.
+ */
+export function issueShape(repo: RepoRecord, issue: IssueRecord, urls: Urls, apps: Map<number, AppRecord>, single = false): Json {
   const a = `${repoApiUrl(repo, urls)}/issues/${issue.number}`;
   const w = `${repoWebUrl(repo, urls)}/${issue.pull ? "pull" : "issues"}/${issue.number}`;
   const comments = repo.comments.filter((c) => c.issueNumber === issue.number).length;
@@ -321,6 +329,7 @@ export function issueShape(repo: RepoRecord, issue: IssueRecord, urls: Urls, app
     performed_via_github_app: app ? appShape(app, urls) : null,
     state_reason: issue.stateReason,
   };
+  if (single) shape.closed_by = issue.closedBy ? userShape(issue.closedBy, urls) : null;
   if (issue.pull) {
     shape.draft = issue.pull.draft;
     shape.pull_request = {

@@ -831,6 +831,7 @@ export class GitHubTwin {
       const url = new URL(req.url ?? "/", core.urls.web);
       let path = url.pathname;
       if (path === "/api/v3" || path.startsWith("/api/v3/")) path = path.slice("/api/v3".length) || "/";
+      path = this.byRepositoryId(path);
       record.path = path;
       const raw = await readBody(req);
       if (method !== "GET" && method !== "HEAD" && raw.length > 0) this.writeBodies.push({ route: `${method} ${path}`, body: raw.toString("utf8") });
@@ -884,6 +885,7 @@ export class GitHubTwin {
       }
       const reply = await this.exclusive(() => match.route.handler(ctx, match.params), finished);
       record.status = reply.status;
+      if (reply.headers?.link) reply.headers.link = this.linksById(path, reply.headers.link);
       if (chaos === "cut-after") {
         res.destroy();
         return;
@@ -902,6 +904,23 @@ export class GitHubTwin {
       this.inFlight--;
       this.lastActivity = Date.now();
     }
+  }
+
+  /**
+   * GitHub answers a repository's routes under /repositories/{id} too, and its pagination links
+   * take that form: /repositories/{id}/rest is served as /repos/{owner}/{name}/rest.
+   */
+  private byRepositoryId(path: string): string {
+    const m = /^\/repositories\/(\d+)(\/.*)?$/.exec(path);
+    const repo = m && [...this.c.repos.values()].find((r) => r.id === Number(m[1]));
+    return repo ? `/repos/${encodeURIComponent(repo.owner.login)}/${encodeURIComponent(repo.name)}${m[2] ?? ""}` : path;
+  }
+
+  /** The pagination links of a repository's listing, in GitHub's /repositories/{id} form. */
+  private linksById(path: string, link: string): string {
+    const m = /^\/repos\/([^/]+)\/([^/]+)\//.exec(path);
+    const repo = m && this.c.repo(decodeURIComponent(m[1] ?? ""), decodeURIComponent(m[2] ?? ""));
+    return repo && m ? link.split(`/repos/${m[1]}/${m[2]}/`).join(`/repositories/${repo.id}/`) : link;
   }
 
   /** codeload-like tarballs and raw file downloads (token in the query or Authorization header). */
