@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { Probot, ProbotOctokit, createNodeMiddleware } from "probot";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { GitHubTwin } from "./github/index.js";
-import { findTemplate, formatErrors, responseSchema, validate, validateResponse, validateWebhook, webhookSchema, webhookSchemas, openApi, type SchemaError } from "./github/schema.js";
+import { findTemplate, formatErrors, responseSchema, validate, validateResponse, validateWebhook, webhookSchema, type SchemaError } from "./github/schema.js";
 
 const APP_ID = 4242;
 const SECRET = "twin-webhook-secret";
@@ -63,7 +63,7 @@ function checkResponse(method: string, template: string, status: number, data: u
     if (mustBeDocumented) violations.push(`${method} ${template} ${status}: no documented schema`);
     return;
   }
-  const errors = validate(schema, data, { root: openApi() });
+  const errors = validate(schema, data);
   if (errors.length) violations.push(`${method} ${template} ${status}:\n${formatErrors(errors)}`);
 }
 
@@ -222,7 +222,7 @@ describe("GitHub twin", () => {
     delete noSender.sender;
     expect(validateWebhook("installation", noSender).map((e: SchemaError) => e.path)).toContain("$.sender");
     expect(validateWebhook("installation", { ...payload, surprise: 1 })).not.toEqual([]);
-    expect(validate(webhookSchema("installation", "created"), { ...payload, action: "deleted" }, { root: webhookSchemas() })).not.toEqual([]);
+    expect(validate(webhookSchema("installation", "created"), { ...payload, action: "deleted" })).not.toEqual([]);
   });
 
   it("authenticates the app by JWT, issues installation tokens and delivers a signed installation.created", async () => {
