@@ -52,7 +52,7 @@ const GITHUB_TIMEOUT_MS = 30_000;
  * Every HTTP attempt of this client (the throttling plugin's retries included) waits at the
  * installation's gate and has its own deadline (src/github/backoff.ts).
  */
-function throughGate(octokit: ProbotOctokit, gate: BackoffGate, ms: number, budget: WriteBudget): void {
+export function throughGate(octokit: ProbotOctokit, gate: BackoffGate, ms: number, budget: WriteBudget): void {
   octokit.hook.wrap("request", (request, options) => {
     // The hook chain hands every layer the same options object (what a wrapper passes to the
     // next layer is ignored), so the fetch is set on it for the layers within: the throttling

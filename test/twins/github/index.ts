@@ -24,6 +24,7 @@
 export { GitHubTwin } from "./twin.js";
 export type {
   AuthKind,
+  Fault,
   CommentSnapshot,
   CreateAppOptions,
   GitHubTwinOptions,

@@ -48,7 +48,19 @@ export interface GitHubTwinOptions {
    * carries it out and then cuts the connection without an answer; anything else answers normally.
    */
   writeHook?: (route: string, path: string) => "drop" | "cut-after" | void;
+  /**
+   * Called with every request an installation makes (reads and writes), after the rate limits
+   * admitted it: a fault to answer it with instead (see `Fault`), or nothing to serve it normally.
+   */
+  faults?: (request: { method: string; route: string; path: string; write: boolean }) => Fault | void;
 }
+
+/**
+ * What GitHub does now and then: a 5xx from its front end, without the request having been
+ * carried out or (`carriedOut`) after it was; or no answer at all ("hang": held until the client
+ * gives up, and not carried out).
+ */
+export type Fault = { status: 500 | 502 | 503 | 504; carriedOut?: boolean } | "hang";
 
 export interface CreateAppOptions {
   appId: number;
@@ -193,6 +205,7 @@ export class GitHubTwin {
   /** The rate limits, or null when they are off. */
   readonly limiter: RateLimiter | null;
   private readonly writeHook: GitHubTwinOptions["writeHook"];
+  private readonly faults: GitHubTwinOptions["faults"];
 
   constructor(opts: GitHubTwinOptions = {}) {
     registerRoutes(this.router);
@@ -201,6 +214,7 @@ export class GitHubTwin {
     this.clock = opts.now ?? (() => new Date());
     this.limiter = opts.limits === false ? null : new RateLimiter({ ...GITHUB_LIMITS, ...opts.limits }, () => this.clock().getTime());
     this.writeHook = opts.writeHook;
+    this.faults = opts.faults;
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -883,7 +897,16 @@ export class GitHubTwin {
         res.destroy();
         return;
       }
+      const fault = auth.kind === "installation" ? this.faults?.({ method, route: record.route, path, write: record.write }) : undefined;
+      const serverError = (status: number) => new HttpError(status, status === 503 ? "Service Unavailable" : "Server Error");
+      if (fault === "hang") {
+        record.status = 0;
+        await finished;
+        return;
+      }
+      if (fault && !fault.carriedOut) throw serverError(fault.status);
       const reply = await this.exclusive(() => match.route.handler(ctx, match.params), finished);
+      if (fault) throw serverError(fault.status);
       record.status = reply.status;
       if (reply.headers?.link) reply.headers.link = this.linksById(path, reply.headers.link);
       if (chaos === "cut-after") {
