@@ -6,8 +6,10 @@
 // every key, recursively, with its JSON type (values differ: ids, dates, SHAs, hosts).
 //
 // Scenarios replayed: git-refs, labels, add-labels-to-issue, errors, branch-protection (its 404
-// only), get-archive, paginate-issues. Exchanges of endpoints the bot does not use are listed in
-// NOT_USED and not replayed.
+// only), get-repository, get-content, create-file, get-archive, paginate-issues. Exchanges of
+// endpoints the bot does not use are listed in NOT_USED and not replayed. No scenario records a
+// 401, a 422 for a ref that exists or is missing, a pull request, a check run, a comment or an
+// installation token: the ref errors are checked against the recorded error shape below.
 
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
