@@ -14,7 +14,7 @@ const runner = new KubernetesRunner({
   namespace: NAMESPACE,
   template: () => JOB_TEMPLATE,
   deadlineMarginSeconds: 60,
-  relistMs: 1000,
+  resyncMs: 1000,
   logger: { info: say, warn: say, error: say },
 });
 runner.start();

@@ -598,8 +598,8 @@ export function checkFolders(d: DoctorDeps): CheckResult[] {
 export const RUNNER_ACCESS: readonly { group: string; resource: string; subresource?: string; verb: string; why: string }[] = [
   { group: "batch", resource: "jobs", verb: "create", why: "createNamespacedJob: the fetch and training Jobs" },
   { group: "batch", resource: "jobs", verb: "get", why: "readNamespacedJob: a run's Jobs" },
-  { group: "batch", resource: "jobs", verb: "list", why: "listNamespacedJob: the relist, a repository's runs" },
-  { group: "batch", resource: "jobs", verb: "watch", why: "the watch on the runner's Jobs" },
+  { group: "batch", resource: "jobs", verb: "list", why: "listNamespacedJob: the Job informer's list, a repository's runs" },
+  { group: "batch", resource: "jobs", verb: "watch", why: "the Job informer's watch" },
   { group: "batch", resource: "jobs", verb: "delete", why: "deleteNamespacedJob: cancel and clean up" },
   { group: "", resource: "pods", verb: "list", why: "listNamespacedPod: a Job's pods and termination messages" },
   { group: "", resource: "pods", subresource: "log", verb: "get", why: "readNamespacedPodLog: the log tail of a failed run" },

@@ -21,7 +21,7 @@ import {
 } from "../src/runner/kubernetes.js";
 import type { RunObservation, RunSpec } from "../src/types.js";
 import { JOB_TEMPLATE, NAMESPACE, kubeConfigFor, kubeRunner, startKubeTwin } from "./support/kube.js";
-import { validateJob, type KubernetesTwin } from "./twins/kubernetes/index.js";
+import { validateJob, type KubernetesTwin, type RequestInfo } from "./twins/kubernetes/index.js";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 let twin: KubernetesTwin | null = null;
@@ -242,6 +242,9 @@ describe("Kubernetes runner through the twin", () => {
     const t = await startKubeTwin();
     twin = t.twin;
     runner = kubeRunner(t.twin, t.url, { pendingTimeoutMs: 1000 });
+    const finished: string[] = [];
+    runner.onFinished((id) => finished.push(id));
+    runner.start();
     const a = spec({ url: repoDir(), runId: "alice-research-6-1" });
     const b = spec({ url: a.source.url, runId: "alice-research-7-1" });
     t.twin.inject((job) => job.metadata.name === jobNameFor(a.runId), { kind: "unschedulable" });
@@ -249,6 +252,8 @@ describe("Kubernetes runner through the twin", () => {
     await runner.submit(a);
     await runner.submit(b);
     expect((await runner.observe(a.runId)).phase).toBe("pending");
+    // No event tells of a stuck Job: going over the cached Jobs finds it, and the loop hears of it.
+    await waitUntil(() => finished.includes(a.runId) && finished.includes(b.runId));
     const ua = await until(runner, a.runId);
     expect(ua.result).toMatchObject({ status: "crash", stage: "fetch" });
     expect(ua.result.reason).toMatch(/could not be scheduled.*Insufficient nvidia.com\/gpu/);
@@ -259,7 +264,7 @@ describe("Kubernetes runner through the twin", () => {
   it("cancel deletes the Job, its pod and the token; a relist after 410 Gone still reports finished runs", async () => {
     const t = await startKubeTwin();
     twin = t.twin;
-    runner = kubeRunner(t.twin, t.url, { relistMs: 60_000 });
+    runner = kubeRunner(t.twin, t.url, { resyncMs: 60_000 });
     const finished: string[] = [];
     runner.onFinished((id) => finished.push(id));
     runner.start();
@@ -322,7 +327,7 @@ describe("Kubernetes runner through the twin", () => {
     try {
       const port = (server.address() as { port: number }).port;
       const r = new KubernetesRunner({ kubeConfig: kubeConfigFor(`http://127.0.0.1:${port}`, "t"), namespace: NAMESPACE, template: () => JOB_TEMPLATE, requestTimeoutMs: 300 });
-      await expect(r.observe("alice-research-1-1")).rejects.toThrow(/reading Job .*(timeout|aborted)/i);
+      await expect(r.observe("alice-research-1-1")).rejects.toThrow(/reading Job .*timed out: the Kubernetes API server did not answer within 300 ms/);
       expect(held.length).toBeGreaterThan(0);
     } finally {
       for (const res of held) res.destroy();
@@ -339,6 +344,162 @@ describe("Kubernetes runner through the twin", () => {
     expect(problem).toMatch(/spec.template.spec \(the pod\) is missing/);
     await expect(runner.submit(spec({ url: "/nowhere", repo: { owner: "alice", repo: "broken" } }))).rejects.toThrow(RunnerConfigError);
     expect(t.twin.created).toHaveLength(0);
+  });
+});
+
+describe("the Kubernetes API failing", () => {
+  const isJobCreate = (r: RequestInfo) => r.method === "POST" && r.path.endsWith("/jobs");
+  const isSecretCreate = (r: RequestInfo) => r.method === "POST" && r.path.endsWith("/secrets");
+  const isJobRead = (name: string) => (r: RequestInfo) => r.method === "GET" && r.path.endsWith(`/jobs/${name}`);
+  const isJobList = (r: RequestInfo) => r.method === "GET" && r.path.endsWith("/jobs") && !r.watch;
+  const isPodList = (r: RequestInfo) => r.method === "GET" && r.path.endsWith("/pods");
+  const isWatch = (r: RequestInfo) => r.watch;
+  const watches = (t: KubernetesTwin) => t.requests.filter((r) => r.method === "GET" && r.path.endsWith("/jobs")).length;
+  const logs = () => {
+    const lines: string[] = [];
+    const logger = { info: (m: string) => void lines.push(m), warn: (m: string) => void lines.push(m), error: (m: string) => void lines.push(m) };
+    return { lines, logger };
+  };
+
+  it("a 500 on submit, observe or list fails that call with the reason, and the next call succeeds without a second Job", async () => {
+    const t = await startKubeTwin();
+    twin = t.twin;
+    runner = kubeRunner(t.twin, t.url);
+    const s = spec({ url: repoDir(), runId: "alice-research-20-1" });
+    t.twin.fail(isJobCreate);
+    await expect(runner.submit(s)).rejects.toThrow(`creating Job ${fetchJobNameFor(s.runId)}: HTTP 500: the twin was told to answer POST`);
+    expect(t.twin.jobs.size).toBe(0);
+    await runner.submit(s);
+    expect(t.twin.jobs.size).toBe(1);
+
+    t.twin.fail(isJobRead(fetchJobNameFor(s.runId)));
+    await expect(runner.observe(s.runId)).rejects.toThrow(`reading Job ${fetchJobNameFor(s.runId)}: HTTP 500`);
+    expect((await runner.observe(s.runId)).phase).not.toBe("missing");
+    t.twin.fail(isPodList);
+    await expect(runner.observe(s.runId)).rejects.toThrow(`listing the pods of Job ${fetchJobNameFor(s.runId)}: HTTP 500`);
+    t.twin.fail(isJobList);
+    await expect(runner.list(s.repo)).rejects.toThrow("listing the Jobs of alice/research: HTTP 500");
+    expect(await runner.list(s.repo)).toEqual([s.runId]);
+    await runner.submit(s); // a pass that submits again after its error: still one run
+
+    const o = await until(runner, s.runId);
+    expect(o.result).toMatchObject({ status: "ok", stage: "train" });
+    expect(t.twin.created.map((j) => j.metadata.name)).toEqual([fetchJobNameFor(s.runId), jobNameFor(s.runId)]);
+    expect(t.twin.conflicts).toBe(0);
+    expect(t.twin.createdSecrets).toHaveLength(1);
+  });
+
+  it("a request the API server never answers fails after requestTimeoutMs, and the requests after it are answered", async () => {
+    const t = await startKubeTwin();
+    twin = t.twin;
+    runner = kubeRunner(t.twin, t.url, { requestTimeoutMs: 500 });
+    const s = spec({ url: repoDir(), runId: "alice-research-21-1" });
+    t.twin.fail(isJobRead(jobNameFor(s.runId)), "hang");
+    await expect(runner.submit(s)).rejects.toThrow(`reading Job ${jobNameFor(s.runId)}: timed out: the Kubernetes API server did not answer within 500 ms`);
+    t.twin.fail(isJobCreate, "hang");
+    await expect(runner.submit(s)).rejects.toThrow(`creating Job ${fetchJobNameFor(s.runId)}: timed out`);
+    expect(t.twin.jobs.size).toBe(0);
+    await runner.submit(s);
+    const o = await until(runner, s.runId);
+    expect(o.result).toMatchObject({ status: "ok", stage: "train" });
+    expect(t.twin.created).toHaveLength(2);
+  });
+
+  it("the Job informer recovers after the API server answers its watch and its list with 500s, drops the watch and compacts its history", async () => {
+    const t = await startKubeTwin();
+    twin = t.twin;
+    const { lines, logger } = logs();
+    runner = kubeRunner(t.twin, t.url, { logger });
+    const finished: string[] = [];
+    runner.onFinished((id) => finished.push(id));
+    runner.start();
+    await waitUntil(() => t.twin.openWatches === 1);
+
+    // The watch is cut and its next two tries answered with 500: the informer starts again.
+    const before = watches(t.twin);
+    t.twin.fail(isWatch, 500, 2);
+    t.twin.dropWatches();
+    await waitUntil(() => t.twin.openWatches === 1 && watches(t.twin) >= before + 3);
+    expect(lines.filter((l) => /watching the Jobs failed \(HTTP 500: Internal Server Error\); starting again in \d+ ms/.test(l))).toHaveLength(2);
+    const a = spec({ url: repoDir(), runId: "alice-research-22-1" });
+    await runner.submit(a);
+    await waitUntil(() => finished.includes(a.runId), 30_000);
+
+    // The history is compacted (410 Gone on the resumed watch) and the relist fails once.
+    t.twin.fail(isJobList);
+    t.twin.compact();
+    t.twin.dropWatches();
+    const b = spec({ url: a.source.url, runId: "alice-research-23-1" });
+    await runner.submit(b);
+    await waitUntil(() => finished.includes(b.runId), 30_000);
+    expect(lines.some((l) => l.includes("watching the Jobs failed (listing the Jobs in autoresearch: HTTP 500"))).toBe(true);
+    expect(finished.filter((id) => id === a.runId)).toHaveLength(1);
+    expect(finished.filter((id) => id === b.runId)).toHaveLength(1);
+
+    // close() leaves no watch open (nor a timer: the test run ends).
+    runner.close();
+    await waitUntil(() => t.twin.openWatches === 0);
+  });
+
+  it("a watch the API server accepts and never answers is replaced: the informer lists and watches afresh", async () => {
+    const t = await startKubeTwin();
+    twin = t.twin;
+    const { lines, logger } = logs();
+    runner = kubeRunner(t.twin, t.url, { logger, watchTimeoutSeconds: 1, requestTimeoutMs: 500, resyncMs: 300 });
+    const finished: string[] = [];
+    runner.onFinished((id) => finished.push(id));
+    runner.start();
+    // The API server ends each watch after timeoutSeconds, with a bookmark: the informer resumes it.
+    await waitUntil(() => watches(t.twin) >= 3);
+    expect(lines).toEqual([]);
+
+    t.twin.fail(isWatch, "hang");
+    t.twin.dropWatches();
+    await waitUntil(() => lines.some((l) => /no word from the Job watch for \d+ s; listing and watching afresh/.test(l)));
+    const s = spec({ url: repoDir(), runId: "alice-research-24-1" });
+    await runner.submit(s);
+    await waitUntil(() => finished.includes(s.runId), 30_000);
+  });
+
+  it("a Secret that cannot be created after its Job undoes the submit; the next submit creates both, and leaves nothing behind", async () => {
+    let cut = 0; // Secret creates carried out whose answer is lost
+    const t = await startKubeTwin({ writeHook: (method, kind) => (method === "POST" && kind === "secrets" && cut-- > 0 ? "cut-after" : undefined) });
+    twin = t.twin;
+    runner = kubeRunner(t.twin, t.url, { pendingTimeoutMs: 60_000 });
+    const s = spec({ url: repoDir(), runId: "alice-research-25-1" });
+    const secretKey = `${NAMESPACE}/${secretNameFor(s.runId)}`;
+
+    // Refused: the run fails fast, with the reason, instead of waiting for its token until the pending timeout.
+    t.twin.fail(isSecretCreate);
+    await expect(runner.submit(s)).rejects.toThrow(
+      `run ${s.runId}: creating Secret ${secretNameFor(s.runId)}: HTTP 500: the twin was told to answer POST /api/v1/namespaces/${NAMESPACE}/secrets with 500; the fetch Job was deleted, so the run is submitted again, Job and Secret, on the next pass`,
+    );
+    expect(t.twin.jobs.size).toBe(0);
+    expect((await runner.observe(s.runId)).phase).toBe("missing");
+
+    // Created, but the answer is lost: the Job and the Secret are both deleted.
+    cut = 1;
+    await expect(runner.submit(s)).rejects.toThrow(/creating Secret .*the fetch Job was deleted/);
+    expect(t.twin.jobs.size).toBe(0);
+    expect(t.twin.secrets.size).toBe(0);
+
+    // Refused, and the Job cannot be deleted either: the next submit gives the waiting Job its Secret.
+    t.twin.fail(isSecretCreate);
+    t.twin.fail((r) => r.method === "DELETE" && r.path.endsWith(`/jobs/${fetchJobNameFor(s.runId)}`));
+    await expect(runner.submit(s)).rejects.toThrow(/deleting the fetch Job failed too \(deleting Job .*HTTP 500.*\); the next submit creates the Secret/);
+    expect(t.twin.secrets.has(secretKey)).toBe(false);
+    await runner.submit(s);
+
+    const o = await until(runner, s.runId);
+    expect(o.result).toMatchObject({ status: "ok", stage: "train" });
+    // One fetch Job of each submit that got that far, never two at once; one Secret, owned by the Job that ran.
+    const fetchJob = t.twin.jobs.get(`${NAMESPACE}/${fetchJobNameFor(s.runId)}`)!;
+    expect(t.twin.jobList(NAMESPACE).map((j) => j.metadata.name).sort()).toEqual([jobNameFor(s.runId), fetchJobNameFor(s.runId)].sort());
+    expect([...t.twin.secrets.keys()]).toEqual([secretKey]);
+    expect(t.twin.secrets.get(secretKey)!.metadata.ownerReferences[0].uid).toBe(fetchJob.metadata.uid);
+    expect(t.twin.conflicts).toBe(0);
+    await runner.cleanup(s.runId);
+    expect(t.twin.secrets.size).toBe(0);
   });
 });
 

@@ -74,8 +74,18 @@ export interface KubernetesRunnerOptions {
   pendingTimeoutMs?: number;
   /** Every API request (not the watch) gives up after this long: a hung API server must not hold a pass; default 30 s. */
   requestTimeoutMs?: number;
-  /** Full relist period (the watch covers the time between); default 60 s. */
-  relistMs?: number;
+  /**
+   * How often the informer's cached Jobs are gone over: finished ones not yet reported, runs
+   * pending for longer than pendingTimeoutMs (nothing changes on a stuck Job, so no event tells
+   * of it), and a watch that has gone silent; default 60 s.
+   */
+  resyncMs?: number;
+  /**
+   * The API server ends each watch after this long and the informer resumes it from the last
+   * resourceVersion it saw; a watch not renewed within this plus requestTimeoutMs is taken for
+   * hung and the informer is started afresh (a full relist); default 300 s.
+   */
+  watchTimeoutSeconds?: number;
   /** ttlSecondsAfterFinished when the template sets none; default 1 day. */
   ttlSecondsAfterFinished?: number;
   /** sizeLimit of each pod's scratch emptyDir (the unpacked commit, HOME, TMPDIR); default 20Gi. */
@@ -647,6 +657,12 @@ function resultFromLog(log: string): TrainerResult | undefined {
   return undefined;
 }
 
+/** The informer on a runner's Jobs: events, start and stop, and the cache of what it has seen. */
+type JobInformer = k8s.Informer<k8s.V1Job> & k8s.ObjectCache<k8s.V1Job>;
+/** First and longest delay before an informer that failed is started again. */
+const RESTART_MIN_MS = 500;
+const RESTART_MAX_MS = 30_000;
+
 export class KubernetesRunner implements RunnerPort {
   readonly name = "kubernetes";
   readonly slots: number;
@@ -654,13 +670,25 @@ export class KubernetesRunner implements RunnerPort {
   private readonly core: k8s.CoreV1Api;
   private readonly ns: string;
   private readonly listeners: ((runId: string, repo: RepoRef) => void)[] = [];
-  /** uid of every finished Job already reported to the listeners. */
+  /** uid of every finished Job already reported to the listeners (forgotten when the Job is deleted). */
   private readonly reported = new Set<string>();
-  private watchAbort: AbortController | null = null;
+  /** The informer on the managed Jobs (list, then watch from its resourceVersion); null when stopped. */
+  private informer: JobInformer | null = null;
+  /** When the informer last showed it was alive: a (re)connect, a list, an event. */
+  private lastSign = 0;
+  /** Errors of the informer in a row (for the restart delay) and in all. */
+  private failuresInRow = 0;
+  private failures = 0;
   private timer: NodeJS.Timeout | null = null;
+  private restartTimer: NodeJS.Timeout | null = null;
   private closed = false;
-  private relisting: Promise<void> | null = null;
+  private resyncing: Promise<void> | null = null;
   private readonly o: Required<Omit<KubernetesRunnerOptions, "logger">> & { logger?: RunnerLogger };
+
+  /** An API error for a message: its status and message, or the request timeout it ran into. */
+  private describe(err: unknown): string {
+    return describe(err, this.o.requestTimeoutMs);
+  }
 
   constructor(opts: KubernetesRunnerOptions) {
     this.o = {
@@ -669,7 +697,8 @@ export class KubernetesRunner implements RunnerPort {
       startMarginSeconds: 300,
       requestTimeoutMs: 30_000,
       pendingTimeoutMs: 15 * 60_000,
-      relistMs: 60_000,
+      resyncMs: 60_000,
+      watchTimeoutSeconds: 300,
       ttlSecondsAfterFinished: 86_400,
       workspaceSizeLimit: "20Gi",
       ...opts,
@@ -741,7 +770,13 @@ export class KubernetesRunner implements RunnerPort {
 
   async submit(spec: RunSpec): Promise<void> {
     if (await this.ownJob(jobNameFor(spec.runId), spec.runId, spec.sha)) return;
-    if (await this.ownJob(fetchJobNameFor(spec.runId), spec.runId, spec.sha)) return;
+    const fetch = await this.ownJob(fetchJobNameFor(spec.runId), spec.runId, spec.sha);
+    if (fetch) {
+      // Submitted before; a submit cut short between the Job and its Secret left the pod
+      // waiting for the token: it gets it now (a 409, when it has it, is done).
+      if (spec.source.token && !isFinished(fetch)) await this.giveToken(spec, fetch);
+      return;
+    }
     const body = this.renderFetch(await this.templateFor(spec.repo), spec);
     const name = body.metadata!.name!;
     let job: k8s.V1Job;
@@ -749,12 +784,32 @@ export class KubernetesRunner implements RunnerPort {
       job = await this.batch.createNamespacedJob({ namespace: this.ns, body });
       this.o.logger?.info(`run ${spec.runId}: created fetch Job ${this.ns}/${name}`);
     } catch (err) {
-      if (statusCode(err) !== 409) throw new Error(`creating Job ${name}: ${describe(err)}`);
+      if (statusCode(err) !== 409) throw new Error(`creating Job ${name}: ${this.describe(err)}`);
       const again = await this.readJob(name);
       if (!again) throw new Error(`creating Job ${name}: it exists and then vanished`);
       job = again;
     }
-    if (spec.source.token) await this.putSecret(spec, job);
+    if (spec.source.token) await this.giveToken(spec, job);
+  }
+
+  /**
+   * The run's Secret, after its fetch Job (the Secret is owned by the Job, so it needs the Job's
+   * uid). The Job's pod cannot start without it and would wait until the pending timeout, so a
+   * Secret that cannot be created undoes the submit: the Job is deleted, and the Secret too in
+   * case it was created and only the answer lost (its owner reference lets the cluster collect
+   * it otherwise). The run is then missing, and the next pass submits it afresh, Job and Secret
+   * together, under the same names: never two Jobs, never a Secret left behind.
+   */
+  private async giveToken(spec: RunSpec, job: k8s.V1Job): Promise<void> {
+    try {
+      await this.putSecret(spec, job);
+    } catch (err) {
+      const undone = await this.deleteRun(spec.runId).then(
+        () => "the fetch Job was deleted, so the run is submitted again, Job and Secret, on the next pass",
+        (e: unknown) => `deleting the fetch Job failed too (${(e as Error).message}); the next submit creates the Secret, or the run fails at the pending timeout`,
+      );
+      throw new Error(`run ${spec.runId}: ${(err as Error).message}; ${undone}`);
+    }
   }
 
   /** Create the training Job of a run whose fetch Job succeeded (idempotent: a 409 is done). */
@@ -766,7 +821,7 @@ export class KubernetesRunner implements RunnerPort {
       await this.batch.createNamespacedJob({ namespace: this.ns, body });
       this.o.logger?.info(`run ${spec.runId}: fetched and prepared; created training Job ${this.ns}/${body.metadata!.name}`);
     } catch (err) {
-      if (statusCode(err) !== 409) throw new Error(`creating Job ${body.metadata!.name}: ${describe(err)}`);
+      if (statusCode(err) !== 409) throw new Error(`creating Job ${body.metadata!.name}: ${this.describe(err)}`);
     }
   }
 
@@ -788,7 +843,7 @@ export class KubernetesRunner implements RunnerPort {
     try {
       await this.core.createNamespacedSecret({ namespace: this.ns, body });
     } catch (err) {
-      if (statusCode(err) !== 409) throw new Error(`creating Secret ${name}: ${describe(err)}`);
+      if (statusCode(err) !== 409) throw new Error(`creating Secret ${name}: ${this.describe(err)}`);
     }
   }
 
@@ -882,7 +937,7 @@ export class KubernetesRunner implements RunnerPort {
       await this.batch.createNamespacedJob({ namespace: this.ns, body });
       this.o.logger?.info(`run ${spec.runId}: ${step === "score" ? "trained; created scoring" : "scored; created probe"} Job ${this.ns}/${body.metadata!.name}`);
     } catch (err) {
-      if (statusCode(err) !== 409) throw new Error(`creating Job ${body.metadata!.name}: ${describe(err)}`);
+      if (statusCode(err) !== 409) throw new Error(`creating Job ${body.metadata!.name}: ${this.describe(err)}`);
     }
   }
 
@@ -1006,12 +1061,17 @@ export class KubernetesRunner implements RunnerPort {
       return await this.batch.readNamespacedJob({ name, namespace: this.ns });
     } catch (err) {
       if (statusCode(err) === 404) return null;
-      throw new Error(`reading Job ${name}: ${describe(err)}`);
+      throw new Error(`reading Job ${name}: ${this.describe(err)}`);
     }
   }
 
   private async podsOf(job: k8s.V1Job): Promise<k8s.V1Pod[]> {
-    const list = await this.core.listNamespacedPod({ namespace: this.ns, labelSelector: `job-name=${job.metadata!.name}` });
+    let list: k8s.V1PodList;
+    try {
+      list = await this.core.listNamespacedPod({ namespace: this.ns, labelSelector: `job-name=${job.metadata!.name}` });
+    } catch (err) {
+      throw new Error(`listing the pods of Job ${job.metadata!.name}: ${this.describe(err)}`);
+    }
     const uid = job.metadata?.uid;
     return list.items.filter((p) => (p.metadata?.labels?.["controller-uid"] ?? uid) === uid);
   }
@@ -1032,18 +1092,23 @@ export class KubernetesRunner implements RunnerPort {
       try {
         await this.batch.deleteNamespacedJob({ name, namespace: this.ns, propagationPolicy: "Background" });
       } catch (err) {
-        if (statusCode(err) !== 404) throw new Error(`deleting Job ${name}: ${describe(err)}`);
+        if (statusCode(err) !== 404) throw new Error(`deleting Job ${name}: ${this.describe(err)}`);
       }
     }
     try {
       await this.core.deleteNamespacedSecret({ name: secretNameFor(runId), namespace: this.ns });
     } catch (err) {
-      if (statusCode(err) !== 404) throw new Error(`deleting Secret ${secretNameFor(runId)}: ${describe(err)}`);
+      if (statusCode(err) !== 404) throw new Error(`deleting Secret ${secretNameFor(runId)}: ${this.describe(err)}`);
     }
   }
 
   async list(repo: RepoRef): Promise<string[]> {
-    const jobs = await this.batch.listNamespacedJob({ namespace: this.ns, labelSelector: `${LABEL_MANAGED}=${MANAGED_BY},${LABEL_REPO}=${repoLabel(repo)}` });
+    let jobs: k8s.V1JobList;
+    try {
+      jobs = await this.batch.listNamespacedJob({ namespace: this.ns, labelSelector: `${LABEL_MANAGED}=${MANAGED_BY},${LABEL_REPO}=${repoLabel(repo)}` });
+    } catch (err) {
+      throw new Error(`listing the Jobs of ${repo.owner}/${repo.repo}: ${this.describe(err)}`);
+    }
     const full = `${repo.owner}/${repo.repo}`;
     const ids = jobs.items.flatMap((j) => {
       const a = j.metadata?.annotations ?? {};
@@ -1056,74 +1121,153 @@ export class KubernetesRunner implements RunnerPort {
     this.listeners.push(listener);
   }
 
-  /** Watch the Jobs (with a periodic relist) and report finished ones to the listeners. */
+  /**
+   * Watch the managed Jobs with client-node's informer (a list, then a watch from its
+   * resourceVersion, resumed when the API server ends it and relisted after 410 Gone) and report
+   * finished ones to the listeners; go over the cached Jobs every resyncMs.
+   */
   start(): void {
     if (this.timer || this.closed) return;
-    this.timer = setInterval(() => void this.relist(), this.o.relistMs);
+    this.timer = setInterval(() => void this.resync(), this.o.resyncMs);
     this.timer.unref();
-    void this.relist();
+    this.informer = this.makeJobInformer();
+    this.begin(this.informer);
   }
 
   close(): void {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    this.watchAbort?.abort();
-    this.watchAbort = null;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = null;
+    const informer = this.informer;
+    this.informer = null;
+    void informer?.stop();
   }
 
-  /** List every managed Job, report the finished (and the stuck) ones, and (re)start the watch. */
-  relist(): Promise<void> {
-    this.relisting ??= (async () => {
-      try {
-        const list = await this.batch.listNamespacedJob({ namespace: this.ns, labelSelector: `${LABEL_MANAGED}=${MANAGED_BY}` });
-        for (const job of list.items) {
-          if (isFinished(job)) this.report(job);
-          else if (this.pendingTooLong(job)) {
-            const runId = job.metadata?.annotations?.[ANNOTATION_RUN_ID];
-            if (runId && (await this.observe(runId)).phase === "finished") this.report(job);
-          }
+  private makeJobInformer(): JobInformer {
+    const labelSelector = `${LABEL_MANAGED}=${MANAGED_BY}`;
+    // The informer adds only watch, resourceVersion and labelSelector to this path. Its watch
+    // request has no deadline of its own, so the API server is asked to end each watch after
+    // watchTimeoutSeconds (the informer resumes it, which shows it alive) and to send
+    // bookmarks, which keep the resourceVersion to resume from recent in a quiet namespace.
+    const watchPath = `/apis/batch/v1/namespaces/${encodeURIComponent(this.ns)}/jobs?timeoutSeconds=${Math.max(1, Math.round(this.o.watchTimeoutSeconds))}&allowWatchBookmarks=true`;
+    const informer: JobInformer = k8s.makeInformer<k8s.V1Job>(
+      this.o.kubeConfig,
+      watchPath,
+      async () => {
+        let list: k8s.V1JobList;
+        try {
+          list = await this.batch.listNamespacedJob({ namespace: this.ns, labelSelector });
+        } catch (err) {
+          throw new Error(`listing the Jobs in ${this.ns}: ${this.describe(err)}`);
         }
-        if (!this.watchAbort && !this.closed) await this.watch(list.metadata?.resourceVersion);
-      } catch (err) {
-        this.o.logger?.warn(`kubernetes runner: relist failed: ${describe(err)}`);
-      } finally {
-        this.relisting = null;
+        // Closed meanwhile: the informer must not open a watch nobody will stop.
+        if (informer !== this.informer) throw new Error("the runner was closed");
+        this.alive(informer);
+        return list;
+      },
+      labelSelector,
+    );
+    const current = () => {
+      if (informer === this.informer) return true;
+      // A retired informer whose watch came up after it was stopped: stop it again, which now
+      // cuts that watch.
+      void informer.stop();
+      return false;
+    };
+    const seen = (job: k8s.V1Job) => {
+      if (!current()) return;
+      this.alive(informer);
+      if (isFinished(job)) this.report(job);
+    };
+    informer.on("add", seen);
+    informer.on("update", seen);
+    informer.on("delete", (job) => {
+      if (!current()) return;
+      this.alive(informer);
+      this.reported.delete(job.metadata?.uid ?? job.metadata?.name ?? "");
+    });
+    informer.on("connect", () => {
+      if (current()) this.alive(informer);
+    });
+    informer.on("error", (err: unknown) => {
+      if (informer !== this.informer || this.closed) return;
+      // The informer stops at an error (410 Gone aside, which it relists itself): start it
+      // again after a delay that grows while the API server keeps failing.
+      this.failures++;
+      const delay = Math.min(RESTART_MIN_MS * 2 ** this.failuresInRow, RESTART_MAX_MS);
+      this.failuresInRow++;
+      this.o.logger?.warn(`kubernetes runner: watching the Jobs failed (${this.describe(err)}); starting again in ${delay} ms`);
+      if (this.restartTimer) clearTimeout(this.restartTimer);
+      this.restartTimer = setTimeout(() => {
+        this.restartTimer = null;
+        if (informer === this.informer && !this.closed) this.begin(informer);
+      }, delay);
+      this.restartTimer.unref();
+    });
+    return informer;
+  }
+
+  /** (Re)start the informer: from its last resourceVersion, or with a list when it has none. */
+  private begin(informer: JobInformer): void {
+    this.alive(informer);
+    const failures = this.failures;
+    informer.start().then(
+      () => {
+        // Connected without an error: the next error waits the shortest delay again.
+        if (this.failures === failures) this.failuresInRow = 0;
+      },
+      (err: unknown) => this.o.logger?.warn(`kubernetes runner: the Job informer could not start: ${this.describe(err)}`),
+    );
+  }
+
+  private alive(informer: JobInformer): void {
+    if (informer === this.informer) this.lastSign = Date.now();
+  }
+
+  /**
+   * Go over the cached Jobs: report the finished ones (reported once per Job) and the runs that
+   * have waited past the pending timeout, which no event announces. An informer that has shown
+   * no sign of life for longer than a watch may last is replaced (a watch request that the API
+   * server accepted and never answered holds the informer, which cannot cut it).
+   */
+  resync(): Promise<void> {
+    // (finally runs after this assignment even when the pass ends without waiting on anything)
+    this.resyncing ??= this.goOver().finally(() => {
+      this.resyncing = null;
+    });
+    return this.resyncing;
+  }
+
+  private async goOver(): Promise<void> {
+    try {
+      const informer = this.informer;
+      if (!informer || this.closed) return;
+      const silent = Date.now() - this.lastSign;
+      if (!this.restartTimer && silent > this.o.watchTimeoutSeconds * 1000 + this.o.requestTimeoutMs) {
+        this.o.logger?.warn(`kubernetes runner: no word from the Job watch for ${Math.round(silent / 1000)} s; listing and watching afresh`);
+        this.informer = this.makeJobInformer();
+        void informer.stop();
+        this.begin(this.informer);
+        return;
       }
-    })();
-    return this.relisting;
+      for (const job of informer.list()) {
+        if (this.closed) return;
+        if (isFinished(job)) this.report(job);
+        else if (this.pendingTooLong(job)) {
+          const runId = job.metadata?.annotations?.[ANNOTATION_RUN_ID];
+          if (runId && (await this.observe(runId)).phase === "finished") this.report(job);
+        }
+      }
+    } catch (err) {
+      this.o.logger?.warn(`kubernetes runner: going over the Jobs failed: ${this.describe(err)}`);
+    }
   }
 
   private pendingTooLong(job: k8s.V1Job): boolean {
     const created = job.metadata?.creationTimestamp ? new Date(job.metadata.creationTimestamp).getTime() : Date.now();
     return Date.now() - created >= this.o.pendingTimeoutMs;
-  }
-
-  private async watch(resourceVersion: string | undefined): Promise<void> {
-    const w = new k8s.Watch(this.o.kubeConfig);
-    const controller = await w.watch(
-      `/apis/batch/v1/namespaces/${this.ns}/jobs`,
-      { labelSelector: `${LABEL_MANAGED}=${MANAGED_BY}`, resourceVersion, allowWatchBookmarks: true },
-      (type, obj: k8s.V1Job | k8s.V1Status) => {
-        if (type === "ERROR") {
-          // 410 Gone: the resource version is too old; relist and watch from the new one.
-          this.o.logger?.info(`kubernetes runner: watch error ${(obj as k8s.V1Status).code ?? ""} ${(obj as k8s.V1Status).reason ?? ""}; relisting`);
-          this.restartWatch();
-          return;
-        }
-        if ((type === "ADDED" || type === "MODIFIED") && isFinished(obj as k8s.V1Job)) this.report(obj as k8s.V1Job);
-      },
-      () => this.restartWatch(),
-    );
-    this.watchAbort = controller;
-  }
-
-  private restartWatch(): void {
-    const c = this.watchAbort;
-    this.watchAbort = null;
-    c?.abort();
-    if (this.closed) return;
-    setTimeout(() => void this.relist(), 200).unref();
   }
 
   private report(job: k8s.V1Job): void {
@@ -1136,14 +1280,14 @@ export class KubernetesRunner implements RunnerPort {
     if (job.metadata?.labels?.[LABEL_ROLE] === "fetch" && condition(job, "Complete")) {
       // Fetched and prepared: the run goes on with its training Job (a pass's observe() does the
       // same, so a failure here is made up for).
-      void this.startTraining(job).catch((err) => this.o.logger?.warn(`run ${runId}: the training Job could not be created yet: ${describe(err)}`));
+      void this.startTraining(job).catch((err) => this.o.logger?.warn(`run ${runId}: the training Job could not be created yet: ${this.describe(err)}`));
       return;
     }
     if (specOfJob(job)?.evaluation && job.metadata?.labels?.[LABEL_ROLE] !== "probe") {
       // A step of an outside evaluation ended: observe() starts the next one, or finds the run finished.
       void this.observe(runId)
         .then((o) => o.phase === "finished" && this.notify(runId, owner, repo))
-        .catch((err) => this.o.logger?.warn(`run ${runId}: the next evaluation step could not be started yet: ${describe(err)}`));
+        .catch((err) => this.o.logger?.warn(`run ${runId}: the next evaluation step could not be started yet: ${this.describe(err)}`));
       return;
     }
     this.notify(runId, owner, repo);
@@ -1154,7 +1298,7 @@ export class KubernetesRunner implements RunnerPort {
       try {
         l(runId, { owner, repo });
       } catch (err) {
-        this.o.logger?.error(`onFinished listener failed for ${runId}: ${describe(err)}`);
+        this.o.logger?.error(`onFinished listener failed for ${runId}: ${this.describe(err)}`);
       }
     }
   }
@@ -1163,7 +1307,7 @@ export class KubernetesRunner implements RunnerPort {
 /**
  * An API client like KubeConfig.makeApiClient's, whose every request is aborted after
  * `timeoutMs`: client-node sets no timeout of its own, and a request the API server never
- * answers would hold a pass (or the relist, and every relist after it) for good.
+ * answers would hold a pass (or the informer's list, and the informer with it) for good.
  */
 function apiClient<T>(kc: k8s.KubeConfig, Api: new (config: k8s.Configuration) => T, timeoutMs: number): T {
   const cluster = kc.getCurrentCluster();
@@ -1178,12 +1322,27 @@ function apiClient<T>(kc: k8s.KubeConfig, Api: new (config: k8s.Configuration) =
   return new Api(k8s.createConfiguration({ baseServer: new k8s.ServerConfiguration(cluster.server, {}), authMethods: { default: kc }, promiseMiddleware: [timeout] }));
 }
 
-function describe(err: unknown): string {
-  if (err instanceof k8s.ApiException) {
-    const body = err.body as { message?: string } | string | undefined;
-    const msg = typeof body === "string" ? body : body?.message;
-    return `HTTP ${err.code}${msg ? `: ${msg}` : ""}`;
+function describe(err: unknown, timeoutMs?: number): string {
+  // The request's own deadline (apiClient's signal): node-fetch reports it as an AbortError.
+  if (err instanceof Error && (err.name === "AbortError" || err.name === "TimeoutError")) {
+    return `timed out: the Kubernetes API server did not answer within ${timeoutMs ?? "the request timeout of"} ms`;
   }
+  if (err instanceof k8s.ApiException) {
+    // The body of a status the client has no model for (a 500) is the API server's Status as text.
+    let body = err.body as unknown;
+    if (typeof body === "string") {
+      try {
+        body = JSON.parse(body);
+      } catch {
+        // plain text
+      }
+    }
+    const msg = typeof body === "string" ? body : (body as { message?: unknown } | undefined)?.message;
+    return `HTTP ${err.code}${typeof msg === "string" && msg ? `: ${msg.slice(0, 1000)}` : ""}`;
+  }
+  // The watch's own errors carry the status as statusCode.
+  const code = (err as { statusCode?: unknown } | null)?.statusCode;
+  if (err instanceof Error && typeof code === "number") return `HTTP ${code}: ${err.message}`;
   return err instanceof Error ? err.message : String(err);
 }
 

@@ -52,7 +52,7 @@ export function kubeRunner(
     namespace: NAMESPACE,
     template: () => JOB_TEMPLATE,
     deadlineMarginSeconds: 60,
-    relistMs: 1000,
+    resyncMs: 1000,
     ...o,
   });
 }

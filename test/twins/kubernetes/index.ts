@@ -5,7 +5,9 @@
 // API: Jobs (create, get, list, delete, watch), Pods (list, get, log), Secrets (create, get,
 // delete, list). Lists carry a resourceVersion; watches stream newline-delimited JSON events
 // from a resourceVersion and answer an expired one with an ERROR event (410 Gone), as the API
-// server does after compaction. Label selectors of the form a=b,c=d.
+// server does after compaction; a watch ends after its timeoutSeconds, with a BOOKMARK of the
+// current resourceVersion first when it asked for allowWatchBookmarks. Label selectors of the
+// form a=b,c=d. `fail` answers chosen requests with an error status, or never (a hung server).
 //
 // Every Job created is validated against the Kubernetes schemas (kubernetes-models) and the
 // checks the API server itself makes that matter here (DNS-1123 names, label values,
@@ -71,6 +73,15 @@ export interface KubernetesTwinOptions {
   writeHook?: (method: string, kind: string, name: string) => "drop" | "cut-after" | void;
 }
 
+/** What `fail` matches a request on. */
+export interface RequestInfo {
+  method: string;
+  /** The URL path, e.g. /apis/batch/v1/namespaces/ns/jobs/name. */
+  path: string;
+  /** A watch (GET ...?watch=true). */
+  watch: boolean;
+}
+
 /** One container the kubelet ran: which pod, Job and container, and whether it had network. */
 export interface ContainerRun {
   pod: string;
@@ -110,6 +121,9 @@ export class KubernetesTwin {
   private readonly running = new Map<string, Running[]>(); // pod key → its running containers
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly faults: { match: (job: Obj) => boolean; fault: Fault }[] = [];
+  private readonly requestFaults: { match: (req: RequestInfo) => boolean; answer: number | "hang"; left: number }[] = [];
+  /** Requests held unanswered by a "hang" fault (answered by nobody; cut at stop). */
+  private readonly hung = new Set<ServerResponse>();
   private readonly logs = new Map<string, string>(); // pod key/container → log file
   private root = "";
   private stopped = false;
@@ -145,6 +159,8 @@ export class KubernetesTwin {
     for (const t of this.timers) clearTimeout(t);
     for (const w of this.watchers) w.res.end();
     this.watchers.clear();
+    for (const res of this.hung) res.destroy();
+    this.hung.clear();
     for (const key of [...this.running.keys()]) this.kill(key, "delete", 0);
     await new Promise((r) => setTimeout(r, 100));
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
@@ -162,10 +178,25 @@ export class KubernetesTwin {
     this.faults.push({ match, fault });
   }
 
-  /** Forget the event history (an etcd compaction): watches from older versions get 410 Gone. */
+  /**
+   * Answer the next `times` requests that `match` with the HTTP status `answer` (an API server
+   * error, 500 by default) without carrying them out, or never ("hang": the connection stays
+   * open and silent until the client gives up).
+   */
+  fail(match: (req: RequestInfo) => boolean, answer: number | "hang" = 500, times = 1): void {
+    this.requestFaults.push({ match, answer, left: times });
+  }
+
+  /** Forget the event history (an etcd compaction): watches from before now get 410 Gone. */
   compact(): void {
-    this.compactedRv = this.rv;
+    // Other objects changed since (the resource version moved on), then the history was cut.
+    this.compactedRv = ++this.rv;
     this.events.length = 0;
+  }
+
+  /** Watches open now. */
+  get openWatches(): number {
+    return this.watchers.size;
   }
 
   /** Close every open watch (an API server restart or timeout). */
@@ -197,6 +228,17 @@ export class KubernetesTwin {
       res.end(text);
     };
     if (req.headers.authorization !== `Bearer ${this.token}`) return send(401, status(401, "Unauthorized", "Unauthorized"));
+    const info: RequestInfo = { method: req.method ?? "GET", path: url.pathname, watch: url.searchParams.get("watch") === "true" };
+    const fault = this.requestFaults.find((f) => f.left > 0 && f.match(info));
+    if (fault) {
+      fault.left--;
+      if (fault.answer === "hang") {
+        this.hung.add(res);
+        res.on("close", () => this.hung.delete(res));
+        return;
+      }
+      return send(fault.answer, status(fault.answer, fault.answer >= 500 ? "InternalError" : "BadRequest", `the twin was told to answer ${info.method} ${info.path} with ${fault.answer}`));
+    }
     let body: Obj = {};
     if (chunks.length) {
       try {
@@ -224,7 +266,7 @@ export class KubernetesTwin {
       const selector = parseSelector(q.get("labelSelector"));
       if (method === "GET" && q.get("watch") === "true") {
         if (kind !== "jobs") return send(405, status(405, "MethodNotAllowed", "watch is served for jobs only"));
-        return this.watch(res, ns, selector, q.get("resourceVersion"));
+        return this.watch(res, ns, selector, q.get("resourceVersion"), Number(q.get("timeoutSeconds") ?? 0), q.get("allowWatchBookmarks") === "true");
       }
       if (method === "GET") {
         const items = [...store.values()].filter((o) => o.metadata.namespace === ns && matches(o, selector));
@@ -280,10 +322,19 @@ export class KubernetesTwin {
     return send(405, status(405, "MethodNotAllowed", method));
   }
 
-  private watch(res: ServerResponse, ns: string, selector: Record<string, string>, from: string | null): void {
+  private watch(res: ServerResponse, ns: string, selector: Record<string, string>, from: string | null, timeoutSeconds: number, bookmarks: boolean): void {
     res.writeHead(200, { "content-type": "application/json", "transfer-encoding": "chunked" });
     const client: WatchClient = { res, ns, selector };
     const write = (type: string, object: Obj) => res.write(JSON.stringify({ type, object }) + "\n");
+    if (timeoutSeconds > 0) {
+      // The API server ends a watch after its timeoutSeconds; a client that asked for bookmarks
+      // learns the resourceVersion it has seen up to, so it resumes from there.
+      const t = setTimeout(() => {
+        if (bookmarks) write("BOOKMARK", { kind: "Job", apiVersion: "batch/v1", metadata: { resourceVersion: String(this.rv) } });
+        res.end();
+      }, timeoutSeconds * 1000);
+      res.on("close", () => clearTimeout(t));
+    }
     if (from && from !== "0") {
       const v = Number(from);
       if (!Number.isFinite(v) || v < this.compactedRv) {
