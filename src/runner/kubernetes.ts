@@ -1162,8 +1162,8 @@ export class KubernetesRunner implements RunnerPort {
         } catch (err) {
           throw new Error(`listing the Jobs in ${this.ns}: ${this.describe(err)}`);
         }
-        // Closed meanwhile: the informer must not open a watch nobody will stop.
-        if (informer !== this.informer) throw new Error("the runner was closed");
+        // Stopped meanwhile (closed, or replaced): it must not open a watch nobody will stop.
+        if (informer !== this.informer) throw new Error("the informer was stopped");
         this.alive(informer);
         return list;
       },
@@ -1191,22 +1191,26 @@ export class KubernetesRunner implements RunnerPort {
     informer.on("connect", () => {
       if (current()) this.alive(informer);
     });
-    informer.on("error", (err: unknown) => {
-      if (informer !== this.informer || this.closed) return;
-      // The informer stops at an error (410 Gone aside, which it relists itself): start it
-      // again after a delay that grows while the API server keeps failing.
-      this.failures++;
-      const delay = Math.min(RESTART_MIN_MS * 2 ** this.failuresInRow, RESTART_MAX_MS);
-      this.failuresInRow++;
-      this.o.logger?.warn(`kubernetes runner: watching the Jobs failed (${this.describe(err)}); starting again in ${delay} ms`);
-      if (this.restartTimer) clearTimeout(this.restartTimer);
-      this.restartTimer = setTimeout(() => {
-        this.restartTimer = null;
-        if (informer === this.informer && !this.closed) this.begin(informer);
-      }, delay);
-      this.restartTimer.unref();
-    });
+    informer.on("error", (err: unknown) => this.failed(informer, err));
     return informer;
+  }
+
+  /**
+   * The informer stops at an error (410 Gone aside, which it relists itself): start it again
+   * after a delay that grows while the API server keeps failing.
+   */
+  private failed(informer: JobInformer, err: unknown): void {
+    if (informer !== this.informer || this.closed) return;
+    this.failures++;
+    const delay = Math.min(RESTART_MIN_MS * 2 ** this.failuresInRow, RESTART_MAX_MS);
+    this.failuresInRow++;
+    this.o.logger?.warn(`kubernetes runner: watching the Jobs failed (${this.describe(err)}); starting again in ${delay} ms`);
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = null;
+      if (informer === this.informer && !this.closed) this.begin(informer);
+    }, delay);
+    this.restartTimer.unref();
   }
 
   /** (Re)start the informer: from its last resourceVersion, or with a list when it has none. */
@@ -1218,7 +1222,7 @@ export class KubernetesRunner implements RunnerPort {
         // Connected without an error: the next error waits the shortest delay again.
         if (this.failures === failures) this.failuresInRow = 0;
       },
-      (err: unknown) => this.o.logger?.warn(`kubernetes runner: the Job informer could not start: ${this.describe(err)}`),
+      (err: unknown) => this.failed(informer, err),
     );
   }
 
