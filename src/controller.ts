@@ -5,7 +5,7 @@
 // is retried with jittered backoff, so that repositories failing together (GitHub down) do not
 // come back in step; the resync timer covers missed webhooks.
 import type { Config } from "./config.js";
-import { newHousekeeping, reconcile, type Housekeeping, type Logger, type ReconcileReport } from "./reconcile/index.js";
+import { newHousekeeping, reconcile, type Housekeeping, type Logger, type ReconcileDeps, type ReconcileReport } from "./reconcile/index.js";
 import { systemClock, type Clock } from "./log.js";
 import { COMMAND_LOOKBACK_MS, handleClick, steer, type Answerer, type Click } from "./steering/index.js";
 import type { GitHubPort, ProposerPort, RepoRef, RunnerPort } from "./types.js";
@@ -34,6 +34,8 @@ export interface ControllerOptions {
     appSlug(): Promise<string | null>;
     answer: Answerer | null;
   };
+  /** The pass itself (default: reconcile); the scheduling's tests replace it to script reports. */
+  reconcile?(deps: ReconcileDeps): Promise<ReconcileReport>;
 }
 
 interface RepoState {
@@ -190,7 +192,7 @@ export class Controller {
       }
       const firstPass = s.passes++ === 0;
       const passStarted = Date.now();
-      const report = await reconcile({
+      const report = await (this.opts.reconcile ?? reconcile)({
         firstPass,
         house: s.house,
         gh,
