@@ -2,7 +2,7 @@
 // own (the GitHub twin and the model double run in the benchmark's process). Experiments run on
 // a runner double whose runs take BENCH_RUN_MIN_MS to BENCH_RUN_MAX_MS and report a val_bpb
 // around 1.0. On SIGTERM it prints one line, `stats {json}`, and exits.
-// Configured by environment: BOT_BASE_URL, BOT_APP_ID, BOT_PRIVATE_KEY, BOT_SECRET, BOT_PORT,
+// Configured by environment: BOT_BASE_URL, BOT_APP_ID, BOT_PRIVATE_KEY, BOT_SECRET,
 // BENCH_SLOTS, BENCH_RUN_MIN_MS, BENCH_RUN_MAX_MS, BENCH_THROTTLE (on|off), OPENAI_*.
 import { measured } from "../test/support/fakes.js";
 import { appFromEnv, need, startBot } from "../test/support/bot.js";

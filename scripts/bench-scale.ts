@@ -21,7 +21,6 @@ import { ProbotOctokit } from "probot";
 import { clearGitHubCaches, OctokitGitHub } from "../src/github/octokit.js";
 import { branchName, decodeRecord, renderBody } from "../src/ledger/index.js";
 import type { ExperimentRecord } from "../src/types.js";
-import { freePort } from "../test/support/bot.js";
 import { newAppKey } from "../test/support/night.js";
 import { GitHubTwin } from "../test/twins/github/index.js";
 import { ROOT } from "./demo-project.js";
@@ -89,12 +88,11 @@ async function night(o: { limits: boolean; done: (decided: number) => boolean; d
   await twin.createRepo(OWNER, REPO, { "program.md": "# Research program\n\nLower val_bpb.\n", "train.py": TRAIN, ".github/autoresearch.yml": config(["prepare_command: null", "prepare_files: []"]) });
   const model = new ModelDouble(latencyMs, async () => ({ "train.py": (await twin.readFile(OWNER, REPO, "main", "train.py")) ?? "" }), ["train.py"]).twin;
   const { baseURL } = await model.start();
-  const port = await freePort();
   const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "scripts/bench-scale-bot.ts")], {
     cwd: ROOT,
     env: {
       ...process.env,
-      BOT_BASE_URL: url, BOT_APP_ID: String(APP_ID), BOT_PRIVATE_KEY: privateKey, BOT_SECRET: SECRET, BOT_PORT: String(port),
+      BOT_BASE_URL: url, BOT_APP_ID: String(APP_ID), BOT_PRIVATE_KEY: privateKey, BOT_SECRET: SECRET,
       BENCH_SLOTS: String(slots), BENCH_RUN_MIN_MS: String(o.runMs[0]), BENCH_RUN_MAX_MS: String(o.runMs[1]),
       BENCH_THROTTLE: o.limits ? "on" : "off", OPENAI_API_KEY: model.apiKey, OPENAI_BASE_URL: baseURL, BOT_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "error",
       AUTORESEARCH_RESYNC_SECONDS: "300",
@@ -103,11 +101,11 @@ async function night(o: { limits: boolean; done: (decided: number) => boolean; d
   });
   let out = "";
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
-  for (const t0 = Date.now(); !/^ready (\S+)/m.test(out); ) {
+  for (const t0 = Date.now(); !/^ready (\S+)\n/m.test(out); ) {
     if (Date.now() - t0 > 60_000 || child.exitCode !== null) throw new Error(`the bot did not start:\n${out}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  twin.setWebhookUrl(APP_ID, /^ready (\S+)/m.exec(out)![1]!);
+  twin.setWebhookUrl(APP_ID, /^ready (\S+)\n/m.exec(out)![1]!);
   twin.resetRequests();
   const started = Date.now();
   await twin.installApp(OWNER, [REPO]);

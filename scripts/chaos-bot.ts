@@ -2,7 +2,7 @@
 // SIGKILL at any moment: the real app and HTTP server, the Kubernetes runner against the
 // driver's Kubernetes twin, the built-in proposer. Everything it knows lives in the twins; a
 // new process after a kill starts from nothing, as a restarted pod would.
-// Configured by environment: BOT_BASE_URL, BOT_APP_ID, BOT_PRIVATE_KEY, BOT_SECRET, BOT_PORT,
+// Configured by environment: BOT_BASE_URL, BOT_APP_ID, BOT_PRIVATE_KEY, BOT_SECRET,
 // KUBE_URL, KUBE_TOKEN, BOT_RESYNC_MS.
 import { KubernetesRunner } from "../src/runner/kubernetes.js";
 import { appFromEnv, need, startBot } from "../test/support/bot.js";

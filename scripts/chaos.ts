@@ -19,7 +19,6 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { decodeRecord } from "../src/ledger/index.js";
 import { mulberry32 } from "../src/proposers/mutate.js";
-import { freePort } from "../test/support/bot.js";
 import { singleRun } from "../test/support/fakes.js";
 import { startKubeTwin } from "../test/support/kube.js";
 import { newAppKey, readTree } from "../test/support/night.js";
@@ -93,13 +92,12 @@ await twin.createRepo(OWNER, REPO, files);
 
 let starts = 0;
 async function startBot(): Promise<void> {
-  const port = await freePort();
   starts += 1;
   const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "scripts/chaos-bot.ts")], {
     cwd: ROOT,
     env: {
       ...process.env,
-      BOT_BASE_URL: url, BOT_APP_ID: String(APP_ID), BOT_PRIVATE_KEY: privateKey, BOT_SECRET: SECRET, BOT_PORT: String(port),
+      BOT_BASE_URL: url, BOT_APP_ID: String(APP_ID), BOT_PRIVATE_KEY: privateKey, BOT_SECRET: SECRET,
       KUBE_URL: kube.url, KUBE_TOKEN: kube.twin.token, BOT_RESYNC_MS: "1000", BOT_LOG_LEVEL: process.env.CHAOS_LOG_LEVEL ?? "",
       AUTORESEARCH_APP_SLUG: "autoresearch-bot",
     },
@@ -116,12 +114,12 @@ async function startBot(): Promise<void> {
     out += d.toString();
     if (process.env.CHAOS_LOG_LEVEL) process.stderr.write(d);
   });
-  for (const t = Date.now(); !/^ready (\S+)/m.test(out); ) {
+  for (const t = Date.now(); !/^ready (\S+)\n/m.test(out); ) {
     if (child.exitCode !== null || child.signalCode !== null) return; // killed while starting: the loop starts another
     if (Date.now() - t > 60_000) throw new Error(`the bot did not start:\n${out}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-  twin.setWebhookUrl(APP_ID, /^ready (\S+)/m.exec(out)![1]!);
+  twin.setWebhookUrl(APP_ID, /^ready (\S+)\n/m.exec(out)![1]!);
 }
 
 type Pull = ReturnType<GitHubTwin["pulls"]>[number];

@@ -9,7 +9,6 @@ import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { Probot, Server } from "probot";
 import { expect, it } from "vitest";
-import { freePort } from "./support/bot.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -28,11 +27,18 @@ function webhookPathInReadme(): string {
   return url;
 }
 
+/** The port a Probot server says it listens on, from its log ("Listening on http://host:port"). */
+function listeningPort(output: string): number | null {
+  const m = /Listening on http:\/\/[^\s:]+:(\d+)/.exec(output);
+  return m ? Number(m[1]) : null;
+}
+
 it("serves the GitHub App registration page from app.yml when no credentials are set", async () => {
-  const port = await freePort();
+  // PORT=0: the server binds a port the system picks and logs it (no port picked beforehand that
+  // another process could take before the server binds it).
   // NO_SMEE_SETUP: started through npx, Probot's setup would fetch smee-client and open a smee.io
   // channel (network, and it writes .env into this folder); `npm start` never does.
-  const env: Record<string, string | undefined> = { ...process.env, PORT: String(port), HOST: "127.0.0.1", NODE_ENV: "test", NO_SMEE_SETUP: "true" };
+  const env: Record<string, string | undefined> = { ...process.env, PORT: "0", HOST: "127.0.0.1", NODE_ENV: "test", NO_SMEE_SETUP: "true" };
   for (const k of ["APP_ID", "PRIVATE_KEY", "PRIVATE_KEY_PATH", "WEBHOOK_SECRET", "WEBHOOK_PROXY_URL", "WEBHOOK_PATH"]) delete env[k];
   const child = spawn(
     process.execPath,
@@ -40,15 +46,18 @@ it("serves the GitHub App registration page from app.yml when no credentials are
     { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] },
   );
   let output = "";
-  child.stdout.on("data", (d) => (output += d));
-  child.stderr.on("data", (d) => (output += d));
+  const port = await new Promise<number>((resolve, reject) => {
+    const seen = (d: Buffer) => {
+      output += d.toString();
+      const port = listeningPort(output);
+      if (port) resolve(port);
+    };
+    child.stdout.on("data", seen);
+    child.stderr.on("data", seen);
+    child.once("exit", (code) => reject(new Error(`npm start exited with ${code}:\n${output}`)));
+  });
   try {
-    let page = "";
-    for (let i = 0; i < 100 && !page; i++) {
-      await new Promise((r) => setTimeout(r, 200));
-      if (child.exitCode !== null) throw new Error(`npm start exited with ${child.exitCode}:\n${output}`);
-      page = await fetch(`http://127.0.0.1:${port}/probot`).then((r) => (r.ok ? r.text() : ""), () => "");
-    }
+    const page = await fetch(`http://127.0.0.1:${port}/probot`).then((r) => r.text());
     expect(page).toContain("Register GitHub App");
     // The manifest posted to GitHub carries exactly the permissions and events of app.yml.
     expect(page).toContain('"default_permissions":{"contents":"write","pull_requests":"write","checks":"write","issues":"write","metadata":"read"}');
@@ -75,15 +84,15 @@ it("receives webhooks at the path of the Webhook URL the README says to set, and
   // The server `probot run` starts (src/index.ts's app adds no route of its own), without
   // WEBHOOK_PATH, as `npm start` runs it by default.
   const secret = "docs-test-secret";
-  const port = await freePort();
   const server = new Server({
     Probot: Probot.defaults({ appId: 1, privateKey: "not used: no request to GitHub is made", secret }),
-    port,
+    port: 0, // the system picks a free port as the server binds it
     host: "127.0.0.1",
     log: pino({ level: "silent" }),
   });
   await server.load(() => {});
   await server.start();
+  const port = server.port;
   try {
     const body = JSON.stringify({ zen: "Keep it logically awesome.", hook_id: 1 });
     const deliver = (at: string) =>

@@ -10,7 +10,6 @@ import { ProbotOctokit } from "probot";
 import { afterEach, describe, expect, it } from "vitest";
 import { OctokitGitHub } from "../../src/github/octokit.js";
 import { toResultsTsv } from "../../src/ledger/index.js";
-import { freePort } from "../support/bot.js";
 import {
   APP_ID,
   OPENAI_KEY,
@@ -174,15 +173,12 @@ describe("a night through the GitHub and OpenAI twins", () => {
     night = await startNight({ files, startBot: false });
     const n = night;
     n.openai.script(LR_UP);
-    const port = await freePort();
-    n.twin.setWebhookUrl(APP_ID, `http://127.0.0.1:${port}/api/github/webhooks`);
     const env = {
       ...process.env,
       BOT_BASE_URL: n.apiUrl,
       BOT_APP_ID: String(APP_ID),
       BOT_PRIVATE_KEY: n.privateKey,
       BOT_SECRET: SECRET,
-      BOT_PORT: String(port),
       BOT_RUNS_DIR: n.runsDir,
       BOT_CACHE_DIR: path.join(n.workDir, "cache"),
       AUTORESEARCH_TEST_RUN_LOG: n.runLog,
@@ -190,7 +186,9 @@ describe("a night through the GitHub and OpenAI twins", () => {
       OPENAI_BASE_URL: n.openaiBaseURL,
       TMPDIR: n.workDir,
     };
+    // Each bot process listens on a port of its own; webhooks go to the one running.
     const first = await spawnBot(env);
+    n.twin.setWebhookUrl(APP_ID, first.webhookUrl);
     await n.install();
 
     await waitFor("the baseline to train", () => n.experiments().find((e) => e.record.n === 1 && e.record.state === "queued"));
@@ -198,6 +196,7 @@ describe("a night through the GitHub and OpenAI twins", () => {
     await new Promise((r) => first.once("exit", r));
 
     const second = await spawnBot(env);
+    n.twin.setWebhookUrl(APP_ID, second.webhookUrl);
     try {
       await waitFor("experiment 2 to be merged", () => n.experiments().find((e) => e.record.n === 2 && e.merged), 120_000);
     } finally {
@@ -221,7 +220,8 @@ async function readTreeAt(n: Night, sha: string): Promise<Record<string, string>
   return out;
 }
 
-async function spawnBot(env: NodeJS.ProcessEnv): Promise<ChildProcess> {
+/** The bot in a process of its own, once it listens: the process and its webhook URL. */
+async function spawnBot(env: NodeJS.ProcessEnv): Promise<ChildProcess & { webhookUrl: string }> {
   const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "test/support/bot-main.ts")], {
     cwd: ROOT,
     env,
@@ -229,13 +229,14 @@ async function spawnBot(env: NodeJS.ProcessEnv): Promise<ChildProcess> {
   });
   let err = "";
   child.stderr!.on("data", (d) => (err += d));
-  await new Promise<void>((resolve, reject) => {
+  const webhookUrl = await new Promise<string>((resolve, reject) => {
     let out = "";
     child.stdout!.on("data", (d) => {
       out += d;
-      if (out.includes("ready ")) resolve();
+      const ready = /^ready (\S+)\n/m.exec(out); // the whole line: a chunk can end inside the URL
+      if (ready) resolve(ready[1]!);
     });
     child.once("exit", (code) => reject(new Error(`bot exited with ${code}: ${err.slice(-2000)}`)));
   });
-  return child;
+  return Object.assign(child, { webhookUrl });
 }

@@ -1,6 +1,7 @@
 // The bot as its own process, for tests that kill it mid-run and start it again.
 // Configured by environment: BOT_BASE_URL, BOT_APP_ID, BOT_PRIVATE_KEY, BOT_SECRET,
-// BOT_PORT, BOT_RUNS_DIR, BOT_CACHE_DIR, and OPENAI_API_KEY / OPENAI_BASE_URL.
+// BOT_RUNS_DIR, BOT_CACHE_DIR, and OPENAI_API_KEY / OPENAI_BASE_URL. Prints `ready <webhook URL>`
+// once it listens (on a port the system picked).
 import { LocalRunner } from "../../src/runner/local.js";
 import path from "node:path";
 import { fileURLToPath } from "node:url";

@@ -1,6 +1,5 @@
 // Starts the bot's real HTTP server (Probot's Server with the app loaded) against a
 // GitHub API base URL — the GitHub twin in tests and in the demo.
-import { createServer } from "node:net";
 import Bottleneck from "bottleneck";
 import { pino } from "pino";
 import { Probot, ProbotOctokit, Server } from "probot";
@@ -27,21 +26,13 @@ export function need(name: string): string {
   return v;
 }
 
-/** The app settings of a bot process started by a test or a script: BOT_BASE_URL, BOT_APP_ID, BOT_PRIVATE_KEY, BOT_SECRET, BOT_PORT. */
-export function appFromEnv(): { baseUrl: string; appId: number; privateKey: string; secret: string; port: number } {
-  return { baseUrl: need("BOT_BASE_URL"), appId: Number(need("BOT_APP_ID")), privateKey: need("BOT_PRIVATE_KEY"), secret: need("BOT_SECRET"), port: Number(need("BOT_PORT")) };
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const addr = s.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
+/**
+ * The app settings of a bot process started by a test or a script: BOT_BASE_URL, BOT_APP_ID,
+ * BOT_PRIVATE_KEY, BOT_SECRET. The process listens on a port the system picks and says which
+ * (its webhook URL) on its first line of output.
+ */
+export function appFromEnv(): { baseUrl: string; appId: number; privateKey: string; secret: string } {
+  return { baseUrl: need("BOT_BASE_URL"), appId: Number(need("BOT_APP_ID")), privateKey: need("BOT_PRIVATE_KEY"), secret: need("BOT_SECRET") };
 }
 
 export async function startBot(
@@ -57,12 +48,10 @@ export async function startBot(
     throttle?: boolean;
     /** Receives every log line (JSON) at info level and above, instead of stdout. */
     logSink?: (line: string) => void;
-    port?: number;
   },
 ): Promise<BotHandle> {
   // A bot process starts with nothing read from GitHub (a twin may reuse an earlier one's port).
   clearGitHubCaches();
-  const port = o.port ?? (await freePort());
   const level = o.logLevel ?? process.env.BOT_LOG_LEVEL;
   const log = o.logSink && !level ? pino({ level: "info" }, { write: o.logSink }) : pino({ level: level ?? "silent" });
   const server = new Server({
@@ -81,7 +70,9 @@ export async function startBot(
       baseUrl: o.baseUrl,
       log,
     }),
-    port,
+    // Port 0: the system picks a free port as the server binds it. A port picked beforehand and
+    // bound later could be taken in between by another process of a parallel test run.
+    port: 0,
     host: "127.0.0.1",
     log,
   });
@@ -91,7 +82,7 @@ export async function startBot(
   if (!controller) throw new Error("the app did not create its controller");
   const c: Controller = controller;
   return {
-    webhookUrl: `http://127.0.0.1:${port}/api/github/webhooks`,
+    webhookUrl: `http://127.0.0.1:${server.port}/api/github/webhooks`,
     controller: c,
     async stop() {
       await c.stop();
