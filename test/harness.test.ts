@@ -37,7 +37,6 @@ interface HarnessRun {
   code: number | null;
   stdout: string;
   stderr: string;
-  elapsedMs: number;
 }
 
 interface RunOptions {
@@ -63,7 +62,6 @@ async function scratch(): Promise<string> {
 
 function runHarness(args: string[], options: RunOptions = {}): Promise<HarnessRun> {
   return new Promise((resolve, reject) => {
-    const started = Date.now();
     const child = spawn("python3", [...(options.launcher ?? []), HARNESS, ...args], {
       env: { ...process.env, ...options.env },
       stdio: [options.stdin === undefined ? "ignore" : "pipe", "pipe", "pipe"],
@@ -74,7 +72,7 @@ function runHarness(args: string[], options: RunOptions = {}): Promise<HarnessRu
     child.stdout!.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
     child.stderr!.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
     child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr, elapsedMs: Date.now() - started }));
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
     options.onSpawn?.(child);
   });
 }
@@ -252,7 +250,7 @@ describe("trainer/harness.py", () => {
       expect(result.log_tail).toContain("Traceback (most recent call last):");
     });
 
-    it("kills a run past its timeout together with the processes it started, and returns promptly", async () => {
+    it("kills a run past its timeout together with the processes it started, without waiting out the grace period", async () => {
       const dir = await scratch();
       const repo = await repoWithStub(dir, "hangs-with-child.py");
       const pidFile = path.join(dir, "pids");
@@ -269,10 +267,13 @@ describe("trainer/harness.py", () => {
         expect(result.status).toBe("timeout");
         expect(result.reason).toMatch(/^timed out after 2 s/);
         expect(result.duration_seconds).toBeGreaterThanOrEqual(2);
-        expect(run.elapsedMs).toBeLessThan(6_000);
         expect(pids).toHaveLength(2);
         // The trainer and the helper it started (which ignores SIGTERM) are both gone.
-        for (const pid of pids) expect(await waitFor(() => !isRunning(pid), 3_000)).toBe(true);
+        for (const pid of pids) expect(await waitFor(() => !isRunning(pid), 30_000)).toBe(true);
+        // The helper went with the trainer as soon as the trainer ended (SIGKILL to the whole
+        // group), not after the grace period for SIGTERM: the harness never had to escalate.
+        expect(run.stderr).toMatch(/train: hard timeout of 2 s reached; sending SIGTERM to the process group/);
+        expect(run.stderr).not.toMatch(/still running .* after SIGTERM/);
         // Long runs show life on stderr.
         expect(run.stderr).toMatch(/\[harness\] train \d+s \| step 00000 \(0\.0%\) \| loss: 9\.0109/);
       } finally {
@@ -343,10 +344,12 @@ describe("trainer/harness.py", () => {
         await writeFile(path.join(repo, "train.py"), train);
         return resultOf(await runHarness(["--repo", repo, "--cache-dir", path.join(dir, "cache"), "--budget", budget, "--eval-allowance", allowance]));
       };
+      // The allowances are wide where the wall clock must stay under them, so that a busy machine
+      // (a slower start of python3) does not change the verdict.
       // Honest: 1.2 s of a 1 s budget (its last step), 1.5 s of wall clock.
-      expect((await run(stub("1.2", 1.5), "1", "5")).status).toBe("ok");
-      // It stops counting part of its time: it claims 10 s, within a budget of 20 s, but ran 1.5 s.
-      expect(await run(stub("10", 1.5), "20", "5")).toMatchObject({ status: "over_budget", val_bpb: 0.5 });
+      expect((await run(stub("1.2", 1.5), "1", "60")).status).toBe("ok");
+      // It stops counting part of its time: it claims 30 s, within a budget of 40 s, but ran 0.5 s.
+      expect(await run(stub("30", 0.5), "40", "60")).toMatchObject({ status: "over_budget", val_bpb: 0.5 });
       // It multiplies the budget: 40 s of training claimed against a budget of 20 s.
       const greedy = await run(stub("40", 0.2), "20", "60");
       expect(greedy.reason).toMatch(/reported 40 s of training, more than the budget of 20 s/);
@@ -531,7 +534,7 @@ describe("trainer/harness.py", () => {
       const asked: number[] = [];
       const server = await serve({
         "/repos/owner/repo/tarball/abc123": (_req, res) => {
-          asked.push(Date.now());
+          asked.push(performance.now()); // monotonic, as the harness's sleep is
           if (asked.length === 1) res.writeHead(429, { "retry-after": "2" }).end("{}");
           else if (asked.length === 2) res.writeHead(403, { "retry-after": "1" }).end('{"message":"You have exceeded a secondary rate limit."}');
           else res.writeHead(200, { "content-type": "application/x-gzip" }).end(readFileSync(tarball));
@@ -541,9 +544,11 @@ describe("trainer/harness.py", () => {
         const run = await runHarness(["--repo", `${server.url}/repos/owner/repo/tarball/abc123`, "--commit", "abc123", "--cache-dir", path.join(dir, "cache")]);
         expect(resultOf(run).status).toBe("ok");
         expect(asked).toHaveLength(3);
+        expect(run.stderr).toMatch(/rate limited; retry-after 2 s\); retrying in 2 s/);
+        expect(run.stderr).toMatch(/rate limited; retry-after 1 s\)[^\n]*; retrying in 1 s/);
+        // Lower bounds only: a busy machine makes the gaps longer, never shorter.
         expect(asked[1]! - asked[0]!).toBeGreaterThanOrEqual(2000);
         expect(asked[2]! - asked[1]!).toBeGreaterThanOrEqual(1000);
-        expect(run.stderr).toMatch(/rate limited; retry-after 2 s/);
       } finally {
         await server.close();
       }
@@ -993,8 +998,10 @@ describe("trainer/harness.py", () => {
 
         expect(run.code).toBe(3);
         expect(result).toMatchObject({ status: "crash", stage: "train", reason: "harness interrupted by SIGTERM" });
-        expect(run.elapsedMs).toBeLessThan(20_000);
-        for (const pid of pids) expect(await waitFor(() => !isRunning(pid), 3_000)).toBe(true);
+        // Stopped by the signal, not by its 60 s timeout.
+        expect(run.stderr).toMatch(/train: interrupted by SIGTERM; sending SIGTERM to the process group/);
+        expect(run.stderr).not.toMatch(/hard timeout/);
+        for (const pid of pids) expect(await waitFor(() => !isRunning(pid), 30_000)).toBe(true);
       } finally {
         killIfRunning(pids);
       }

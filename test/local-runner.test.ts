@@ -153,7 +153,19 @@ function harnessPid(runsDir: string, runId: string): number {
   return (JSON.parse(fs.readFileSync(path.join(runsDir, runDirName(runId), "pid"), "utf8")) as { pid: number }).pid;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/**
+ * Submits one more (quick) run and waits until the runner reports it. The report comes from a
+ * poll that looked at every run before it, and with one slot that run starts only after every
+ * run queued before it: so whatever the runner would still do with the earlier runs (report one
+ * again, start one that should not start) has happened by then, and a check made afterwards that
+ * it did not happen is not vacuous.
+ */
+async function afterAnotherRun(runner: LocalRunner, runId: string): Promise<void> {
+  const seen: string[] = [];
+  runner.onFinished((id) => seen.push(id));
+  await runner.submit(spec(runId, "python3 crash.py"));
+  await waitFor(`${runId} to be reported`, () => seen.includes(runId));
+}
 
 describe("parseHarnessResult", () => {
   const full = {
@@ -284,13 +296,11 @@ describe("LocalRunner", () => {
     expect(obs.result.log_tail).toContain("val_bpb");
 
     await waitFor("onFinished", () => finished.length > 0);
-    await sleep(400);
-    expect(finished).toEqual([["good-1", REPO]]);
-
-    // A second submit of a finished run is a no-op too: the stub ran once.
+    // A second submit of a finished run is a no-op too: the stub ran once, and was reported once.
     await runner.submit(s);
-    await sleep(300);
-    expect(counterLines()).toEqual(["good-1"]);
+    await afterAnotherRun(runner, "after-good-1");
+    expect(finished).toEqual([["good-1", REPO], ["after-good-1", REPO]]);
+    expect(counterLines()).toEqual(["good-1", "after-good-1"]);
     expect(obs.result.sandbox).toBe("bwrap");
 
     const dir = path.join(runsDir, "good-1");
@@ -354,13 +364,13 @@ describe("LocalRunner", () => {
 
     await runner.cancel("sleepy");
     expect(alive(pid)).toBe(false);
-    await waitFor("the stub to die", () => !alive(stubPid!), 5000);
+    await waitFor("the stub to die", () => !alive(stubPid!));
     const obs = await waitFinished(runner, "sleepy");
     expect(obs.result.status).not.toBe("ok");
     expect(fs.existsSync(path.join(runsDir, "sleepy", "cancelled"))).toBe(true);
-    // The dropped run never started.
-    await sleep(300);
-    expect(counterLines()).toEqual(["sleepy"]);
+    // The dropped run never started: queued before it, it would have run before the next one.
+    await afterAnotherRun(runner, "after-cancel");
+    expect(counterLines()).toEqual(["sleepy", "after-cancel"]);
   });
 
   it("survives a bot restart: a new runner picks up the run in flight and reports it once", async () => {
@@ -382,18 +392,22 @@ describe("LocalRunner", () => {
     const obs = await waitFinished(b, "restart-1");
     expect(obs.result.status).toBe("ok");
     await waitFor("B to report it", () => seenByB.length > 0);
-    await sleep(400);
-    expect(seenByB).toEqual(["restart-1"]);
+    await afterAnotherRun(b, "after-b");
+    expect(seenByB).toEqual(["restart-1", "after-b"]);
+    // A, closed, reports nothing, even when asked to look now.
+    await a.tick();
     expect(seenByA).toEqual([]);
-    expect(counterLines()).toEqual(["restart-1"]);
+    expect(counterLines()).toEqual(["restart-1", "after-b"]);
 
-    // A runner started after the run ended (it finished while the bot was down) reports it once.
+    // A runner started after the runs ended (they finished while the bot was down) reports each once.
+    b.close();
     const c = makeRunner(runsDir);
     const seenByC: string[] = [];
     c.onFinished((id) => seenByC.push(id));
-    await waitFor("C to report it", () => seenByC.length > 0);
-    await sleep(400);
-    expect(seenByC).toEqual(["restart-1"]);
+    await waitFor("C to report them", () => seenByC.length >= 2);
+    await afterAnotherRun(c, "after-c");
+    expect(seenByC.sort()).toEqual(["after-b", "after-c", "restart-1"]);
+    expect(counterLines()).toEqual(["restart-1", "after-b", "after-c"]);
   });
 
   it("starts a queued run left by a previous runner", async () => {
@@ -423,7 +437,7 @@ describe("LocalRunner", () => {
     const pid = harnessPid(runsDir, "killed");
     a.close();
     process.kill(-pid, "SIGKILL"); // e.g. kill -9 of the harness's process group
-    await waitFor("the harness to die", () => !alive(pid), 5000);
+    await waitFor("the harness to die", () => !alive(pid));
 
     const b = makeRunner(runsDir);
     const obs = await waitFinished(b, "killed");
@@ -432,7 +446,7 @@ describe("LocalRunner", () => {
     expect(obs.result.reason).toMatch(/the harness process ended without a result/);
     expect(obs.result.log_tail).toContain("train");
     // The training's PID namespace dies with the harness: nothing of the run is left.
-    await waitFor("the orphaned stub to be gone", () => !alive(stubPid!), 5000);
+    await waitFor("the orphaned stub to be gone", () => !alive(stubPid!));
   });
 
   it("does not mistake a reused pid for the harness (start time differs)", async () => {
