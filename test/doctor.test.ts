@@ -535,10 +535,9 @@ describe("LLM endpoint", () => {
     expect(down.fix).toMatch(/OPENAI_BASE_URL/);
 
     const silent = await serve(() => undefined); // accepts, never answers
-    const started = Date.now();
+    // The check ends on its own timeout (the message names it), not on the server, which never answers.
     const slow = await checkLlm(deps({ OPENAI_API_KEY: "k", OPENAI_BASE_URL: `${silent}/v1` }, { timeoutMs: 300 }));
     expect(slow).toMatchObject({ level: "fail", message: `${silent}/v1/models: no answer within 0.3 s` });
-    expect(Date.now() - started).toBeLessThan(5000);
     expect(fatalAtStart([slow])).toEqual([]);
   });
 });

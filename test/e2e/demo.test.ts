@@ -77,7 +77,6 @@ it("replays the proposals on the project's repository, decides each, and ends wh
   const head = git("rev-parse", "HEAD");
   const lines: string[] = [];
   const json = path.join(tmp, "night.json");
-  const t0 = Date.now();
   // Four experiments allowed, three proposals given: the night ends with the list.
   const summary = await runNight(plan("--json", json), {
     print: (l) => lines.push(l),
@@ -86,7 +85,6 @@ it("replays the proposals on the project's repository, decides each, and ends wh
     // No /autoresearch rerun: every decision rests on one run.
     steer: false,
   });
-  expect(Date.now() - t0).toBeLessThan(45_000);
   const written = JSON.parse(readFileSync(json, "utf8")) as Summary;
   expect(written).toEqual(summary);
 
@@ -115,7 +113,6 @@ it("replays the proposals on the project's repository, decides each, and ends wh
 });
 
 it("ends at once with the bot's error when the repository's config becomes invalid", async () => {
-  const t0 = Date.now();
   const err = await runNight(plan(), {
     print: () => undefined,
     env: env(),
@@ -129,7 +126,6 @@ it("ends at once with the bot's error when the repository's config becomes inval
   expect(err).toBeInstanceOf(DemoError);
   const e = err as DemoError;
   expect(e.exitCode).toBe(1);
+  // The bot's error, not the demo's deadline (minutes away), which ends with "did not finish in time".
   expect(e.message).toBe("the bot cannot run the night: .github/autoresearch.yml is invalid\n  slots: must be at least 1");
-  // Not at the deadline (minutes away): as soon as the bot said so.
-  expect(Date.now() - t0).toBeLessThan(30_000);
 });

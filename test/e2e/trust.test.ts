@@ -68,7 +68,8 @@ it("an attacker's experiment learns no secret and cannot adopt itself; a strange
   await waitFor("the baseline", () => settled(n, 1), 90_000);
   const attacked = await waitFor("the attack to be settled", () => settled(n, 2), 90_000);
   // Give the loop a few more passes (resync every 2 s) to act on anything it might misread.
-  await new Promise((r) => setTimeout(r, 5000));
+  const passes = n.passes;
+  await waitFor("three more passes", () => n.passes >= passes + 3);
   await n.bot!.controller.idle();
   await n.twin.waitForIdle();
 

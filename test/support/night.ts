@@ -74,6 +74,8 @@ export interface Night {
   /** Every line the bot and its runner logged (info and above). */
   logs: string[];
   bot: BotHandle | null;
+  /** Reconcile passes the bot has finished, over every bot process of the night. */
+  passes: number;
   runner: (RunnerPort & { close(): void }) | null;
   /** The Kubernetes twin, when the night runs with the Kubernetes runner. */
   kube: { twin: KubernetesTwin; url: string } | null;
@@ -125,6 +127,7 @@ export async function startNight(
     runLog,
     logs: [],
     bot: null,
+    passes: 0,
     runner: null,
     kube,
     async startBot() {
@@ -152,6 +155,9 @@ export async function startNight(
         resyncMs: 2000,
         env: { OPENAI_API_KEY: OPENAI_KEY, OPENAI_BASE_URL: baseURL },
         logSink: (line) => night.logs.push(line),
+        onPass: () => {
+          night.passes += 1;
+        },
       });
       twin.setWebhookUrl(APP_ID, bot.webhookUrl);
       night.bot = bot;

@@ -121,8 +121,10 @@ describe("template research project (CPU, through the harness)", () => {
     expect(Number.isFinite(bpb)).toBe(true);
     expect(bpb).toBeGreaterThan(0);
     expect(bpb).toBeLessThan(8); // a uniform guess over 256 byte values
+    // It trains until its budget is spent (the harness's "ok" already says it claimed no more
+    // than the budget plus its last step, and ran within budget + allowance by the wall clock;
+    // how far past the budget the last step ends depends on the machine's speed).
     expect(result.training_seconds).toBeGreaterThanOrEqual(BUDGET_SECONDS);
-    expect(result.training_seconds).toBeLessThan(BUDGET_SECONDS + 10);
     expect(result.num_steps).toBeGreaterThan(10);
 
     const val = await preparedValSplit();

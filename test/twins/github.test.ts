@@ -10,7 +10,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Probot, ProbotOctokit, createNodeMiddleware } from "probot";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { GitHubTwin } from "./github/index.js";
 import { findTemplate, formatErrors, responseSchema, validate, validateResponse, validateWebhook, webhookSchema, type SchemaError } from "./github/schema.js";
 
@@ -650,10 +650,16 @@ describe("GitHub twin", () => {
 
   it("logs every API request with its route, auth kind and read/write class", async () => {
     expect(checkedResponses).toBeGreaterThan(150);
-    // waitForIdle gives the caller's asynchronous work the whole quiet period to start.
-    const t0 = Date.now();
-    await twin.waitForIdle(120);
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(115);
+    // waitForIdle gives the caller's asynchronous work the whole quiet period to start: a request
+    // sent only after it was called (as a bot answering a webhook would) is waited for. (Ignoring
+    // the quiet period, it returns before the request arrives.)
+    const before = twin.requests.length;
+    const idle = twin.waitForIdle(1_000);
+    await new Promise((resolve) => setImmediate(resolve));
+    const late = gh.rest.repos.get({ owner: OWNER, repo: REPO });
+    await idle;
+    expect(twin.requests.slice(before).map((r) => r.route)).toEqual(["GET /repos/{owner}/{repo}"]);
+    await late;
     const stats = twin.requestStats((r) => r.auth === "installation");
     expect(stats.total).toBe(stats.reads + stats.writes);
     expect(stats.byRoute["POST /repos/{owner}/{repo}/pulls"]).toBeGreaterThanOrEqual(9);
@@ -736,6 +742,14 @@ describe("GitHub twin", () => {
 });
 
 describe("GitHub twin: rate limits", () => {
+  // The twins' clock, moved by hand: windows, resets and retry-after are exact, and a storm ends
+  // when the clock passes it, without waiting for it.
+  const T = Date.parse("2025-03-01T12:00:00Z");
+  let clock = T;
+  const now = () => new Date(clock);
+  beforeEach(() => {
+    clock = T;
+  });
   // Reads and writes of one repository (dave's), with a personal token.
   const call = (url: string, method: string, token = "ghp_dave") =>
     fetch(`${url}/repos/dave/notes/issues`, { method, headers: { authorization: `token ${token}`, "content-type": "application/json" }, body: method === "GET" ? undefined : JSON.stringify({ title: "a note" }) });
@@ -747,7 +761,7 @@ describe("GitHub twin: rate limits", () => {
   };
 
   it("announces the primary limit on every answer and refuses past it with remaining 0 and the reset", async () => {
-    const twin = new GitHubTwin({ personalTokens: { ghp_dave: "dave" }, limits: { primaryPerHour: 3 } });
+    const twin = new GitHubTwin({ now, personalTokens: { ghp_dave: "dave" }, limits: { primaryPerHour: 3 } });
     const { url } = await start(twin);
     try {
       const answers = [];
@@ -757,7 +771,7 @@ describe("GitHub twin: rate limits", () => {
       const refused = answers[3]!;
       expect(refused.status).toBe(403);
       expect(refused.headers.get("x-ratelimit-remaining")).toBe("0");
-      expect(Number(refused.headers.get("x-ratelimit-reset"))).toBeGreaterThan(Date.now() / 1000 + 3500);
+      expect(Number(refused.headers.get("x-ratelimit-reset"))).toBe((T + 3600_000) / 1000); // an hour after the window opened
       expect(((await refused.json()) as { message: string }).message).toMatch(/API rate limit exceeded/);
       expect(twin.limiter!.events.map((e) => e.kind)).toEqual(["primary"]);
     } finally {
@@ -767,7 +781,7 @@ describe("GitHub twin: rate limits", () => {
 
   it("refuses content-generating requests past the minute's allowance, 403 or 429, with and without retry-after", async () => {
     for (const [status, retryAfter] of [[403, true], [429, false]] as const) {
-      const twin = new GitHubTwin({ personalTokens: { ghp_dave: "dave", ghp_erin: "erin" }, limits: { writesPerMinute: 2, secondaryStatus: status, retryAfter } });
+      const twin = new GitHubTwin({ now, personalTokens: { ghp_dave: "dave", ghp_erin: "erin" }, limits: { writesPerMinute: 2, secondaryStatus: status, retryAfter } });
       const { url } = await start(twin);
       try {
         expect((await call(url, "POST")).status).toBe(201);
@@ -776,7 +790,7 @@ describe("GitHub twin: rate limits", () => {
         const refused = await call(url, "POST");
         expect(refused.status).toBe(status);
         expect(((await refused.json()) as { message: string }).message).toMatch(/secondary rate limit/);
-        if (retryAfter) expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(55);
+        if (retryAfter) expect(refused.headers.get("retry-after")).toBe("60"); // the first write leaves the minute then
         else expect(refused.headers.get("retry-after")).toBeNull();
         await call(url, "POST", "ghp_erin"); // another identity has its own allowance: not refused by the limits
         expect(twin.limiter!.events).toMatchObject([{ identity: "user:dave", kind: "secondary", status, retryAfter: retryAfter ? expect.any(Number) : null }]);
@@ -787,14 +801,17 @@ describe("GitHub twin: rate limits", () => {
   });
 
   it("answers every request with the secondary limit during an injected storm, then serves again", async () => {
-    const twin = new GitHubTwin({ personalTokens: { ghp_dave: "dave" } });
+    const twin = new GitHubTwin({ now, personalTokens: { ghp_dave: "dave" } });
     const { url } = await start(twin);
     try {
       twin.limiter!.storm({ durationMs: 1500, status: 429 });
       const refused = await call(url, "GET");
       expect(refused.status).toBe(429);
       expect(refused.headers.get("retry-after")).toBe("2"); // the seconds left of the storm, rounded up
-      await new Promise((r) => setTimeout(r, 1600));
+      clock += 1499;
+      const last = await call(url, "GET");
+      expect([last.status, last.headers.get("retry-after")]).toEqual([429, "1"]);
+      clock += 1;
       expect((await call(url, "GET")).status).toBe(200);
     } finally {
       await twin.stop();
