@@ -5,7 +5,7 @@
 // Paths: `program` is relative to the repository root; `editable` and `prepare_files` are
 // relative to `workdir` (the directory the train and prepare commands run in).
 
-import { LineCounter, parseDocument } from "yaml";
+import { CORE_SCHEMA, load, YAMLException } from "js-yaml";
 import { z } from "zod";
 
 export interface NightConfig {
@@ -448,6 +448,28 @@ function crossFieldErrors(c: Config): ConfigError[] {
   return errors;
 }
 
+/** The longest config file read: a settings file is a few hundred bytes; anything far larger is a mistake. */
+export const MAX_CONFIG_BYTES = 64 * 1024;
+
+/**
+ * The YAML text as data, or the syntax error at its line and column (js-yaml's mark, 0-based,
+ * shown 1-based as editors do). The core schema: plain JSON-like values only, so that
+ * `2026-03-01` stays text instead of becoming a date and no tag builds anything else.
+ */
+function parseYaml(text: string): { ok: true; data: unknown } | { ok: false; error: ConfigError } {
+  const bytes = Buffer.byteLength(text, "utf8");
+  if (bytes > MAX_CONFIG_BYTES) {
+    return { ok: false, error: { path: "", message: `the file is ${bytes} bytes, more than the ${MAX_CONFIG_BYTES} a settings file may have` } };
+  }
+  try {
+    return { ok: true, data: load(text, { schema: CORE_SCHEMA }) };
+  } catch (err) {
+    if (!(err instanceof YAMLException)) throw err;
+    const where = err.mark ? `line ${err.mark.line + 1}, column ${err.mark.column + 1}` : "";
+    return { ok: false, error: { path: where, message: `YAML syntax error: ${err.reason}` } };
+  }
+}
+
 /**
  * Parse the text of `.github/autoresearch.yml`. `null` or an empty file means all defaults.
  * `env` only decides the default proposer (openai when OPENAI_API_KEY is set); the endpoint and
@@ -456,18 +478,9 @@ function crossFieldErrors(c: Config): ConfigError[] {
 export function parseConfig(text: string | null, env: ConfigEnv = {}): ParseConfigResult {
   let data: unknown = {};
   if (text !== null && text.trim() !== "") {
-    const lineCounter = new LineCounter();
-    const doc = parseDocument(text, { lineCounter, prettyErrors: false });
-    if (doc.errors.length > 0) {
-      return {
-        ok: false,
-        errors: doc.errors.map((e) => {
-          const { line, col } = lineCounter.linePos(e.pos[0]);
-          return { path: `line ${line}, column ${col}`, message: `YAML syntax error: ${e.message}` };
-        }),
-      };
-    }
-    data = doc.toJS() ?? {};
+    const read = parseYaml(text);
+    if (!read.ok) return { ok: false, errors: [read.error] };
+    data = read.data ?? {};
   }
   if (typeof data !== "object" || data === null || Array.isArray(data)) {
     return {

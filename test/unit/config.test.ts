@@ -202,9 +202,25 @@ describe("parseConfig errors name the field", () => {
 
   it("reports YAML syntax errors with line and column", () => {
     expect(errors("slots: 1\neditable: [train.py\nrunner: local\n")).toEqual([
-      "line 3, column 1: YAML syntax error: Flow sequence in block collection must be sufficiently indented and end with a ]",
+      "line 3, column 1: YAML syntax error: missed comma between flow collection entries",
     ]);
-    expect(errors("slots: 1\nslots: 2\n")).toEqual(["line 2, column 1: YAML syntax error: Map keys must be unique"]);
+    expect(errors("slots: 1\nslots: 2\n")).toEqual(["line 2, column 1: YAML syntax error: duplicated mapping key"]);
+  });
+
+  it("points at the line and column of a syntax error inside a section, as an editor counts them", () => {
+    // The key on line 3 is indented one space less than its sibling: column 4 of line 3.
+    const r = parseConfig("proposer:\n    kind: mutate\n   model: x\n");
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.errors).toEqual([{ path: "line 3, column 4", message: "YAML syntax error: bad indentation of a mapping entry" }]);
+    expect(formatConfigErrors(r.errors)).toBe("line 3, column 4: YAML syntax error: bad indentation of a mapping entry");
+  });
+
+  it("reads dates, times and tags as plain text, and refuses a file far larger than a settings file", () => {
+    const night = parseConfig("night:\n  window: 22:00-07:00\n  timezone: UTC\n");
+    expect(night.ok && night.config.night).toMatchObject({ window: "22:00-07:00", timezone: "UTC" });
+    expect(errors("proposer:\n  model: !!js/function 'f() {}'\n")[0]).toMatch(/^line 2, column \d+: YAML syntax error: unknown tag/);
+    expect(errors(`# ${"x".repeat(70_000)}\nslots: 1\n`)).toEqual(["the file is 70012 bytes, more than the 65536 a settings file may have"]);
   });
 
   it("requires the file to be a mapping", () => {
