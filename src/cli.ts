@@ -1,7 +1,7 @@
 // Command-line entry: `results OWNER/REPO` rebuilds the ledger from GitHub alone and prints
 // it as autoresearch's results.tsv; `doctor` checks everything the bot needs.
 import { parseArgs } from "node:util";
-import { ProbotOctokit } from "probot";
+import { Octokit } from "@octokit/rest";
 import { defaultDoctorDeps, exitCodeOf, formatReport, runDoctor, runnerKindOf, withDotenv } from "./doctor.js";
 import { OctokitGitHub } from "./github/octokit.js";
 import { toResultsTsv } from "./ledger/index.js";
@@ -92,7 +92,8 @@ async function results(args: string[]): Promise<number> {
   const apiUrl = parsed.values["api-url"] ?? process.env.GITHUB_API_URL ?? "https://api.github.com";
   const out = parsed.values.out ?? null;
   const author = parsed.values.author ?? `${process.env.AUTORESEARCH_APP_SLUG || "autoresearch-bot"}[bot]`;
-  const octokit = new ProbotOctokit({ auth: process.env.GITHUB_TOKEN, baseUrl: apiUrl, retry: { enabled: false } });
+  // A plain token client: the results command is a one-off read outside Probot, with no app.
+  const octokit = new Octokit({ auth: process.env.GITHUB_TOKEN, baseUrl: apiUrl, userAgent: "autoresearch-bot results" });
   const gh = new OctokitGitHub(octokit, { owner: m[1]!, repo: m[2]! }, { botLogin: author });
   try {
     const pulls = await readLedger(gh, { warn: (msg) => console.error(msg) });

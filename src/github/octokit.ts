@@ -1,6 +1,7 @@
 // The GitHub port implemented with Octokit (the installation-authenticated client Probot
 // hands out). Every method is one small, idempotent step of the loop; errors carry the
 // HTTP status so reconcile can tell "try again next pass" from "this PR moved".
+import type { Octokit } from "@octokit/rest";
 import type { ProbotOctokit } from "probot";
 import { decodeRecord, LABEL, parseBranchName } from "../ledger/index.js";
 import type { WriteBudgetView } from "./budget.js";
@@ -156,6 +157,12 @@ function experimentPull(p: PullFields): ExperimentPull | null {
   };
 }
 
+/**
+ * The client the port works with: Probot's installation client in the bot, or a plain token
+ * client (`@octokit/rest`, the results command) that has no config plugin.
+ */
+export type GitHubClient = Pick<Octokit, "rest" | "paginate" | "request" | "auth"> & Partial<Pick<ProbotOctokit, "config">>;
+
 export class OctokitGitHub implements GitHubPort {
   readonly botLogin: string | null;
   readonly budget: WriteBudgetView | undefined;
@@ -163,7 +170,7 @@ export class OctokitGitHub implements GitHubPort {
   private readonly gate: { wait(): Promise<void> } | undefined;
 
   constructor(
-    private readonly octokit: ProbotOctokit,
+    private readonly octokit: GitHubClient,
     readonly repo: RepoRef,
     opts: { botLogin?: string | null; budget?: WriteBudgetView; gate?: { wait(): Promise<void> } } = {},
   ) {
