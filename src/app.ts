@@ -4,18 +4,23 @@ import type { Probot, ProbotOctokit } from "probot";
 import type { Config } from "./config.js";
 import { Controller } from "./controller.js";
 import { BackoffGate } from "./github/backoff.js";
-import { WriteBudget, writeLimitsFromEnv } from "./github/budget.js";
+import { WriteBudget } from "./github/budget.js";
 import { OctokitGitHub } from "./github/octokit.js";
 import { MutateProposer } from "./proposers/mutate.js";
 import { OpenAIProposer } from "./proposers/openai.js";
 import { type ReconcileReport } from "./reconcile/index.js";
+import { openaiEnv, settingsFrom, type Env, type Settings } from "./settings.js";
 import { openaiAnswerer } from "./steering/index.js";
 import { EVENTS, webhookWork } from "./webhooks.js";
 import type { ProposerPort, RepoRef, RunnerPort } from "./types.js";
 
 export interface AppOptions {
   runner: RunnerPort;
-  env?: Record<string, string | undefined>;
+  /** The bot's settings (src/index.ts parses them at start). */
+  settings?: Settings;
+  /** Without `settings`: the environment they are parsed from (default process.env; tests, demo). */
+  env?: Env;
+  /** The resync period in ms, instead of the settings' seconds (tests, demo). */
   resyncMs?: number;
   /** Replace the proposer factory (tests, demo). */
   proposerFor?(config: Config): ProposerPort;
@@ -24,11 +29,11 @@ export interface AppOptions {
   onController?(controller: Controller): void;
 }
 
-/** The proposer a repository's config asks for; the endpoint and key come from the environment. */
-export function defaultProposerFor(env: Record<string, string | undefined>) {
+/** The proposer a repository's config asks for; the endpoint and key come from the bot's settings. */
+export function defaultProposerFor(openai: Settings["openai"]) {
   return (config: Config): ProposerPort => {
     if (config.proposer.kind === "mutate") return new MutateProposer();
-    const apiKey = env.OPENAI_API_KEY;
+    const apiKey = openai.apiKey;
     if (!apiKey) {
       throw new Error(
         "proposer.kind is openai but OPENAI_API_KEY is not set in the bot's environment " +
@@ -37,7 +42,7 @@ export function defaultProposerFor(env: Record<string, string | undefined>) {
     }
     return new OpenAIProposer({
       apiKey,
-      baseURL: env.OPENAI_BASE_URL || undefined,
+      baseURL: openai.baseURL ?? undefined,
       model: config.proposer.model,
       temperature: config.proposer.temperature,
       maxAttempts: config.proposer.maxAttempts,
@@ -64,14 +69,14 @@ export function throughGate(octokit: ProbotOctokit, gate: BackoffGate, ms: numbe
 
 export function createApp(opts: AppOptions) {
   return (app: Probot) => {
-    const env = opts.env ?? process.env;
+    const settings = opts.settings ?? settingsFrom(opts.env ?? process.env);
     const log = {
       info: (m: string) => app.log.info(m),
       warn: (m: string) => app.log.warn(m),
       error: (m: string) => app.log.error(m),
     };
     const installationOctokits = new Map<number, ProbotOctokit>();
-    const writeLimits = writeLimitsFromEnv(env);
+    const writeLimits = settings.writes;
     const budgets = new Map<number, WriteBudget>();
     const budgetFor = (installationId: number) => {
       let b = budgets.get(installationId);
@@ -104,7 +109,7 @@ export function createApp(opts: AppOptions) {
     };
 
     // The app's slug names its bot user (`<slug>[bot]`) and is what people mention.
-    let slug: string | null = env.AUTORESEARCH_APP_SLUG || null;
+    let slug: string | null = settings.appSlug;
     const appSlug = async (): Promise<string | null> => {
       if (slug) return slug;
       try {
@@ -118,13 +123,14 @@ export function createApp(opts: AppOptions) {
     };
 
     const controller = new Controller({
-      steering: { appSlug, answer: openaiAnswerer(env, env.AUTORESEARCH_ANSWER_MODEL || undefined) },
+      steering: { appSlug, answer: openaiAnswerer(openaiEnv(settings), settings.openai.answerModel) },
       runner: opts.runner,
-      env,
+      // A pass reads only whether an LLM key is set (the config's default proposer).
+      env: openaiEnv(settings),
       log,
-      resyncMs: opts.resyncMs,
+      resyncMs: opts.resyncMs ?? settings.resyncSeconds * 1000,
       onPass: opts.onPass,
-      proposerFor: opts.proposerFor ?? defaultProposerFor(env),
+      proposerFor: opts.proposerFor ?? defaultProposerFor(settings.openai),
       github: async (installationId, repo) => {
         const s = await appSlug();
         return new OctokitGitHub(await octokitFor(installationId), repo, {

@@ -16,7 +16,6 @@
 //
 // `doctor` exits 0 only when nothing failed (warnings are allowed): the configured path can run
 // an experiment.
-import { GITHUB_WRITE_LIMITS, writeLimitsFromEnv } from "./github/budget.js";
 import { execFile } from "node:child_process";
 import { createPrivateKey, sign, type KeyObject } from "node:crypto";
 import * as fs from "node:fs";
@@ -29,8 +28,9 @@ import { getPrivateKey } from "@probot/get-private-key";
 import OpenAI from "openai";
 import { DEFAULT_CONFIG } from "./config.js";
 import { defaultKubeConfig, KubernetesRunner, parseJobTemplate, templateSource } from "./runner/kubernetes.js";
-import { defaultHarnessPath, harnessEnv, probeSandbox, SANDBOX_FIX, sandboxFromEnv } from "./runner/local.js";
-import { namespaceFor, positive, prepareNetworkFromEnv } from "./runner/select.js";
+import { defaultHarnessPath, harnessEnv, probeSandbox, SANDBOX_FIX } from "./runner/local.js";
+import { namespaceFor } from "./runner/select.js";
+import { describeProblem, readSettings, readVariable, type RunnerKind } from "./settings.js";
 import type { RepoRef, RunSpec } from "./types.js";
 
 export type Env = Record<string, string | undefined>;
@@ -224,86 +224,28 @@ function gib(bytes: number): string {
 
 // ------------------------------------------------------------------ settings
 
-/** The longest timer Node keeps: a longer one fires after 1 ms instead. */
-const MAX_TIMER_SECONDS = Math.floor(2 ** 31 / 1000) - 1;
-
-/**
- * AUTORESEARCH_RESYNC_SECONDS (default 300): the period of the full resync. Anything that is not
- * a number of seconds from 1 to ~24 days is refused: Number("") is 0 and NaN or an overlong
- * delay makes setTimeout fire after 1 ms, which would turn the resync into a busy loop against
- * GitHub.
- */
-export function resyncSecondsFromEnv(env: Env): number {
-  const raw = env.AUTORESEARCH_RESYNC_SECONDS;
-  if (raw === undefined) return 300;
-  const n = Number(raw.trim());
-  if (raw.trim() === "" || !Number.isFinite(n) || n < 1 || n > MAX_TIMER_SECONDS) {
-    throw new Error(
-      `AUTORESEARCH_RESYNC_SECONDS must be a number of seconds from 1 to ${MAX_TIMER_SECONDS}, not ${JSON.stringify(raw)} ` +
-        "(unset it for the default, 300)",
-    );
-  }
-  return n;
-}
-
-/** A positive number setting, or undefined when unset or empty (as src/runner/select.ts reads them). */
-/** The runner's own check of a positive number setting, as a problem line (null: fine). */
-function positiveSetting(env: Env, name: string): string | null {
-  try {
-    positive(env, name);
-    return null;
-  } catch (err) {
-    return (err as Error).message;
-  }
-}
-
-export type RunnerKind = "local" | "kubernetes";
+export type { RunnerKind } from "./settings.js";
 
 /** The runner this environment selects, or null when AUTORESEARCH_RUNNER names none. */
 export function runnerKindOf(env: Env): RunnerKind | null {
-  const kind = env.AUTORESEARCH_RUNNER || "local";
-  return kind === "local" || kind === "kubernetes" ? kind : null;
+  const kind = readVariable(env, "AUTORESEARCH_RUNNER");
+  return kind.ok ? (kind.value ?? "local") : null;
 }
 
-/** Every AUTORESEARCH_* setting the bot reads at start has a usable value. */
+/**
+ * Every setting the bot reads from its environment has a usable value: the schema `npm start`
+ * parses them with (src/settings.ts), so both report the same problems in the same words.
+ */
 export function checkSettings(env: Env): CheckResult {
-  const problems: string[] = [];
-  const kind = runnerKindOf(env);
-  if (!kind) problems.push(`AUTORESEARCH_RUNNER must be local or kubernetes, not ${JSON.stringify(env.AUTORESEARCH_RUNNER)}`);
-  let resync = 300;
-  try {
-    resync = resyncSecondsFromEnv(env);
-  } catch (err) {
-    problems.push((err as Error).message);
+  const r = readSettings(env);
+  if (!r.ok) {
+    return fail("settings", "environment", r.error.problems.map(describeProblem).join("; "), "correct or unset these variables (an empty value means the default; README: \"Environment variables\")");
   }
-  let writes = GITHUB_WRITE_LIMITS;
-  try {
-    writes = writeLimitsFromEnv(env);
-  } catch (err) {
-    problems.push((err as Error).message);
-  }
-  for (const name of ["AUTORESEARCH_SLOTS", ...(kind === "kubernetes" ? ["AUTORESEARCH_PENDING_TIMEOUT_SECONDS"] : [])]) {
-    const problem = positiveSetting(env, name);
-    if (problem) problems.push(problem);
-  }
-  if (kind === "local") {
-    try {
-      sandboxFromEnv(env);
-    } catch (err) {
-      problems.push((err as Error).message);
-    }
-    if (prepareNetworkFromEnv(env) === null) {
-      problems.push(`AUTORESEARCH_PREPARE_NETWORK must be on (the default) or off, not ${JSON.stringify(env.AUTORESEARCH_PREPARE_NETWORK)}`);
-    }
-  }
-  if (problems.length) {
-    return fail("settings", "environment", problems.join("; "), "correct or unset these variables (README: \"Installing the app on a real repository\", \"Running on Kubernetes\")");
-  }
-  const slots = env.AUTORESEARCH_SLOTS || (kind === "kubernetes" ? "8" : "1");
+  const { runner, resyncSeconds, writes } = r.settings;
   return ok(
     "settings",
     "environment",
-    `runner ${kind}, ${slots} slot${slots === "1" ? "" : "s"}, resync every ${resync} s, GitHub writes ≤ ${writes.perMinute}/min and ${writes.perHour}/h per installation`,
+    `runner ${runner.kind}, ${runner.slots} slot${runner.slots === 1 ? "" : "s"}, resync every ${resyncSeconds} s, GitHub writes ≤ ${writes.perMinute}/min and ${writes.perHour}/h per installation`,
   );
 }
 
@@ -514,13 +456,9 @@ export async function checkTorch(d: DoctorDeps): Promise<CheckResult[]> {
 
 /** bubblewrap present and able to build the run's namespaces (the local runner's own probe). */
 export function checkSandbox(d: DoctorDeps): CheckResult {
-  let mode: "bwrap" | "off";
-  try {
-    mode = sandboxFromEnv(d.env);
-  } catch (err) {
-    return fail("sandbox", "environment", (err as Error).message, "set AUTORESEARCH_SANDBOX to bwrap (the default) or unset it");
-  }
-  if (mode === "off") {
+  const mode = readVariable(d.env, "AUTORESEARCH_SANDBOX");
+  if (!mode.ok) return fail("sandbox", "environment", describeProblem(mode.problem), "set AUTORESEARCH_SANDBOX to bwrap (the default) or unset it");
+  if (mode.value === "off") {
     return warn("sandbox", "environment",
       "AUTORESEARCH_SANDBOX=off: LLM-written code runs with this process's access to files, network and credentials (every check run says so)",
       "unset AUTORESEARCH_SANDBOX once bubblewrap works here (install it and allow unprivileged user namespaces; README: \"Security model\")");
@@ -683,8 +621,9 @@ export async function checkKubernetes(d: DoctorDeps): Promise<CheckResult[]> {
   const where = kc.getCurrentContext() === "inClusterContext" ? "in-cluster service account" : `context ${kc.getCurrentContext()}`;
   results.push(ok("kubeconfig", "environment", `${where}, cluster ${cluster.server}`));
 
-  const namespace = namespaceFor(d.env, kc);
-  const nsSource = d.env.AUTORESEARCH_NAMESPACE ? "AUTORESEARCH_NAMESPACE" : "the default chain";
+  const configured = readVariable(d.env, "AUTORESEARCH_NAMESPACE");
+  const namespace = namespaceFor(configured.ok ? (configured.value ?? null) : null, kc);
+  const nsSource = configured.ok && configured.value ? "AUTORESEARCH_NAMESPACE" : "the default chain";
   results.push(ok("namespace", "environment", `${namespace} (from ${nsSource})`));
 
   // The template, through the runner itself: its reading, its checks and its rendering.

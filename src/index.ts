@@ -1,8 +1,9 @@
 // Entry point for `probot run` (npm start): the app with the runner this process hosts.
 import type { Probot } from "probot";
 import { createApp } from "./app.js";
-import { defaultDoctorDeps, describeResult, fatalAtStart, resyncSecondsFromEnv, runDoctor } from "./doctor.js";
-import { runnerFromEnv } from "./runner/select.js";
+import { defaultDoctorDeps, describeResult, fatalAtStart, runDoctor } from "./doctor.js";
+import { runnerFor } from "./runner/select.js";
+import { readSettings } from "./settings.js";
 
 export default async (app: Probot) => {
   // Probot calls this only with credentials: without them it serves its registration page
@@ -27,19 +28,26 @@ export default async (app: Probot) => {
   }
   app.log.info(`start-up checks: ${results.filter((r) => r.level === "ok").length} of ${results.length} ok`);
 
-  // Validated by the checks above; read again here for its value.
-  const resyncSeconds = resyncSecondsFromEnv(process.env);
+  // The settings, parsed once: the checks above parsed them with the same schema (their
+  // "settings" line is the one message naming every bad variable), so this cannot fail here;
+  // if it ever does, it stops the bot the same way.
+  const read = readSettings(process.env);
+  if (!read.ok) {
+    app.log.fatal(`settings: ${read.error.message}`);
+    process.exit(1);
+  }
+  const settings = read.settings;
   // AUTORESEARCH_RUNNER=local (default) or kubernetes; see src/runner/select.ts.
-  let runner: ReturnType<typeof runnerFromEnv>;
+  let runner: ReturnType<typeof runnerFor>;
   try {
-    runner = runnerFromEnv(process.env, {
+    runner = runnerFor(settings.runner, {
       logger: { info: (m) => app.log.info(m), warn: (m) => app.log.warn(m), error: (m) => app.log.error(m) },
     });
   } catch (err) {
-    // A runner that cannot run safely (no sandbox) or a bad setting: say why and stop, rather
-    // than serve webhooks that would fail one by one.
+    // A runner that cannot run safely (no sandbox): say why and stop, rather than serve
+    // webhooks that would fail one by one.
     app.log.fatal((err as Error).message);
     process.exit(1);
   }
-  return createApp({ runner, resyncMs: resyncSeconds * 1000 })(app);
+  return createApp({ runner, settings })(app);
 };

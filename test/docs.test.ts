@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import { parse as parseYaml, stringify as toYaml } from "yaml";
 import { HELP, parseCommand } from "../src/commands.js";
 import { DEFAULT_CONFIG, formatConfigErrors, parseConfig, type Config, type ParseConfigResult } from "../src/config.js";
+import { VARIABLES } from "../src/settings.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const README = readFileSync(path.join(ROOT, "README.md"), "utf8");
@@ -198,7 +199,7 @@ describe("README: the configuration", () => {
 // ------------------------------------------------------------------ environment variables
 
 // How the code reads a variable: process.env.NAME, env.NAME (any object named env),
-// env["NAME"], and helpers called as f(env, "NAME").
+// env["NAME"], helpers called as f(env, "NAME"), and the settings schema's VARIABLES.
 const READS = [
   /\benv\.([A-Z][A-Z0-9_]*)\b/g,
   /\benv\[\s*["'`]([A-Z][A-Z0-9_]*)["'`]\s*\]/g,
@@ -237,6 +238,8 @@ describe("README: environment variables", () => {
   const inTable = new Set(rows.flatMap((row) => row.flatMap(codeSpans)));
   const listed = rows.flatMap((row) => codeSpans(row[0]!));
   const ours = readsIn(["src", "scripts"]);
+  // The bot's settings are read by name from the schema's table of variables (src/settings.ts).
+  for (const name of Object.keys(VARIABLES)) ours.set(name, [...(ours.get(name) ?? []), "src/settings.ts"]);
   // Variables every program reads with the same meaning; not the bot's settings.
   const OS = new Set(["PATH", "HOME"]);
 

@@ -97,7 +97,7 @@ it("doctor reads .env as npm start does, prints one line per check and exits 1 o
   });
   expect(code).toBe(1);
   expect(out).toContain(`autoresearch-bot doctor: local runner, with ${path.join(cwd, ".env")}`);
-  expect(out).toMatch(/^FAIL {2}settings +AUTORESEARCH_RESYNC_SECONDS must be a number of seconds from 1 to \d+, not "abc"/m);
+  expect(out).toMatch(/^FAIL {2}settings +AUTORESEARCH_RESYNC_SECONDS is "abc": it must be a whole number of seconds from 10 to 86400, a day \(for example AUTORESEARCH_RESYNC_SECONDS=300\)$/m);
   expect(out).toMatch(/^warn {2}git +git was not found on PATH/m);
   expect(out).toMatch(/^FAIL {2}harness +python3 was not found on PATH/m);
   expect(out).toMatch(/^FAIL {2}sandbox +bwrap \(bubblewrap\) was not found on PATH\n +fix: install bubblewrap/m);
@@ -124,14 +124,21 @@ it("npm start refuses to start on a fatal problem, one FATAL line each, and exit
         PRIVATE_KEY: key,
         WEBHOOK_SECRET: "secret",
         GITHUB_API_URL: `http://127.0.0.1:${await closedPort()}`,
-        AUTORESEARCH_RESYNC_SECONDS: "",
+        // Bad settings: all named in one line, the key by its length only. A blank one is unset.
+        AUTORESEARCH_RESYNC_SECONDS: "abc",
+        AUTORESEARCH_SLOTS: "0",
+        OPENAI_API_KEY: "sk-do-not-print me",
+        OPENAI_BASE_URL: `http://127.0.0.1:${await closedPort()}/v1`,
+        AUTORESEARCH_WRITES_PER_HOUR: "",
       }),
     },
   );
   expect(code).toBe(1);
   const fatal = out.split("\n").filter((l) => l.includes("FATAL"));
   expect(fatal).toEqual(expect.arrayContaining([
-    expect.stringMatching(/FATAL.*settings: AUTORESEARCH_RESYNC_SECONDS must be a number of seconds from 1 to \d+, not ""/),
+    expect.stringMatching(
+      /FATAL.*settings: AUTORESEARCH_SLOTS is "0": it must be a whole number of runs from 1 to 1000 \(for example AUTORESEARCH_SLOTS=4\); AUTORESEARCH_RESYNC_SECONDS is "abc": .*; OPENAI_API_KEY is <secret, 18 characters>: .*\. Fix: correct or unset these variables/,
+    ),
     expect.stringMatching(/FATAL.*harness: python3 was not found on PATH.*Fix: install Python/),
     expect.stringMatching(/FATAL.*sandbox: bwrap \(bubblewrap\) was not found on PATH\. Fix: install bubblewrap/),
   ]));
@@ -141,4 +148,6 @@ it("npm start refuses to start on a fatal problem, one FATAL line each, and exit
   expect(out).toMatch(/not starting: \d+ fatal problems above \(npm run doctor checks again\)/);
   // It never listened: a server that starts logs "Listening on http://…" (test/start.test.ts reads it).
   expect(out).not.toMatch(/Listening on/);
+  expect(fatal.filter((l) => l.includes("settings:"))).toHaveLength(1);
+  expect(out).not.toContain("sk-do-not-print");
 }, 60_000);

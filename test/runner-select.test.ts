@@ -40,17 +40,17 @@ describe("runnerFromEnv", () => {
       const off = runnerFromEnv({ AUTORESEARCH_RUNS_DIR: dir, AUTORESEARCH_SANDBOX: "off" }, { logger: quiet });
       expect(off.sandboxed).toBe(false);
       off.close();
-      expect(() => runnerFromEnv({ AUTORESEARCH_RUNS_DIR: dir, AUTORESEARCH_SANDBOX: "yes" })).toThrow(/AUTORESEARCH_SANDBOX must be/);
-      expect(() => runnerFromEnv({ AUTORESEARCH_RUNS_DIR: dir, AUTORESEARCH_PREPARE_NETWORK: "maybe" })).toThrow(/AUTORESEARCH_PREPARE_NETWORK must be/);
+      expect(() => runnerFromEnv({ AUTORESEARCH_RUNS_DIR: dir, AUTORESEARCH_SANDBOX: "yes" })).toThrow(/AUTORESEARCH_SANDBOX is "yes": it must be bwrap/);
+      expect(() => runnerFromEnv({ AUTORESEARCH_RUNS_DIR: dir, AUTORESEARCH_PREPARE_NETWORK: "maybe" })).toThrow(/AUTORESEARCH_PREPARE_NETWORK is "maybe": it must be on/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });
 
   it("refuses an unknown runner or a bad slot count by name", () => {
-    expect(() => runnerFromEnv({ AUTORESEARCH_RUNNER: "slurm" })).toThrow(/AUTORESEARCH_RUNNER must be local or kubernetes/);
+    expect(() => runnerFromEnv({ AUTORESEARCH_RUNNER: "slurm" })).toThrow(/AUTORESEARCH_RUNNER is "slurm": it must be local \(the default\) or kubernetes/);
     expect(() => runnerFromEnv({ AUTORESEARCH_RUNNER: "kubernetes", AUTORESEARCH_SLOTS: "many" }, { kubeConfig: kubeConfigFor("http://127.0.0.1:9", "t") })).toThrow(
-      /AUTORESEARCH_SLOTS must be a positive number/,
+      /AUTORESEARCH_SLOTS is "many": it must be a whole number of runs/,
     );
   });
 

@@ -125,19 +125,3 @@ export function isBudgetedWrite(method: string, url: string): boolean {
   // request, authenticated as the app; it creates no content in a repository.
   return !/\/app\/installations\/\d+\/access_tokens$/.test(new URL(url, "http://x").pathname);
 }
-
-/** Write limits from the environment (GitHub Enterprise Server sets its own), or GitHub's. */
-export function writeLimitsFromEnv(env: Record<string, string | undefined>): WriteLimits {
-  return {
-    perMinute: writesSetting(env, "AUTORESEARCH_WRITES_PER_MINUTE", GITHUB_WRITE_LIMITS.perMinute),
-    perHour: writesSetting(env, "AUTORESEARCH_WRITES_PER_HOUR", GITHUB_WRITE_LIMITS.perHour),
-  };
-}
-
-function writesSetting(env: Record<string, string | undefined>, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a whole number of writes ≥ 1, got ${JSON.stringify(raw)}`);
-  return n;
-}

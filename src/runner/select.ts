@@ -1,4 +1,4 @@
-// The runner this process hosts, chosen by environment (one per process; a repository's
+// The runner this process hosts, chosen by its settings (src/settings.ts; one per process; a repository's
 // `runner:` must name the same kind or its loop waits with a clear error):
 //
 //   AUTORESEARCH_RUNNER            local (default) | kubernetes
@@ -16,27 +16,13 @@ import { readFileSync } from "node:fs";
 import type * as k8s from "@kubernetes/client-node";
 import type { RunnerPort } from "../types.js";
 import { defaultKubeConfig, KubernetesRunner, templateSource, type RunnerLogger } from "./kubernetes.js";
-import { LocalRunner, sandboxFromEnv } from "./local.js";
+import { settingsFrom, type Env, type RunnerSettings } from "../settings.js";
+import { LocalRunner } from "./local.js";
 
 const SA_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 
-/** A positive number setting, undefined when unset; throws naming the variable when it is not one. */
-export function positive(env: Record<string, string | undefined>, name: string): number | undefined {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return undefined;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, not ${JSON.stringify(raw)}`);
-  return n;
-}
-
-/** AUTORESEARCH_PREPARE_NETWORK: "on" (the default) or "off"; null when it is neither. */
-export function prepareNetworkFromEnv(env: Record<string, string | undefined>): "on" | "off" | null {
-  const network = (env.AUTORESEARCH_PREPARE_NETWORK ?? "on").trim().toLowerCase();
-  return network === "on" || network === "off" ? network : null;
-}
-
-export function namespaceFor(env: Record<string, string | undefined>, kc: k8s.KubeConfig): string {
-  if (env.AUTORESEARCH_NAMESPACE) return env.AUTORESEARCH_NAMESPACE;
+export function namespaceFor(configured: string | null, kc: k8s.KubeConfig): string {
+  if (configured) return configured;
   try {
     const ns = readFileSync(SA_NAMESPACE, "utf8").trim();
     if (ns) return ns;
@@ -47,37 +33,40 @@ export function namespaceFor(env: Record<string, string | undefined>, kc: k8s.Ku
   return ctx?.namespace || "default";
 }
 
-export function runnerFromEnv(
-  env: Record<string, string | undefined>,
+/** The runner the settings ask for (src/settings.ts has validated them). */
+export function runnerFor(
+  settings: RunnerSettings,
   opts: { logger?: RunnerLogger; kubeConfig?: k8s.KubeConfig } = {},
 ): RunnerPort & { close(): void } {
-  const kind = env.AUTORESEARCH_RUNNER || "local";
-  if (kind === "local") {
-    const network = prepareNetworkFromEnv(env);
-    if (network === null) {
-      throw new Error(`AUTORESEARCH_PREPARE_NETWORK must be on (the default) or off, not ${JSON.stringify(env.AUTORESEARCH_PREPARE_NETWORK)}`);
-    }
+  if (settings.kind === "local") {
     return new LocalRunner({
-      runsDir: env.AUTORESEARCH_RUNS_DIR ?? ".runs",
-      slots: positive(env, "AUTORESEARCH_SLOTS") ?? 1,
-      cacheDir: env.AUTORESEARCH_CACHE_DIR,
-      sandbox: sandboxFromEnv(env),
-      prepareNetwork: network === "on",
-      sandboxReadOnly: (env.AUTORESEARCH_SANDBOX_READONLY ?? "").split(":").filter(Boolean),
+      runsDir: settings.runsDir,
+      slots: settings.slots,
+      ...(settings.cacheDir ? { cacheDir: settings.cacheDir } : {}),
+      ...(settings.python ? { trainPython: settings.python } : {}),
+      sandbox: settings.sandbox,
+      prepareNetwork: settings.prepareNetwork,
+      sandboxReadOnly: settings.sandboxReadOnly,
       logger: opts.logger,
     });
   }
-  if (kind !== "kubernetes") throw new Error(`AUTORESEARCH_RUNNER must be local or kubernetes, not ${JSON.stringify(kind)}`);
   const kc = opts.kubeConfig ?? defaultKubeConfig();
-  const pending = positive(env, "AUTORESEARCH_PENDING_TIMEOUT_SECONDS");
   const runner = new KubernetesRunner({
     kubeConfig: kc,
-    namespace: namespaceFor(env, kc),
-    template: templateSource(env.AUTORESEARCH_JOB_TEMPLATE || "k8s/job.yaml"),
-    slots: positive(env, "AUTORESEARCH_SLOTS") ?? 8,
-    ...(pending ? { pendingTimeoutMs: pending * 1000 } : {}),
+    namespace: namespaceFor(settings.namespace, kc),
+    template: templateSource(settings.jobTemplate),
+    slots: settings.slots,
+    ...(settings.pendingTimeoutSeconds ? { pendingTimeoutMs: settings.pendingTimeoutSeconds * 1000 } : {}),
     logger: opts.logger,
   });
   runner.start();
   return runner;
+}
+
+/** The runner of an environment; throws a SettingsError naming every bad variable. */
+export function runnerFromEnv(
+  env: Env,
+  opts: { logger?: RunnerLogger; kubeConfig?: k8s.KubeConfig } = {},
+): RunnerPort & { close(): void } {
+  return runnerFor(settingsFrom(env).runner, opts);
 }

@@ -2,7 +2,7 @@
 // an hour on github.com; configurable for GitHub Enterprise Server), in order; reconcile reads
 // what is left, when more fits, and how much a night used.
 import { describe, expect, it } from "vitest";
-import { GITHUB_WRITE_LIMITS, isBudgetedWrite, WriteBudget, writeLimitsFromEnv } from "../../src/github/budget.js";
+import { GITHUB_WRITE_LIMITS, isBudgetedWrite, WriteBudget } from "../../src/github/budget.js";
 
 function clock(start = Date.parse("2026-03-01T22:00:00Z")) {
   let t = start;
@@ -80,14 +80,5 @@ describe("what counts as a write", () => {
     for (const m of ["POST", "PATCH", "PUT", "DELETE"]) expect(isBudgetedWrite(m, "https://api.github.com/repos/a/b/issues/1")).toBe(true);
     expect(isBudgetedWrite("POST", "https://api.github.com/app/installations/42/access_tokens")).toBe(false);
     expect(isBudgetedWrite("POST", "https://ghe.example/api/v3/app/installations/42/access_tokens")).toBe(false);
-  });
-});
-
-describe("limits from the environment", () => {
-  it("are GitHub's unless set, and a bad value is an error naming the variable", () => {
-    expect(writeLimitsFromEnv({})).toEqual({ perMinute: 80, perHour: 500 });
-    expect(writeLimitsFromEnv({ AUTORESEARCH_WRITES_PER_MINUTE: "200", AUTORESEARCH_WRITES_PER_HOUR: "2000" })).toEqual({ perMinute: 200, perHour: 2000 });
-    expect(() => writeLimitsFromEnv({ AUTORESEARCH_WRITES_PER_HOUR: "lots" })).toThrow(/AUTORESEARCH_WRITES_PER_HOUR must be a whole number/);
-    expect(() => writeLimitsFromEnv({ AUTORESEARCH_WRITES_PER_MINUTE: "0" })).toThrow(/AUTORESEARCH_WRITES_PER_MINUTE/);
   });
 });
