@@ -5,7 +5,7 @@
 // Paths: `program` is relative to the repository root; `editable` and `prepare_files` are
 // relative to `workdir` (the directory the train and prepare commands run in).
 
-import { CORE_SCHEMA, load, YAMLException } from "js-yaml";
+import { CORE_SCHEMA, dump, load, YAMLException } from "js-yaml";
 import { z } from "zod";
 
 export interface NightConfig {
@@ -498,6 +498,34 @@ export function parseConfig(text: string | null, env: ConfigEnv = {}): ParseConf
   const config = toConfig(parsed.data, env);
   errors.push(...crossFieldErrors(config));
   return errors.length > 0 ? { ok: false, errors } : { ok: true, config };
+}
+
+// ------------------------------------------------------------------ layered files
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Configuration layers merged as a team expects of defaults: later layers (the repository's own
+ * file comes last) win key by key, down into sections, so an organisation's `proposer.kind` and
+ * a repository's `proposer.model` both hold; lists and values are replaced whole. A layer that
+ * is not a mapping is returned as it is, so that parseConfig says what is wrong with it.
+ */
+export function mergeConfigLayers(layers: unknown[]): unknown {
+  const odd = [...layers].reverse().find((l) => !isPlainObject(l));
+  if (odd !== undefined) return odd;
+  const merge = (a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> => {
+    const out: Record<string, unknown> = { ...a };
+    for (const [k, v] of Object.entries(b)) out[k] = isPlainObject(v) && isPlainObject(out[k]) ? merge(out[k], v) : v;
+    return out;
+  };
+  return (layers as Record<string, unknown>[]).reduce(merge, {});
+}
+
+/** Merged settings as YAML text again: parseConfig reads it like a file written by hand. */
+export function configText(data: unknown): string {
+  return dump(data, { schema: CORE_SCHEMA, lineWidth: -1, noRefs: true });
 }
 
 /** One line per error: `path: message` (the form shown in check runs and logs). */

@@ -178,6 +178,12 @@ export interface CheckRunSpec {
   actions?: { label: string; description: string; identifier: string }[];
 }
 
+/** The repository's configuration as read from GitHub (GitHubPort.readConfig). */
+export interface ConfigFileText {
+  text: string;
+  files: string[];
+}
+
 /** Everything reconcile does on GitHub, for one repository. */
 export interface GitHubPort {
   readonly repo: RepoRef;
@@ -189,6 +195,13 @@ export interface GitHubPort {
   getBranchSha(branch: string): Promise<string>;
   /** File text at ref, or null when the file does not exist. */
   readFile(path: string, ref: string): Promise<{ text: string; sha: string } | null>;
+  /**
+   * `.github/autoresearch.yml` as Probot reads an app's configuration: the repository's file at
+   * `sha`, else the one in the owner's `.github` repository, merged over the files its
+   * `_extends` names. The text is YAML (src/config.ts parses it); `files` says where it came
+   * from (`owner/repo:path`, the repository's own file last). null: no file anywhere.
+   */
+  readConfig(sha: string): Promise<ConfigFileText | null>;
   /**
    * Every experiment PR, open and closed: those on `autoresearch/…` branches or carrying a
    * record or the `autoresearch` label (src/trust.ts decides which count).

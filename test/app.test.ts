@@ -90,8 +90,13 @@ describe("webhook handlers", () => {
       .reply(200, { default_branch: "main" })
       .get(`${REPO}/git/ref/heads%2Fmain`)
       .reply(200, { ref: "refs/heads/main", object: { sha: HEAD, type: "commit" } })
+      // The config as Probot reads it: the repository's file at the head, raw, then the
+      // owner's .github repository's (at its default branch).
       .get(`${REPO}/contents/.github%2Fautoresearch.yml`)
       .query({ ref: HEAD })
+      .matchHeader("accept", /application\/vnd\.github\.v3\.raw/)
+      .reply(404, { message: "Not Found" })
+      .get("/repos/Codertocat/.github/contents/.github%2Fautoresearch.yml")
       .reply(404, { message: "Not Found" })
       .get(`${REPO}/contents/program.md`)
       .query({ ref: HEAD })

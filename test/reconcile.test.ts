@@ -248,7 +248,7 @@ describe("the baseline", () => {
     expect(w.gh.calls.slice(-7).map((c) => c.op)).toEqual([
       "getDefaultBranch",
       "getBranchSha",
-      "readFile",
+      "readConfig",
       "readFile",
       "readFile",
       "listIssues",

@@ -5,7 +5,8 @@ import type { Octokit } from "@octokit/rest";
 import type { ProbotOctokit } from "probot";
 import { decodeRecord, LABEL, parseBranchName } from "../ledger/index.js";
 import type { WriteBudgetView } from "./budget.js";
-import type { CheckRunSpec, ExperimentPull, GitHubPort, IssueComment, IssueInfo, RepoRef } from "../types.js";
+import { CONFIG_PATH, configText, mergeConfigLayers, parseConfig } from "../config.js";
+import type { CheckRunSpec, ConfigFileText, ExperimentPull, GitHubPort, IssueComment, IssueInfo, RepoRef } from "../types.js";
 
 export class GitHubError extends Error {
   constructor(
@@ -77,6 +78,14 @@ const fileCache = new Map<string, { text: string; sha: string } | null>();
 const FILE_CACHE_ENTRIES = 256;
 
 /**
+ * The configuration read for a commit. Only the repository's own file is read at that commit;
+ * a result that also came from the owner's `.github` repository or an `_extends` (read at their
+ * default branches, which can move) is read again after CONFIG_TTL_MS.
+ */
+const configCache = new Map<string, { value: ConfigFileText | null; at: number; pinned: boolean }>();
+const CONFIG_TTL_MS = 10 * 60_000;
+
+/**
  * What this process has read of a repository, so that a pass costs a few requests however long
  * the history grows (GitHub counts every request). A cache only: a restart reads it all again.
  */
@@ -113,6 +122,7 @@ const WATERMARK_OVERLAP_MS = 60_000;
 export function clearGitHubCaches(): void {
   repoCaches.clear();
   fileCache.clear();
+  configCache.clear();
 }
 
 /** Label names, as GitHub lists them on issues and pull requests (objects, or plain names). */
@@ -228,6 +238,40 @@ export class OctokitGitHub implements GitHubPort {
       if (fileCache.size > FILE_CACHE_ENTRIES) fileCache.delete(fileCache.keys().next().value!);
     }
     return file;
+  }
+
+  async readConfig(sha: string): Promise<ConfigFileText | null> {
+    const own = `${this.r.owner}/${this.r.repo}:${CONFIG_PATH}`;
+    const key = `${this.octokit.request.endpoint.DEFAULTS.baseUrl}|${own}@${sha}`.toLowerCase();
+    const hit = configCache.get(key);
+    if (hit && (hit.pinned || Date.now() - hit.at < CONFIG_TTL_MS)) return hit.value;
+    if (!this.octokit.config) throw new GitHubError("this GitHub client cannot read configuration (it has no config plugin)", null);
+    let got: Awaited<ReturnType<NonNullable<GitHubClient["config"]>["get"]>>;
+    try {
+      // Probot's config plugin: the repository's file at `sha` (it passes `branch` on as the
+      // ref), else `<owner>/.github`'s; then whatever `_extends` names. Those other files are
+      // read at their default branch: the plugin takes no ref for them.
+      got = await this.octokit.config.get({
+        ...this.r,
+        path: CONFIG_PATH,
+        branch: sha,
+        defaults: (layers) => mergeConfigLayers(layers) as Record<string, unknown>,
+      });
+    } catch (err) {
+      // The plugin parses with its own YAML reader and says only "could not be parsed". When it
+      // is the repository's own file, parseConfig gets it as it is and names line and column.
+      if (statusOf(err) === null) {
+        const file = await this.readFile(CONFIG_PATH, sha);
+        if (file && !parseConfig(file.text).ok) return { text: file.text, files: [own] };
+      }
+      return step(`read ${CONFIG_PATH}@${sha.slice(0, 7)} (with the owner's .github defaults and _extends)`, () => Promise.reject(err));
+    }
+    const found = got.files.filter((f) => f.config !== null);
+    const value = found.length ? { text: configText(got.config), files: found.map((f) => `${f.owner}/${f.repo}:${f.path}`).reverse() } : null;
+    const pinned = got.files.length === 1 && found.length === 1;
+    configCache.set(key, { value, at: Date.now(), pinned });
+    if (configCache.size > FILE_CACHE_ENTRIES) configCache.delete(configCache.keys().next().value!);
+    return value;
   }
 
   async listExperimentPulls(): Promise<ExperimentPull[]> {

@@ -74,7 +74,7 @@ export async function readSnapshot(d: SnapshotDeps): Promise<Snapshot | Blocked>
   const { gh, runner } = d;
   const defaultBranch = await gh.getDefaultBranch();
   const headSha = await gh.getBranchSha(defaultBranch);
-  const configFile = await gh.readFile(CONFIG_PATH, headSha);
+  const configFile = await gh.readConfig(headSha);
   const parsed = parseConfig(configFile?.text ?? null, d.env);
   if (!parsed.ok) {
     const problems = parsed.errors.map((e) => `${e.path || "(file)"}: ${e.message}`);

@@ -11,6 +11,7 @@
 // Every GitHub call is logged with whether it reads or writes, so tests can assert that a pass
 // with nothing to do writes nothing.
 import { createHash } from "node:crypto";
+import { CONFIG_PATH } from "../../src/config.js";
 import { applyEdits } from "../../src/edits.js";
 import type { WriteBudget } from "../../src/github/budget.js";
 import { GitHubError } from "../../src/github/octokit.js";
@@ -27,6 +28,7 @@ import type {
   Proposal,
   ProposalRequest,
   ProposerPort,
+  ConfigFileText,
   RepoRef,
   RunnerPort,
   RunObservation,
@@ -439,6 +441,23 @@ export class FakeGitHub implements GitHubPort {
       if (!c) throw new GitHubError(`GitHub read ${path}@${ref.slice(0, 7)} failed (HTTP 404): No commit found`, 404);
       const text = c.files[path];
       return text === undefined ? null : { text, sha: blobSha(text) };
+    });
+  }
+
+  /**
+   * The owner's `.github` repository's `.github/autoresearch.yml` (null: none), used when the
+   * repository has none, as Probot's config plugin does. `_extends` is not followed here: the
+   * Octokit port's tests cover it through the real plugin against the GitHub twin.
+   */
+  ownerConfig: string | null = null;
+
+  readConfig(sha: string): Promise<ConfigFileText | null> {
+    return this.call("readConfig", [sha], () => {
+      const c = this.resolve(sha);
+      if (!c) throw new GitHubError(`GitHub read ${CONFIG_PATH}@${sha.slice(0, 7)} failed (HTTP 404): No commit found`, 404);
+      const own = c.files[CONFIG_PATH];
+      if (own !== undefined) return { text: own, files: [`${this.repo.owner}/${this.repo.repo}:${CONFIG_PATH}`] };
+      return this.ownerConfig === null ? null : { text: this.ownerConfig, files: [`${this.repo.owner}/.github:${CONFIG_PATH}`] };
     });
   }
 
