@@ -82,9 +82,17 @@ function roundDelta(x: number): number {
   return r === 0 ? 0 : r;
 }
 
-/** A run that stopped before training started: it says nothing about the change. */
+/**
+ * A run that stopped before training started, or that the machine failed (a full disk): it
+ * says nothing about the change.
+ */
 export function isInfrastructureFailure(r: TrainerResult): boolean {
-  return r.status !== "ok" && (r.stage === "fetch" || r.stage === "prepare");
+  return r.status !== "ok" && (r.infrastructure === true || r.stage === "fetch" || r.stage === "prepare");
+}
+
+/** How a failure of the infrastructure is described: before training, or around it. */
+function beforeTraining(r: TrainerResult): string {
+  return r.stage === "fetch" || r.stage === "prepare" ? "before training" : "outside the experiment";
 }
 
 /** A finished training with a usable figure. */
@@ -183,14 +191,14 @@ export function decide(input: DecideInput): Decision {
       return {
         action: "rerun",
         delta: null,
-        reasons: [`Attempt ${failures} of ${maxAttempts} failed before training (${stage}: ${why}); the run is started again.`],
+        reasons: [`Attempt ${failures} of ${maxAttempts} failed ${beforeTraining(last.result)} (${stage}: ${why}); the run is started again.`],
         conclusion: "neutral",
       };
     }
     return {
       action: "crash",
       delta: null,
-      reasons: [`All ${maxAttempts} attempts failed before training; the last one at ${stage}: ${why}.`],
+      reasons: [`All ${maxAttempts} attempts failed ${beforeTraining(last.result)}; the last one at ${stage}: ${why}.`],
       conclusion: "failure",
     };
   }

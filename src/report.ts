@@ -4,7 +4,7 @@
 
 import { bestBpb, treeBpb } from "./history.js";
 import { estimateNoise } from "./noise.js";
-import { fmtBpb, meanValBpb, describeFailure, isMeasured } from "./policy.js";
+import { fmtBpb, meanValBpb, describeFailure, isInfrastructureFailure, isMeasured } from "./policy.js";
 import { toResultsTsv } from "./ledger/index.js";
 import { codeBlock, escapeCell, md, table } from "./markdown.js";
 import { encodeHidden } from "./hidden.js";
@@ -70,7 +70,7 @@ function runsLine(records: ExperimentRecord[]): string {
   let seconds = 0;
   let extraSeconds = 0;
   for (const r of records) {
-    const trainings = r.measurements.filter((m) => m.result.stage !== "fetch" && m.result.stage !== "prepare");
+    const trainings = r.measurements.filter((m) => !isInfrastructureFailure(m.result));
     trainings.forEach((m, i) => {
       const s = Number(m.result.summary.duration_seconds);
       const t = Number.isFinite(s) ? s : 0;

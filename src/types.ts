@@ -41,6 +41,11 @@ export interface TrainerResult {
    * are the steps of a Kubernetes run; the runner combines them and never reports them.
    */
   evaluation?: "outside" | "self_reported" | "pending" | "probe";
+  /**
+   * The run failed for a reason of the machine, not of the change (the disk filled up): like a
+   * failed fetch, it is started again a bounded number of times and never counts against it.
+   */
+  infrastructure?: boolean;
 }
 
 export type Verdict = "keep" | "discard" | "crash";

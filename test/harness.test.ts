@@ -486,6 +486,31 @@ describe("trainer/harness.py", () => {
       expect(result.log_tail).toContain("Downloading shard_00000.parquet");
     });
 
+    it("says the disk is full, as an infrastructure failure and not the experiment's crash, when its log cannot be written", async () => {
+      // /dev/full fails every write with ENOSPC, as a full disk does.
+      const dir = await scratch();
+      const resultFile = path.join(dir, "result.json");
+      const { run, result } = await runStub("good.py", ["--log", "/dev/full", "--result", resultFile]);
+
+      expect(run.code).toBe(3);
+      expect(result).toMatchObject({ status: "crash", stage: "train", infrastructure: true, val_bpb: null });
+      expect(result.reason).toMatch(/^the disk is full: .*No space left on device/);
+      expect(result.reason).toContain("/dev/full");
+      expect(JSON.parse(await readFile(resultFile, "utf8"))).toEqual(result);
+    });
+
+    it("keeps a summary field named infrastructure away from the result's own flag", async () => {
+      // A training that claims the failure was not its own is still its own crash.
+      const dir = await scratch();
+      const repo = path.join(dir, "repo");
+      await mkdir(repo);
+      await writeFile(path.join(repo, "train.py"), 'import sys\nprint("---")\nprint("val_bpb: 1.0")\nprint("infrastructure: true")\nsys.exit(1)\n');
+      const run = await runHarness(["--repo", repo, "--cache-dir", path.join(dir, "cache"), "--budget", "3"]);
+      const result = resultOf(run);
+      expect(result).toMatchObject({ status: "crash", stage: "train", summary_infrastructure: "true" });
+      expect(result.infrastructure).toBeUndefined();
+    });
+
     it("runs python3 and python in the commands as the --python interpreter", async () => {
       const dir = await scratch();
       const repo = await repoWithStub(dir, "good.py");

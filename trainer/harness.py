@@ -118,6 +118,11 @@ summary fields
     with ``--score-cmd``: the val_bpb the training printed about itself (ignored),
     how long the evaluation took, how many windows the causality probe checked
     and the largest disagreement it found (total variation distance).
+``infrastructure``
+    ``true`` when the run failed for a reason of the machine and not of the
+    experiment: the disk filled up (a file of the run could not be written:
+    ENOSPC or EDQUOT). The reason says so, with the folder and its free space.
+    Absent otherwise.
 ``hardware``
     what the training ran on, seen from outside: the GPUs' names from
     ``nvidia-smi`` (``2 x NVIDIA H200``), else the CPU model and the number of
@@ -202,8 +207,10 @@ Exit codes
 1  result written, the experiment failed (crash, oom, timeout, nan or over_budget)
 2  usage error (bad flags); no result
 3  infrastructure failure: fetching the repository or preparing the data
-   failed, the harness was interrupted, or the harness itself failed; a result
-   is written (status crash, ``stage`` says where), and retrying may help
+   failed, the harness was interrupted, the disk is full, or the harness itself
+   failed; a result is written (status crash, ``stage`` says where), and
+   retrying may help. A harness that could not write its result (a full disk)
+   exits 3 too, with no result file
 """
 
 from __future__ import annotations
@@ -264,6 +271,7 @@ REASON_MAX_CHARS = 300
 
 RESERVED_KEYS = (
     "status",
+    "infrastructure",
     "sandbox",
     "notes",
     "hardware",
@@ -473,6 +481,30 @@ def _shorten(text: str, limit: int = REASON_MAX_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
 
 
+def no_space(error: BaseException) -> bool:
+    """A write failed because the disk (or the user's quota) is full."""
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def free_space(path: str) -> str:
+    """The free space of the file system holding `path` (or its nearest existing parent)."""
+    folder = os.path.abspath(path)
+    while folder != os.path.dirname(folder) and not os.path.isdir(folder):
+        folder = os.path.dirname(folder)
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return "unknown"
+    return _fmt_bytes(info.f_bavail * info.f_frsize)
+
+
+def disk_full_reason(error: OSError, path: str) -> str:
+    """One line on a write the disk refused: what failed, where, and how much space is left."""
+    where = error.filename if isinstance(error.filename, str) else path
+    return _shorten("the disk is full: %s writing %s (%s free there)" % (
+        error.strerror or error, where, free_space(where)))
+
+
 def _oom_reason(line: str) -> str:
     detail = ""
     match = re.search(r"out of memory[.:]?\s*(.*)", line)
@@ -677,6 +709,7 @@ def run_command(
     dies, its PID namespace and every process in it die too."""
     outcome = CommandOutcome()
     _Signals.raise_in_handler = False
+    pgid = None
     try:
         if _Signals.received is not None:
             raise HarnessInterrupted(_Signals.received)
@@ -747,6 +780,12 @@ def run_command(
         proc.stdout.close()
         log_file.flush()
         monitor.close()
+    except BaseException:
+        # The log could not be written (a full disk) or the harness failed: the command must
+        # not outlive the run that would have measured it.
+        if pgid is not None:
+            _killpg(pgid, signal.SIGKILL)
+        raise
     finally:
         _Signals.raise_in_handler = True
     if outcome.interrupted is not None:
@@ -2208,8 +2247,18 @@ def emit(result: dict, args) -> bool:
         except OSError as error:
             log("cannot write the termination log %s: %s" % (args.termination_log, error))
             written = False
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except OSError as error:
+        # stdout is a file on the same full disk (the local runner's harness.log): the exit
+        # code is all that is left to say it.
+        log("cannot write the result to stdout: %s" % error)
+        written = False
+        try:  # what is left in stdout's buffer is dropped, not retried (and failed) at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
     return written
 
 
@@ -2593,13 +2642,23 @@ def execute(args) -> int:
                                   stage, None, tail, monitor.summary if monitor else None, duration)
         except Exception as error:  # a bug or an unexpected environment: still report
             _Signals.raise_in_handler = False
-            traceback.print_exc(file=sys.stderr)
-            result = build_result(base, "crash", _shorten("harness error: %s: %s" % (type(error).__name__, error)),
-                                  stage, None, monitor.tail() if monitor is not None else "")
+            tail = monitor.tail() if monitor is not None else ""
+            if no_space(error):
+                # Not the experiment's failure: the machine's. Measured again once there is room.
+                result = build_result(base, "crash", disk_full_reason(error, args.log or args.result or scratch),
+                                      stage, None, tail)
+                result["infrastructure"] = True
+            else:
+                traceback.print_exc(file=sys.stderr)
+                result = build_result(base, "crash", _shorten("harness error: %s: %s" % (type(error).__name__, error)),
+                                      stage, None, tail)
     finally:
         _Signals.raise_in_handler = False
         if log_file is not None:
-            log_file.close()
+            try:
+                log_file.close()
+            except OSError as error:  # what was left in its buffer did not fit on the disk
+                log("cannot write the log %s: %s" % (log_file.name, error))
         shutil.rmtree(scratch, ignore_errors=True)
     result["sandbox"] = args.sandbox
     result["notes"] = notes
@@ -2662,7 +2721,8 @@ result (last line of stdout, and --result / --termination-log):
   exit_code, reason, stage (fetch|prepare|train|eval), run_id, commit,
   duration_seconds, harness_version, log_tail, sandbox (none|bwrap|container),
   notes (what the harness did that a reader should know, e.g. data prepared
-  again because its content changed), evaluation (outside|self_reported).
+  again because its content changed), evaluation (outside|self_reported),
+  infrastructure (true when the disk filled up: not the experiment's failure).
 
 environment of the commands:
   AUTORESEARCH_TIME_BUDGET  the --budget in seconds
@@ -2679,8 +2739,9 @@ exit codes:
   0  result written, status ok
   1  result written, the experiment failed (crash, oom, timeout, nan or over_budget)
   2  usage error (no result)
-  3  infrastructure failure (fetch or prepare failed, harness interrupted
-     or harness error); result written with stage; a retry may help
+  3  infrastructure failure (fetch or prepare failed, harness interrupted,
+     disk full or harness error); result written with stage, or, when the
+     result itself could not be written (a full disk), none; a retry may help
 """
 
 

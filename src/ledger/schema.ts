@@ -20,6 +20,7 @@ export const trainerResultSchema = z.object({
   notes: z.array(z.string()).optional(),
   hardware: z.string().optional(),
   evaluation: z.enum(EVALUATIONS).optional(),
+  infrastructure: z.boolean().optional(),
 });
 
 export const measurementSchema = z.object({

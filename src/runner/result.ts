@@ -13,7 +13,7 @@ export const RUN_STAGES = ["fetch", "prepare", "train", "eval"] as const;
 export const EVALUATIONS = ["outside", "self_reported", "pending", "probe"] as const;
 
 /** Keys with their own TrainerResult field (never copied into `summary`). */
-const FIELD_KEYS = new Set(["status", "val_bpb", "exit_code", "reason", "log_tail", "stage", "run_id", "commit", "sandbox", "notes", "hardware", "evaluation"]);
+const FIELD_KEYS = new Set(["status", "infrastructure", "val_bpb", "exit_code", "reason", "log_tail", "stage", "run_id", "commit", "sandbox", "notes", "hardware", "evaluation"]);
 
 const finiteNumber = z.number().refine(Number.isFinite, { message: "must be a finite number" });
 
@@ -34,6 +34,7 @@ export const harnessResultSchema = z
     notes: z.array(z.string().max(2000)).max(20).nullable().optional(),
     hardware: z.string().max(300).nullable().optional(),
     evaluation: z.enum(EVALUATIONS).nullable().optional(),
+    infrastructure: z.boolean().nullable().optional(),
   })
   .refine((r) => r.status !== "ok" || typeof r.val_bpb === "number" || r.evaluation === "pending" || r.evaluation === "probe", {
     message: 'status "ok" requires a numeric val_bpb',
@@ -92,6 +93,7 @@ export function parseHarnessResult(json: unknown): TrainerResult {
   if (r.notes?.length) result.notes = r.notes;
   if (r.hardware) result.hardware = r.hardware;
   if (r.evaluation) result.evaluation = r.evaluation;
+  if (r.infrastructure) result.infrastructure = true;
   return result;
 }
 

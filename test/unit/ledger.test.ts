@@ -78,6 +78,13 @@ describe("the hidden record", () => {
     }
   });
 
+  it("keeps the mark of a run the machine failed (a full disk), so that later decisions do not hold it against the change", () => {
+    const m = measurement("2222222bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb");
+    const diskFull = { ...m, result: { ...m.result, status: "crash" as const, val_bpb: null, infrastructure: true, reason: "the disk is full" } };
+    const r = record({ state: "queued", attempt: 2, measurements: [diskFull] });
+    expect(decodeRecord(renderBody(r, { repoUrl: "https://github.com/o/r" }))?.measurements[0]?.result.infrastructure).toBe(true);
+  });
+
   it("is an HTML comment whose JSON cannot end it early", () => {
     const tricky = record({ hypothesis: "Arrows --> and --!> and <!-- must not break the comment" });
     const block = encodeRecord(tricky);

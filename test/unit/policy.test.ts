@@ -156,6 +156,24 @@ describe("decide: infrastructure failures", () => {
     expect(decide({ ...base, measurements: [infra("fetch"), ok(0.99)] })).toMatchObject({ action: "keep", delta: -0.0079 });
   });
 
+  it("reruns a run the full disk failed during training, and does not hold it against the change", () => {
+    const diskFull = () =>
+      m({ status: "crash", val_bpb: null, exit_code: null, stage: "train", infrastructure: true, reason: "the disk is full: No space left on device writing /srv/.runs/o-r-2-1/train.log (0 bytes free there)" });
+    expect(decide({ ...base, measurements: [diskFull()] })).toEqual({
+      action: "rerun",
+      delta: null,
+      reasons: [
+        "Attempt 1 of 3 failed outside the experiment (train: the disk is full: No space left on device writing /srv/.runs/o-r-2-1/train.log (0 bytes free there)); the run is started again.",
+      ],
+      conclusion: "neutral",
+    });
+    expect(decide({ ...base, measurements: [diskFull(), ok(0.99)] })).toMatchObject({ action: "keep", delta: -0.0079 });
+    expect(decide({ ...base, measurements: [diskFull(), diskFull(), diskFull()] })).toMatchObject({
+      action: "crash",
+      reasons: [expect.stringMatching(/^All 3 attempts failed outside the experiment; the last one at train: the disk is full/)],
+    });
+  });
+
   it("does not rerun a failure during training", () => {
     expect(decide({ ...base, measurements: [m({ status: "crash", val_bpb: null, stage: "train", reason: "boom" })] }).action).toBe(
       "crash",
