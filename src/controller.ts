@@ -93,11 +93,14 @@ export class Controller {
   constructor(private readonly opts: ControllerOptions) {
     this.slots = new Slots(Math.max(1, opts.maxConcurrentPasses ?? 4));
     this.now = opts.now ?? systemClock;
-    opts.runner.onFinished((_runId, repo) => {
+    const wake = (repo: RepoRef) => {
       const s = this.repos.get(key(repo));
       if (s) this.trigger(s.installationId, repo);
       else void this.resync();
-    });
+    };
+    opts.runner.onFinished((_runId, repo) => wake(repo));
+    // A pass that waited on the runner (a full disk) goes on as soon as it can, not at the resync.
+    opts.runner.onReady?.(wake);
   }
 
   /** Ask for a pass on this repo soon; returns at once (webhook handlers must answer fast). */

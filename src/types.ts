@@ -329,6 +329,8 @@ export interface RunnerPort {
   cleanup?(runId: string): Promise<void>;
   /** Problems that keep runs for this repo from starting (e.g. an unusable Job template); empty when none. */
   validate?(repo: RepoRef): Promise<string[]>;
+  /** Called with a repository that validate() turned away once runs can start again (a full disk was freed). */
+  onReady?(listener: (repo: RepoRef) => void): void;
 }
 
 // ---------------------------------------------------------------- proposer port

@@ -12,7 +12,7 @@ import * as path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { LocalRunner, repoCacheDir, runDirName, SandboxUnavailableError, sandboxFromEnv } from "../src/runner/local.js";
 import { HarnessResultError, parseHarnessResult, parseHarnessResultText, readResultFile } from "../src/runner/result.js";
-import type { RepoRef, RunObservation, RunSpec } from "../src/types.js";
+import type { RepoRef, RunObservation, RunSpec, TrainerResult } from "../src/types.js";
 
 const HARNESS = path.resolve("test/fixtures/counting-harness.py");
 const REPO: RepoRef = { owner: "o", repo: "r" };
@@ -573,6 +573,64 @@ function commitProject(dir: string, train: string): string {
   git("commit", "-q", "-m", "project");
   return git("rev-parse", "HEAD");
 }
+
+describe("a full disk", () => {
+  it("is the machine's failure, not the experiment's; nothing starts until there is room again, and it is said once, with where", async () => {
+    // The run folder is a 4 MiB tmpfs in a namespace of its own (bubblewrap), where the
+    // runner, the harness and the training run; test/support/disk-full-runner.ts fills it while
+    // one run trains and another waits for the slot, then frees it.
+    const runsDir = path.join(tmp, "small-disk");
+    fs.mkdirSync(runsDir);
+    const driver = path.resolve("test/support/disk-full-runner.ts");
+    const out = await new Promise<string>((resolve, reject) => {
+      const child = spawn("bwrap", ["--dev-bind", "/", "/", "--size", String(4 << 20), "--tmpfs", runsDir, "--", process.execPath, "--import", "tsx", driver], {
+        env: { ...process.env, DF_RUNS: runsDir, DF_REPO: repoDir, DF_CACHE: path.join(tmp, "cache"), DF_SCRATCH: path.join(tmp, "scratch"), DF_COUNTER: counterFile },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+      child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+      child.on("error", reject);
+      child.on("close", (code) => (code === 0 ? resolve(stdout) : reject(new Error(`the driver exited ${code}: ${stderr}\n${stdout}`))));
+    });
+    const seen = JSON.parse(out.trim().split("\n").pop()!) as {
+      fills: TrainerResult;
+      whileFull: { waits: RunObservation; startsOfWaits: number; problems: string[]; logs: string[] };
+      waits: TrainerResult;
+      startsOfWaits: number;
+      refused: string;
+      afterRefusal: RunObservation;
+      logs: string[];
+    };
+
+    // The run whose result the full disk swallowed: retried as infrastructure, saying where.
+    expect(seen.fills).toMatchObject({ status: "crash", infrastructure: true, val_bpb: null });
+    expect(seen.fills.reason).toMatch(/^the disk is full/);
+    expect(seen.fills.reason).toContain(runsDir);
+    // The waiting run is not started (once or on every poll) while there is no room: it waits.
+    expect(seen.whileFull.waits.phase).toBe("pending");
+    expect(seen.whileFull.startsOfWaits).toBe(0);
+    // What keeps runs from starting, for the check run: where, and how much room is left.
+    expect(seen.whileFull.problems).toHaveLength(1);
+    expect(seen.whileFull.problems[0]).toMatch(/the disk of the local runner is full/);
+    expect(seen.whileFull.problems[0]).toContain(runsDir);
+    expect(seen.whileFull.problems[0]).toMatch(/\d+ (bytes|KiB|MiB) free/);
+    // Said once in the log, with the folder and its free space, however often it was tried.
+    const said = seen.whileFull.logs.filter((l) => /disk is full/.test(l) && !l.startsWith("run "));
+    expect(said).toHaveLength(1);
+    expect(said[0]).toContain(runsDir);
+    expect(said[0]).toMatch(/\d+ (bytes|KiB|MiB) free/);
+    // Once there is room the waiting run starts by itself, once, and trains.
+    expect(seen.waits).toMatchObject({ status: "ok", stage: "train" });
+    expect(seen.startsOfWaits).toBe(1);
+    expect(seen.logs.some((l) => /room again/.test(l) && l.includes(runsDir))).toBe(true);
+    // A run submitted while the disk is full is refused with the reason, and leaves nothing.
+    expect(seen.refused).toMatch(/^DiskFullError: run refused was not queued: the disk of the local runner is full/);
+    expect(seen.refused).toContain(runsDir);
+    expect(seen.afterRefusal).toEqual({ phase: "missing", runId: "refused" });
+  });
+});
 
 describe("the sandbox", () => {
   it("a runner that cannot sandbox refuses to start and names the fix; AUTORESEARCH_SANDBOX=off is the only way past", () => {

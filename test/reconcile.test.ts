@@ -478,6 +478,26 @@ describe("infrastructure failures", () => {
     expect(check.output.summary).toContain("All 3 attempts failed before training; the last one at prepare");
   });
 
+  it("measures again, without holding it against the change, when the disk filled up during training; the PR says where", async () => {
+    const w = await measuredBaseline({ baselineBpb: 1.0 });
+    const pr = w.gh.pullOf(2);
+    const reason = "the disk is full: the harness could not write the run's result in /srv/bot/.runs/acme-research-2-1 (0 bytes free there)";
+
+    w.runner.finish("acme-research-2-1", { status: "crash", val_bpb: null, exit_code: 3, reason, log_tail: "", summary: {}, stage: "train", infrastructure: true });
+    await w.settle();
+
+    expect(w.runner.inFlight()).toEqual(["acme-research-2-2"]);
+    expect(w.gh.record(pr.number)).toMatchObject({ state: "queued", attempt: 2, decision: null });
+    expect(pr.state).toBe("open");
+    // The pull request shows the failed attempt with its reason: the disk, and where.
+    expect(pr.body).toContain("the disk is full: the harness could not write the run's result in /srv/bot/.runs/acme-research-2-1");
+
+    w.runner.finish("acme-research-2-2", measured(0.99));
+    await w.settle();
+    expect(pr.merged).toBe(true);
+    expect(w.gh.record(pr.number).decision).toMatchObject({ verdict: "keep", delta: -0.01 });
+  });
+
   it("submits a run again when the runner lost it", async () => {
     const w = await measuredBaseline();
     w.runner.lose("acme-research-2-1");

@@ -21,6 +21,10 @@
 //   train.log    the full training log (--log)
 //   harness.log  the harness's own stdout and stderr
 //   exit         {"code", "signal"} of the harness, when this process saw it end
+//
+// A full disk (src/runner/disk.ts) is the machine's failure: no harness starts while the run
+// folder has no room, a run whose result the disk swallowed is an infrastructure failure (run
+// again, never held against the change), and validate() says where and how much room is left.
 
 import { execFile, execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -29,6 +33,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import type { RepoRef, RunObservation, RunnerPort, RunSpec, TrainerResult } from "../types.js";
+import { DiskFullGate, freeSpace, isNoSpace, noRoomIn } from "./disk.js";
 import { parseHarnessResultText } from "./result.js";
 
 export interface RunnerLogger {
@@ -72,7 +77,20 @@ export interface LocalRunnerOptions {
   env?: Record<string, string>;
   /** How long cancel() waits after SIGTERM before SIGKILL; default 15000 ms. */
   killGraceMs?: number;
+  /**
+   * With the disk full, runs start again only after a look for room: first after this long,
+   * then twice as long each time, at most every 5 minutes; default 5000 ms.
+   */
+  diskFullRetryMs?: number;
   logger?: RunnerLogger;
+}
+
+/** A run could not be written: the disk of the run folder is full. The message says where. */
+export class DiskFullError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "DiskFullError";
+  }
 }
 
 /** The local runner cannot isolate experiments here; the message names the fix. */
@@ -296,8 +314,13 @@ function readJson(file: string): unknown {
 
 function writeFileAtomic(file: string, text: string, mode = 0o644): void {
   const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, text, { mode });
-  fs.renameSync(tmp, file);
+  try {
+    fs.writeFileSync(tmp, text, { mode });
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true }); // a partial file on a full disk holds what little room is left
+    throw err;
+  }
 }
 
 function tail(file: string, bytes = LOG_TAIL_BYTES): string {
@@ -361,6 +384,14 @@ export class LocalRunner implements RunnerPort {
   private timer: ReturnType<typeof setInterval> | undefined;
   private ticking = false;
   private closed = false;
+  private readonly disk: DiskFullGate;
+  /** How harnesses this process started ended (the `exit` file may not fit on a full disk). */
+  private readonly exits = new Map<string, { code: number | null; signal: string | null }>();
+  /** Results of runs whose harness ended without one, by run directory: the same on every look. */
+  private readonly lost = new Map<string, TrainerResult>();
+  /** Repositories told that runs cannot start (validate): told again when they can. */
+  private readonly waiting = new Map<string, RepoRef>();
+  private readonly readyListeners: ((repo: RepoRef) => void)[] = [];
 
   constructor(options: LocalRunnerOptions) {
     this.runsDir = path.resolve(options.runsDir);
@@ -379,6 +410,12 @@ export class LocalRunner implements RunnerPort {
     this.bwrap = options.bwrap ?? "bwrap";
     this.prepareNetwork = options.prepareNetwork ?? true;
     this.sandboxReadOnly = options.sandboxReadOnly ?? [];
+    this.disk = new DiskFullGate(this.runsDir, {
+      retryMs: options.diskFullRetryMs ?? 5000,
+      maxRetryMs: 300_000,
+      logger: this.logger,
+      onRoom: () => this.roomAgain(),
+    });
     if (this.sandboxed) {
       const problem = probeSandbox(this.bwrap);
       if (problem) {
@@ -412,9 +449,9 @@ export class LocalRunner implements RunnerPort {
       fs.rmSync(dir, { recursive: true, force: true });
       this.reported.delete(path.basename(dir));
       this.reaped.delete(dir);
+      this.lost.delete(dir);
+      this.exits.delete(dir);
     }
-    fs.mkdirSync(dir, { recursive: true });
-    if (spec.source.token) this.tokens.set(spec.runId, spec.source.token);
     const stored: StoredSpec = {
       ...spec,
       source: { url: spec.source.url, token: null },
@@ -422,8 +459,17 @@ export class LocalRunner implements RunnerPort {
       queued: true,
       submittedAt: new Date().toISOString(),
     };
-    // spec.json is the run's existence marker: written last, atomically.
-    writeFileAtomic(path.join(dir, "spec.json"), JSON.stringify(stored, null, 2) + "\n");
+    try {
+      fs.mkdirSync(dir, { recursive: true });
+      // spec.json is the run's existence marker: written last, atomically.
+      writeFileAtomic(path.join(dir, "spec.json"), JSON.stringify(stored, null, 2) + "\n");
+    } catch (err) {
+      if (!isNoSpace(err)) throw err;
+      fs.rmSync(dir, { recursive: true, force: true });
+      this.disk.refused(path.join(dir, "spec.json"), err);
+      throw new DiskFullError(`run ${spec.runId} was not queued: ${this.disk.describe()}`);
+    }
+    if (spec.source.token) this.tokens.set(spec.runId, spec.source.token);
     this.logger?.info(`run ${spec.runId} submitted (${spec.repo.owner}/${spec.repo.repo}#${spec.pull} at ${spec.sha.slice(0, 12)})`);
     await this.pump();
   }
@@ -451,7 +497,11 @@ export class LocalRunner implements RunnerPort {
       return;
     }
     if (state.phase !== "running") return;
-    fs.writeFileSync(path.join(dir, "cancelled"), new Date().toISOString() + "\n");
+    try {
+      fs.writeFileSync(path.join(dir, "cancelled"), new Date().toISOString() + "\n");
+    } catch (err) {
+      if (!isNoSpace(err)) throw err; // the marker only words the reason; the run is stopped all the same
+    }
     this.logger?.info(`run ${runId} cancelled; stopping harness pid ${state.pid.pid}`);
     // The harness stops its training process group on SIGTERM and writes a result.
     signal(-state.pid.pid, "SIGTERM");
@@ -495,6 +545,23 @@ export class LocalRunner implements RunnerPort {
     fs.rmSync(dir, { recursive: true, force: true });
     this.reported.delete(path.basename(dir));
     this.reaped.delete(dir);
+    this.lost.delete(dir);
+    this.exits.delete(dir);
+  }
+
+  /**
+   * Why runs cannot start here now: the disk of the run folder is full (where, how much room is
+   * left, what to do). Empty when they can.
+   */
+  async validate(repo: RepoRef): Promise<string[]> {
+    if (this.disk.ready()) return [];
+    this.waiting.set(`${repo.owner}/${repo.repo}`.toLowerCase(), repo);
+    return [this.disk.describe()];
+  }
+
+  /** Called with each repository validate() turned away, once runs can start again. */
+  onReady(listener: (repo: RepoRef) => void): void {
+    this.readyListeners.push(listener);
   }
 
   /** Stop watching (the poller). Runs in flight keep going; a new LocalRunner picks them up. */
@@ -577,13 +644,35 @@ export class LocalRunner implements RunnerPort {
     for (const pid of pids) signal(pid, "SIGKILL");
   }
 
-  /** The result of a run whose harness is gone without writing one. */
+  /** The result of a run whose harness is gone without writing one (the same on every look). */
   private lostResult(dir: string): TrainerResult {
+    let result = this.lost.get(dir);
+    if (!result) this.lost.set(dir, (result = this.explainLost(dir)));
+    return result;
+  }
+
+  private explainLost(dir: string): TrainerResult {
     const logTail = tail(path.join(dir, "harness.log"));
     if (fs.existsSync(path.join(dir, "cancelled"))) {
       return crashResult("the run was cancelled and its harness stopped without a result; see harness.log", logTail);
     }
-    const exit = readJson(path.join(dir, "exit")) as { code: number | null; signal: string | null } | undefined;
+    const exit = this.exits.get(dir) ?? (readJson(path.join(dir, "exit")) as { code: number | null; signal: string | null } | undefined);
+    // The harness writes a result whatever happens to the experiment; none, on a disk without
+    // room, is the disk's doing (its exit 3 says it could not write it).
+    const refusal = noRoomIn(dir);
+    if (refusal) {
+      this.disk.refused(path.join(dir, "result.json"), refusal);
+      const result = crashResult(`the disk is full: the harness could not write the run's result in ${dir} (${freeSpace(dir)} free there)`, logTail);
+      result.infrastructure = true;
+      if (exit && typeof exit.code === "number") result.exit_code = exit.code;
+      return result;
+    }
+    if (exit && exit.code === 3) {
+      const result = crashResult("the harness could not write its result (exit 3: a failure of the machine, not the experiment); see harness.log", logTail);
+      result.infrastructure = true;
+      result.exit_code = 3;
+      return result;
+    }
     if (exit && exit.code === 2) {
       // argparse's usage error: the bot's configuration, not the experiment (retried as infrastructure).
       const lastLine = logTail.trim().split("\n").pop() ?? "";
@@ -639,6 +728,8 @@ export class LocalRunner implements RunnerPort {
   /** Start queued runs (oldest first) while slots are free. */
   private async pump(): Promise<void> {
     if (this.closed) return;
+    // No harness starts on a full disk: its start, or its result, would not fit.
+    if (!this.disk.ready()) return;
     const hasQueued = () => this.runDirs().some((n) => this.readSpec(path.join(this.runsDir, n))?.queued === true);
     if (!hasQueued()) return;
     const trainPython = await this.resolveTrainPython();
@@ -662,7 +753,7 @@ export class LocalRunner implements RunnerPort {
         continue;
       }
       if (running >= this.slots) break;
-      this.start(dir, spec, trainPython);
+      if (!this.start(dir, spec, trainPython)) break;
       running++;
     }
   }
@@ -703,11 +794,27 @@ export class LocalRunner implements RunnerPort {
     return args;
   }
 
-  /** Spawn the harness for a queued run, detached, and record its pid. Synchronous. */
-  private start(dir: string, spec: StoredSpec, trainPython: string | undefined): void {
-    const logFd = fs.openSync(path.join(dir, "harness.log"), "a");
+  /**
+   * Spawn the harness for a queued run, detached, and record its pid. Synchronous. False when
+   * the disk had no room for it: nothing of the run is left running and it stays queued.
+   */
+  private start(dir: string, spec: StoredSpec, trainPython: string | undefined): boolean {
+    const harnessLog = path.join(dir, "harness.log");
+    let logFd: number | undefined;
+    try {
+      // A first line before the harness exists: a disk without room refuses it here, before
+      // anything is started.
+      logFd = fs.openSync(harnessLog, "a");
+      fs.writeSync(logFd, `==> [runner] starting the harness at ${new Date().toISOString()}\n`);
+    } catch (err) {
+      if (logFd !== undefined) fs.closeSync(logFd);
+      if (!isNoSpace(err)) throw err;
+      this.disk.refused(harnessLog, err);
+      return false;
+    }
     let pid: number | undefined;
     let spawnError: string | undefined;
+    let abandoned = false;
     const token = this.tokens.get(spec.runId);
     try {
       const child = spawn(this.python, this.harnessArgs(dir, spec, trainPython), {
@@ -721,12 +828,14 @@ export class LocalRunner implements RunnerPort {
         child.stdin.on("error", () => undefined);
         child.stdin.end(token);
       }
-      this.tokens.delete(spec.runId);
       child.on("error", (err) => {
         this.logger?.error(`run ${spec.runId}: harness process error: ${err.message}`);
       });
       child.on("exit", (code, sig) => {
-        // Kept for the synthesized result when the harness wrote none (usage error, killed).
+        // Kept for the synthesized result when the harness wrote none (usage error, killed, a
+        // full disk): in memory too, for a disk with no room for the file.
+        if (abandoned) return; // stopped by start() itself: the run is still queued
+        this.exits.set(dir, { code, signal: sig });
         try {
           if (!fs.existsSync(path.join(dir, "result.json"))) {
             fs.writeFileSync(path.join(dir, "exit"), JSON.stringify({ code, signal: sig }) + "\n");
@@ -744,15 +853,63 @@ export class LocalRunner implements RunnerPort {
       fs.closeSync(logFd);
     }
     const startedAt = new Date().toISOString();
+    const written = (file: string, text: string): boolean => {
+      try {
+        writeFileAtomic(file, text);
+        return true;
+      } catch (err) {
+        if (!isNoSpace(err)) throw err;
+        this.disk.refused(file, err);
+        return false;
+      }
+    };
     if (pid === undefined) {
       const reason = `could not start the harness (${this.python} ${this.harnessPath})${spawnError ? `: ${spawnError}` : ""}`;
       this.logger?.error(`run ${spec.runId}: ${reason}`);
-      writeFileAtomic(path.join(dir, "result.json"), JSON.stringify({ status: "crash", val_bpb: null, exit_code: null, reason, log_tail: "", stage: "fetch", run_id: spec.runId, commit: spec.sha }) + "\n");
+      const result = { status: "crash", val_bpb: null, exit_code: null, reason, log_tail: "", stage: "fetch", run_id: spec.runId, commit: spec.sha };
+      if (!written(path.join(dir, "result.json"), JSON.stringify(result) + "\n")) return false;
+      this.tokens.delete(spec.runId);
     } else {
       const record: PidRecord = { pid, startTime: procStat(pid)?.startTime ?? null, startedAt };
-      writeFileAtomic(path.join(dir, "pid"), JSON.stringify(record) + "\n");
+      if (!written(path.join(dir, "pid"), JSON.stringify(record) + "\n")) {
+        // A harness whose pid is not recorded could not be followed, and would be started a
+        // second time: stopped before it does anything; the run stays queued with its token.
+        abandoned = true;
+        signal(-pid, "SIGKILL");
+        return false;
+      }
+      this.tokens.delete(spec.runId);
       this.logger?.info(`run ${spec.runId} started: harness pid ${pid} (${spec.repo.owner}/${spec.repo.repo}#${spec.pull} at ${spec.sha.slice(0, 12)})`);
     }
-    writeFileAtomic(path.join(dir, "spec.json"), JSON.stringify({ ...spec, queued: false, startedAt }, null, 2) + "\n");
+    // Without room for this the run is still running (its pid record says so) or finished.
+    written(path.join(dir, "spec.json"), JSON.stringify({ ...spec, queued: false, startedAt }, null, 2) + "\n");
+    return true;
+  }
+
+  /**
+   * The disk has room again: results the disk swallowed are written down (a restarted bot finds
+   * them too), and the repositories that were told to wait are told that runs can start.
+   */
+  private roomAgain(): void {
+    for (const [dir, result] of this.lost) {
+      if (!result.infrastructure || !fs.existsSync(path.join(dir, "spec.json")) || fs.existsSync(path.join(dir, "result.json"))) continue;
+      try {
+        const { status, val_bpb, exit_code, reason, log_tail, stage } = result;
+        writeFileAtomic(path.join(dir, "result.json"), JSON.stringify({ status, val_bpb, exit_code, reason, log_tail, stage, infrastructure: true }) + "\n");
+      } catch (err) {
+        this.logger?.warn(`the result of ${dir} could not be written: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    const repos = [...this.waiting.values()];
+    this.waiting.clear();
+    for (const repo of repos) {
+      for (const listener of this.readyListeners) {
+        try {
+          listener(repo);
+        } catch (err) {
+          this.logger?.error(`onReady listener failed for ${repo.owner}/${repo.repo}: ${err instanceof Error ? err.message : String(err)}`);
+        }
+      }
+    }
   }
 }
