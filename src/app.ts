@@ -9,6 +9,8 @@ import { OctokitGitHub } from "./github/octokit.js";
 import { MutateProposer } from "./proposers/mutate.js";
 import { OpenAIProposer } from "./proposers/openai.js";
 import { type ReconcileReport } from "./reconcile/index.js";
+import { NotLeaderError, SoleLeader, type LeaderElector } from "./leader/elector.js";
+import { FencedRunner } from "./leader/fence.js";
 import { openaiEnv, settingsFrom, type Env, type Settings } from "./settings.js";
 import { openaiAnswerer } from "./steering/index.js";
 import { EVENTS, webhookWork } from "./webhooks.js";
@@ -27,6 +29,11 @@ export interface AppOptions {
   onPass?(repo: RepoRef, report: ReconcileReport, ms: number): void;
   /** Receives the controller once the app is loaded (demo and tests wait on it). */
   onController?(controller: Controller): void;
+  /**
+   * Who of several bot processes runs the passes (src/leader/); started by the app, stopped by
+   * whoever made it. Absent: this process always does.
+   */
+  leader?: LeaderElector;
 }
 
 /** The proposer a repository's config asks for; the endpoint and key come from the bot's settings. */
@@ -57,8 +64,10 @@ const GITHUB_TIMEOUT_MS = 30_000;
  * Every HTTP attempt of this client (the throttling plugin's retries included) waits at the
  * installation's gate and has its own deadline (src/github/backoff.ts).
  */
-export function throughGate(octokit: ProbotOctokit, gate: BackoffGate, ms: number, budget: WriteBudget): void {
+export function throughGate(octokit: ProbotOctokit, gate: BackoffGate, ms: number, budget: WriteBudget, leads: () => boolean = () => true): void {
   octokit.hook.wrap("request", (request, options) => {
+    // Only the leader writes: a pass still running when its bot stepped down stops here.
+    if (options.method !== "GET" && options.method !== "HEAD" && !leads()) throw new NotLeaderError(`${options.method} ${options.url}`);
     // The hook chain hands every layer the same options object (what a wrapper passes to the
     // next layer is ignored), so the fetch is set on it for the layers within: the throttling
     // and retry plugins and their retries.
@@ -70,6 +79,8 @@ export function throughGate(octokit: ProbotOctokit, gate: BackoffGate, ms: numbe
 export function createApp(opts: AppOptions) {
   return (app: Probot) => {
     const settings = opts.settings ?? settingsFrom(opts.env ?? process.env);
+    const leader = opts.leader ?? new SoleLeader();
+    const leads = () => leader.isLeader();
     const log = {
       info: (m: string) => app.log.info(m),
       warn: (m: string) => app.log.warn(m),
@@ -102,7 +113,7 @@ export function createApp(opts: AppOptions) {
       let o = installationOctokits.get(installationId);
       if (!o) {
         o = await app.auth(installationId);
-        throughGate(o, gateFor(installationId), GITHUB_TIMEOUT_MS, budgetFor(installationId));
+        throughGate(o, gateFor(installationId), GITHUB_TIMEOUT_MS, budgetFor(installationId), leads);
         installationOctokits.set(installationId, o);
       }
       return o;
@@ -124,7 +135,8 @@ export function createApp(opts: AppOptions) {
 
     const controller = new Controller({
       steering: { appSlug, answer: openaiAnswerer(openaiEnv(settings), settings.openai.answerModel) },
-      runner: opts.runner,
+      runner: new FencedRunner(opts.runner, leads),
+      isLeader: leads,
       // A pass reads only whether an LLM key is set (the config's default proposer).
       env: openaiEnv(settings),
       log,
@@ -162,6 +174,12 @@ export function createApp(opts: AppOptions) {
       for (const repo of work.repos) controller.trigger(work.installationId, repo, { steer: work.steer });
     });
 
+    // A new leader looks at everything at once: passes are level-triggered, so whatever the
+    // last one left half done is finished from what GitHub and the runner say.
+    leader.onChange((leading) => {
+      if (leading) void controller.resync();
+    });
+    leader.start();
     controller.start();
   };
 }

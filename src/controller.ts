@@ -28,6 +28,11 @@ export interface ControllerOptions {
   random?: () => number;
   /** Called after every pass (the demo prints progress from it). */
   onPass?(repo: RepoRef, report: ReconcileReport, ms: number): void;
+  /**
+   * Whether this process leads (src/leader/): a follower drops its triggers and stops a pass
+   * loop at once (the leader's passes see the same state). Absent: always.
+   */
+  isLeader?: () => boolean;
   /** Read comments (commands, reviewer notes) before each pass; without it comments are not read. */
   steering?: {
     /** The app's slug (mentions of @slug are questions; `<slug>[bot]` is the bot's login). */
@@ -103,9 +108,13 @@ export class Controller {
     opts.runner.onReady?.(wake);
   }
 
+  private leads(): boolean {
+    return this.opts.isLeader?.() ?? true;
+  }
+
   /** Ask for a pass on this repo soon; returns at once (webhook handlers must answer fast). */
   trigger(installationId: number, repo: RepoRef, opts: { steer?: boolean } = {}): void {
-    if (this.stopped) return;
+    if (this.stopped || !this.leads()) return;
     let s = this.repos.get(key(repo));
     if (!s) {
       s = {
@@ -131,7 +140,7 @@ export class Controller {
    * other way round).
    */
   click(installationId: number, repo: RepoRef, click: Click): void {
-    if (this.stopped) return;
+    if (this.stopped || !this.leads()) return; // the leader got the same webhook, or GitHub's redelivery
     this.trigger(installationId, repo);
     const s = this.repos.get(key(repo))!;
     s.clicks.push({ click, tries: 0 });
@@ -156,6 +165,7 @@ export class Controller {
   private async loop(s: RepoState): Promise<void> {
     do {
       s.dirty = false;
+      if (!this.leads()) return;
       await this.slots.acquire();
       try {
         await this.pass(s);

@@ -2,6 +2,8 @@
 import type { Probot } from "probot";
 import { createApp } from "./app.js";
 import { defaultDoctorDeps, describeResult, fatalAtStart, runDoctor } from "./doctor.js";
+import type { LeaderElector } from "./leader/elector.js";
+import { leaderFor } from "./leader/select.js";
 import { runnerFor } from "./runner/select.js";
 import { readSettings } from "./settings.js";
 
@@ -37,11 +39,15 @@ export default async (app: Probot) => {
     process.exit(1);
   }
   const settings = read.settings;
-  // AUTORESEARCH_RUNNER=local (default) or kubernetes; see src/runner/select.ts.
+  // AUTORESEARCH_RUNNER=local (default) or kubernetes; see src/runner/select.ts. Of several bot
+  // processes only the leader runs passes and starts runs (AUTORESEARCH_LEADER; src/leader/).
   let runner: ReturnType<typeof runnerFor>;
+  let leader: LeaderElector;
   try {
+    leader = leaderFor(settings, { log: { info: (m) => app.log.info(m), warn: (m) => app.log.warn(m) } });
     runner = runnerFor(settings.runner, {
       logger: { info: (m) => app.log.info(m), warn: (m) => app.log.warn(m), error: (m) => app.log.error(m) },
+      active: () => leader.isLeader(),
     });
   } catch (err) {
     // A runner that cannot run safely (no sandbox): say why and stop, rather than serve
@@ -49,5 +55,7 @@ export default async (app: Probot) => {
     app.log.fatal((err as Error).message);
     process.exit(1);
   }
-  return createApp({ runner, settings })(app);
+  // A leader that stops gives the lock up, so that another bot takes over at once.
+  process.once("SIGTERM", () => void leader.stop().finally(() => process.exit(0)));
+  return createApp({ runner, settings, leader })(app);
 };

@@ -50,6 +50,8 @@ export type RunnerSettings =
 
 export interface Settings {
   runner: RunnerSettings;
+  /** Who of several bot processes runs the passes (src/leader/). */
+  leader: { kind: "lease" | "lockfile" | "off"; /** The lock file (lockfile only). */ lockFile: string };
   /** The period of the full resync. */
   resyncSeconds: number;
   /** The write budget of each installation. */
@@ -123,6 +125,12 @@ const token = z.string().max(4096).regex(/^[\x21-\x7e]+$/);
 
 export const VARIABLES = {
   AUTORESEARCH_RUNNER: { schema: oneOf(["local", "kubernetes"]), allowed: "local (the default) or kubernetes", example: "kubernetes" },
+  AUTORESEARCH_LEADER: {
+    schema: oneOf(["lease", "lockfile", "off"]),
+    allowed: "lease (a Kubernetes Lease; the default with the Kubernetes runner), lockfile (the default with the local runner) or off (one bot only)",
+    example: "lockfile",
+  },
+  AUTORESEARCH_LEADER_LOCK: { schema: pathValue, allowed: "the path of the leader lock file", example: "/var/lib/autoresearch/leader.lock" },
   AUTORESEARCH_SLOTS: { schema: wholeNumber(1, 1000), allowed: "a whole number of runs from 1 to 1000", example: "4" },
   AUTORESEARCH_RESYNC_SECONDS: {
     schema: wholeNumber(10, DAY_SECONDS),
@@ -208,6 +216,10 @@ export const settingsSchema = envSchema.transform((e): Settings => {
         };
   return {
     runner,
+    leader: {
+      kind: e.AUTORESEARCH_LEADER ?? (kind === "kubernetes" ? "lease" : "lockfile"),
+      lockFile: e.AUTORESEARCH_LEADER_LOCK ?? `${(e.AUTORESEARCH_RUNS_DIR ?? ".runs").replace(/\/+$/, "")}/leader.lock`,
+    },
     resyncSeconds: e.AUTORESEARCH_RESYNC_SECONDS ?? 300,
     writes: {
       perMinute: e.AUTORESEARCH_WRITES_PER_MINUTE ?? GITHUB_WRITE_LIMITS.perMinute,

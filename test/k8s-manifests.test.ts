@@ -69,7 +69,7 @@ describe("k8s/ manifests", () => {
     expect(c.resources.requests).toBeDefined();
   });
 
-  it("the Role grants only what the runner uses, in its namespace", () => {
+  it("the Role grants only what the runner and the leader election use, in its namespace", () => {
     const [role] = docs("role.yaml");
     const grants = Object.fromEntries(role!.rules.flatMap((r: Doc) => r.resources.map((res: string) => [res, [...r.verbs].sort()])));
     expect(grants).toEqual({
@@ -77,6 +77,8 @@ describe("k8s/ manifests", () => {
       pods: ["list"],
       "pods/log": ["get"],
       secrets: ["create", "delete"],
+      leases: ["create", "get", "update"],
     });
+    expect(role!.rules.find((r: Doc) => r.resources.includes("leases")).apiGroups).toEqual(["coordination.k8s.io"]);
   });
 });

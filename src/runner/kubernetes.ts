@@ -88,6 +88,8 @@ export interface KubernetesRunnerOptions {
   watchTimeoutSeconds?: number;
   /** ttlSecondsAfterFinished when the template sets none; default 1 day. */
   ttlSecondsAfterFinished?: number;
+  /** False while another bot process leads (src/leader/): the watch then creates no Job. */
+  active?: () => boolean;
   /** sizeLimit of each pod's scratch emptyDir (the unpacked commit, HOME, TMPDIR); default 20Gi. */
   workspaceSizeLimit?: string;
   logger?: RunnerLogger;
@@ -683,7 +685,7 @@ export class KubernetesRunner implements RunnerPort {
   private restartTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private resyncing: Promise<void> | null = null;
-  private readonly o: Required<Omit<KubernetesRunnerOptions, "logger">> & { logger?: RunnerLogger };
+  private readonly o: Required<Omit<KubernetesRunnerOptions, "logger" | "active">> & { logger?: RunnerLogger; active?: () => boolean };
 
   /** An API error for a message: its status and message, or the request timeout it ran into. */
   private describe(err: unknown): string {
@@ -1280,6 +1282,7 @@ export class KubernetesRunner implements RunnerPort {
     const runId = a[ANNOTATION_RUN_ID];
     const [owner, repo] = (a[ANNOTATION_REPO] ?? "").split("/");
     if (!runId || !owner || !repo || this.reported.has(uid)) return;
+    if (this.o.active && !this.o.active()) return; // the leader's runner goes on with it
     this.reported.add(uid);
     if (job.metadata?.labels?.[LABEL_ROLE] === "fetch" && condition(job, "Complete")) {
       // Fetched and prepared: the run goes on with its training Job (a pass's observe() does the
@@ -1313,7 +1316,7 @@ export class KubernetesRunner implements RunnerPort {
  * `timeoutMs`: client-node sets no timeout of its own, and a request the API server never
  * answers would hold a pass (or the informer's list, and the informer with it) for good.
  */
-function apiClient<T>(kc: k8s.KubeConfig, Api: new (config: k8s.Configuration) => T, timeoutMs: number): T {
+export function apiClient<T>(kc: k8s.KubeConfig, Api: new (config: k8s.Configuration) => T, timeoutMs: number): T {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error("the kubeconfig has no current cluster");
   const timeout: k8s.Middleware = {

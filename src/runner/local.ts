@@ -82,6 +82,11 @@ export interface LocalRunnerOptions {
    * then twice as long each time, at most every 5 minutes; default 5000 ms.
    */
   diskFullRetryMs?: number;
+  /**
+   * False while another bot process leads (src/leader/): queued runs are started only by the
+   * leader's runner, never by two at once. Default: always true.
+   */
+  active?: () => boolean;
   logger?: RunnerLogger;
 }
 
@@ -392,6 +397,7 @@ export class LocalRunner implements RunnerPort {
   /** Repositories told that runs cannot start (validate): told again when they can. */
   private readonly waiting = new Map<string, RepoRef>();
   private readonly readyListeners: ((repo: RepoRef) => void)[] = [];
+  private readonly active: (() => boolean) | undefined;
 
   constructor(options: LocalRunnerOptions) {
     this.runsDir = path.resolve(options.runsDir);
@@ -410,6 +416,7 @@ export class LocalRunner implements RunnerPort {
     this.bwrap = options.bwrap ?? "bwrap";
     this.prepareNetwork = options.prepareNetwork ?? true;
     this.sandboxReadOnly = options.sandboxReadOnly ?? [];
+    this.active = options.active;
     this.disk = new DiskFullGate(this.runsDir, {
       retryMs: options.diskFullRetryMs ?? 5000,
       maxRetryMs: 300_000,
@@ -728,6 +735,7 @@ export class LocalRunner implements RunnerPort {
   /** Start queued runs (oldest first) while slots are free. */
   private async pump(): Promise<void> {
     if (this.closed) return;
+    if (this.active && !this.active()) return;
     // No harness starts on a full disk: its start, or its result, would not fit.
     if (!this.disk.ready()) return;
     const hasQueued = () => this.runDirs().some((n) => this.readSpec(path.join(this.runsDir, n))?.queued === true);

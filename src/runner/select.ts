@@ -36,7 +36,7 @@ export function namespaceFor(configured: string | null, kc: k8s.KubeConfig): str
 /** The runner the settings ask for (src/settings.ts has validated them). */
 export function runnerFor(
   settings: RunnerSettings,
-  opts: { logger?: RunnerLogger; kubeConfig?: k8s.KubeConfig } = {},
+  opts: { logger?: RunnerLogger; kubeConfig?: k8s.KubeConfig; active?: () => boolean } = {},
 ): RunnerPort & { close(): void } {
   if (settings.kind === "local") {
     return new LocalRunner({
@@ -48,6 +48,7 @@ export function runnerFor(
       prepareNetwork: settings.prepareNetwork,
       sandboxReadOnly: settings.sandboxReadOnly,
       logger: opts.logger,
+      active: opts.active,
     });
   }
   const kc = opts.kubeConfig ?? defaultKubeConfig();
@@ -58,6 +59,7 @@ export function runnerFor(
     slots: settings.slots,
     ...(settings.pendingTimeoutSeconds ? { pendingTimeoutMs: settings.pendingTimeoutSeconds * 1000 } : {}),
     logger: opts.logger,
+    active: opts.active,
   });
   runner.start();
   return runner;

@@ -3,7 +3,10 @@
 // that runs each pod's containers as local processes.
 //
 // API: Jobs (create, get, list, delete, watch), Pods (list, get, log), Secrets (create, get,
-// delete, list). Lists carry a resourceVersion; watches stream newline-delimited JSON events
+// delete, list), Leases of coordination.k8s.io/v1 (create, get, replace, delete; a replace whose
+// metadata.resourceVersion is not the stored one is a 409 Conflict, as the API server's
+// optimistic concurrency answers two writers; `refuseLeaseWrites` makes chosen holders' writes
+// fail with a 503, a renewal lost on the way). Lists carry a resourceVersion; watches stream newline-delimited JSON events
 // from a resourceVersion and answer an expired one with an ERROR event (410 Gone), as the API
 // server does after compaction; a watch ends after its timeoutSeconds, with a BOOKMARK of the
 // current resourceVersion first when it asked for allowWatchBookmarks. Label selectors of the
@@ -38,6 +41,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { Job as JobModel } from "kubernetes-models/batch/v1/Job";
+import { Lease as LeaseModel } from "kubernetes-models/coordination.k8s.io/v1/Lease";
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -116,6 +120,11 @@ export class KubernetesTwin {
   readonly jobs = new Map<string, Obj>(); // ns/name
   readonly pods = new Map<string, Obj>();
   readonly secrets = new Map<string, Obj>();
+  readonly leases = new Map<string, Obj>(); // ns/name
+  /** Lease writes (create, replace) naming a holder for which this is true fail with 503 Service Unavailable. */
+  refuseLeaseWrites: ((holderIdentity: string) => boolean) | null = null;
+  /** Lease replaces refused with 409 because their resourceVersion was stale. */
+  leaseConflicts = 0;
   private readonly events: { rv: number; type: string; object: Obj }[] = [];
   private readonly watchers = new Set<WatchClient>();
   private readonly running = new Map<string, Running[]>(); // pod key → its running containers
@@ -248,6 +257,8 @@ export class KubernetesTwin {
       }
     }
     const q = url.searchParams;
+    const lease = /^\/apis\/coordination\.k8s\.io\/v1\/namespaces\/([^/]+)\/leases(?:\/([^/]+))?$/.exec(url.pathname);
+    if (lease) return this.leaseRequest(req.method ?? "GET", lease[1]!, lease[2], body, send);
     const m =
       /^\/(?:apis\/batch\/v1|api\/v1)\/namespaces\/([^/]+)\/(jobs|pods|secrets)(?:\/([^/]+))?(?:\/(log))?$/.exec(url.pathname);
     if (!m) return send(404, status(404, "NotFound", `the server could not find the requested resource ${url.pathname}`));
@@ -318,6 +329,61 @@ export class KubernetesTwin {
     if (method === "DELETE") {
       this.remove(kind, key);
       return send(200, status(200, "Success", "deleted", "Success"));
+    }
+    return send(405, status(405, "MethodNotAllowed", method));
+  }
+
+  private leaseRequest(method: string, ns: string, name: string | undefined, body: Obj, send: (status: number, body: unknown) => void): void {
+    const key = `${ns}/${name}`;
+    const current = this.leases.get(key);
+    if (method === "POST" || method === "PUT") {
+      const holder = String(body.spec?.holderIdentity ?? "");
+      if (this.refuseLeaseWrites?.(holder)) return send(503, status(503, "ServiceUnavailable", "the lease write did not get through"));
+      let problem: string | null = null;
+      try {
+        new LeaseModel(body as ConstructorParameters<typeof LeaseModel>[0]).validate();
+      } catch (err) {
+        problem = (err as Error).message;
+      }
+      const d = body.spec?.leaseDurationSeconds;
+      if (!problem && d !== undefined && !(Number.isInteger(d) && d > 0)) problem = "spec.leaseDurationSeconds: must be greater than 0";
+      if (problem) return send(422, status(422, "Invalid", `Lease.coordination.k8s.io is invalid: ${problem}`));
+    }
+    if (method === "POST" && !name) {
+      const objName = body.metadata?.name as string | undefined;
+      if (!objName) return send(422, status(422, "Invalid", "metadata.name: Required value"));
+      if (this.leases.has(`${ns}/${objName}`)) return send(409, status(409, "AlreadyExists", `leases.coordination.k8s.io "${objName}" already exists`));
+      const obj = structuredClone(body);
+      obj.apiVersion = "coordination.k8s.io/v1";
+      obj.kind = "Lease";
+      obj.metadata = { ...obj.metadata, namespace: ns, uid: randomUUID(), creationTimestamp: new Date().toISOString() };
+      this.bump(obj);
+      this.leases.set(`${ns}/${objName}`, obj);
+      return send(201, obj);
+    }
+    if (!name) return send(405, status(405, "MethodNotAllowed", method));
+    if (!current) return send(404, status(404, "NotFound", `leases.coordination.k8s.io "${name}" not found`));
+    if (method === "GET") return send(200, current);
+    if (method === "DELETE") {
+      this.leases.delete(key);
+      return send(200, status(200, "Success", "deleted", "Success"));
+    }
+    if (method === "PUT") {
+      if (body.metadata?.name !== name) return send(400, status(400, "BadRequest", "the name of the object does not match the name on the URL"));
+      if (body.metadata?.resourceVersion !== current.metadata.resourceVersion) {
+        this.leaseConflicts++;
+        return send(
+          409,
+          status(409, "Conflict", `Operation cannot be fulfilled on leases.coordination.k8s.io "${name}": the object has been modified; please apply your changes to the latest version and try again`),
+        );
+      }
+      const obj = structuredClone(body);
+      obj.apiVersion = "coordination.k8s.io/v1";
+      obj.kind = "Lease";
+      obj.metadata = { ...current.metadata, labels: body.metadata?.labels ?? current.metadata.labels };
+      this.bump(obj);
+      this.leases.set(key, obj);
+      return send(200, obj);
     }
     return send(405, status(405, "MethodNotAllowed", method));
   }
