@@ -14,6 +14,7 @@ import { FencedRunner } from "./leader/fence.js";
 import { openaiEnv, settingsFrom, type Env, type Settings } from "./settings.js";
 import { openaiAnswerer } from "./steering/index.js";
 import { EVENTS, webhookWork } from "./webhooks.js";
+import type { Logger } from "./log.js";
 import type { ProposerPort, RepoRef, RunnerPort } from "./types.js";
 
 export interface AppOptions {
@@ -76,62 +77,95 @@ export function throughGate(octokit: ProbotOctokit, gate: BackoffGate, ms: numbe
   });
 }
 
+/**
+ * What the app keeps per installation: its client (every request through the installation's
+ * backoff gate, with a deadline, counted against its write budget, and refused to a follower),
+ * its write budget and its gate.
+ */
+class Installations {
+  private readonly octokits = new Map<number, ProbotOctokit>();
+  private readonly budgets = new Map<number, WriteBudget>();
+  private readonly gates = new Map<number, BackoffGate>();
+
+  constructor(
+    private readonly app: Probot,
+    private readonly settings: Settings,
+    private readonly leads: () => boolean,
+  ) {}
+
+  budget(id: number): WriteBudget {
+    let b = this.budgets.get(id);
+    if (!b) this.budgets.set(id, (b = new WriteBudget(this.settings.writes)));
+    return b;
+  }
+
+  gate(id: number): BackoffGate {
+    let g = this.gates.get(id);
+    if (!g) {
+      g = new BackoffGate(Date.now, undefined, (e) =>
+        this.app.log.warn(
+          `GitHub ${e.kind === "primary" ? "rate limit" : "secondary rate limit"} (HTTP ${e.status}) for installation ${id}: ` +
+            `no request of it goes out for ${Math.ceil((e.until - e.at) / 1000)} s`,
+        ),
+      );
+      this.gates.set(id, g);
+    }
+    return g;
+  }
+
+  async octokit(id: number): Promise<ProbotOctokit> {
+    // Probot caches installation tokens and refreshes them before they expire.
+    let o = this.octokits.get(id);
+    if (!o) {
+      o = await this.app.auth(id);
+      throughGate(o, this.gate(id), GITHUB_TIMEOUT_MS, this.budget(id), this.leads);
+      this.octokits.set(id, o);
+    }
+    return o;
+  }
+
+  /** Every repository of every installation the app can see. */
+  async repos(): Promise<{ installationId: number; repo: RepoRef }[]> {
+    const appOctokit = await this.app.auth();
+    const installations = await appOctokit.paginate(appOctokit.rest.apps.listInstallations, { per_page: 100 });
+    const out: { installationId: number; repo: RepoRef }[] = [];
+    for (const inst of installations) {
+      const o = await this.octokit(inst.id);
+      const repos = await o.paginate(o.rest.apps.listReposAccessibleToInstallation, { per_page: 100 });
+      for (const r of repos) out.push({ installationId: inst.id, repo: { owner: r.owner.login, repo: r.name } });
+    }
+    return out;
+  }
+}
+
+/** The app's slug, which names its bot user (`<slug>[bot]`) and is what people mention: set, or asked of GitHub once. */
+function slugReader(app: Probot, configured: string | null): () => Promise<string | null> {
+  let slug = configured;
+  return async () => {
+    if (slug) return slug;
+    try {
+      const appOctokit = await app.auth();
+      const { data } = await appOctokit.rest.apps.getAuthenticated();
+      slug = data?.slug ?? null;
+    } catch (err) {
+      app.log.warn(`the app's slug could not be read: ${(err as Error).message}`);
+    }
+    return slug;
+  };
+}
+
 export function createApp(opts: AppOptions) {
   return (app: Probot) => {
     const settings = opts.settings ?? settingsFrom(opts.env ?? process.env);
     const leader = opts.leader ?? new SoleLeader();
     const leads = () => leader.isLeader();
-    const log = {
+    const log: Logger = {
       info: (m: string) => app.log.info(m),
       warn: (m: string) => app.log.warn(m),
       error: (m: string) => app.log.error(m),
     };
-    const installationOctokits = new Map<number, ProbotOctokit>();
-    const writeLimits = settings.writes;
-    const budgets = new Map<number, WriteBudget>();
-    const budgetFor = (installationId: number) => {
-      let b = budgets.get(installationId);
-      if (!b) budgets.set(installationId, (b = new WriteBudget(writeLimits)));
-      return b;
-    };
-    const gates = new Map<number, BackoffGate>();
-    const gateFor = (installationId: number) => {
-      let g = gates.get(installationId);
-      if (!g) {
-        g = new BackoffGate(Date.now, undefined, (e) =>
-          app.log.warn(
-            `GitHub ${e.kind === "primary" ? "rate limit" : "secondary rate limit"} (HTTP ${e.status}) for installation ${installationId}: ` +
-              `no request of it goes out for ${Math.ceil((e.until - e.at) / 1000)} s`,
-          ),
-        );
-        gates.set(installationId, g);
-      }
-      return g;
-    };
-    const octokitFor = async (installationId: number) => {
-      // Probot caches installation tokens and refreshes them before they expire.
-      let o = installationOctokits.get(installationId);
-      if (!o) {
-        o = await app.auth(installationId);
-        throughGate(o, gateFor(installationId), GITHUB_TIMEOUT_MS, budgetFor(installationId), leads);
-        installationOctokits.set(installationId, o);
-      }
-      return o;
-    };
-
-    // The app's slug names its bot user (`<slug>[bot]`) and is what people mention.
-    let slug: string | null = settings.appSlug;
-    const appSlug = async (): Promise<string | null> => {
-      if (slug) return slug;
-      try {
-        const appOctokit = await app.auth();
-        const { data } = await appOctokit.rest.apps.getAuthenticated();
-        slug = data?.slug ?? null;
-      } catch (err) {
-        app.log.warn(`the app's slug could not be read: ${(err as Error).message}`);
-      }
-      return slug;
-    };
+    const installations = new Installations(app, settings, leads);
+    const appSlug = slugReader(app, settings.appSlug);
 
     const controller = new Controller({
       steering: { appSlug, answer: openaiAnswerer(openaiEnv(settings), settings.openai.answerModel) },
@@ -145,23 +179,13 @@ export function createApp(opts: AppOptions) {
       proposerFor: opts.proposerFor ?? defaultProposerFor(settings.openai),
       github: async (installationId, repo) => {
         const s = await appSlug();
-        return new OctokitGitHub(await octokitFor(installationId), repo, {
+        return new OctokitGitHub(await installations.octokit(installationId), repo, {
           botLogin: s ? `${s}[bot]` : null,
-          budget: budgetFor(installationId),
-          gate: gateFor(installationId),
+          budget: installations.budget(installationId),
+          gate: installations.gate(installationId),
         });
       },
-      listRepos: async () => {
-        const appOctokit = await app.auth();
-        const installations = await appOctokit.paginate(appOctokit.rest.apps.listInstallations, { per_page: 100 });
-        const out: { installationId: number; repo: RepoRef }[] = [];
-        for (const inst of installations) {
-          const o = await octokitFor(inst.id);
-          const repos = await o.paginate(o.rest.apps.listReposAccessibleToInstallation, { per_page: 100 });
-          for (const r of repos) out.push({ installationId: inst.id, repo: { owner: r.owner.login, repo: r.name } });
-        }
-        return out;
-      },
+      listRepos: () => installations.repos(),
     });
     opts.onController?.(controller);
 

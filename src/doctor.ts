@@ -543,6 +543,9 @@ export const RUNNER_ACCESS: readonly { group: string; resource: string; subresou
   { group: "", resource: "pods", subresource: "log", verb: "get", why: "readNamespacedPodLog: the log tail of a failed run" },
   { group: "", resource: "secrets", verb: "create", why: "createNamespacedSecret: a run's read token" },
   { group: "", resource: "secrets", verb: "delete", why: "deleteNamespacedSecret: cancel and clean up" },
+  { group: "coordination.k8s.io", resource: "leases", verb: "create", why: "createNamespacedLease: the leader election's Lease, the first time" },
+  { group: "coordination.k8s.io", resource: "leases", verb: "get", why: "readNamespacedLease: who leads" },
+  { group: "coordination.k8s.io", resource: "leases", verb: "update", why: "replaceNamespacedLease: taking and renewing the lead" },
 ];
 
 /**
@@ -687,7 +690,7 @@ export async function checkKubernetes(d: DoctorDeps): Promise<CheckResult[]> {
     results.push(fail("rbac", "environment", `in namespace ${namespace} the runner may not: ${denied.join(", ")}`,
       `grant them in ${namespace}: k8s/role.yaml is the Role the runner needs (kubectl apply -n ${namespace} -f k8s/role.yaml binds it to the ServiceAccount autoresearch-bot; outside the cluster bind it to your kubeconfig's user)`));
   } else {
-    results.push(ok("rbac", "environment", `${RUNNER_ACCESS.length} permissions in ${namespace}: jobs create/get/list/watch/delete, pods list, pods/log get, secrets create/delete`));
+    results.push(ok("rbac", "environment", `${RUNNER_ACCESS.length} permissions in ${namespace}: jobs create/get/list/watch/delete, pods list, pods/log get, secrets create/delete, leases create/get/update`));
   }
 
   // The API server's own validation and admission of what the runner would create.

@@ -12,6 +12,7 @@
 // merged, and never lends its number to the next experiment.
 import { parseBranchName } from "./ledger/index.js";
 import type { ExperimentPull, GitHubPort, IssueInfo, RepoRef } from "./types.js";
+import type { Logger } from "./log.js";
 
 /** Why a labelled pull request is not part of the ledger, or null when it is. */
 export function untrustedPull(p: ExperimentPull, botLogin: string, repo: RepoRef): string | null {
@@ -32,9 +33,8 @@ export function ownIssues(issues: IssueInfo[], botLogin: string): IssueInfo[] {
 
 const reported = new Set<string>();
 
-export interface TrustLog {
-  warn(msg: string): void;
-}
+/** The bot's logger (src/log.ts), of which trust only warns. */
+export type TrustLog = Pick<Logger, "warn">;
 
 /** Log `what` once per process (a pass every few minutes must not repeat it forever). */
 export function warnOnce(log: TrustLog | undefined, key: string, what: string): void {

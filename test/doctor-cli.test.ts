@@ -118,7 +118,6 @@ it("npm start refuses to start on a fatal problem, one FATAL line each, and exit
         PATH: tempDir(), // no python3, no bwrap
         HOME: cwd,
         NODE_ENV: "test",
-        PORT: "0", // were it to listen, on a port the system picks
         HOST: "127.0.0.1",
         APP_ID: "123",
         PRIVATE_KEY: key,

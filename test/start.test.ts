@@ -1,7 +1,10 @@
 // `npm start` with no credentials: Probot serves its registration page built from app.yml,
 // offline, and nothing crashes. And the webhook URL: what that page registers, against where the
 // bot receives webhooks and what the README tells people to set.
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcessByStdio } from "node:child_process";
+import type { Readable } from "node:stream";
+import { createServer } from "node:net";
+import type { AddressInfo } from "node:net";
 import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -9,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { Probot, Server } from "probot";
 import { expect, it } from "vitest";
+import { ANY_PORT } from "./support/bot.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -33,29 +37,47 @@ function listeningPort(output: string): number | null {
   return m ? Number(m[1]) : null;
 }
 
+/**
+ * A `probot run` child listening on a free port. Probot's PORT cannot be 0 (it reads
+ * `Number(PORT) || 3000`), so a free port is picked first; if another process takes it before
+ * the child binds it, the child says so and is started again on another.
+ */
+async function listeningChild(start: (port: number) => ChildProcessByStdio<null, Readable, Readable>): Promise<{ child: ChildProcessByStdio<null, Readable, Readable>; port: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const free = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, "127.0.0.1", () => {
+        const { port } = probe.address() as AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+    const child = start(free);
+    let output = "";
+    const port = await new Promise<number | null>((resolve, reject) => {
+      const seen = (d: Buffer) => {
+        output += d.toString();
+        const port = listeningPort(output);
+        if (port) resolve(port);
+      };
+      child.stdout.on("data", seen);
+      child.stderr.on("data", seen);
+      child.once("exit", (code) => (/already in use/.test(output) && attempt < 5 ? resolve(null) : reject(new Error(`npm start exited with ${code}:\n${output}`))));
+    });
+    if (port !== null) return { child, port };
+  }
+}
+
 it("serves the GitHub App registration page from app.yml when no credentials are set", async () => {
-  // PORT=0: the server binds a port the system picks and logs it (no port picked beforehand that
-  // another process could take before the server binds it).
   // NO_SMEE_SETUP: started through npx, Probot's setup would fetch smee-client and open a smee.io
   // channel (network, and it writes .env into this folder); `npm start` never does.
-  const env: Record<string, string | undefined> = { ...process.env, PORT: "0", HOST: "127.0.0.1", NODE_ENV: "test", NO_SMEE_SETUP: "true" };
+  const env: Record<string, string | undefined> = { ...process.env, HOST: "127.0.0.1", NODE_ENV: "test", NO_SMEE_SETUP: "true" };
   for (const k of ["APP_ID", "PRIVATE_KEY", "PRIVATE_KEY_PATH", "WEBHOOK_SECRET", "WEBHOOK_PROXY_URL", "WEBHOOK_PATH"]) delete env[k];
-  const child = spawn(
-    process.execPath,
-    ["--import", "tsx", path.join(ROOT, "node_modules/probot/bin/probot.js"), "run", "./src/index.ts"],
-    { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] },
+  const { child, port } = await listeningChild((p) =>
+    spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "node_modules/probot/bin/probot.js"), "run", "./src/index.ts"], {
+      cwd: ROOT,
+      env: { ...env, PORT: String(p) },
+      stdio: ["ignore", "pipe", "pipe"],
+    }),
   );
-  let output = "";
-  const port = await new Promise<number>((resolve, reject) => {
-    const seen = (d: Buffer) => {
-      output += d.toString();
-      const port = listeningPort(output);
-      if (port) resolve(port);
-    };
-    child.stdout.on("data", seen);
-    child.stderr.on("data", seen);
-    child.once("exit", (code) => reject(new Error(`npm start exited with ${code}:\n${output}`)));
-  });
   try {
     const page = await fetch(`http://127.0.0.1:${port}/probot`).then((r) => r.text());
     expect(page).toContain("Register GitHub App");
@@ -86,7 +108,7 @@ it("receives webhooks at the path of the Webhook URL the README says to set, and
   const secret = "docs-test-secret";
   const server = new Server({
     Probot: Probot.defaults({ appId: 1, privateKey: "not used: no request to GitHub is made", secret }),
-    port: 0, // the system picks a free port as the server binds it
+    port: ANY_PORT, // the system picks a free port as the server binds it
     host: "127.0.0.1",
     log: pino({ level: "silent" }),
   });

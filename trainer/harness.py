@@ -1294,6 +1294,12 @@ def export_git_commit(path: str, commit: str, dest: str, limits: "SourceLimits")
         try:
             with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
                 safe_extract(tar, dest, strip_top=False, max_entries=limits.entries, max_bytes=limits.unpacked_bytes)
+            # The stream reader stops at the end-of-archive blocks; git may still be writing the
+            # tar's record padding. Read it, so that closing the pipe does not kill git with
+            # SIGPIPE (exit -13) after a complete archive. Bounded: padding is under 10 KiB.
+            for _ in range(64):
+                if not proc.stdout.read(65536):
+                    break
         except (tarfile.TarError, UnsafeArchive) as error:
             proc.kill()
             proc.wait()

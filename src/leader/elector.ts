@@ -13,11 +13,10 @@
 import { hostname } from "node:os";
 import { performance } from "node:perf_hooks";
 import { randomBytes } from "node:crypto";
+import type { Logger } from "../log.js";
 
-export interface LeaderLogger {
-  info(msg: string): void;
-  warn(msg: string): void;
-}
+/** What the election says: the bot's logger (src/log.ts), of which it uses info and warn. */
+export type LeaderLogger = Pick<Logger, "info" | "warn">;
 
 export interface LeaderElector {
   /** Who this process is in the lock (host, pid and a random part). */

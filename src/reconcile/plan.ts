@@ -14,7 +14,7 @@ import { checkRunFor, UNSANDBOXED, VAL_BPB_CHECK } from "../checks.js";
 import { inWindow, nightKey } from "../config.js";
 import { describeFlags, outlierFlag, scanChange } from "../review.js";
 import { joinPath, type Snapshot } from "./snapshot.js";
-import type { CheckRunSpec, ExperimentPull, ExperimentRecord, RunObservation } from "../types.js";
+import type { CheckRunSpec, ExperimentPull, ExperimentRecord, RunObservation, TrainerResult } from "../types.js";
 
 /** One thing to do for an experiment; its steps run in order and stop at the first failure. */
 export type Step =
@@ -107,166 +107,179 @@ function planClosed(snap: Snapshot, r: ExperimentRecord): Step[] {
   return steps;
 }
 
+/** Where an experiment's plan goes after a step: on (its record moved on), done for this pass, or decided. */
+type Next = { r: ExperimentRecord; then: "on" | "done" | "decided" };
+
 function planOpen(w: Planned, snap: Snapshot, pull: ExperimentPull, start: ExperimentRecord): Step[] {
   const steps: Step[] = [];
   let r = start;
-  let open = true;
   // A loop, not recursion: a run that asks for another measurement starts it in the same pass.
   for (;;) {
-    if (r.state === "queued") {
-      if (r.kind === "experiment" && r.baselineBpb === null) {
-        // Measured against the tree it was built on: wait until that tree has a baseline.
-        const base = currentBaseline(w.records, r.baseTreeHash ?? "");
-        if (!base) {
-          // Its base has no baseline yet. If the default branch moved on again meanwhile, that
-          // baseline will never be measured: move the change to the current head instead.
-          if (r.baseSha !== snap.headSha && r.baseTreeHash !== snap.headTreeHash && !w.moved) {
-            steps.push(...planReapply(w, snap, pull, r, "before this experiment could be measured", "It was waiting for a baseline, but"));
-          }
-          return steps;
-        }
-        r = { ...r, baselineBpb: base.bpb, baselineN: base.n };
-      }
-      // The record is not rewritten when its run starts (GitHub counts every write); the runner
-      // knows whether this attempt was submitted in an earlier pass.
-      if (observed(snap, r).phase === "missing") {
-        if (snap.pausedBy) return steps; // submitted again on /autoresearch resume
-        steps.push({ do: "submit", record: r, first: true }, { do: "log", level: "info", msg: `training ${r.headSha.slice(0, 7)} as ${runIdOf(snap, r)}` });
-        update(w, state.started(r));
-        return steps;
-      }
-      r = state.started(r);
-    }
-    if (r.state !== "running") break;
-
-    const runId = runIdOf(snap, r);
-    const obs = observed(snap, r);
-    if (obs.phase === "missing") {
-      // The runner lost it (restart with a wiped run directory, node drained…): run it again.
-      steps.push({ do: "log", level: "warn", msg: `run ${runId} is unknown to the runner; submitting it again` }, { do: "submit", record: r });
-      update(w, r);
-      return steps;
-    }
-    if (obs.phase !== "finished" && snap.pausedBy) {
-      // Paused: give the GPU back now. The experiment goes back to the queue and is measured
-      // from the start, under a new run id, once the loop is resumed.
-      const again = state.measureAgain(r);
-      steps.push(
-        { do: "cancel", runId },
-        {
-          do: "check",
-          check: {
-            name: VAL_BPB_CHECK,
-            headSha: r.headSha,
-            externalId: runId,
-            status: "completed",
-            conclusion: "cancelled",
-            output: {
-              title: "Cancelled: the loop was paused",
-              summary:
-                (snap.unsandboxed ? `${UNSANDBOXED}\n\n` : "") +
-                `@${snap.pausedBy} paused the loop. This experiment is measured again from the start after \`/autoresearch resume\`.`,
-            },
-          },
-        },
-        { do: "write", record: again },
-        { do: "cleanup", runId, quiet: true },
-        { do: "log", level: "info", msg: `paused; cancelled ${runId}, queued again` },
-      );
-      update(w, again);
-      return steps;
-    }
-    if (obs.phase !== "finished") {
-      update(w, r);
-      return steps;
-    }
-    const foreign = foreignResult(obs.result, runId, r.headSha);
-    if (foreign) {
-      // A result that is not this run's (a run id reused after a lost record, a stale run
-      // folder): never recorded. The run is dropped and this experiment measured anew.
-      steps.push(
-        { do: "log", level: "warn", msg: `the result of ${runId} ${foreign}; discarding it and measuring ${r.headSha.slice(0, 7)} again` },
-        { do: "cleanup", runId },
-        { do: "submit", record: r },
-      );
-      update(w, r);
-      return steps;
-    }
-    if (!r.measurements.some((m) => m.runId === runId)) {
-      r = { ...r, measurements: [...r.measurements, { runId, sha: r.headSha, result: obs.result, finishedAt: snap.at.toISOString() }] };
-    }
-    // The ledger's noise includes this run from here on (a baseline's repeated runs measure it).
-    update(w, r);
-    // Compared with every run of the baseline's tree on this run's hardware, and with the noise
-    // the ledger has measured there (this experiment's own repeated runs included).
-    const hardware = obs.result.hardware ?? null;
-    const baseline = r.kind === "experiment" ? currentBaseline(w.records, r.baseTreeHash, hardware) : null;
-    if (baseline) r = { ...r, baselineBpb: baseline.bpb, baselineN: baseline.n };
-    const noise = estimateNoise(w.records, hardware);
-    const d = decide({
-      kind: r.kind,
-      measurements: r.measurements,
-      baselineBpb: r.baselineBpb,
-      baselineRuns: baseline?.runs ?? 1,
-      minDelta: snap.config.minDelta,
-      noise,
-      settings: snap.config.noise,
-    });
-    if (d.action === "more" || d.action === "rerun") {
-      // A baseline measures the noise and a promising change is confirmed before any merge (the
-      // next run starts now); a failure of the infrastructure is tried again on the next pass.
-      // The check run is written once, with the decision; the record keeps every run meanwhile.
-      r = state.measureAgain(r);
-      steps.push({ do: "write", record: r }, { do: "cleanup", runId }, { do: "log", level: "info", msg: `measuring again: ${d.reasons.join(" ")}` });
-      update(w, r);
-      if (d.action === "more") continue;
-      return steps;
-    }
-    if ((r.reruns ?? 0) > 0 && d.action !== "crash") {
-      // Measured again on request (/autoresearch rerun): the decision waits for every run, and
-      // the next run is submitted now rather than on the next trigger.
-      r = state.measureAgain(state.rerunOwed(r, (r.reruns ?? 1) - 1));
-      steps.push({ do: "write", record: r }, { do: "cleanup", runId }, { do: "log", level: "info", msg: "measuring again on request" });
-      update(w, r);
-      continue;
-    }
-    if (r.reruns) r = state.rerunOwed(r, 0); // a crash decides at once; no further runs are owed
-    let verdict: "keep" | "discard" | "crash" = d.action;
-    const reasons = [...d.reasons];
-    if (r.adoptedBy && verdict === "discard") {
-      // Adopted with /autoresearch keep: merged as measured unless the run crashed.
-      verdict = "keep";
-      reasons.push(`Kept anyway: adopted by @${r.adoptedBy} with /autoresearch keep.`);
-    }
-    if (verdict === "keep" && r.kind === "experiment" && !r.adoptedBy && d.delta !== null) {
-      const outlier = outlierFlag(-d.delta, noise?.sigma ?? null, largestKept(w.records));
-      if (outlier) r = { ...r, flags: [...(r.flags ?? []).filter((f) => f.rule !== "outlier"), outlier] };
-    }
-    const held = verdict === "keep" && r.kind === "experiment" && (r.flags?.length ?? 0) > 0 && !r.adoptedBy;
-    if (held) {
-      reasons.push(
-        `Held for review, not merged: ${r.flags!.some((f) => f.lines.length) ? "the change touches " : "it is "}${describeFlags(r.flags!)}. ` +
-          "Someone with write access merges it with /autoresearch keep, or closes the pull request.",
-      );
-    }
-    r = state.decided(r, { verdict, delta: d.delta, reasons, ...(d.threshold ? { threshold: d.threshold } : {}) }, held);
-    const last = r.measurements[r.measurements.length - 1];
-    open = !closesWithRecord(r);
-    steps.push(
-      { do: "check", check: checkRunFor(r, runId, snap.config, { unsandboxed: snap.unsandboxed }) },
-      { do: "write", record: r, close: !open, finished: { n: r.n, verdict: held ? "review" : verdict, valBpb: last?.result.val_bpb ?? null } },
-      { do: "cleanup", runId },
-      { do: "log", level: "info", msg: `${held ? "held for review" : verdict}: ${reasons.join(" ")}` },
-    );
-    break;
+    const next = r.state === "queued" ? planQueued(w, snap, pull, r, steps) : r.state === "running" ? planRunning(w, snap, r, steps) : null;
+    if (!next) break;
+    r = next.r;
+    if (next.then === "done") return steps;
+    if (next.then === "decided") break;
   }
   update(w, r);
 
   // A decided experiment whose PR is still open: carry out the decision (again, if a previous
   // pass stopped half way). Its branch is deleted later, when the write budget has room.
+  const closing = steps.some((s) => s.do === "write" && s.close);
   if (r.state === "kept" && r.kind === "experiment") steps.push(...planKeep(w, snap, pull, r));
-  else if (closesWithRecord(r) && open) steps.push({ do: "close" });
+  else if (closesWithRecord(r) && !closing) steps.push({ do: "close" });
   return steps;
+}
+
+/** A queued experiment: submitted when its baseline is known and the runner does not have it. */
+function planQueued(w: Planned, snap: Snapshot, pull: ExperimentPull, queued: ExperimentRecord, steps: Step[]): Next {
+  let r = queued;
+  if (r.kind === "experiment" && r.baselineBpb === null) {
+    // Measured against the tree it was built on: wait until that tree has a baseline.
+    const base = currentBaseline(w.records, r.baseTreeHash ?? "");
+    if (!base) {
+      // Its base has no baseline yet. If the default branch moved on again meanwhile, that
+      // baseline will never be measured: move the change to the current head instead.
+      if (r.baseSha !== snap.headSha && r.baseTreeHash !== snap.headTreeHash && !w.moved) {
+        steps.push(...planReapply(w, snap, pull, r, "before this experiment could be measured", "It was waiting for a baseline, but"));
+      }
+      return { r, then: "done" };
+    }
+    r = { ...r, baselineBpb: base.bpb, baselineN: base.n };
+  }
+  // The record is not rewritten when its run starts (GitHub counts every write); the runner
+  // knows whether this attempt was submitted in an earlier pass.
+  if (observed(snap, r).phase !== "missing") return { r: state.started(r), then: "on" };
+  if (snap.pausedBy) return { r, then: "done" }; // submitted again on /autoresearch resume
+  steps.push({ do: "submit", record: r, first: true }, { do: "log", level: "info", msg: `training ${r.headSha.slice(0, 7)} as ${runIdOf(snap, r)}` });
+  update(w, state.started(r));
+  return { r, then: "done" };
+}
+
+/** A running experiment: its run lost, paused, still training, or finished and decided. */
+function planRunning(w: Planned, snap: Snapshot, r: ExperimentRecord, steps: Step[]): Next {
+  const runId = runIdOf(snap, r);
+  const obs = observed(snap, r);
+  if (obs.phase === "missing") {
+    // The runner lost it (restart with a wiped run directory, node drained…): run it again.
+    steps.push({ do: "log", level: "warn", msg: `run ${runId} is unknown to the runner; submitting it again` }, { do: "submit", record: r });
+    update(w, r);
+    return { r, then: "done" };
+  }
+  if (obs.phase !== "finished" && snap.pausedBy) {
+    // Paused: give the GPU back now. The experiment goes back to the queue and is measured
+    // from the start, under a new run id, once the loop is resumed.
+    const again = state.measureAgain(r);
+    const summary =
+      (snap.unsandboxed ? `${UNSANDBOXED}\n\n` : "") +
+      `@${snap.pausedBy} paused the loop. This experiment is measured again from the start after \`/autoresearch resume\`.`;
+    steps.push(
+      { do: "cancel", runId },
+      {
+        do: "check",
+        check: {
+          name: VAL_BPB_CHECK,
+          headSha: r.headSha,
+          externalId: runId,
+          status: "completed",
+          conclusion: "cancelled",
+          output: { title: "Cancelled: the loop was paused", summary },
+        },
+      },
+      { do: "write", record: again },
+      { do: "cleanup", runId, quiet: true },
+      { do: "log", level: "info", msg: `paused; cancelled ${runId}, queued again` },
+    );
+    update(w, again);
+    return { r: again, then: "done" };
+  }
+  if (obs.phase !== "finished") {
+    update(w, r);
+    return { r, then: "done" };
+  }
+  const foreign = foreignResult(obs.result, runId, r.headSha);
+  if (foreign) {
+    // A result that is not this run's (a run id reused after a lost record, a stale run
+    // folder): never recorded. The run is dropped and this experiment measured anew.
+    steps.push(
+      { do: "log", level: "warn", msg: `the result of ${runId} ${foreign}; discarding it and measuring ${r.headSha.slice(0, 7)} again` },
+      { do: "cleanup", runId },
+      { do: "submit", record: r },
+    );
+    update(w, r);
+    return { r, then: "done" };
+  }
+  return planResult(w, snap, r, obs.result, runId, steps);
+}
+
+/** A finished run of a running experiment: recorded, then measured again or decided. */
+function planResult(w: Planned, snap: Snapshot, running: ExperimentRecord, result: TrainerResult, runId: string, steps: Step[]): Next {
+  let r = running;
+  if (!r.measurements.some((m) => m.runId === runId)) {
+    r = { ...r, measurements: [...r.measurements, { runId, sha: r.headSha, result, finishedAt: snap.at.toISOString() }] };
+  }
+  // The ledger's noise includes this run from here on (a baseline's repeated runs measure it).
+  update(w, r);
+  // Compared with every run of the baseline's tree on this run's hardware, and with the noise
+  // the ledger has measured there (this experiment's own repeated runs included).
+  const hardware = result.hardware ?? null;
+  const baseline = r.kind === "experiment" ? currentBaseline(w.records, r.baseTreeHash, hardware) : null;
+  if (baseline) r = { ...r, baselineBpb: baseline.bpb, baselineN: baseline.n };
+  const noise = estimateNoise(w.records, hardware);
+  const d = decide({
+    kind: r.kind,
+    measurements: r.measurements,
+    baselineBpb: r.baselineBpb,
+    baselineRuns: baseline?.runs ?? 1,
+    minDelta: snap.config.minDelta,
+    noise,
+    settings: snap.config.noise,
+  });
+  if (d.action === "more" || d.action === "rerun") {
+    // A baseline measures the noise and a promising change is confirmed before any merge (the
+    // next run starts now); a failure of the infrastructure is tried again on the next pass.
+    // The check run is written once, with the decision; the record keeps every run meanwhile.
+    r = state.measureAgain(r);
+    steps.push({ do: "write", record: r }, { do: "cleanup", runId }, { do: "log", level: "info", msg: `measuring again: ${d.reasons.join(" ")}` });
+    update(w, r);
+    return { r, then: d.action === "more" ? "on" : "done" };
+  }
+  if ((r.reruns ?? 0) > 0 && d.action !== "crash") {
+    // Measured again on request (/autoresearch rerun): the decision waits for every run, and
+    // the next run is submitted now rather than on the next trigger.
+    r = state.measureAgain(state.rerunOwed(r, (r.reruns ?? 1) - 1));
+    steps.push({ do: "write", record: r }, { do: "cleanup", runId }, { do: "log", level: "info", msg: "measuring again on request" });
+    update(w, r);
+    return { r, then: "on" };
+  }
+  if (r.reruns) r = state.rerunOwed(r, 0); // a crash decides at once; no further runs are owed
+  let verdict: "keep" | "discard" | "crash" = d.action;
+  const reasons = [...d.reasons];
+  if (r.adoptedBy && verdict === "discard") {
+    // Adopted with /autoresearch keep: merged as measured unless the run crashed.
+    verdict = "keep";
+    reasons.push(`Kept anyway: adopted by @${r.adoptedBy} with /autoresearch keep.`);
+  }
+  if (verdict === "keep" && r.kind === "experiment" && !r.adoptedBy && d.delta !== null) {
+    const outlier = outlierFlag(-d.delta, noise?.sigma ?? null, largestKept(w.records));
+    if (outlier) r = { ...r, flags: [...(r.flags ?? []).filter((f) => f.rule !== "outlier"), outlier] };
+  }
+  const held = verdict === "keep" && r.kind === "experiment" && (r.flags?.length ?? 0) > 0 && !r.adoptedBy;
+  if (held) {
+    reasons.push(
+      `Held for review, not merged: ${r.flags!.some((f) => f.lines.length) ? "the change touches " : "it is "}${describeFlags(r.flags!)}. ` +
+        "Someone with write access merges it with /autoresearch keep, or closes the pull request.",
+    );
+  }
+  r = state.decided(r, { verdict, delta: d.delta, reasons, ...(d.threshold ? { threshold: d.threshold } : {}) }, held);
+  const last = r.measurements[r.measurements.length - 1];
+  steps.push(
+    { do: "check", check: checkRunFor(r, runId, snap.config, { unsandboxed: snap.unsandboxed }) },
+    { do: "write", record: r, close: closesWithRecord(r), finished: { n: r.n, verdict: held ? "review" : verdict, valBpb: last?.result.val_bpb ?? null } },
+    { do: "cleanup", runId },
+    { do: "log", level: "info", msg: `${held ? "held for review" : verdict}: ${reasons.join(" ")}` },
+  );
+  return { r, then: "decided" };
 }
 
 /**

@@ -36,12 +36,10 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import type { RepoRef, RunObservation, RunnerPort, RunSpec, TrainerResult } from "../types.js";
 import { parseHarnessResultText } from "./result.js";
+import type { Logger } from "../log.js";
 
-export interface RunnerLogger {
-  info(msg: string): void;
-  warn(msg: string): void;
-  error(msg: string): void;
-}
+/** The bot's one logger type (src/log.ts). */
+export type RunnerLogger = Logger;
 
 /** A problem with the runner's configuration (the Job template): the repo's loop waits on it. */
 export class RunnerConfigError extends Error {

@@ -35,12 +35,10 @@ import { fileURLToPath } from "node:url";
 import type { RepoRef, RunObservation, RunnerPort, RunSpec, TrainerResult } from "../types.js";
 import { DiskFullGate, freeSpace, isNoSpace, noRoomIn } from "./disk.js";
 import { parseHarnessResultText } from "./result.js";
+import type { Logger } from "../log.js";
 
-export interface RunnerLogger {
-  info(msg: string): void;
-  warn(msg: string): void;
-  error(msg: string): void;
-}
+/** The bot's one logger type (src/log.ts). */
+export type RunnerLogger = Logger;
 
 export interface LocalRunnerOptions {
   /** Directory holding one subdirectory per run (e.g. `.runs`); created when missing. */

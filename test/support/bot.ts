@@ -35,6 +35,13 @@ export function appFromEnv(): { baseUrl: string; appId: number; privateKey: stri
   return { baseUrl: need("BOT_BASE_URL"), appId: Number(need("BOT_APP_ID")), privateKey: need("BOT_PRIVATE_KEY"), secret: need("BOT_SECRET") };
 }
 
+/**
+ * Port 0 for a Probot Server: the system picks a free port as it binds. Probot reads a port as
+ * `options.port || 3000`, so the number 0 would mean 3000; the string "0" passes that, and Node
+ * binds it as 0. The bound port is `server.port` once it listens.
+ */
+export const ANY_PORT = "0" as unknown as number;
+
 export async function startBot(
   o: AppOptions & {
     baseUrl: string;
@@ -70,9 +77,9 @@ export async function startBot(
       baseUrl: o.baseUrl,
       log,
     }),
-    // Port 0: the system picks a free port as the server binds it. A port picked beforehand and
-    // bound later could be taken in between by another process of a parallel test run.
-    port: 0,
+    // The system picks a free port as the server binds it: a port picked beforehand and bound
+    // later could be taken in between by another process of a parallel test run.
+    port: ANY_PORT,
     host: "127.0.0.1",
     log,
   });

@@ -14,6 +14,7 @@ describe("settings from the environment", () => {
   it("are the documented defaults when nothing is set", () => {
     expect(settingsFrom({})).toEqual({
       runner: { kind: "local", slots: 1, runsDir: ".runs", cacheDir: null, python: null, sandbox: "bwrap", prepareNetwork: true, sandboxReadOnly: [] },
+      leader: { kind: "lockfile", lockFile: ".runs/leader.lock" },
       resyncSeconds: 300,
       writes: { perMinute: 80, perHour: 500 },
       appSlug: null,
@@ -47,6 +48,7 @@ describe("settings from the environment", () => {
     });
     expect(s).toEqual({
       runner: { kind: "kubernetes", slots: 3, jobTemplate: "/etc/autoresearch/jobs", namespace: "research", pendingTimeoutSeconds: 600 },
+      leader: { kind: "lease", lockFile: ".runs/leader.lock" },
       resyncSeconds: 90,
       writes: { perMinute: 200, perHour: 2000 },
       appSlug: "my-autoresearch",
