@@ -5,7 +5,7 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { parse as parseYaml, stringify as toYaml } from "yaml";
+import { dump as toYaml, load as parseYaml } from "js-yaml";
 import { HELP, parseCommand } from "../src/commands.js";
 import { DEFAULT_CONFIG, formatConfigErrors, parseConfig, type Config, type ParseConfigResult } from "../src/config.js";
 import { VARIABLES } from "../src/settings.js";

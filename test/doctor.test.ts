@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { parseAllDocuments } from "yaml";
+import { loadAll } from "js-yaml";
 import {
   appJwt,
   checkAppCredentials,
@@ -387,7 +387,7 @@ describe("Kubernetes runner", () => {
   });
 
   it("checks exactly the access k8s/role.yaml grants", () => {
-    const [role] = parseAllDocuments(readFileSync(path.join(ROOT, "k8s/role.yaml"), "utf8")).map((d) => d.toJS() as {
+    const [role] = (loadAll(readFileSync(path.join(ROOT, "k8s/role.yaml"), "utf8")) as unknown[]).map((d) => d as {
       rules: { apiGroups: string[]; resources: string[]; verbs: string[] }[];
     });
     const granted = role!.rules.flatMap((r) => r.apiGroups.flatMap((g) => r.resources.flatMap((res) => r.verbs.map((v) => `${g} ${res} ${v}`))));

@@ -14,7 +14,7 @@ import { Secret } from "kubernetes-models/v1/Secret";
 import { Service } from "kubernetes-models/v1/Service";
 import { ServiceAccount } from "kubernetes-models/v1/ServiceAccount";
 import { describe, expect, it } from "vitest";
-import { parseAllDocuments } from "yaml";
+import { loadAll } from "js-yaml";
 import { parseJobTemplate } from "../src/runner/kubernetes.js";
 
 const K8S = path.resolve(import.meta.dirname, "../k8s");
@@ -35,7 +35,7 @@ const MODELS: Record<string, new (o: any) => { validate(): void }> = {
 };
 
 function docs(file: string): Doc[] {
-  return parseAllDocuments(readFileSync(path.join(K8S, file), "utf8")).map((d) => d.toJS() as Doc).filter(Boolean);
+  return (loadAll(readFileSync(path.join(K8S, file), "utf8")) as Doc[]).filter(Boolean);
 }
 
 describe("k8s/ manifests", () => {

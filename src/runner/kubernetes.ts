@@ -32,7 +32,7 @@ import { createHash } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import * as k8s from "@kubernetes/client-node";
-import { parse as parseYaml } from "yaml";
+import { CORE_SCHEMA, load as loadYaml } from "js-yaml";
 import { z } from "zod";
 import type { RepoRef, RunObservation, RunnerPort, RunSpec, TrainerResult } from "../types.js";
 import { parseHarnessResultText } from "./result.js";
@@ -172,7 +172,7 @@ const ALLOWED_VOLUME_SOURCES = new Set(["persistentVolumeClaim", "emptyDir", "co
 export function parseJobTemplate(text: string, source = "the Job template"): k8s.V1Job {
   let doc: unknown;
   try {
-    doc = parseYaml(text);
+    doc = loadYaml(text, { schema: CORE_SCHEMA });
   } catch (err) {
     throw new RunnerConfigError(`${source} is not valid YAML: ${(err as Error).message}`);
   }
