@@ -5,7 +5,7 @@
 // Configured by environment: BOT_BASE_URL, BOT_APP_ID, BOT_PRIVATE_KEY, BOT_SECRET,
 // BENCH_SLOTS, BENCH_RUN_MIN_MS, BENCH_RUN_MAX_MS, BENCH_THROTTLE (on|off), OPENAI_*.
 import { measured } from "../test/support/fakes.js";
-import { appFromEnv, need, startBot } from "../test/support/bot.js";
+import { appFromEnv, need, startBot } from "../twins/bot.js";
 import type { RepoRef, RunnerPort, RunObservation, RunSpec } from "../src/types.js";
 
 /** Runs that take a while and end with a val_bpb near 1.0 (sd 0.01); what the slots spent is counted. */

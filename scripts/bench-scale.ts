@@ -21,8 +21,8 @@ import { ProbotOctokit } from "probot";
 import { clearGitHubCaches, OctokitGitHub } from "../src/github/octokit.js";
 import { branchName, decodeRecord, renderBody } from "../src/ledger/index.js";
 import type { ExperimentRecord } from "../src/types.js";
-import { newAppKey } from "../test/support/night.js";
-import { GitHubTwin } from "../test/twins/github/index.js";
+import { newAppKey } from "../twins/bot.js";
+import { GitHubTwin } from "../twins/github/index.js";
 import { ROOT } from "./demo-project.js";
 import { ModelDouble } from "./model-double.js";
 

@@ -5,8 +5,8 @@
 // Configured by environment: BOT_BASE_URL, BOT_APP_ID, BOT_PRIVATE_KEY, BOT_SECRET,
 // KUBE_URL, KUBE_TOKEN, BOT_RESYNC_MS.
 import { KubernetesRunner } from "../src/runner/kubernetes.js";
-import { appFromEnv, need, startBot } from "../test/support/bot.js";
-import { JOB_TEMPLATE, NAMESPACE, kubeConfigFor } from "../test/support/kube.js";
+import { appFromEnv, need, startBot } from "../twins/bot.js";
+import { JOB_TEMPLATE, NAMESPACE, kubeConfigFor } from "../twins/kube.js";
 
 const say = (m: string) => process.stderr.write(`${m}\n`);
 const runner = new KubernetesRunner({

@@ -20,9 +20,9 @@ import { parseArgs } from "node:util";
 import { decodeRecord } from "../src/ledger/index.js";
 import { mulberry32 } from "../src/proposers/mutate.js";
 import { singleRun } from "../test/support/fakes.js";
-import { startKubeTwin } from "../test/support/kube.js";
+import { startKubeTwin } from "../twins/kube.js";
 import { newAppKey, readTree } from "../test/support/night.js";
-import { GitHubTwin } from "../test/twins/github/index.js";
+import { GitHubTwin } from "../twins/github/index.js";
 import { ROOT } from "./demo-project.js";
 
 const OWNER = "chaos";

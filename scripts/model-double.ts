@@ -3,7 +3,7 @@
 // proposer's change to the files at the head of the default branch when it was asked.
 import { randomBytes } from "node:crypto";
 import { proposeMutation } from "../src/proposers/mutate.js";
-import { OpenAITwin, type ChatRequestBody, type TwinReply } from "../test/twins/openai.js";
+import { OpenAITwin, type ChatRequestBody, type TwinReply } from "../twins/openai.js";
 
 export class ModelDouble {
   readonly twin: OpenAITwin;

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, expect, it, vi } from "vitest";
 import { main } from "../src/cli.js";
 import { labelsFor, renderBody } from "../src/ledger/index.js";
 import type { ExperimentRecord, TrainerResult } from "../src/types.js";
-import { GitHubTwin } from "./twins/github/index.js";
+import { GitHubTwin } from "../twins/github/index.js";
 
 const twin = new GitHubTwin({ personalTokens: { "ghp_reader": "alice" } });
 let url = "";

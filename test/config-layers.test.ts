@@ -7,7 +7,7 @@ import { ProbotOctokit } from "probot";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CONFIG_PATH, parseConfig } from "../src/config.js";
 import { clearGitHubCaches, OctokitGitHub } from "../src/github/octokit.js";
-import { GitHubTwin } from "./twins/github/index.js";
+import { GitHubTwin } from "../twins/github/index.js";
 
 const ORG = "acme";
 

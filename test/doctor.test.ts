@@ -35,7 +35,7 @@ import {
   type Env,
 } from "../src/doctor.js";
 import { SANDBOX_FIX } from "../src/runner/local.js";
-import { JOB_TEMPLATE, kubeConfigFor } from "./support/kube.js";
+import { JOB_TEMPLATE, kubeConfigFor } from "../twins/kube.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const temps: string[] = [];

@@ -20,7 +20,7 @@ import { throughGate } from "../src/app.js";
 import { BackoffGate } from "../src/github/backoff.js";
 import { WriteBudget } from "../src/github/budget.js";
 import { GitHubError, OctokitGitHub, clearGitHubCaches } from "../src/github/octokit.js";
-import { GitHubTwin, type Fault } from "./twins/github/index.js";
+import { GitHubTwin, type Fault } from "../twins/github/index.js";
 
 const APP_ID = 5151;
 const OWNER = "alice";

@@ -20,8 +20,8 @@ import {
   specOfJob,
 } from "../src/runner/kubernetes.js";
 import type { RunObservation, RunSpec } from "../src/types.js";
-import { JOB_TEMPLATE, NAMESPACE, kubeConfigFor, kubeRunner, startKubeTwin } from "./support/kube.js";
-import { validateJob, type KubernetesTwin, type RequestInfo } from "./twins/kubernetes/index.js";
+import { JOB_TEMPLATE, NAMESPACE, kubeConfigFor, kubeRunner, startKubeTwin } from "../twins/kube.js";
+import { validateJob, type KubernetesTwin, type RequestInfo } from "../twins/kubernetes/index.js";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 let twin: KubernetesTwin | null = null;

@@ -15,8 +15,8 @@ import { leaderFor } from "../src/leader/select.js";
 import { readSettings, settingsFrom } from "../src/settings.js";
 import { apiClient } from "../src/runner/kubernetes.js";
 import { FakeRunner } from "./support/fakes.js";
-import { kubeConfigFor, NAMESPACE, startKubeTwin } from "./support/kube.js";
-import type { KubernetesTwin } from "./twins/kubernetes/index.js";
+import { kubeConfigFor, NAMESPACE, startKubeTwin } from "../twins/kube.js";
+import type { KubernetesTwin } from "../twins/kubernetes/index.js";
 
 // Short on purpose; the bounds asserted below are orderings, never "within so many ms".
 const T = timing(1500, { renewMs: 250, holdMs: 1000, retryMs: 150 });

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clearGitHubCaches, OctokitGitHub } from "../src/github/octokit.js";
 import { branchName, renderBody } from "../src/ledger/index.js";
 import type { ExperimentRecord } from "../src/types.js";
-import { GitHubTwin } from "./twins/github/index.js";
+import { GitHubTwin } from "../twins/github/index.js";
 
 const OWNER = "alice";
 const REPO = "research";

@@ -3,7 +3,7 @@ import { z } from "zod";
 import { OpenAIProposer, OpenAIProposerError, proposalJsonSchema, proposalReplySchema } from "../src/proposers/openai.js";
 import { treeHash } from "../src/ledger/index.js";
 import type { ProposalRequest } from "../src/types.js";
-import { lastUserMessage, OpenAITwin } from "./twins/openai.js";
+import { lastUserMessage, OpenAITwin } from "../twins/openai.js";
 
 const KEY = "sk-test-0123456789abcdef-secret";
 const TRAIN = ["import torch", "", "LEARNING_RATE = 3e-4", "WARMUP_STEPS = 100", "", "def main():", "    pass", ""].join("\n");

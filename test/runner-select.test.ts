@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { KubernetesRunner, templateSource } from "../src/runner/kubernetes.js";
 import { LocalRunner } from "../src/runner/local.js";
 import { runnerFromEnv } from "../src/runner/select.js";
-import { kubeConfigFor } from "./support/kube.js";
+import { kubeConfigFor } from "../twins/kube.js";
 
 describe("runnerFromEnv", () => {
   it("is the local runner by default and the Kubernetes runner with AUTORESEARCH_RUNNER=kubernetes", () => {

@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { Probot, Server } from "probot";
 import { expect, it } from "vitest";
-import { ANY_PORT } from "./support/bot.js";
+import { ANY_PORT } from "../twins/bot.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 

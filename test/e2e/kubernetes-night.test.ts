@@ -6,7 +6,7 @@ import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { singleRun } from "../support/fakes.js";
 import { jobNameFor, secretNameFor } from "../../src/runner/kubernetes.js";
-import { JOB_TEMPLATE, NAMESPACE } from "../support/kube.js";
+import { JOB_TEMPLATE, NAMESPACE } from "../../twins/kube.js";
 import { OWNER, REPO, ROOT, proposal, readTree, settled, startNight, waitFor, type Night } from "../support/night.js";
 
 let night: Night | null = null;

@@ -4,7 +4,7 @@
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { singleRun } from "../support/fakes.js";
-import { lastUserMessage } from "../twins/openai.js";
+import { lastUserMessage } from "../../twins/openai.js";
 import { OWNER, REPO, ROOT, proposal, readTree, settled, startNight, waitFor, type Night } from "../support/night.js";
 
 let night: Night | null = null;

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { newIdentity, timing, type LeaderElector } from "../../src/leader/elector.js";
 import { LockFileElector } from "../../src/leader/lockfile.js";
 import { LocalRunner } from "../../src/runner/local.js";
-import { startBot, type BotHandle } from "../support/bot.js";
+import { startBot, type BotHandle } from "../../twins/bot.js";
 import { APP_ID, COUNTING_HARNESS, OPENAI_KEY, OWNER, REPO, SECRET, proposal, settled, startNight, waitFor, type Night } from "../support/night.js";
 
 let night: Night | null = null;

@@ -5,7 +5,7 @@
 import { LocalRunner } from "../../src/runner/local.js";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { appFromEnv, need, startBot } from "./bot.js";
+import { appFromEnv, need, startBot } from "../../twins/bot.js";
 
 const COUNTING_HARNESS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../fixtures/counting-harness.py");
 

@@ -8,7 +8,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { LocalRunner } from "../../src/runner/local.js";
 import type { RepoRef, RunObservation, RunSpec } from "../../src/types.js";
-import { need } from "./bot.js";
+import { need } from "../../twins/bot.js";
 
 const HARNESS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../fixtures/counting-harness.py");
 const REPO: RepoRef = { owner: "o", repo: "r" };

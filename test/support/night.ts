@@ -1,7 +1,6 @@
 // A miniature night for end-to-end tests: the GitHub twin with a research repository, the
 // OpenAI-compatible twin, the bot's real HTTP server and the local runner running the real
 // harness. Used by test/e2e/*.test.ts.
-import { generateKeyPairSync } from "node:crypto";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -10,11 +9,14 @@ import { decodeRecord } from "../../src/ledger/index.js";
 import type { KubernetesRunnerOptions } from "../../src/runner/kubernetes.js";
 import { LocalRunner } from "../../src/runner/local.js";
 import type { ExperimentRecord, RunnerPort } from "../../src/types.js";
-import { GitHubTwin } from "../twins/github/index.js";
-import type { KubernetesTwin } from "../twins/kubernetes/index.js";
-import { kubeRunner, startKubeTwin } from "./kube.js";
-import { OpenAITwin } from "../twins/openai.js";
-import { startBot, type BotHandle } from "./bot.js";
+import { GitHubTwin } from "../../twins/github/index.js";
+import type { KubernetesTwin } from "../../twins/kubernetes/index.js";
+import { kubeRunner, startKubeTwin } from "../../twins/kube.js";
+import { OpenAITwin } from "../../twins/openai.js";
+import { startBot, type BotHandle } from "../../twins/bot.js";
+import { newAppKey } from "../../twins/bot.js";
+
+export { newAppKey };
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 /** trainer/harness.py behind a wrapper that counts harness starts in the night's runLog. */
@@ -38,10 +40,7 @@ export async function readTree(dir: string, prefix = ""): Promise<Record<string,
   return out;
 }
 
-export function newAppKey(): string {
-  const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
-  return privateKey.export({ type: "pkcs1", format: "pem" }).toString();
-}
+
 
 /** A structured proposal as the LLM would send it. */
 export function proposal(title: string, hypothesis: string, search: string, replace: string): string {

@@ -16,7 +16,7 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GitHubTwin } from "./github/index.js";
+import { GitHubTwin } from "../../twins/github/index.js";
 
 const require = createRequire(import.meta.url);
 const SCENARIOS = join(dirname(require.resolve("@octokit/fixtures/package.json")), "scenarios/api.github.com");

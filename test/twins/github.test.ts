@@ -11,8 +11,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Probot, ProbotOctokit, createNodeMiddleware } from "probot";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { GitHubTwin } from "./github/index.js";
-import { findTemplate, formatErrors, responseSchema, validate, validateResponse, validateWebhook, webhookSchema, type SchemaError } from "./github/schema.js";
+import { GitHubTwin } from "../../twins/github/index.js";
+import { findTemplate, formatErrors, responseSchema, validate, validateResponse, validateWebhook, webhookSchema, type SchemaError } from "../../twins/github/schema.js";
 
 const APP_ID = 4242;
 const SECRET = "twin-webhook-secret";

@@ -21,7 +21,7 @@ import {
 } from "../../scripts/demo-args.js";
 import { botConfigError } from "../../scripts/demo-night.js";
 import { MAX_PROJECT_FILES, planDemo, readProject } from "../../scripts/demo-project.js";
-import type { CheckRunRecord } from "../twins/github/index.js";
+import type { CheckRunRecord } from "../../twins/github/index.js";
 
 let tmp: string;
 beforeAll(() => {

@@ -6,11 +6,11 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import * as k8s from "@kubernetes/client-node";
 import { loadAll } from "js-yaml";
-import { KubernetesRunner, type KubernetesRunnerOptions } from "../../src/runner/kubernetes.js";
-import type { RepoRef } from "../../src/types.js";
-import { KubernetesTwin, type KubernetesTwinOptions } from "../twins/kubernetes/index.js";
+import { KubernetesRunner, type KubernetesRunnerOptions } from "../src/runner/kubernetes.js";
+import type { RepoRef } from "../src/types.js";
+import { KubernetesTwin, type KubernetesTwinOptions } from "./kubernetes/index.js";
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 export const JOB_TEMPLATE = readFileSync(path.join(ROOT, "k8s/job.yaml"), "utf8");
 /** The NetworkPolicies the deploy manifests apply, enforced by the twin's kubelet. */
 export const NETWORK_POLICIES = loadAll(readFileSync(path.join(ROOT, "k8s/networkpolicy.yaml"), "utf8")) as Record<string, unknown>[];

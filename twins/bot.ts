@@ -1,11 +1,12 @@
 // Starts the bot's real HTTP server (Probot's Server with the app loaded) against a
 // GitHub API base URL — the GitHub twin in tests and in the demo.
+import { generateKeyPairSync } from "node:crypto";
 import Bottleneck from "bottleneck";
 import { pino } from "pino";
 import { Probot, ProbotOctokit, Server } from "probot";
-import { createApp, type AppOptions } from "../../src/app.js";
-import { clearGitHubCaches } from "../../src/github/octokit.js";
-import type { Controller } from "../../src/controller.js";
+import { createApp, type AppOptions } from "../src/app.js";
+import { clearGitHubCaches } from "../src/github/octokit.js";
+import type { Controller } from "../src/controller.js";
 
 export interface BotHandle {
   webhookUrl: string;
@@ -96,4 +97,10 @@ export async function startBot(
       await server.stop();
     },
   };
+}
+
+/** A fresh RSA key for a GitHub App the twin knows (the twin checks the JWTs it signs). */
+export function newAppKey(): string {
+  const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  return privateKey.export({ type: "pkcs1", format: "pem" }).toString();
 }
