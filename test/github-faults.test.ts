@@ -153,6 +153,26 @@ describe("GitHub's 5xx, secondary limits and hangs, through the bot's GitHub ada
     expect((await next.listExperimentPulls()).filter((p) => p.headRef === branch)).toHaveLength(1);
   });
 
+  it("a comment or an issue GitHub carried out before answering 5xx appears once (they are not idempotent: looked for, not sent again)", async () => {
+    const { gh } = await adapter();
+    const [pull] = twin.pulls(OWNER, REPO);
+    const from = twin.requests.length;
+    inject(R("POST", "/issues/{issue_number}/comments"), { status: 502, carriedOut: true });
+    await gh.comment(pull!.number, "Measured twice; keeping it.");
+    expect(twin.comments(OWNER, REPO, pull!.number).filter((c) => c.body === "Measured twice; keeping it.")).toHaveLength(1);
+    expect(answers(R("POST", "/issues/{issue_number}/comments"), from)).toEqual([502]);
+
+    inject(R("POST", "/issues"), { status: 503, carriedOut: true });
+    const number = await gh.createIssue({ title: "autoresearch morning report: night of 2026-03-01", body: "The night is over.", labels: [] });
+    const reports = twin.issues(OWNER, REPO).filter((i) => i.title === "autoresearch morning report: night of 2026-03-01");
+    expect(reports.map((i) => i.number)).toEqual([number]);
+
+    // Not carried out (a 503 before anything was done): sent again, and it lands once.
+    inject(R("POST", "/issues/{issue_number}/comments"), { status: 503 });
+    await gh.comment(pull!.number, "Measuring again.");
+    expect(twin.comments(OWNER, REPO, pull!.number).filter((c) => c.body === "Measuring again.")).toHaveLength(1);
+  });
+
   it("a request that hangs past the deadline fails the call cleanly; the next call succeeds", async () => {
     const { gh } = await adapter(1000);
     const list = R("GET", "/pulls");

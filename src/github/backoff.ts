@@ -1,8 +1,9 @@
 // Backing off when GitHub says so. Past a secondary rate limit GitHub answers 403 or 429,
 // usually with `retry-after` (seconds), and warns that a client that keeps sending may be
 // banned; past the primary limit it answers 403 with `x-ratelimit-remaining: 0` and the reset
-// time. Probot's throttling plugin retries the request that was refused, but the bot's other
-// requests would still go out meanwhile. So every HTTP attempt of an installation's client
+// time. Probot's throttling plugin only logs a secondary limit, its retry plugin sends a 429
+// again, and a 403 fails its call (the next pass sends it again); meanwhile the bot's other
+// requests would still go out. So every HTTP attempt of an installation's client
 // passes one gate: a refusal closes it until the time GitHub named (a minute when it named
 // none), and nothing of that installation is sent before it opens again. Requests already on
 // the wire when the refusal arrived cannot be called back; nothing starts after it.

@@ -34,6 +34,25 @@ async function step<T>(what: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * Send a write that is not idempotent at most once more after a failure that may have been
+ * carried out (a 5xx, or no answer): `done()` says whether it was. Resolves to the answer, or to
+ * null when the first attempt turned out to have been carried out.
+ */
+async function sendOnce<T>(send: () => Promise<T>, done: () => Promise<boolean>): Promise<T | null> {
+  try {
+    return await send();
+  } catch (err) {
+    const status = statusOf(err);
+    // 429: refused for now, nothing carried out; the installation's gate holds the next attempt
+    // until GitHub's window has passed.
+    if (status === 429) return await send();
+    if (status !== null && status < 500) throw err; // refused: nothing was carried out
+    if (await done()) return null;
+    return await send();
+  }
+}
+
 const oldestFirstSince = (since: string) => ({ since, sort: "created" as const, direction: "asc" as const, per_page: 100 });
 
 /** The fields an issue comment and a review comment share; the number is the last URL segment. */
@@ -425,9 +444,19 @@ export class OctokitGitHub implements GitHubPort {
     for (const l of labels) ensured.add(l.name);
   }
 
+  // A comment or an issue is not idempotent: an attempt GitHub carried out but answered 5xx (or
+  // that timed out on the way back) would appear twice if sent again blindly, as the retry
+  // plugin would. So these are sent without its retries; on a failure that may have been carried
+  // out, the bot looks for its own comment or issue first and sends again only when it is not there.
+
   async comment(number: number, body: string): Promise<void> {
+    const since = new Date(Date.now() - 60_000).toISOString();
+    const send = () => this.octokit.rest.issues.createComment({ ...this.r, issue_number: number, body, request: { retries: 0 } });
     await step(`comment on #${number}`, () =>
-      this.octokit.rest.issues.createComment({ ...this.r, issue_number: number, body }),
+      sendOnce(send, async () => {
+        const { data } = await this.octokit.rest.issues.listComments({ ...this.r, issue_number: number, since, per_page: 100 });
+        return data.some((c) => c.body === body && (!this.botLogin || c.user?.login === this.botLogin));
+      }),
     );
   }
 
@@ -582,7 +611,16 @@ export class OctokitGitHub implements GitHubPort {
   }
 
   async createIssue(p: { title: string; body: string; labels: string[] }): Promise<number> {
-    const { data } = await step("open an issue", () => this.octokit.rest.issues.create({ ...this.r, ...p }));
+    let found: number | null = null;
+    const send = () => this.octokit.rest.issues.create({ ...this.r, ...p, request: { retries: 0 } });
+    const created = await step("open an issue", () =>
+      sendOnce(send, async () => {
+        const { data } = await this.octokit.rest.issues.listForRepo({ ...this.r, state: "open", sort: "created", direction: "desc", per_page: 30 });
+        found = data.find((i) => !i.pull_request && i.title === p.title && (!this.botLogin || i.user?.login === this.botLogin))?.number ?? null;
+        return found !== null;
+      }),
+    );
+    const data = { number: created?.data.number ?? found! };
     for (const label of p.labels) {
       this.cache.issues.get(label)?.items.push({ number: data.number, author: this.botLogin ?? "", title: p.title, body: p.body, state: "open", labels: [...p.labels] });
     }
