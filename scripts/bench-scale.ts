@@ -3,7 +3,8 @@
 // What the bot costs at cluster scale, in three parts; it prints its figures and writes them as
 // JSON. Figures depend on the machine: compare runs on one machine only.
 //
-// 1. The bot's own cost. The GitHub twin's limits and the client's throttling are off; a runner
+// 1. The bot's own cost. The GitHub twin's limits, the client's throttling and the bot's own
+//    write budget are off (set to their maximum); a runner
 //    double runs each experiment for 1-5 s; a stand-in model answers proposals after
 //    --model-latency seconds. The bot runs as its own process (scripts/bench-scale-bot.ts), so
 //    its CPU time and memory are its own. Keys: slotDuty (% of slot time spent training),
@@ -96,6 +97,9 @@ async function night(o: { limits: boolean; done: (decided: number) => boolean; d
       BENCH_SLOTS: String(slots), BENCH_RUN_MIN_MS: String(o.runMs[0]), BENCH_RUN_MAX_MS: String(o.runMs[1]),
       BENCH_THROTTLE: o.limits ? "on" : "off", OPENAI_API_KEY: model.apiKey, OPENAI_BASE_URL: baseURL, BOT_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "error",
       AUTORESEARCH_RESYNC_SECONDS: "300",
+      // Part 1 measures the bot, not GitHub's limits: its own write budget (80 a minute, 500 an
+      // hour by default) would hold every pass at its first write once the minute is spent.
+      ...(o.limits ? {} : { AUTORESEARCH_WRITES_PER_MINUTE: "10000", AUTORESEARCH_WRITES_PER_HOUR: "100000" }),
     },
     stdio: ["ignore", "pipe", "inherit"],
   });

@@ -15,14 +15,14 @@
 import { configCheck } from "../checks.js";
 import { quietLog, systemClock, type Clock, type Logger } from "../log.js";
 import { markUsedIdeas, writeControl } from "../steering/control.js";
-import { actPull, nothingActed, openExperiment, type ActDeps } from "./act.js";
+import { actPull, nothingActed, openExperiment, type ActDeps, type Acted } from "./act.js";
 import { finalize, REPORT_EVERY_MS, runsWaitedFor } from "./finalize.js";
 import { houseFor, type Housekeeping } from "./house.js";
-import { planPull, planned, planStart } from "./plan.js";
+import { planPull, planned, planStart, type Planned } from "./plan.js";
 import { prepareProposals, proposeExperiment } from "./propose.js";
-import { readSnapshot } from "./snapshot.js";
+import { readSnapshot, type Snapshot } from "./snapshot.js";
 import type { Config } from "../config.js";
-import type { GitHubPort, ProposerPort, RunnerPort } from "../types.js";
+import type { ExperimentPull, GitHubPort, ProposerPort, RunnerPort } from "../types.js";
 
 export { runIdFor } from "./snapshot.js";
 export { foreignResult, rebaselineReason, WRITES_PER_EXPERIMENT } from "./plan.js";
@@ -87,54 +87,8 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
   }
 
   // 3. Propose: the next experiment, if a slot is free.
-  const propose = { proposerFor: deps.proposerFor, house, log };
-  const budget = gh.budget;
-  const start = planStart(w, snap, acted.moved, budget ? { hourLeft: budget.left().hour } : null);
-  if (!start.start) {
-    if ("budgetNeed" in start && budget) {
-      // Held back, not failed: the next pass runs when enough of the hour's writes have aged out.
-      budget.heldBack();
-      report.retryAt = budget.fitsAt(start.budgetNeed);
-      const used = budget.limits.perHour - budget.left().hour;
-      report.waiting =
-        `GitHub write budget: ${used} of ${budget.limits.perHour} writes used in the last hour; ` +
-        `the next experiment starts at ${new Date(report.retryAt).toISOString().slice(11, 16)} UTC`;
-      log.info(`${snap.name}: ${report.waiting}`);
-    } else if ("waiting" in start && start.waiting !== null) {
-      report.waiting = start.waiting;
-      if (start.again) report.again = true;
-      if (start.askAhead) prepareProposals(propose, snap, w);
-    }
-  } else {
-    // An idea an experiment used is marked so (also when a crash came between the two writes).
-    if (markUsedIdeas(snap.control.record, w.records)) await writeControl(gh, snap.control);
-    try {
-      // Several slots free (the night's start, a merge): their proposals are asked for at once,
-      // not one pass after another.
-      prepareProposals(propose, snap, w);
-      const next = start.start === "baseline" ? { record: start.record, files: {} } : await proposeExperiment(propose, snap, w, start.n);
-      const pull = await openExperiment(act, snap, next.record, next.files);
-      pulls.push(pull);
-      w.records.push(next.record);
-      report.proposed.push(next.record.n);
-      if (next.record.ideaId != null && markUsedIdeas(snap.control.record, w.records)) {
-        await writeControl(gh, snap.control).catch((err: Error) => log.warn(`${snap.name}: the control issue could not be updated: ${err.message}`));
-      }
-      // Submitted right away rather than on the next pass.
-      await actPull(act, snap, pull, planPull(w, snap, pull), acted);
-      // A slot is still free: fill it now (another pass at once) rather than on the next trigger.
-      if (start.inFlight + 1 < Math.min(snap.config.slots, snap.runnerSlots)) report.again = true;
-      else prepareProposals(propose, snap, w);
-    } catch (err) {
-      const msg = `proposal failed: ${(err as Error).message}`;
-      report.errors.push(msg);
-      report.waiting = msg;
-      log.error(`${snap.name}: ${msg} (retried on the next pass)`);
-      await gh
-        .upsertCheckRun({ ...configCheck(snap.headSha, "The next experiment could not be proposed", [msg]), externalId: "proposer" })
-        .catch(() => undefined);
-    }
-  }
+  const opened = await startNext({ gh, act, acted, house, snap, w, report, proposerFor: deps.proposerFor });
+  if (opened) pulls.push(opened);
   report.submitted.push(...acted.submitted);
   report.finished.push(...acted.finished);
   report.errors.unshift(...acted.errors);
@@ -156,4 +110,70 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
     })),
   );
   return report;
+}
+
+interface StartDeps {
+  gh: GitHubPort;
+  act: ActDeps;
+  acted: Acted;
+  house: Housekeeping;
+  snap: Snapshot;
+  w: Planned;
+  report: ReconcileReport;
+  proposerFor: ReconcileDeps["proposerFor"];
+}
+
+/** Open and submit the next experiment when planStart says one starts; its PR, or null. */
+async function startNext(d: StartDeps): Promise<ExperimentPull | null> {
+  const { gh, snap, w, report } = d;
+  const log = d.act.log;
+  const propose = { proposerFor: d.proposerFor, house: d.house, log };
+  const budget = gh.budget;
+  const start = planStart(w, snap, d.acted.moved, budget ? { hourLeft: budget.left().hour } : null);
+  if (!start.start) {
+    if ("budgetNeed" in start && budget) {
+      // Held back, not failed: the next pass runs when enough of the hour's writes have aged out.
+      budget.heldBack();
+      report.retryAt = budget.fitsAt(start.budgetNeed);
+      const used = budget.limits.perHour - budget.left().hour;
+      report.waiting =
+        `GitHub write budget: ${used} of ${budget.limits.perHour} writes used in the last hour; ` +
+        `the next experiment starts at ${new Date(report.retryAt).toISOString().slice(11, 16)} UTC`;
+      log.info(`${snap.name}: ${report.waiting}`);
+    } else if ("waiting" in start && start.waiting !== null) {
+      report.waiting = start.waiting;
+      if (start.again) report.again = true;
+      if (start.askAhead) prepareProposals(propose, snap, w);
+    }
+    return null;
+  }
+  // An idea an experiment used is marked so (also when a crash came between the two writes).
+  if (markUsedIdeas(snap.control.record, w.records)) await writeControl(gh, snap.control);
+  try {
+    // Several slots free (the night's start, a merge): their proposals are asked for at once,
+    // not one pass after another.
+    prepareProposals(propose, snap, w);
+    const next = start.start === "baseline" ? { record: start.record, files: {} } : await proposeExperiment(propose, snap, w, start.n);
+    const pull = await openExperiment(d.act, snap, next.record, next.files);
+    w.records.push(next.record);
+    report.proposed.push(next.record.n);
+    if (next.record.ideaId != null && markUsedIdeas(snap.control.record, w.records)) {
+      await writeControl(gh, snap.control).catch((err: Error) => log.warn(`${snap.name}: the control issue could not be updated: ${err.message}`));
+    }
+    // Submitted right away rather than on the next pass.
+    await actPull(d.act, snap, pull, planPull(w, snap, pull), d.acted);
+    // A slot is still free: fill it now (another pass at once) rather than on the next trigger.
+    if (start.inFlight + 1 < Math.min(snap.config.slots, snap.runnerSlots)) report.again = true;
+    else prepareProposals(propose, snap, w);
+    return pull;
+  } catch (err) {
+    const msg = `proposal failed: ${(err as Error).message}`;
+    report.errors.push(msg);
+    report.waiting = msg;
+    log.error(`${snap.name}: ${msg} (retried on the next pass)`);
+    await gh
+      .upsertCheckRun({ ...configCheck(snap.headSha, "The next experiment could not be proposed", [msg]), externalId: "proposer" })
+      .catch(() => undefined);
+    return null;
+  }
 }
