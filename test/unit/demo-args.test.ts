@@ -19,7 +19,7 @@ import {
   USAGE,
   type DemoArgs,
 } from "../../scripts/demo-args.js";
-import { botConfigError } from "../../scripts/demo-night.js";
+import { botConfigError } from "../../scripts/demo-follow.js";
 import { MAX_PROJECT_FILES, planDemo, readProject } from "../../scripts/demo-project.js";
 import type { CheckRunRecord } from "../../twins/github/index.js";
 
