@@ -75,7 +75,7 @@ export interface World {
   proposals: ProposalSource;
 }
 
-export function trainerFor(plan: DemoPlan, env: Env): Trainer {
+function trainerFor(plan: DemoPlan, env: Env): Trainer {
   return {
     // A project without PyTorch trains with the Python it names, else python3.
     python: plan.torch?.python ?? env.AUTORESEARCH_PYTHON ?? "python3",
