@@ -30,6 +30,9 @@ export { REPORT_EVERY_MS, spareWrites } from "./finalize.js";
 export { newHousekeeping, type Housekeeping, type Prepared } from "./house.js";
 export type { Logger } from "../log.js";
 
+/** Experiments opened in one pass at most; a pass with more free slots asks for another at once. */
+const MAX_STARTS_PER_PASS = 8;
+
 export interface ReconcileDeps {
   gh: GitHubPort;
   runner: RunnerPort;
@@ -86,9 +89,16 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
     if (steps.length) await actPull(act, snap, pull, steps, acted);
   }
 
-  // 3. Propose: the next experiment, if a slot is free.
-  const opened = await startNext({ gh, act, acted, house, snap, w, report, proposerFor: deps.proposerFor });
-  if (opened) pulls.push(opened);
+  // 3. Propose: the next experiments, while slots are free. Several slots free (the night's
+  // start, after a merge) are filled in this pass, not one pass after another: each pass reads
+  // the snapshot again, which is most of what a pass costs.
+  for (let i = 0; i < MAX_STARTS_PER_PASS; i++) {
+    report.again = false;
+    const opened = await startNext({ gh, act, acted, house, snap, w, report, proposerFor: deps.proposerFor });
+    if (!opened) break;
+    pulls.push(opened);
+    if (!report.again) break; // no slot left
+  }
   report.submitted.push(...acted.submitted);
   report.finished.push(...acted.finished);
   report.errors.unshift(...acted.errors);
@@ -156,6 +166,7 @@ async function startNext(d: StartDeps): Promise<ExperimentPull | null> {
     const next = start.start === "baseline" ? { record: start.record, files: {} } : await proposeExperiment(propose, snap, w, start.n);
     const pull = await openExperiment(d.act, snap, next.record, next.files);
     w.records.push(next.record);
+    w.opened.push(next.record.n);
     report.proposed.push(next.record.n);
     if (next.record.ideaId != null && markUsedIdeas(snap.control.record, w.records)) {
       await writeControl(gh, snap.control).catch((err: Error) => log.warn(`${snap.name}: the control issue could not be updated: ${err.message}`));

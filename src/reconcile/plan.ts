@@ -42,12 +42,14 @@ export interface Finished {
 /** What the plan has decided so far in this pass: later experiments are planned on top of it. */
 export interface Planned {
   records: ExperimentRecord[];
+  /** Experiments this pass opened (their PRs are not in the snapshot). */
+  opened: number[];
   /** A merge is planned: the head the snapshot read is stale for the rest of the pass. */
   moved: boolean;
 }
 
 export function planned(snap: Snapshot): Planned {
-  return { records: [...snap.records], moved: false };
+  return { records: [...snap.records], opened: [], moved: false };
 }
 
 function update(w: Planned, r: ExperimentRecord): void {
@@ -405,7 +407,7 @@ export function nextNumber(snap: Pick<Snapshot, "unreadable">, records: Experime
 
 /** Experiments that hold a slot (one waiting for its base's baseline does not: that baseline must start). */
 export function holdingSlots(w: Planned, snap: Snapshot): ExperimentRecord[] {
-  const open = new Set(snap.pulls.filter((p) => p.state === "open" && p.record).map((p) => p.record!.n));
+  const open = new Set([...snap.pulls.filter((p) => p.state === "open" && p.record).map((p) => p.record!.n), ...w.opened]);
   return w.records.filter((r) => open.has(r.n) && (r.state === "running" || (r.state === "queued" && !waitsForBaseline(w.records, r))));
 }
 
