@@ -12,6 +12,7 @@
 //    passP99Ms.
 // 2. Within GitHub's limits. The twin enforces them and the bot throttles as in production, for
 //    --limited-seconds of wall time. Keys: experimentsPerHour (the rate sustained), limitErrors.
+//    BENCH_CPU_PROF=DIR writes the bot process's V8 CPU profile there.
 // 3. Reads as the ledger grows: a ledger of --ledger (default 1,000) closed experiments, read by the
 //    Octokit port: the first listing of a process and the ones after. Keys: ledger.
 import { spawn, type ChildProcess } from "node:child_process";
@@ -80,6 +81,9 @@ interface BotStats {
   last: number;
 }
 
+// BENCH_CPU_PROF=DIR: the bot process writes a V8 CPU profile there (open it in Chrome's DevTools).
+const profile = process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+
 /** A night against the twin with the bot in its own process; ends when `done` says so (or at `deadline`). */
 async function night(o: { limits: boolean; done: (decided: number) => boolean; deadlineMs: number; runMs: [number, number] }) {
   const twin = new GitHubTwin({ limits: o.limits ? {} : false });
@@ -89,7 +93,7 @@ async function night(o: { limits: boolean; done: (decided: number) => boolean; d
   await twin.createRepo(OWNER, REPO, { "program.md": "# Research program\n\nLower val_bpb.\n", "train.py": TRAIN, ".github/autoresearch.yml": config(["prepare_command: null", "prepare_files: []"]) });
   const model = new ModelDouble(latencyMs, async () => ({ "train.py": (await twin.readFile(OWNER, REPO, "main", "train.py")) ?? "" }), ["train.py"]).twin;
   const { baseURL } = await model.start();
-  const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "scripts/bench-scale-bot.ts")], {
+  const child: ChildProcess = spawn(process.execPath, [...profile, "--import", "tsx", path.join(ROOT, "scripts/bench-scale-bot.ts")], {
     cwd: ROOT,
     env: {
       ...process.env,
