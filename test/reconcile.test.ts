@@ -863,6 +863,23 @@ describe("asking a model ahead (proposer.ask_ahead)", () => {
 });
 
 describe("when GitHub fails in the middle of a pass", () => {
+  it("opens a PR in one write, unlabelled: a failed write of its record and labels loses nothing and opens nothing twice", async () => {
+    const w = world();
+    await w.settle();
+    const pr = w.gh.pullOf(1);
+    // The ledger finds it by its branch and record; labels come with the first record write.
+    expect(pr.labels).toEqual([]);
+    expect(w.gh.callsTo("setLabels")).toHaveLength(0);
+    w.runner.finish(runOf(w, 1), measured(1.0));
+    w.gh.failNext("updatePull");
+    const failed = await w.pass();
+    expect(failed.errors).toEqual([expect.stringMatching(/^#\d+: GitHub updatePull failed/)]);
+    await w.settle();
+    expect(w.gh.pulls.filter((p) => decodeRecord(p.body)?.n === 1)).toHaveLength(1);
+    expect(w.gh.record(pr.number).state).toBe("kept");
+    expect(pr.labels).toEqual(["autoresearch", "autoresearch:baseline", "autoresearch:keep"]);
+  });
+
   it("a push to the default branch during a pass, before the merge: not merged onto a tree nobody measured; re-applied on it", async () => {
     const w = await measuredBaseline();
     const pr = w.gh.pullOf(2);

@@ -496,7 +496,15 @@ export class FakeGitHub implements GitHubPort {
     });
   }
 
-  createPull(p: { title: string; head: string; base: string; body: string; labels: string[] }): Promise<number> {
+  async createPull(p: { title: string; head: string; base: string; body: string; labels: string[] }): Promise<number> {
+    // As the real adapter: the pull request first, then its labels in a write of their own,
+    // which can fail after the pull request exists.
+    const number = await this.openPull(p);
+    if (p.labels.length) await this.setLabels(number, p.labels);
+    return number;
+  }
+
+  private openPull(p: { title: string; head: string; base: string; body: string; labels: string[] }): Promise<number> {
     return this.call("createPull", [p], () => {
       const headSha = this.branches.get(p.head);
       if (!headSha || !this.branches.has(p.base)) {
@@ -513,7 +521,7 @@ export class FakeGitHub implements GitHubPort {
         head: p.head,
         headSha,
         base: p.base,
-        labels: [...p.labels],
+        labels: [],
         state: "open",
         merged: false,
         mergeCommitSha: null,
