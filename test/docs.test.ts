@@ -237,7 +237,7 @@ describe("README: environment variables", () => {
   const rows = table(section("Environment variables"), ["variable", "read by", "what (default)"]);
   const inTable = new Set(rows.flatMap((row) => row.flatMap(codeSpans)));
   const listed = rows.flatMap((row) => codeSpans(row[0]!));
-  const ours = readsIn(["src", "scripts"]);
+  const ours = readsIn(["src", "scripts", "twins"]);
   // The bot's settings are read by name from the schema's table of variables (src/settings.ts).
   for (const name of Object.keys(VARIABLES)) ours.set(name, [...(ours.get(name) ?? []), "src/settings.ts"]);
   // Variables every program reads with the same meaning; not the bot's settings.
@@ -253,7 +253,7 @@ describe("README: environment variables", () => {
     expect(ours.size).toBeGreaterThan(20);
   });
 
-  it("every variable src/ and scripts/ read is in the table", () => {
+  it("every variable src/, scripts/ and twins/ read is in the table", () => {
     const missing = [...ours].filter(([name]) => !OS.has(name) && !inTable.has(name)).map(([name, files]) => `${name} (${files.join(", ")})`);
     expect(missing).toEqual([]);
   });
