@@ -16,13 +16,20 @@ import type { Logger } from "./log.js";
 
 /** Why a labelled pull request is not part of the ledger, or null when it is. */
 export function untrustedPull(p: ExperimentPull, botLogin: string, repo: RepoRef): string | null {
-  if (p.author.toLowerCase() !== botLogin.toLowerCase()) return `opened by @${p.author || "(unknown)"}, not by ${botLogin}`;
-  const own = `${repo.owner}/${repo.repo}`.toLowerCase();
-  if (p.headRepo !== null && p.headRepo.toLowerCase() !== own) return `its branch is in ${p.headRepo || "a deleted repository"}, not ${own}`;
+  const stranger = notTheBots(p, botLogin, repo);
+  if (stranger) return stranger;
   if (!p.record) return "it has no readable experiment record";
   const branch = parseBranchName(p.headRef);
   if (!branch) return `its branch ${p.headRef || "(unknown)"} is not an autoresearch/<n>-… branch`;
   if (branch.n !== p.record.n) return `its branch ${p.headRef} is not experiment ${p.record.n}'s`;
+  return null;
+}
+
+/** Why a pull request is not one the bot opened from its own repository, or null when it is. */
+function notTheBots(p: ExperimentPull, botLogin: string, repo: RepoRef): string | null {
+  if (p.author.toLowerCase() !== botLogin.toLowerCase()) return `opened by @${p.author || "(unknown)"}, not by ${botLogin}`;
+  const own = `${repo.owner}/${repo.repo}`.toLowerCase();
+  if (p.headRepo !== null && p.headRepo.toLowerCase() !== own) return `its branch is in ${p.headRepo || "a deleted repository"}, not ${own}`;
   return null;
 }
 
@@ -75,7 +82,7 @@ export async function readLedgerAll(gh: GitHubPort, log?: TrustLog): Promise<{ p
     }
     warnOnce(log, `${name}#${p.number}:${why}`, `${name}#${p.number} carries the autoresearch label but is ignored: ${why}`);
     const branch = parseBranchName(p.headRef);
-    if (!p.record && branch && untrustedPull({ ...p, record: { n: branch.n } as ExperimentPull["record"] }, botLogin, gh.repo) === null) {
+    if (!p.record && branch && notTheBots(p, botLogin, gh.repo) === null) {
       unreadable.push(branch.n);
     }
   }

@@ -7,3 +7,4 @@ export * from "./branches.js";
 export * from "./labels.js";
 export * from "./results-tsv.js";
 export * from "./tree-hash.js";
+export * from "./write.js";

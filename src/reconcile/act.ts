@@ -1,7 +1,7 @@
 // Act: carry out a plan's steps through the ports, in order, one experiment at a time. A step
 // that fails stops that experiment's later steps (the error is reported and the next pass plans
 // again); the other experiments go on.
-import { labelsFor, LABELS, branchName, renderBody } from "../ledger/index.js";
+import { LABELS, branchName, renderBody, writeRecord } from "../ledger/index.js";
 import { defuse, oneLine } from "../markdown.js";
 import { commitMessage, type Finished, type Step } from "./plan.js";
 import type { Snapshot } from "./snapshot.js";
@@ -109,22 +109,6 @@ async function actStep(d: ActDeps, snap: Snapshot, pull: ExperimentPull, s: Step
       return true;
     }
   }
-}
-
-/**
- * The record, its labels and (with `close`) the closing of its PR in one write: GitHub counts
- * every write against the installation's budget (src/github/budget.ts).
- */
-async function writeRecord(gh: GitHubPort, pull: ExperimentPull, r: ExperimentRecord, now: Date, close = false): Promise<void> {
-  r.updatedAt = now.toISOString();
-  const body = renderBody(r);
-  const labels = labelsFor(r);
-  const closing = close && pull.state === "open";
-  await gh.updatePull(pull.number, { body, labels, ...(closing ? { state: "closed" as const } : {}) });
-  pull.body = body;
-  pull.record = r;
-  pull.labels = labels;
-  if (closing) pull.state = "closed";
 }
 
 /** Open a new experiment's PR: its commit on its own branch, then the PR with its record. */

@@ -1,5 +1,6 @@
 // Finalize: work that follows a pass and can wait for a spare write budget. The morning report,
 // deleting finished experiments' branches, and cleaning up runs left behind by a crash.
+import { inFlight } from "../record-state.js";
 import { publishReports } from "./report.js";
 import { RESERVE_PER_RUN } from "./plan.js";
 import { runIdPrefix, type Snapshot } from "./snapshot.js";
@@ -23,7 +24,7 @@ export function runsWaitedFor(pulls: ExperimentPull[]): WaitingFor {
   const out: WaitingFor = new Map();
   for (const p of pulls) {
     const r = p.record;
-    if (r) out.set(r.n, { attempt: r.attempt, live: p.state === "open" && (r.state === "queued" || r.state === "running") });
+    if (r) out.set(r.n, { attempt: r.attempt, live: p.state === "open" && inFlight(r) });
   }
   return out;
 }
@@ -63,7 +64,7 @@ export interface FinalizeInput {
 export async function finalize(f: FinalizeInput): Promise<string[]> {
   const { gh, house, snap, log } = f;
   const errors: string[] = [];
-  const inFlight = f.pulls.filter((p) => p.state === "open" && (p.record?.state === "queued" || p.record?.state === "running")).length;
+  const running = f.pulls.filter((p) => p.state === "open" && p.record && inFlight(p.record)).length;
   const now = snap.at.getTime();
   // The morning report follows the ledger, as work that can wait: rewritten at most every
   // reportEveryMs while experiments end, and at once when the night is over and after a start
@@ -71,7 +72,7 @@ export async function finalize(f: FinalizeInput): Promise<string[]> {
   for (const n of f.finished) house.reportDue.add(n);
   const nightEnded = /^(outside the nightly window|reached max_experiments)/.test(f.waiting ?? "");
   if (!nightEnded) house.nightReported = false;
-  const due = house.reportDue.size > 0 && now - house.reportAt >= f.reportEveryMs && spareWrites(gh, inFlight) >= 2;
+  const due = house.reportDue.size > 0 && now - house.reportAt >= f.reportEveryMs && spareWrites(gh, running) >= 2;
   // The final report once a night is over, not on every pass after it: its budget line counts
   // its own write, so each rewrite would call for the next.
   const final = nightEnded && (!house.nightReported || house.reportDue.size > 0);
@@ -88,7 +89,7 @@ export async function finalize(f: FinalizeInput): Promise<string[]> {
     }
   }
   try {
-    await pruneBranches(gh, f.pulls, house.pruned, Math.min(PRUNE_PER_PASS, spareWrites(gh, inFlight)), log);
+    await pruneBranches(gh, f.pulls, house.pruned, Math.min(PRUNE_PER_PASS, spareWrites(gh, running)), log);
   } catch (err) {
     log.warn(`${snap.name}: deleting finished experiments' branches failed: ${(err as Error).message} (tried again later)`);
   }

@@ -13,7 +13,7 @@ import * as state from "../record-state.js";
 import { checkRunFor, UNSANDBOXED, VAL_BPB_CHECK } from "../checks.js";
 import { inWindow, nightKey } from "../config.js";
 import { describeFlags, outlierFlag, scanChange } from "../review.js";
-import { joinPath, type Snapshot } from "./snapshot.js";
+import { joinPath, runIdWith, type Snapshot } from "./snapshot.js";
 import type { CheckRunSpec, ExperimentPull, ExperimentRecord, RunObservation, TrainerResult } from "../types.js";
 
 /** One thing to do for an experiment; its steps run in order and stop at the first failure. */
@@ -65,7 +65,7 @@ function observed(snap: Snapshot, r: ExperimentRecord): RunObservation {
 }
 
 export function runIdOf(snap: Pick<Snapshot, "runIdPrefix">, r: Pick<ExperimentRecord, "n" | "attempt">): string {
-  return `${snap.runIdPrefix}${r.n}-${r.attempt}`;
+  return runIdWith(snap.runIdPrefix, r);
 }
 
 /** A decided record whose PR closes with the write that records it (a baseline has nothing to merge). */
@@ -429,10 +429,8 @@ export function planStart(w: Planned, snap: Snapshot, moved: boolean, budget: Bu
   const slots = Math.min(c.slots, snap.runnerSlots);
   if (busy.length >= slots) return { start: false, waiting: `all ${c.slots} slot(s) busy`, askAhead: true };
   if (c.night?.window && !inWindow(c, snap.at)) return { start: false, waiting: `outside the nightly window ${c.night.window}` };
-  if (c.night?.maxExperiments) {
-    const key = nightKey(c, snap.at);
-    const tonight = w.records.filter((r) => nightKey(c, new Date(r.createdAt)) === key).length;
-    if (tonight >= c.night.maxExperiments) return { start: false, waiting: `reached max_experiments (${c.night.maxExperiments}) for tonight` };
+  if (c.night?.maxExperiments && startedTonight(snap, w.records) >= c.night.maxExperiments) {
+    return { start: false, waiting: `reached max_experiments (${c.night.maxExperiments}) for tonight` };
   }
   // GitHub's write budget: a new experiment starts only when the hour can carry it and what
   // the experiments in flight still have to write. Held back, not failed.
@@ -462,6 +460,12 @@ export function planStart(w: Planned, snap: Snapshot, moved: boolean, budget: Bu
       baselineBpb: null,
     },
   };
+}
+
+/** Experiments started in the night the snapshot's time is in (max_experiments counts them). */
+export function startedTonight(snap: Pick<Snapshot, "config" | "at">, records: ExperimentRecord[]): number {
+  const key = nightKey(snap.config, snap.at);
+  return records.filter((r) => nightKey(snap.config, new Date(r.createdAt)) === key).length;
 }
 
 /** What every new record starts with. */

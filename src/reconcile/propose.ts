@@ -1,13 +1,13 @@
 // Propose: the next experiment's change, from the proposer (an LLM, or the built-in mutations).
 // The only slow call of a pass, so proposals are asked for ahead while the runs train
 // (prepareProposals), and whatever comes back is checked, not trusted (experimentFrom).
-import { inWindow, nightKey, type Config } from "../config.js";
+import { inWindow, type Config } from "../config.js";
 import { applyEdits } from "../edits.js";
 import { buildHistory, bestBpb, currentBaseline } from "../history.js";
 import { treeHash } from "../ledger/index.js";
 import { scanChange } from "../review.js";
 import { guidanceWithIdea, nextIdea, notesForPrompt } from "../steering/control.js";
-import { newRecord, prefixed, rebaselineReason, type Planned } from "./plan.js";
+import { newRecord, nextNumber, prefixed, rebaselineReason, startedTonight, type Planned } from "./plan.js";
 import type { Housekeeping, Prepared } from "./house.js";
 import type { Snapshot } from "./snapshot.js";
 import type { Logger } from "../log.js";
@@ -47,11 +47,7 @@ export function prepareProposals(d: ProposeDeps, snap: Snapshot, w: Planned): vo
   house.prepared = house.prepared.filter(fresh);
   if (house.prepared.length >= want || w.moved || snap.pausedBy || snap.control.malformed || !c.enabled) return;
   if (c.night?.window && !inWindow(c, snap.at)) return;
-  if (c.night?.maxExperiments) {
-    const key = nightKey(c, snap.at);
-    const tonight = w.records.filter((r) => nightKey(c, new Date(r.createdAt)) === key).length;
-    if (tonight + house.prepared.length >= c.night.maxExperiments) return;
-  }
+  if (c.night?.maxExperiments && startedTonight(snap, w.records) + house.prepared.length >= c.night.maxExperiments) return;
   if (!currentBaseline(w.records, snap.headTreeHash) || rebaselineReason(w.records, snap.headTreeHash, c.noise.rebaselineEvery)) return;
   let proposer: ProposerPort;
   try {
@@ -61,7 +57,7 @@ export function prepareProposals(d: ProposeDeps, snap: Snapshot, w: Planned): vo
   }
   if (!c.proposer.askAhead || !proposer.asksAhead || nextIdea(snap.control.record, w.records)) return;
   const notes = notesForPrompt(snap.control.record);
-  const nextN = Math.max(0, ...w.records.map((r) => r.n), ...snap.unreadable) + 1;
+  const nextN = nextNumber(snap, w.records);
   const request = proposalRequest(snap, w.records, snap.guidance.text, notes, nextN);
   const before = house.prepared.length;
   while (house.prepared.length < want) {

@@ -52,8 +52,13 @@ export function runIdPrefix(repo: GitHubPort["repo"]): string {
   return `${`${repo.owner}-${repo.repo}`.toLowerCase().replace(/[^a-z0-9-]+/g, "-")}-`;
 }
 
+/** A run's id: the repository's prefix, the experiment number and the attempt. */
+export function runIdWith(prefix: string, r: Pick<ExperimentRecord, "n" | "attempt">): string {
+  return `${prefix}${r.n}-${r.attempt}`;
+}
+
 export function runIdFor(gh: Pick<GitHubPort, "repo">, r: Pick<ExperimentRecord, "n" | "attempt">): string {
-  return `${runIdPrefix(gh.repo)}${r.n}-${r.attempt}`;
+  return runIdWith(runIdPrefix(gh.repo), r);
 }
 
 export function joinPath(workdir: string, path: string): string {

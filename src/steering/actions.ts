@@ -1,7 +1,7 @@
 // What a person's command does to an experiment (`/autoresearch rerun` and `keep`, in a comment
 // or with a check run's button): a transition of its record (src/record-state.ts), written back
 // to its PR, with the reply that says what happened or why nothing did.
-import { labelsFor, renderBody } from "../ledger/index.js";
+import { writeRecord } from "../ledger/index.js";
 import { isMeasured } from "../policy.js";
 import * as state from "../record-state.js";
 import type { ExperimentPull, ExperimentRecord, GitHubPort } from "../types.js";
@@ -10,17 +10,6 @@ import type { Clock } from "../log.js";
 export interface Outcome {
   ok: boolean;
   reply?: string;
-}
-
-/** The record and its labels, in one write. */
-export async function writeRecord(gh: GitHubPort, pull: ExperimentPull, r: ExperimentRecord, at: Date): Promise<void> {
-  r.updatedAt = at.toISOString();
-  const body = renderBody(r);
-  const labels = labelsFor(r);
-  await gh.updatePull(pull.number, { body, labels });
-  pull.body = body;
-  pull.record = r;
-  pull.labels = labels;
 }
 
 /** Reopen a closed experiment PR: its branch is restored at the commit that was measured. */

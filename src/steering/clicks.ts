@@ -4,7 +4,8 @@
 // as a click.
 import { canWrite } from "../commands.js";
 import { readLedger } from "../trust.js";
-import { adopt, rerun, writeRecord } from "./actions.js";
+import { writeRecord } from "../ledger/index.js";
+import { adopt, rerun } from "./actions.js";
 import { systemClock, type Clock, type Logger } from "../log.js";
 import type { GitHubPort } from "../types.js";
 
