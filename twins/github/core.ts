@@ -320,34 +320,44 @@ export class TwinCore {
     } else if (!(await repo.git.updateRef(ref, newSha, before ?? ZERO_SHA))) {
       return false;
     }
+    await this.branchMoved(repo, branch, before, newSha, actor);
+    return true;
+  }
+
+  /**
+   * What GitHub raises once a branch moved from `before` to `after` (null: absent), whoever moved
+   * it: the twin's own operations through moveBranch, or `git push`, where receive-pack has
+   * already moved the ref.
+   */
+  async branchMoved(repo: RepoRecord, branch: string, before: string | null, after: string | null, actor: Actor): Promise<void> {
+    const ref = `refs/heads/${branch}`;
     const now = this.now();
     repo.pushedAt = now;
     repo.updatedAt = now;
     this.mergeableCache.clear();
-    await this.emitPush(repo, ref, before, newSha, actor);
+    await this.emitPush(repo, ref, before, after, actor);
     for (const issue of repo.issues.values()) {
       const pull = issue.pull;
       if (!pull || issue.state !== "open") continue;
       if (pull.headRef === branch) {
-        if (newSha === null) {
+        if (after === null) {
           pull.headDeleted = true;
           await this.closeIssue(repo, issue, actor);
-        } else if (pull.headSha !== newSha) {
+        } else if (pull.headSha !== after) {
           const prev = pull.headSha;
-          pull.headSha = newSha;
+          pull.headSha = after;
           pull.baseSha = (await this.branchSha(repo, pull.baseRef)) ?? pull.baseSha;
           issue.updatedAt = now;
-          await this.emitPull(repo, issue, "synchronize", actor, { before: prev, after: newSha });
+          await this.emitPull(repo, issue, "synchronize", actor, { before: prev, after: after });
         }
       } else if (pull.baseRef === branch) {
-        if (newSha === null) {
+        if (after === null) {
           await this.closeIssue(repo, issue, actor);
-        } else if (await repo.git.isAncestor(pull.headSha, newSha)) {
-          await this.markMerged(repo, issue, pull, actor, newSha, before ?? pull.baseSha);
+        } else if (await repo.git.isAncestor(pull.headSha, after)) {
+          await this.markMerged(repo, issue, pull, actor, after, before ?? pull.baseSha);
         }
       }
     }
-    return true;
   }
 
   private async emitPush(repo: RepoRecord, ref: string, before: string | null, after: string | null, actor: Actor): Promise<void> {
