@@ -20,6 +20,13 @@
 // REST is served under /api/v3 (GitHub Enterprise layout) and also at the root. Repositories are
 // bare git repos in a temp dir; webhooks are signed with the app's secret and delivered one at a
 // time, in order, after the API response that caused them.
+//
+// Git itself is served over smart HTTP at the root, as GitHub does (./smart-http.ts):
+//   git -c http.extraHeader="Authorization: Basic <base64 of x-access-token:TOKEN>" \
+//     clone http://127.0.0.1:PORT/alice/research.git
+// A push moves the branches and raises what a push through the API raises (push webhooks, pull
+// requests synchronized, closed or merged); git requests are logged with `git: true` and count
+// against no rate limit.
 
 export { GitHubTwin } from "./twin.js";
 export type {

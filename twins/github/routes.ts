@@ -122,7 +122,7 @@ function num(s: string | undefined): number {
   return n;
 }
 
-function permSatisfies(perms: Permissions, category: string, level: "read" | "write"): boolean {
+export function permSatisfies(perms: Permissions, category: string, level: "read" | "write"): boolean {
   const have = perms[category];
   if (!have) return false;
   return level === "read" || have === "write" || have === "admin";

@@ -10,7 +10,7 @@ import type { AddressInfo } from "node:net";
 import { decodeJwt, looksLikeJwt, newToken, publicKeyFromPrivate, verifyAppJwt } from "./auth.js";
 import { DEFAULT_EVENTS, DEFAULT_PERMISSIONS, TwinCore, type Actor, type CreateRepoOptions, type FileChanges } from "./core.js";
 import { HttpError, Router, type Reply } from "./http.js";
-import { registerRoutes, type AuthInfo, type RequestCtx } from "./routes.js";
+import { actorOf, registerRoutes, type AuthInfo, type RequestCtx } from "./routes.js";
 import { iso, type Urls } from "./shapes.js";
 import type {
   AppRecord,
@@ -26,6 +26,21 @@ import type {
   User,
 } from "./state.js";
 import { WebhookDeliverer, type Delivery } from "./webhooks.js";
+import {
+  MAX_GIT_BODY,
+  branchHeads,
+  gitDenied,
+  gitRoute,
+  gitText,
+  gitToken,
+  gitUnauthorized,
+  httpBackend,
+  matchGitPath,
+  movedBranches,
+  readBounded,
+  type GitAnswer,
+  type GitPath,
+} from "./smart-http.js";
 import { GITHUB_LIMITS, RateLimiter, type LimitAnswer, type TwinLimits } from "./limits.js";
 
 export interface GitHubTwinOptions {
@@ -51,8 +66,9 @@ export interface GitHubTwinOptions {
   /**
    * Called with every request an installation makes (reads and writes), after the rate limits
    * admitted it: a fault to answer it with instead (see `Fault`), or nothing to serve it normally.
+   * Git requests (fetch and push over smart HTTP) come with `git: true` and `write: false`.
    */
-  faults?: (request: { method: string; route: string; path: string; write: boolean }) => Fault | void;
+  faults?: (request: { method: string; route: string; path: string; write: boolean; git?: boolean }) => Fault | void;
 }
 
 /**
@@ -104,12 +120,22 @@ export interface RequestRecord {
   atMs: number;
   /** Set when the rate limits answered instead of the route (./limits.ts). */
   limited?: LimitAnswer["kind"];
+  /**
+   * A git fetch or push over smart HTTP (route "GIT receive-pack {owner}/{repo}" and the like):
+   * not an API request, so neither a read nor a write, and not rate-limited.
+   */
+  git?: true;
 }
 
 export interface RequestStats {
+  /** reads + writes + git. */
   total: number;
+  /** API requests (GET, HEAD). */
   reads: number;
+  /** API requests that may write (everything else). */
   writes: number;
+  /** Git requests over smart HTTP (refs advertisements, fetches, pushes). */
+  git: number;
   /** Requests per route template ("METHOD /template"). */
   byRoute: Record<string, number>;
   /** Requests answered with 4xx/5xx. */
@@ -745,11 +771,12 @@ export class GitHubTwin {
   }
 
   requestStats(filter: (r: RequestRecord) => boolean = () => true): RequestStats {
-    const stats: RequestStats = { total: 0, reads: 0, writes: 0, byRoute: {}, errors: 0 };
+    const stats: RequestStats = { total: 0, reads: 0, writes: 0, git: 0, byRoute: {}, errors: 0 };
     for (const r of this.requestLog) {
       if (!filter(r)) continue;
       stats.total++;
-      if (r.write) stats.writes++;
+      if (r.git) stats.git++;
+      else if (r.write) stats.writes++;
       else stats.reads++;
       if (r.status >= 400) stats.errors++;
       stats.byRoute[r.route] = (stats.byRoute[r.route] ?? 0) + 1;
@@ -818,6 +845,8 @@ export class GitHubTwin {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const gitPath = matchGitPath((req.method ?? "GET").toUpperCase(), req.url ?? "/");
+    if (gitPath) return this.handleGit(req, res, gitPath);
     this.inFlight++;
     this.limiter?.enter();
     let limitHeaders: Record<string, string> | undefined;
@@ -927,6 +956,105 @@ export class GitHubTwin {
       this.inFlight--;
       this.lastActivity = Date.now();
     }
+  }
+
+  /** A git request over smart HTTP (./smart-http.ts): logged as git, outside the rate limits. */
+  private async handleGit(req: IncomingMessage, res: ServerResponse, at: GitPath): Promise<void> {
+    this.inFlight++;
+    this.lastActivity = Date.now();
+    const started = Date.now();
+    const method = (req.method ?? "GET").toUpperCase();
+    const finished = new Promise<void>((resolve) => {
+      res.on("finish", resolve);
+      res.on("close", resolve);
+    });
+    const record: RequestRecord = {
+      method,
+      path: (req.url ?? "/").split("?")[0] ?? "/",
+      route: gitRoute(at),
+      status: 500,
+      auth: "anonymous",
+      installationId: null,
+      write: false,
+      git: true,
+      durationMs: 0,
+      at: iso(this.clock()),
+      atMs: this.clock().getTime(),
+    };
+    try {
+      const answer = await this.serveGit(req, at, record, finished);
+      record.status = answer?.status ?? 0;
+      if (!answer) return;
+      res.writeHead(answer.status, { ...answer.headers, "content-length": String(answer.body.length) });
+      res.end(answer.body);
+    } catch (err) {
+      console.error("github twin:", err);
+      record.status = 500;
+      if (!res.headersSent) {
+        const answer = gitText(500, `git ${at.service ?? ""} failed: ${err instanceof Error ? err.message : String(err)}`);
+        res.writeHead(answer.status, answer.headers).end(answer.body);
+      } else res.end();
+    } finally {
+      record.durationMs = Date.now() - started;
+      this.requestLog.push(record);
+      this.inFlight--;
+      this.lastActivity = Date.now();
+    }
+  }
+
+  /** The answer to a git request, or null when a "hang" fault held it until the client gave up. */
+  private async serveGit(req: IncomingMessage, at: GitPath, record: RequestRecord, finished: Promise<void>): Promise<GitAnswer | null> {
+    const body = await readBounded(req, MAX_GIT_BODY);
+    if (!body) return gitText(413, `The request is larger than ${MAX_GIT_BODY} bytes: push fewer or smaller objects at a time.`);
+    const token = gitToken(req.headers.authorization);
+    const auth = token === null ? ({ kind: "anonymous" } as const) : token === "bad" ? null : this.authenticate(`token ${token}`);
+    // An app's JWT is no git credential: git takes installation and personal tokens only.
+    if (!auth || auth instanceof HttpError || auth.kind === "app") {
+      record.auth = "invalid";
+      return gitUnauthorized("Invalid username or token. Send an installation token as the password (x-access-token:<token>).");
+    }
+    record.auth = auth.kind;
+    record.installationId = auth.kind === "installation" ? auth.installation.id : null;
+    const service = at.service;
+    if (!service) return gitText(403, "Only git's smart HTTP protocol is served: ask for info/refs?service=git-upload-pack or git-receive-pack.");
+    const core = this.c;
+    const repo = core.repo(at.owner, at.repo);
+    const denied = gitDenied(core, repo, `${at.owner}/${at.repo}`, auth, service);
+    if (denied || !repo) return denied;
+    const fault = auth.kind === "installation" ? this.faults?.({ method: record.method, route: record.route, path: record.path, write: false, git: true }) : undefined;
+    if (fault === "hang") {
+      await finished;
+      return null;
+    }
+    const serverError = (status: number) => gitText(status, status === 503 ? "Service Unavailable" : "Server Error");
+    if (fault && !fault.carriedOut) return serverError(fault.status);
+    const actor = auth.kind === "anonymous" ? null : actorOf(auth);
+    const backend = () =>
+      httpBackend(repo.git, {
+        method: record.method,
+        path: at,
+        contentType: req.headers["content-type"],
+        contentEncoding: req.headers["content-encoding"],
+        gitProtocol: typeof req.headers["git-protocol"] === "string" ? req.headers["git-protocol"] : undefined,
+        remoteUser: actor?.user.login ?? null,
+        body,
+      });
+    let answer: GitAnswer;
+    if (service === "receive-pack" && at.step === "rpc" && actor) {
+      // A push moves refs itself: alone with the twin's other writes, the branches it moved are
+      // found by comparing before and after, and each raises what a push raises on GitHub, the
+      // pusher as the actor (webhooks go out once the answer is sent).
+      answer = await this.exclusive(async (c) => {
+        const before = await branchHeads(repo.git);
+        const out = await backend();
+        for (const m of movedBranches(before, await branchHeads(repo.git))) await c.branchMoved(repo, m.branch, m.before, m.after, actor);
+        return out;
+      }, finished);
+    } else {
+      // Fetches read what git has: refs move atomically, so they need not wait for the lock.
+      answer = await backend();
+    }
+    return fault ? serverError(fault.status) : answer;
   }
 
   /**
