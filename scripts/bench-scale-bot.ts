@@ -4,6 +4,7 @@
 // around 1.0. On SIGTERM it prints one line, `stats {json}`, and exits.
 // Configured by environment: BOT_BASE_URL, BOT_APP_ID, BOT_PRIVATE_KEY, BOT_SECRET,
 // BENCH_SLOTS, BENCH_RUN_MIN_MS, BENCH_RUN_MAX_MS, BENCH_THROTTLE (on|off), OPENAI_*.
+import { readFileSync } from "node:fs";
 import { measured } from "../test/support/fakes.js";
 import { appFromEnv, need, startBot } from "../twins/bot.js";
 import type { RepoRef, RunnerPort, RunObservation, RunSpec } from "../src/types.js";
@@ -73,6 +74,21 @@ const sampler = setInterval(() => {
   peakRss = Math.max(peakRss, process.memoryUsage().rss);
 }, 100);
 const cpu0 = process.cpuUsage();
+const children0 = childCpuMs();
+
+/**
+ * CPU time of the bot's finished child processes (git pushes, fetches), from /proc/self/stat's
+ * cutime and cstime (in clock ticks, 100 a second on Linux); 0 where there is no /proc.
+ */
+function childCpuMs(): number {
+  try {
+    const stat = readFileSync("/proc/self/stat", "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[13]) + Number(f[14])) * 10;
+  } catch {
+    return 0;
+  }
+}
 
 const bot = await startBot({
   ...appFromEnv(),
@@ -89,6 +105,7 @@ process.on("SIGTERM", () => {
   const cpu = process.cpuUsage(cpu0);
   const stats = {
     cpuMs: (cpu.user + cpu.system) / 1000,
+    childCpuMs: childCpuMs() - children0,
     peakRssMb: peakRss / 2 ** 20,
     passes,
     busyMs: runner.busyMs,

@@ -65,6 +65,9 @@ const quantile = (xs: number[], q: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))]! : null;
 };
+/** Requests per experiment by endpoint, most first. */
+const byEndpoint = (byRoute: Record<string, number>, n: number) =>
+  Object.fromEntries(Object.entries(byRoute).sort((a, b) => b[1] - a[1]).map(([route, count]) => [route, round(count / Math.max(1, n), 2)]));
 const round = (x: number | null, d = 1) => (x === null ? null : +x.toFixed(d));
 
 function config(extra: string[] = []): string {
@@ -73,6 +76,8 @@ function config(extra: string[] = []): string {
 
 interface BotStats {
   cpuMs: number;
+  /** Of its child processes (git). */
+  childCpuMs: number;
   peakRssMb: number;
   passes: number[];
   busyMs: number;
@@ -198,19 +203,24 @@ const part1 = {
   experiments: cost.decided,
   wallSeconds: round(cost.wallMs / 1000),
   slotDuty: round((100 * cost.bot.busyMs) / (slots * span)),
-  cpuMsPerExperiment: round(cost.bot.cpuMs / cost.decided),
+  // The bot's own process and its git children together: both are what the bot costs.
+  cpuMsPerExperiment: round((cost.bot.cpuMs + cost.bot.childCpuMs) / cost.decided),
+  gitCpuMsPerExperiment: round(cost.bot.childCpuMs / cost.decided),
   peakRssMb: round(cost.bot.peakRssMb),
   readsPerExperiment: round(cost.stats.reads / cost.decided, 2),
   writesPerExperiment: round(cost.stats.writes / cost.decided, 2),
+  // git fetches and pushes (commits, branch deletions): no API requests, shown apart.
+  gitRequestsPerExperiment: round(cost.stats.git / cost.decided, 2),
   passP50Ms: round(quantile(cost.bot.passes, 0.5)),
   passP99Ms: round(quantile(cost.bot.passes, 0.99)),
   passes: cost.bot.passes.length,
   runs: cost.bot.runs,
+  perExperimentByEndpoint: byEndpoint(cost.stats.byRoute, cost.decided),
 };
 log(
   `  ${part1.experiments} experiments in ${part1.wallSeconds} s: slot duty ${part1.slotDuty}% (goal ≥ 97), ` +
     `${part1.cpuMsPerExperiment} ms of bot CPU per experiment (goal ≤ 50), peak RSS ${part1.peakRssMb} MB (goal ≤ 300), ` +
-    `${part1.readsPerExperiment} reads and ${part1.writesPerExperiment} writes per experiment, passes p50 ${part1.passP50Ms} ms, p99 ${part1.passP99Ms} ms`,
+    `${part1.readsPerExperiment} reads and ${part1.writesPerExperiment} writes per experiment (and ${part1.gitRequestsPerExperiment} git requests), passes p50 ${part1.passP50Ms} ms, p99 ${part1.passP99Ms} ms`,
 );
 
 log(`part 2: within GitHub's limits, for ${limitedSeconds} s`);

@@ -5,6 +5,7 @@ import type { Config } from "./config.js";
 import { Controller } from "./controller.js";
 import { BackoffGate } from "./github/backoff.js";
 import { WriteBudget } from "./github/budget.js";
+import { GitWire, gitUrlFor } from "./github/git-wire.js";
 import { OctokitGitHub } from "./github/octokit.js";
 import { MutateProposer } from "./proposers/mutate.js";
 import { OpenAIProposer } from "./proposers/openai.js";
@@ -124,6 +125,22 @@ class Installations {
     return o;
   }
 
+  /**
+   * How experiment commits and branch deletions reach the repository: by git push with the
+   * installation's token (no API write), or null: through the REST API (AUTORESEARCH_GIT_PUSH=off).
+   */
+  async wire(id: number, repo: RepoRef, botLogin: string | null): Promise<GitWire | null> {
+    if (this.settings.commits !== "git") return null;
+    const o = await this.octokit(id);
+    const login = botLogin ?? "autoresearch-bot[bot]";
+    return new GitWire({
+      url: gitUrlFor(o.request.endpoint.DEFAULTS.baseUrl, repo.owner, repo.repo),
+      token: async () => ((await o.auth({ type: "installation" })) as { token: string }).token,
+      author: { name: login, email: `${login}@users.noreply.github.com` },
+      mayWrite: this.leads,
+    });
+  }
+
   /** Every repository of every installation the app can see. */
   async repos(): Promise<{ installationId: number; repo: RepoRef }[]> {
     const appOctokit = await this.app.auth();
@@ -179,10 +196,12 @@ export function createApp(opts: AppOptions) {
       proposerFor: opts.proposerFor ?? defaultProposerFor(settings.openai),
       github: async (installationId, repo) => {
         const s = await appSlug();
+        const botLogin = s ? `${s}[bot]` : null;
         return new OctokitGitHub(await installations.octokit(installationId), repo, {
-          botLogin: s ? `${s}[bot]` : null,
+          botLogin,
           budget: installations.budget(installationId),
           gate: installations.gate(installationId),
+          wire: await installations.wire(installationId, repo, botLogin),
         });
       },
       listRepos: () => installations.repos(),

@@ -56,6 +56,8 @@ export interface Settings {
   resyncSeconds: number;
   /** The write budget of each installation. */
   writes: WriteLimits;
+  /** Experiment commits and branch deletions: by `git push` (not API requests), or through the REST API. */
+  commits: "git" | "api";
   /** null: asked of GitHub. */
   appSlug: string | null;
   openai: {
@@ -139,6 +141,11 @@ export const VARIABLES = {
   },
   AUTORESEARCH_WRITES_PER_MINUTE: { schema: wholeNumber(1, 10_000), allowed: "a whole number of writes from 1 to 10000", example: "80" },
   AUTORESEARCH_WRITES_PER_HOUR: { schema: wholeNumber(1, 100_000), allowed: "a whole number of writes from 1 to 100000", example: "500" },
+  AUTORESEARCH_GIT_PUSH: {
+    schema: oneOf(["on", "off"]),
+    allowed: "on (the default: experiment commits and branch deletions go by git push) or off (through the REST API)",
+    example: "off",
+  },
   AUTORESEARCH_RUNS_DIR: { schema: pathValue, allowed: "a folder (at most 4096 characters, no control characters)", example: "/srv/autoresearch/runs" },
   AUTORESEARCH_CACHE_DIR: { schema: pathValue, allowed: "a folder (at most 4096 characters, no control characters)", example: "/srv/autoresearch/cache" },
   AUTORESEARCH_PYTHON: { schema: pathValue, allowed: "a Python interpreter: a command on PATH or a path", example: "/opt/venv/bin/python" },
@@ -225,6 +232,7 @@ export const settingsSchema = envSchema.transform((e): Settings => {
       perMinute: e.AUTORESEARCH_WRITES_PER_MINUTE ?? GITHUB_WRITE_LIMITS.perMinute,
       perHour: e.AUTORESEARCH_WRITES_PER_HOUR ?? GITHUB_WRITE_LIMITS.perHour,
     },
+    commits: (e.AUTORESEARCH_GIT_PUSH ?? "on") === "on" ? "git" : "api",
     appSlug: e.AUTORESEARCH_APP_SLUG ?? null,
     openai: {
       apiKey: e.OPENAI_API_KEY ?? null,

@@ -225,7 +225,13 @@ export interface GitHubPort {
   comment(number: number, body: string): Promise<void>;
   /** Squash-merge only if the PR head is still `sha`. */
   mergePull(number: number, sha: string, title: string, message: string): Promise<{ merged: boolean; reason?: string }>;
-  deleteBranch(branch: string): Promise<void>;
+  /**
+   * Delete experiment branches, each only while it still points at the commit given (one that
+   * moved is left alone); a branch already gone counts as deleted.
+   */
+  deleteBranches(branches: { name: string; sha: string }[]): Promise<void>;
+  /** Branches and their commits are written by git push, which costs no API write (commitFiles, deleteBranches). */
+  readonly refsByGit?: boolean;
   /** The experiment branches (`autoresearch/<n>-…`) that exist, with the commit each points at. */
   listExperimentBranches(): Promise<{ name: string; sha: string }[]>;
   /** Create or update the check run identified by (name, headSha, externalId). */

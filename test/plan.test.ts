@@ -251,6 +251,9 @@ describe("the next experiment", () => {
     const snap = snapshot([pullOf(base, { state: "closed" })]);
     expect(planStart(planned(snap), snap, false, { hourLeft: 5 })).toMatchObject({ start: false, budgetNeed: 6 });
     expect(planStart(planned(snap), snap, false, { hourLeft: 6 })).toMatchObject({ start: "proposal" });
+    // By git push, the branch and its commit are no API writes.
+    expect(planStart(planned(snap), snap, false, { hourLeft: 3, refsByGit: true })).toMatchObject({ start: false, budgetNeed: 4 });
+    expect(planStart(planned(snap), snap, false, { hourLeft: 4, refsByGit: true })).toMatchObject({ start: "proposal" });
   });
 
   it("outside the nightly window, and past max_experiments: the night is over", () => {

@@ -825,7 +825,7 @@ describe("deleting finished experiments' branches", () => {
     expect(w.gh.branches.has(three.head)).toBe(false);
     expect(w.gh.branches.get("autoresearch/1-baseline")).toBe(w.gh.head());
     expect(w.gh.branches.get(two.head)).toBe(w.gh.head());
-    expect(w.gh.callsTo("deleteBranch").map((c) => c.args[0])).toEqual([baseline.head, two.head, three.head]);
+    expect(w.gh.callsTo("deleteBranches").flatMap((c) => (c.args[0] as { name: string }[]).map((b) => b.name))).toEqual([baseline.head, two.head, three.head]);
   });
 });
 

@@ -120,7 +120,7 @@ describe("the ledger trusts only the bot's own writing", () => {
     const calls: string[] = [];
     const octokit = new Proxy({}, { get: () => { calls.push("octokit"); throw new Error("no call expected"); } });
     const gh = new OctokitGitHub(octokit as never, { owner: "acme", repo: "research" }, { botLogin: BOT_LOGIN });
-    await expect(gh.deleteBranch("main")).rejects.toThrow(/only autoresearch\/<n>-… branches/);
+    await expect(gh.deleteBranches([{ name: "main", sha: "0".repeat(40) }])).rejects.toThrow(/only autoresearch\/<n>-… branches/);
     await expect(gh.restoreBranch("release/v1", "1".repeat(40))).rejects.toThrow(/refusing to write the ref/);
     await expect(gh.commitFiles("refs/heads/main", "1".repeat(40), {}, "x")).rejects.toThrow(/refusing/);
     expect(calls).toEqual([]);

@@ -5,6 +5,7 @@ import type { Octokit } from "@octokit/rest";
 import type { ProbotOctokit } from "probot";
 import { decodeRecord, LABEL, parseBranchName } from "../ledger/index.js";
 import type { WriteBudgetView } from "./budget.js";
+import type { GitWire } from "./git-wire.js";
 import { CONFIG_PATH, configText, mergeConfigLayers, parseConfig } from "../config.js";
 import type { CheckRunSpec, ConfigFileText, ExperimentPull, GitHubPort, IssueComment, IssueInfo, RepoRef } from "../types.js";
 
@@ -198,14 +199,22 @@ export class OctokitGitHub implements GitHubPort {
   /** The installation's backoff gate (src/github/backoff.ts): closed while GitHub holds it back. */
   private readonly gate: { wait(): Promise<void> } | undefined;
 
+  /** Commits and branch deletions by git push (src/github/git-wire.ts); null: through the REST API. */
+  private readonly wire: GitWire | null;
+
   constructor(
     private readonly octokit: GitHubClient,
     readonly repo: RepoRef,
-    opts: { botLogin?: string | null; budget?: WriteBudgetView; gate?: { wait(): Promise<void> } } = {},
+    opts: { botLogin?: string | null; budget?: WriteBudgetView; gate?: { wait(): Promise<void> }; wire?: GitWire | null } = {},
   ) {
     this.botLogin = opts.botLogin ?? null;
     this.budget = opts.budget;
     this.gate = opts.gate;
+    this.wire = opts.wire ?? null;
+  }
+
+  get refsByGit(): boolean {
+    return this.wire !== null;
   }
 
   private get r() {
@@ -341,6 +350,8 @@ export class OctokitGitHub implements GitHubPort {
 
   async commitFiles(branch: string, parentSha: string, files: Record<string, string>, message: string): Promise<string> {
     ownBranch(branch);
+    // By git: the branch with its commit in one push, and no API write at all.
+    if (this.wire) return this.wire.commit(branch, parentSha, files, message);
     // Only what differs from the parent is written (the pass read these files at the parent:
     // the reads are cached).
     const changed: { path: string; content: string; blob: string | null }[] = [];
@@ -483,12 +494,20 @@ export class OctokitGitHub implements GitHubPort {
     }
   }
 
-  async deleteBranch(branch: string): Promise<void> {
-    ownBranch(branch);
-    try {
-      await this.octokit.rest.git.deleteRef({ ...this.r, ref: `heads/${branch}` });
-    } catch (err) {
-      if (statusOf(err) !== 404 && statusOf(err) !== 422) await step(`delete ${branch}`, () => Promise.reject(err));
+  async deleteBranches(branches: { name: string; sha: string }[]): Promise<void> {
+    for (const b of branches) ownBranch(b.name);
+    // By git: one push for all of them, each deleted only while it is still at its commit.
+    if (this.wire) {
+      await this.wire.deleteBranches(branches);
+      return;
+    }
+    // The REST API has no compare-and-delete: the caller checked the commit just before.
+    for (const b of branches) {
+      try {
+        await this.octokit.rest.git.deleteRef({ ...this.r, ref: `heads/${b.name}` });
+      } catch (err) {
+        if (statusOf(err) !== 404 && statusOf(err) !== 422) await step(`delete ${b.name}`, () => Promise.reject(err));
+      }
     }
   }
 

@@ -89,7 +89,9 @@ export async function finalize(f: FinalizeInput): Promise<string[]> {
     }
   }
   try {
-    await pruneBranches(gh, f.pulls, house.pruned, Math.min(PRUNE_PER_PASS, spareWrites(gh, running)), log);
+    // By git, deleting branches costs no API write: it need not wait for a spare budget.
+    const max = gh.refsByGit ? PRUNE_PER_PASS : Math.min(PRUNE_PER_PASS, spareWrites(gh, running));
+    await pruneBranches(gh, f.pulls, house.pruned, max, log);
   } catch (err) {
     log.warn(`${snap.name}: deleting finished experiments' branches failed: ${(err as Error).message} (tried again later)`);
   }
@@ -138,15 +140,14 @@ async function pruneBranches(gh: GitHubPort, pulls: ExperimentPull[], pruned: Se
   const candidates = pulls.filter((p) => p.state === "closed" && p.record && p.headSha && !pruned.has(p.headRef) && !open.has(p.headRef));
   if (!candidates.length) return;
   const existing = new Map((await gh.listExperimentBranches()).map((b) => [b.name, b.sha]));
-  const doomed: string[] = [];
+  const doomed: { name: string; sha: string }[] = [];
   for (const p of candidates) {
     const sha = existing.get(p.headRef);
-    if (sha === p.headSha && doomed.length < max) doomed.push(p.headRef);
+    if (sha === p.headSha && doomed.length < max) doomed.push({ name: p.headRef, sha });
     else if (sha === undefined || sha !== p.headSha) pruned.add(p.headRef); // gone, or not ours to delete
   }
-  for (const b of doomed) {
-    await gh.deleteBranch(b);
-    pruned.add(b);
-  }
+  // One call for them all: by git, one push deletes every one of them.
+  await gh.deleteBranches(doomed);
+  for (const b of doomed) pruned.add(b.name);
   if (doomed.length) log.info(`${gh.repo.owner}/${gh.repo.repo}: deleted ${doomed.length} finished experiment branch(es)`);
 }

@@ -25,7 +25,7 @@ import type { Config } from "../config.js";
 import type { ExperimentPull, GitHubPort, ProposerPort, RunnerPort } from "../types.js";
 
 export { runIdFor } from "./snapshot.js";
-export { foreignResult, rebaselineReason, WRITES_PER_EXPERIMENT } from "./plan.js";
+export { foreignResult, rebaselineReason, writesPerExperiment } from "./plan.js";
 export { REPORT_EVERY_MS, spareWrites } from "./finalize.js";
 export { newHousekeeping, type Housekeeping, type Prepared } from "./house.js";
 export type { Logger } from "../log.js";
@@ -139,7 +139,7 @@ async function startNext(d: StartDeps): Promise<ExperimentPull | null> {
   const log = d.act.log;
   const propose = { proposerFor: d.proposerFor, house: d.house, log };
   const budget = gh.budget;
-  const start = planStart(w, snap, d.acted.moved, budget ? { hourLeft: budget.left().hour } : null);
+  const start = planStart(w, snap, d.acted.moved, budget ? { hourLeft: budget.left().hour, refsByGit: gh.refsByGit ?? false } : null);
   if (!start.start) {
     if ("budgetNeed" in start && budget) {
       // Held back, not failed: the next pass runs when enough of the hour's writes have aged out.

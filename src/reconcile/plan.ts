@@ -393,10 +393,17 @@ export type StartPlan =
 
 export interface BudgetView {
   hourLeft: number;
+  /** The branch and its commit go by git push, not as API writes (src/github/git-wire.ts). */
+  refsByGit?: boolean;
 }
 
-/** Writes an experiment costs from proposal to decision (commit 2, PR 1, check run 1, record 1, merge 1). */
-export const WRITES_PER_EXPERIMENT = 6;
+/**
+ * API writes an experiment costs from proposal to decision: PR 1, check run 1, record 1, merge
+ * 1, and through the REST API also its commit 2 (the branch, then the file).
+ */
+export function writesPerExperiment(refsByGit: boolean): number {
+  return refsByGit ? 4 : 6;
+}
 /** Writes kept back for each experiment in flight: its check run, record, merge and one confirmation. */
 export const RESERVE_PER_RUN = 4;
 
@@ -434,7 +441,7 @@ export function planStart(w: Planned, snap: Snapshot, moved: boolean, budget: Bu
   }
   // GitHub's write budget: a new experiment starts only when the hour can carry it and what
   // the experiments in flight still have to write. Held back, not failed.
-  const need = WRITES_PER_EXPERIMENT + RESERVE_PER_RUN * busy.length;
+  const need = writesPerExperiment(budget?.refsByGit ?? false) + RESERVE_PER_RUN * busy.length;
   if (budget && budget.hourLeft < need) return { start: false, waiting: null, budgetNeed: need };
 
   const n = nextNumber(snap, w.records);

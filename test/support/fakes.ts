@@ -153,7 +153,7 @@ const WRITES = new Set<string>([
   "ensureLabels",
   "comment",
   "mergePull",
-  "deleteBranch",
+  "deleteBranches",
   "upsertCheckRun",
   "react",
   "createIssue",
@@ -610,11 +610,13 @@ export class FakeGitHub implements GitHubPort {
     });
   }
 
-  deleteBranch(branch: string): Promise<void> {
-    return this.call("deleteBranch", [branch], () => {
-      ownBranch(branch);
-      if (branch === this.defaultBranch) throw new GitHubError(`GitHub delete ${branch} failed (HTTP 422): default branch`, 422);
-      if (this.branches.delete(branch)) this.changed();
+  deleteBranches(branches: { name: string; sha: string }[]): Promise<void> {
+    return this.call("deleteBranches", [branches], () => {
+      for (const b of branches) ownBranch(b.name);
+      for (const b of branches) {
+        if (b.name === this.defaultBranch) throw new GitHubError(`GitHub delete ${b.name} failed (HTTP 422): default branch`, 422);
+        if (this.branches.get(b.name) === b.sha && this.branches.delete(b.name)) this.changed();
+      }
     });
   }
 
