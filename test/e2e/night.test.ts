@@ -119,6 +119,17 @@ describe("a night through the GitHub and OpenAI twins", () => {
       expect(changed).toEqual(["train.py"]);
     }
 
+    // Branches and commits went up by git push, not as API writes, and the finished
+    // experiments' branches are deleted (by push too).
+    const routes = n.twin.requestStats((q) => q.auth === "installation").byRoute;
+    expect(Object.keys(routes).filter((r) => /git\/refs|\/contents\/|git\/commits|git\/trees/.test(r) && !r.startsWith("GET"))).toEqual([]);
+    expect(routes["GIT receive-pack {owner}/{repo}"]).toBeGreaterThanOrEqual(5);
+    // (The last one's may still be there: the bot was stopped as soon as it was decided.)
+    const left = Object.keys(await n.twin.branches(OWNER, REPO)).filter((b) => b.startsWith("autoresearch/"));
+    expect(left.length).toBeLessThanOrEqual(1);
+    const [upCommit] = await n.twin.log(OWNER, REPO, up!.record.headSha, 1);
+    expect(upCommit!.author.name).toMatch(/\[bot\]$/);
+
     // Each experiment trained exactly once (the crash included).
     const runs = (await readFile(n.runLog, "utf8")).trim().split("\n");
     expect(runs).toHaveLength(5);
@@ -131,6 +142,26 @@ describe("a night through the GitHub and OpenAI twins", () => {
     const rows = tsv.trim().split("\n").slice(1).map((r) => r.split("\t"));
     expect(rows.map((r) => r[3])).toEqual(["keep", "keep", "discard", "crash", "discard"]);
     expect(rows.map((r) => r[1])).toEqual(["1.105000", "1.005000", "1.405000", "0.000000", "1.005200"]);
+  }, 180_000);
+
+  it("with AUTORESEARCH_GIT_PUSH=off, commits and deletes branches through the REST API", async () => {
+    night = await startNight({ startBot: false, env: { AUTORESEARCH_GIT_PUSH: "off" } });
+    const n = night;
+    n.openai.script(LR_UP);
+    await n.startBot();
+    await n.install();
+    for (let i = 1; i <= 2; i++) await waitFor(`experiment ${i} to finish`, () => settled(n, i));
+    const [baseline, up] = n.experiments();
+    expect(up!.merged).toBe(true);
+    expect(await n.twin.readFile(OWNER, REPO, "main", "train.py")).toContain("LEARNING_RATE = 0.001\n");
+    // The baseline's branch is deleted once it is decided (with writes to spare).
+    const baseRef = n.twin.pulls(OWNER, REPO).find((p) => p.number === baseline!.number)!.headRef;
+    await waitFor("the baseline's branch to be deleted", async () => !(baseRef in (await n.twin.branches(OWNER, REPO))));
+    const routes = n.twin.requestStats((q) => q.auth === "installation").byRoute;
+    expect(routes["POST /repos/{owner}/{repo}/git/refs"]).toBeGreaterThanOrEqual(2);
+    expect(routes["PUT /repos/{owner}/{repo}/contents/{path}"]).toBe(1);
+    expect(routes["DELETE /repos/{owner}/{repo}/git/refs/{ref}"]).toBeGreaterThanOrEqual(1);
+    expect(Object.keys(routes).filter((r) => r.startsWith("GIT"))).toEqual([]);
   }, 180_000);
 
   it("re-measures a kept change when the default branch moved while it trained, and merges only then", async () => {

@@ -112,11 +112,19 @@ it("an attacker's experiment learns no secret and cannot adopt itself; a strange
   const secrets = [keyLine, SECRET, OPENAI_KEY, ...n.twin.issuedTokens()];
   const everything = [...n.twin.writes().map((w) => w.body), ...written, ...n.logs].join("\n");
   // The search covers a whole night's writes: a baseline and two experiments, decided and closed.
-  expect(n.twin.writes().length).toBeGreaterThan(15);
+  expect(n.twin.writes().length).toBeGreaterThan(10);
   for (const s of secrets) expect(everything.includes(s), `a secret (${s.slice(0, 6)}…) was published`).toBe(false);
 
-  // The bot wrote refs only on its own experiment branches.
+  // The bot wrote refs only on its own experiment branches: by git push (each push raises a
+  // push webhook naming its pusher; the default branch moves only by the merge API) and, had
+  // any gone that way, through the API.
   const refWrites = n.twin.requests.filter((r) => /\/git\/refs/.test(r.path) && r.method !== "GET" && r.auth === "installation");
-  expect(refWrites.length).toBeGreaterThan(0);
   for (const r of refWrites) expect(decodeURIComponent(r.path), r.path).toMatch(/\/git\/refs(\/heads\/autoresearch\/|$)/);
+  const pushedByBot = n.twin
+    .deliveriesOf("push")
+    .filter((d) => String((d.payload.pusher as { name?: string } | undefined)?.name ?? "").endsWith("[bot]"))
+    .map((d) => String(d.payload.ref))
+    .filter((ref) => ref !== "refs/heads/main");
+  expect(pushedByBot.length).toBeGreaterThan(0);
+  for (const ref of pushedByBot) expect(ref).toMatch(/^refs\/heads\/autoresearch\/\d+-/);
 }, 180_000);

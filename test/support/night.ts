@@ -92,6 +92,8 @@ export async function startNight(
     /** Train through the Kubernetes twin with the Kubernetes runner instead of the local runner. */
     runner?: "local" | "kubernetes";
     kubeRunner?: Partial<KubernetesRunnerOptions>;
+    /** More of the bot's environment (settings). */
+    env?: Record<string, string>;
   } = {},
 ): Promise<Night> {
   const workDir = await mkdtemp(path.join(tmpdir(), "autoresearch-night-"));
@@ -152,7 +154,7 @@ export async function startNight(
         secret: SECRET,
         runner,
         resyncMs: 2000,
-        env: { OPENAI_API_KEY: OPENAI_KEY, OPENAI_BASE_URL: baseURL },
+        env: { OPENAI_API_KEY: OPENAI_KEY, OPENAI_BASE_URL: baseURL, ...opts.env },
         logSink: (line) => night.logs.push(line),
         onPass: () => {
           night.passes += 1;
