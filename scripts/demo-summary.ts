@@ -41,7 +41,9 @@ export interface Summary {
   githubRequests: {
     reads: number;
     writes: number;
-    perExperiment: { reads: number; writes: number };
+    perExperiment: { reads: number; writes: number; git: number };
+    /** git fetches and pushes (experiment commits, branch deletions): no API requests. */
+    git: number;
     /** Requests per experiment by endpoint ("METHOD /template"), most first. */
     perExperimentByEndpoint: Record<string, number>;
     /** Answers of GitHub's rate limits (the twin enforces them) the bot got. */
@@ -114,9 +116,11 @@ function requestFigures(twin: GitHubTwin, experiments: number): Summary["githubR
   return {
     reads: installation.reads,
     writes: installation.writes,
+    git: installation.git,
     perExperiment: {
       reads: +(installation.reads / experiments).toFixed(1),
       writes: +(installation.writes / experiments).toFixed(1),
+      git: +(installation.git / experiments).toFixed(1),
     },
     perExperimentByEndpoint: Object.fromEntries(
       Object.entries(installation.byRoute)
@@ -140,7 +144,7 @@ export function printSummary(summary: Summary, modelLatency: number | null, out:
   out(
     `GitHub API requests: ${requests.reads} reads, ${requests.writes} writes ` +
       `(${requests.perExperiment.reads} reads and ${requests.perExperiment.writes} writes per experiment; ` +
-      `${requests.limitErrors} rate-limit answers)`,
+      `${requests.limitErrors} rate-limit answers); ${requests.git} git requests (commits and branch deletions by push: no API requests)`,
   );
   const idle = summary.slotIdle;
   if (idle.medianSeconds !== null) {

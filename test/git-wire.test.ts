@@ -35,6 +35,11 @@ describe("GitWire", () => {
     writeFileSync(path.join(work, "run.sh"), "#!/bin/sh\npython3 train.py\n");
     chmodSync(path.join(work, "run.sh"), 0o755);
     writeFileSync(path.join(work, "data", "notes.txt"), "a large file nobody needs to download\n");
+    // Names that sort differently as a folder ("lib/") and as files ("lib-x", "lib.py").
+    mkdirSync(path.join(work, "lib"));
+    writeFileSync(path.join(work, "lib", "a.py"), "A = 1\n");
+    writeFileSync(path.join(work, "lib.py"), "L = 1\n");
+    writeFileSync(path.join(work, "lib-x.txt"), "x\n");
     git(dir, "init", "-q", "--initial-branch=main", work);
     git(work, "add", ".");
     git(work, "-c", "user.name=alice", "-c", "user.email=alice@example.com", "commit", "-qm", "start");
@@ -55,11 +60,15 @@ describe("GitWire", () => {
     expect(git(server, "log", "-1", "--format=%an <%ae>|%s", sha)).toBe(`${AUTHOR.name} <${AUTHOR.email}>|LR: 0.04 → 0.05`);
   });
 
-  it("adds a file in a new folder, and keeps an executable file executable when it is rewritten", async () => {
-    const sha = await wire.commit("autoresearch/2-x", main, { "lib/opt.py": "X = 1\n", "run.sh": "#!/bin/sh\nexit 0\n" }, "two files");
-    expect(git(server, "show", `${sha}:lib/opt.py`)).toBe("X = 1");
+  it("adds files in new and existing folders, and keeps an executable file executable when it is rewritten", async () => {
+    const files = { "opt/deep/opt.py": "X = 1\n", "run.sh": "#!/bin/sh\nexit 0\n", "lib/a.py": "A = 2\n", "lib/b.py": "B = 1\n", "lib.py": "L = 2\n" };
+    const sha = await wire.commit("autoresearch/2-x", main, files, "several files");
+    for (const [p, text] of Object.entries(files)) expect(git(server, "show", `${sha}:${p}`)).toBe(text.trimEnd());
     expect(git(server, "ls-tree", sha, "run.sh")).toMatch(/^100755 /);
-    expect(git(server, "ls-tree", sha, "lib/opt.py")).toMatch(/^100644 /);
+    expect(git(server, "ls-tree", sha, "opt/deep/opt.py")).toMatch(/^100644 /);
+    expect(git(server, "diff", "--name-only", main, sha).split("\n").sort()).toEqual(Object.keys(files).sort());
+    // Every object the bot built is what git itself would have built (trees in git's order).
+    expect(() => git(server, "fsck", "--strict", "--no-dangling")).not.toThrow();
   });
 
   it("with nothing changed, an empty commit (a baseline's pull request needs one)", async () => {
@@ -112,6 +121,13 @@ describe("GitWire", () => {
     ]);
     expect(refused.sort()).toEqual(["autoresearch/8-b", "autoresearch/9-c"]);
     expect(git(server, "branch", "--list", "autoresearch/*").split("\n").map((s) => s.trim())).toEqual(["autoresearch/8-b"]);
+  });
+
+  it("refuses a path a commit cannot hold, and pushes nothing", async () => {
+    for (const bad of ["../escape.py", ".git/config", "lib//a.py", "/abs.py", "lib"]) {
+      await expect(wire.commit("autoresearch/12-x", main, { [bad]: "x\n" }, "bad")).rejects.toThrow(/not a file path a commit can hold|is a folder in the parent commit/);
+    }
+    expect(git(server, "branch", "--list", "autoresearch/*")).toBe("");
   });
 
   it("a follower pushes nothing", async () => {

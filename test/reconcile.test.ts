@@ -827,6 +827,33 @@ describe("deleting finished experiments' branches", () => {
     expect(w.gh.branches.get(two.head)).toBe(w.gh.head());
     expect(w.gh.callsTo("deleteBranches").flatMap((c) => (c.args[0] as { name: string }[]).map((b) => b.name))).toEqual([baseline.head, two.head, three.head]);
   });
+
+  it("by git push, deletes them eight at a time, in one call, while experiments run, and the rest once none runs", async () => {
+    const w = world({ config: "night:\n  max_experiments: 10\n" });
+    w.gh.refsByGit = true;
+    await w.settle();
+    w.runner.finish(runOf(w, 1), measured(1.0));
+    await w.settle();
+    const deleted = () => w.gh.callsTo("deleteBranches").map((c) => (c.args[0] as { name: string }[]).map((b) => b.name));
+    for (let n = 2; n <= 7; n++) {
+      w.runner.finish(runOf(w, n), measured(1.05));
+      await w.settle();
+    }
+    // Seven finished: nothing deleted yet, and the branches were not even listed.
+    expect(deleted()).toEqual([]);
+    expect(w.gh.callsTo("listExperimentBranches")).toEqual([]);
+    w.runner.finish(runOf(w, 8), measured(1.05));
+    await w.settle();
+    expect(deleted()).toEqual([[1, 2, 3, 4, 5, 6, 7, 8].map((n) => w.gh.pullOf(n).head)]);
+    for (let n = 9; n <= 10; n++) {
+      w.runner.finish(runOf(w, n), measured(1.05));
+      await w.settle();
+    }
+    // The night's last: nothing runs any more, so the two left go at once.
+    expect(deleted()).toHaveLength(2);
+    expect(deleted()[1]).toEqual([9, 10].map((n) => w.gh.pullOf(n).head));
+    expect([...w.gh.branches.keys()].filter((b) => b.startsWith("autoresearch/"))).toEqual([]);
+  });
 });
 
 describe("asking a model ahead (proposer.ask_ahead)", () => {

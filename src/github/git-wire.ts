@@ -7,17 +7,20 @@
 // Renovate and most bots that push code do it.
 //
 // The bot keeps one small local repository per remote (a partial, shallow one: commits and trees
-// only, no file contents), fetches the parent commit into it, builds the new tree with plumbing
-// (read-tree, update-index, write-tree --missing-ok, commit-tree) and pushes. Nothing is checked
-// out, and the files come from the proposal, not from disk.
+// only, no file contents), fetches the parent commit into it, builds the new blobs, trees and
+// commit itself (src/github/git-objects.ts) and pushes. Nothing is checked out, and the files
+// come from the proposal, not from disk.
 //
 // The token travels in an `Authorization` header set through GIT_CONFIG_* variables: never on a
 // command line (where `ps` shows it) or in a URL (where git may print it).
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdir, rename, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { deflateSync } from "node:zlib";
+import { commitObjects, parseLsTree, type GitObject, type Trees } from "./git-objects.js";
 import { NotLeaderError } from "../leader/elector.js";
 import { GitHubError } from "./octokit.js";
 
@@ -55,8 +58,14 @@ function localRoot(): string {
   return root;
 }
 
-/** Per local repository: set up yet, and the commits fetched into it. */
-const locals = new Map<string, { ready: Promise<void> | null; fetched: Set<string> }>();
+/** Per local repository: set up yet, the commits fetched into it, and the trees of the last few. */
+interface Local {
+  ready: Promise<void> | null;
+  fetched: Set<string>;
+  trees: Map<string, Trees>;
+}
+const locals = new Map<string, Local>();
+const TREES_KEPT = 4;
 
 /** One git command at a time per local repository (fetches write its shallow file and refs). */
 const queues = new Map<string, Promise<unknown>>();
@@ -83,13 +92,13 @@ function gitSaid(text: string): string {
 
 export class GitWire {
   private readonly dir: string;
-  private readonly local: { ready: Promise<void> | null; fetched: Set<string> };
+  private readonly local: Local;
 
   constructor(private readonly o: GitWireOptions) {
     const id = createHash("sha256").update(o.url.toLowerCase()).digest("hex").slice(0, 16);
     this.dir = path.join(localRoot(), id);
     let local = locals.get(this.dir);
-    if (!local) locals.set(this.dir, (local = { ready: null, fetched: new Set() }));
+    if (!local) locals.set(this.dir, (local = { ready: null, fetched: new Set(), trees: new Map() }));
     this.local = local;
   }
 
@@ -101,42 +110,34 @@ export class GitWire {
   commit(branch: string, parentSha: string, files: Record<string, string>, message: string): Promise<string> {
     return serial(this.dir, async () => {
       await this.fetchCommit(parentSha);
-      const index = path.join(this.dir, `index-${process.pid}-${Date.now()}`);
-      const env = { GIT_INDEX_FILE: index };
-      try {
-        await this.git(["read-tree", parentSha], { env });
-        const paths = Object.keys(files);
-        const modes = new Map<string, string>();
-        if (paths.length) {
-          const listed = await this.git(["ls-tree", "-z", parentSha, "--", ...paths]);
-          for (const line of listed.split("\0").filter(Boolean)) {
-            const m = /^(\d+) \w+ [0-9a-f]+\t(.*)$/s.exec(line);
-            if (m) modes.set(m[2]!, m[1]!);
-          }
-        }
-        const entries: string[] = [];
-        for (const p of paths) {
-          const blob = (await this.git(["hash-object", "-w", "--stdin"], { input: files[p]! })).trim();
-          // An executable script stays executable; anything else is a regular file.
-          const mode = modes.get(p) === "100755" ? "100755" : "100644";
-          entries.push(`${mode} ${blob}\t${p}`);
-        }
-        if (entries.length) await this.git(["update-index", "--add", "--index-info"], { env, input: entries.join("\n") + "\n" });
-        // --missing-ok: the parent's file contents were never fetched (only its trees).
-        const tree = (await this.git(["write-tree", "--missing-ok"], { env })).trim();
-        const who = { NAME: this.o.author.name, EMAIL: this.o.author.email };
-        const sha = (
-          await this.git(["commit-tree", tree, "-p", parentSha, "-F", "-"], {
-            input: message,
-            env: { GIT_AUTHOR_NAME: who.NAME, GIT_AUTHOR_EMAIL: who.EMAIL, GIT_COMMITTER_NAME: who.NAME, GIT_COMMITTER_EMAIL: who.EMAIL },
-          })
-        ).trim();
-        await this.push(["--force", `${sha}:refs/heads/${branch}`], `push ${branch}`);
-        return sha;
-      } finally {
-        rmSync(index, { force: true });
-      }
+      // The objects are built here, not by a git process per step (src/github/git-objects.ts),
+      // and stored loose; git only pushes them.
+      const objects = commitObjects({ parent: parentSha, trees: await this.treesOf(parentSha), files, message, author: this.o.author, at: new Date() });
+      for (const obj of objects) await this.store(obj);
+      const sha = objects[objects.length - 1]!.sha;
+      await this.push(["--force", `${sha}:refs/heads/${branch}`], `push ${branch}`);
+      return sha;
     });
+  }
+
+  /** The parent's trees (commits are mostly made on the same head: the last few are kept). */
+  private async treesOf(parentSha: string): Promise<Trees> {
+    const cached = this.local.trees.get(parentSha);
+    if (cached) return cached;
+    const trees = parseLsTree(await this.git(["ls-tree", "-z", "-r", "-t", parentSha]));
+    this.local.trees.set(parentSha, trees);
+    if (this.local.trees.size > TREES_KEPT) this.local.trees.delete(this.local.trees.keys().next().value!);
+    return trees;
+  }
+
+  /** Store an object loose, as git does (zlib-compressed, under its sha; written whole, then renamed). */
+  private async store(obj: GitObject): Promise<void> {
+    const file = path.join(this.dir, "objects", obj.sha.slice(0, 2), obj.sha.slice(2));
+    if (existsSync(file)) return;
+    await mkdir(path.dirname(file), { recursive: true });
+    const tmp = `${file}.${process.pid}.tmp`;
+    await writeFile(tmp, deflateSync(obj.raw), { mode: 0o444 });
+    await rename(tmp, file);
   }
 
   /**

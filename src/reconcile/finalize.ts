@@ -12,6 +12,11 @@ import type { ExperimentPull, GitHubPort, RunnerPort } from "../types.js";
 export const REPORT_EVERY_MS = 10 * 60_000;
 /** Branches deleted at most per pass (work that waits for a spare write budget). */
 const PRUNE_PER_PASS = 20;
+/**
+ * By git, finished branches are deleted this many at a time while experiments run (one push for
+ * them all, and one listing of the branches), and whatever is left once none runs.
+ */
+export const PRUNE_BATCH = 8;
 
 /** Per experiment number, the attempt its record waited for as the pass began, and whether a run of it is still wanted. */
 export type WaitingFor = Map<number, { attempt: number; live: boolean }>;
@@ -91,7 +96,7 @@ export async function finalize(f: FinalizeInput): Promise<string[]> {
   try {
     // By git, deleting branches costs no API write: it need not wait for a spare budget.
     const max = gh.refsByGit ? PRUNE_PER_PASS : Math.min(PRUNE_PER_PASS, spareWrites(gh, running));
-    await pruneBranches(gh, f.pulls, house.pruned, max, log);
+    await pruneBranches(gh, f.pulls, house.pruned, max, log, gh.refsByGit && running > 0 ? PRUNE_BATCH : 1);
   } catch (err) {
     log.warn(`${snap.name}: deleting finished experiments' branches failed: ${(err as Error).message} (tried again later)`);
   }
@@ -130,15 +135,15 @@ async function sweepRuns(gh: GitHubPort, runner: RunnerPort, records: WaitingFor
  * Delete the branches of finished experiments (the bot's own closed or merged PRs), up to `max`
  * of them: work that waits for a spare write budget. A branch is deleted only while it still
  * points at the commit its PR ended with: one a person moved, or a stranger's branch that merely
- * looks like an experiment's, is left alone. Listing the branches costs one read, and only while
- * this process knows of a finished experiment whose branch it has not seen gone.
+ * looks like an experiment's, is left alone. Listing the branches costs one read, and only once
+ * this process knows of `batch` finished experiments whose branches it has not seen gone.
  */
-async function pruneBranches(gh: GitHubPort, pulls: ExperimentPull[], pruned: Set<string>, max: number, log: Logger): Promise<void> {
+async function pruneBranches(gh: GitHubPort, pulls: ExperimentPull[], pruned: Set<string>, max: number, log: Logger, batch: number): Promise<void> {
   if (max < 1) return;
   const open = new Set(pulls.filter((p) => p.state === "open").map((p) => p.headRef));
   for (const b of open) pruned.delete(b); // reopened: its branch was restored
   const candidates = pulls.filter((p) => p.state === "closed" && p.record && p.headSha && !pruned.has(p.headRef) && !open.has(p.headRef));
-  if (!candidates.length) return;
+  if (!candidates.length || candidates.length < batch) return;
   const existing = new Map((await gh.listExperimentBranches()).map((b) => [b.name, b.sha]));
   const doomed: { name: string; sha: string }[] = [];
   for (const p of candidates) {

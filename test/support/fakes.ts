@@ -178,6 +178,8 @@ export class FakeGitHub implements GitHubPort {
   botLogin: string | null = BOT_LOGIN;
   /** The installation's write budget, when a test gives one (src/github/budget.ts). */
   budget: WriteBudget | undefined = undefined;
+  /** As the Octokit port with git push on: branches cost no API write. */
+  refsByGit = false;
   readonly defaultBranch: string;
   readonly commits = new Map<string, FakeCommit>();
   readonly branches = new Map<string, string>();
