@@ -16,7 +16,7 @@
 // 3. Reads as the ledger grows: a ledger of --ledger (default 1,000) closed experiments, read by the
 //    Octokit port: the first listing of a process and the ones after. Keys: ledger.
 import { spawn, type ChildProcess } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { appendFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { ProbotOctokit } from "probot";
@@ -113,7 +113,13 @@ async function night(o: { limits: boolean; done: (decided: number) => boolean; d
     stdio: ["ignore", "pipe", "inherit"],
   });
   let out = "";
-  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  // BENCH_LOG_FILE: the bot's log as it comes (a night that stalls can be looked at while it does).
+  const logFile = process.env.BENCH_LOG_FILE;
+  if (logFile) writeFileSync(logFile, "");
+  child.stdout!.on("data", (d: Buffer) => {
+    out += d.toString();
+    if (logFile) appendFileSync(logFile, d);
+  });
   for (const t0 = Date.now(); !/^ready (\S+)\n/m.test(out); ) {
     if (Date.now() - t0 > 60_000 || child.exitCode !== null) throw new Error(`the bot did not start:\n${out}`);
     await new Promise((r) => setTimeout(r, 100));
@@ -143,7 +149,6 @@ async function night(o: { limits: boolean; done: (decided: number) => boolean; d
   const limitErrors = twin.limiter?.events.filter((e) => e.identity.startsWith("installation:")).length ?? 0;
   child.kill("SIGTERM");
   await new Promise((r) => child.once("exit", r));
-  if (process.env.BENCH_LOG_FILE) writeFileSync(process.env.BENCH_LOG_FILE, out);
   const line = /^stats (.*)$/m.exec(out)?.[1];
   if (!line) throw new Error(`the bot printed no stats:\n${out.slice(-2000)}`);
   await model.stop();

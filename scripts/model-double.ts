@@ -25,10 +25,19 @@ export class ModelDouble {
     this.asked.push(Date.now());
     const files = await this.head();
     // A change it has proposed before would be refused as a repeat: the next seed instead.
-    const propose = () => proposeMutation({ guidance: "", files, editablePaths: this.editable, history: [], bestBpb: null, triedTreeHashes: new Set(), seed: this.seed++ });
-    let p = propose();
-    for (let i = 0; i < 1000 && this.given.has(JSON.stringify(p.files)); i++) p = propose();
-    this.given.add(JSON.stringify(p.files));
-    return { content: JSON.stringify({ title: p.title, hypothesis: p.hypothesis, edits: p.edits }), delayMs: this.latencyMs };
+    const propose = (from: Record<string, string>) =>
+      proposeMutation({ guidance: "", files: from, editablePaths: this.editable, history: [], bestBpb: null, triedTreeHashes: new Set(), seed: this.seed++ });
+    let p = propose(files);
+    for (let i = 0; i < 200 && this.given.has(JSON.stringify(p.files)); i++) p = propose(files);
+    // A long night runs out of single changes to the head: another change on top of one, and so on.
+    let { title, edits, files: after } = p;
+    for (let i = 0; i < 1000 && this.given.has(JSON.stringify(after)); i++) {
+      const q = propose(after);
+      title = `${title}; ${q.title}`;
+      edits = [...edits, ...q.edits];
+      after = q.files;
+    }
+    this.given.add(JSON.stringify(after));
+    return { content: JSON.stringify({ title: title.slice(0, 200), hypothesis: p.hypothesis, edits }), delayMs: this.latencyMs };
   }
 }

@@ -862,11 +862,11 @@ describe("asking a model ahead (proposer.ask_ahead)", () => {
     w.proposer.asksAhead = true;
     w.proposer.queue(change("LR = 0.04", "LR = 0.05", "LR up"), change("DEPTH = 4", "DEPTH = 5", "Deeper"), change("WARMUP = 100", "WARMUP = 50", "Shorter warmup"));
     await w.settle();
-    // While the baseline trains the next start is not a proposal: nothing is asked.
-    expect(w.proposer.requests).toHaveLength(0);
+    // While the baseline trains, the proposal that follows it is asked for already.
+    expect(w.proposer.requests).toHaveLength(1);
     w.runner.finish(runOf(w, 1), measured(1.0));
     await w.settle();
-    // Experiment 2 was asked for now; experiment 3's proposal is asked for while 2 trains.
+    // Experiment 2 starts on it at once; experiment 3's proposal is asked for while 2 trains.
     expect(w.proposer.requests).toHaveLength(2);
     expect(w.gh.pulls).toHaveLength(2);
     expect(w.proposer.requests[1]!.files["train.py"]).toBe(w.gh.file("train.py"));

@@ -407,6 +407,20 @@ export function writesPerExperiment(refsByGit: boolean): number {
 /** Writes kept back for each experiment in flight: its check run, record, merge and one confirmation. */
 export const RESERVE_PER_RUN = 4;
 
+/**
+ * What starts next on the head: a proposal (its tree has a baseline that is not due again, or
+ * is being measured again right now), a baseline (none yet, or one is due again), or nothing
+ * until the head's first baseline in flight is measured.
+ */
+export function nextStart(w: Planned, snap: Snapshot, busy = holdingSlots(w, snap)): { kind: "proposal" } | { kind: "baseline"; again: string | null } | { kind: "wait" } {
+  const baseline = currentBaseline(w.records, snap.headTreeHash);
+  const baselineInFlight = busy.some((r) => r.kind === "baseline" && r.baseTreeHash === snap.headTreeHash);
+  const again = baseline && !baselineInFlight ? rebaselineReason(w.records, snap.headTreeHash, snap.config.noise.rebaselineEvery) : null;
+  if (baseline && !again) return { kind: "proposal" };
+  if (baselineInFlight) return { kind: "wait" };
+  return { kind: "baseline", again };
+}
+
 /** The next experiment number: after every record, and after every PR whose record is unreadable. */
 export function nextNumber(snap: Pick<Snapshot, "unreadable">, records: ExperimentRecord[]): number {
   return Math.max(0, ...records.map((r) => r.n), ...snap.unreadable) + 1;
@@ -445,11 +459,10 @@ export function planStart(w: Planned, snap: Snapshot, moved: boolean, budget: Bu
   if (budget && budget.hourLeft < need) return { start: false, waiting: null, budgetNeed: need };
 
   const n = nextNumber(snap, w.records);
-  const baseline = currentBaseline(w.records, snap.headTreeHash);
-  const baselineInFlight = busy.some((r) => r.kind === "baseline" && r.baseTreeHash === snap.headTreeHash);
-  const again = baseline && !baselineInFlight ? rebaselineReason(w.records, snap.headTreeHash, c.noise.rebaselineEvery) : null;
-  if (baseline && !again) return { start: "proposal", n, inFlight: busy.length };
-  if (baselineInFlight) return { start: false, waiting: "waiting for the baseline measurement" };
+  const next = nextStart(w, snap, busy);
+  if (next.kind === "proposal") return { start: "proposal", n, inFlight: busy.length };
+  if (next.kind === "wait") return { start: false, waiting: "waiting for the baseline measurement" };
+  const again = next.again;
   return {
     start: "baseline",
     inFlight: busy.length,

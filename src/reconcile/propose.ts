@@ -7,7 +7,7 @@ import { buildHistory, bestBpb, currentBaseline } from "../history.js";
 import { treeHash } from "../ledger/index.js";
 import { scanChange } from "../review.js";
 import { guidanceWithIdea, nextIdea, notesForPrompt } from "../steering/control.js";
-import { newRecord, nextNumber, prefixed, rebaselineReason, startedTonight, type Planned } from "./plan.js";
+import { newRecord, nextNumber, nextStart, prefixed, startedTonight, type Planned } from "./plan.js";
 import type { Housekeeping, Prepared } from "./house.js";
 import type { Snapshot } from "./snapshot.js";
 import type { Logger } from "../log.js";
@@ -48,7 +48,9 @@ export function prepareProposals(d: ProposeDeps, snap: Snapshot, w: Planned): vo
   if (house.prepared.length >= want || w.moved || snap.pausedBy || snap.control.malformed || !c.enabled) return;
   if (c.night?.window && !inWindow(c, snap.at)) return;
   if (c.night?.maxExperiments && startedTonight(snap, w.records) + house.prepared.length >= c.night.maxExperiments) return;
-  if (!currentBaseline(w.records, snap.headTreeHash) || rebaselineReason(w.records, snap.headTreeHash, c.noise.rebaselineEvery)) return;
+  // Not when a baseline must start first; while one is measured (the head's first, or its
+  // measurement again), the proposals that follow it are asked for already.
+  if (nextStart(w, snap).kind === "baseline") return;
   let proposer: ProposerPort;
   try {
     proposer = d.proposerFor(c);

@@ -4,60 +4,22 @@
 // refusals, and the request log that tells git apart from the API and its rate limits.
 
 import { execFile } from "node:child_process";
-import { createHmac, generateKeyPairSync, timingSafeEqual } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ProbotOctokit } from "probot";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { startWebhookReceiver } from "../support/webhook-receiver.js";
+import { newAppKey } from "../../twins/bot.js";
 import { GitHubTwin, type Fault } from "../../twins/github/index.js";
-import { formatErrors, validateWebhook } from "../../twins/github/schema.js";
 
 const OWNER = "alice";
 const REPO = "research";
 const SECRET = "git-http-secret";
 const quiet = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
 
-interface Received {
-  event: string;
-  action: string | null;
-  payload: Record<string, unknown>;
-}
 
-function newKey(): string {
-  return generateKeyPairSync("rsa", {
-    modulusLength: 2048,
-    privateKeyEncoding: { type: "pkcs1", format: "pem" },
-    publicKeyEncoding: { type: "spki", format: "pem" },
-  }).privateKey;
-}
-
-/** A webhook receiver that checks each delivery's signature and payload schema. */
-async function startReceiver(): Promise<{ url: string; received: Received[]; problems: string[]; server: Server }> {
-  const received: Received[] = [];
-  const problems: string[] = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      const body = Buffer.concat(chunks);
-      const expected = Buffer.from(`sha256=${createHmac("sha256", SECRET).update(body).digest("hex")}`);
-      const got = Buffer.from(String(req.headers["x-hub-signature-256"] ?? ""));
-      if (got.length !== expected.length || !timingSafeEqual(got, expected)) problems.push("bad signature");
-      const payload = JSON.parse(body.toString("utf8")) as Record<string, unknown>;
-      const event = String(req.headers["x-github-event"]);
-      const errors = validateWebhook(event, payload);
-      if (errors.length) problems.push(`${event}.${String(payload.action)}:\n${formatErrors(errors)}`);
-      received.push({ event, action: typeof payload.action === "string" ? payload.action : null, payload });
-      res.writeHead(200).end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}/api/github/webhooks`, received, problems, server };
-}
+const startReceiver = () => startWebhookReceiver(SECRET);
 
 interface GitResult {
   code: number;
@@ -144,7 +106,7 @@ describe("GitHub twin: git over smart HTTP", () => {
   beforeAll(async () => {
     receiver = await startReceiver();
     ({ origin, url: api } = await twin.start());
-    ({ botLogin } = twin.createApp({ appId: 31, privateKey: newKey(), webhookSecret: SECRET, webhookUrl: receiver.url, slug: "autoresearch" }));
+    ({ botLogin } = twin.createApp({ appId: 31, privateKey: newAppKey(), webhookSecret: SECRET, webhookUrl: receiver.url, slug: "autoresearch" }));
     await twin.createRepo(OWNER, REPO, { "train.py": "LR = 0.04\n", "program.md": "# Program\n" });
     await twin.createRepo(OWNER, "private-notes", { "notes.md": "secret\n" }, { private: true });
     installationId = await twin.installApp(OWNER, [REPO, "private-notes"]);
@@ -299,7 +261,7 @@ describe("GitHub twin: git over smart HTTP", () => {
     expect(bad.stderr).toContain("Authentication failed");
 
     // Another app's installation (on another repository of the account) may not push here.
-    const otherApp = twin.createApp({ appId: 32, privateKey: newKey(), webhookSecret: SECRET, webhookUrl: null, slug: "other" });
+    const otherApp = twin.createApp({ appId: 32, privateKey: newAppKey(), webhookSecret: SECRET, webhookUrl: null, slug: "other" });
     await twin.createRepo(OWNER, "elsewhere", { "a.txt": "a\n" });
     const other = await twin.installationToken(await twin.installApp(OWNER, ["elsewhere"], { appId: otherApp.id }));
     const foreign = await git(dir, [...authArgs(other), "push", "origin", "HEAD:refs/heads/refused"]);

@@ -3,15 +3,16 @@
 // every webhook checked against @octokit/webhooks-schemas and its HMAC signature.
 
 import { execFileSync } from "node:child_process";
-import { createHmac, generateKeyPairSync, timingSafeEqual } from "node:crypto";
+import { generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
+import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Probot, ProbotOctokit, createNodeMiddleware } from "probot";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { GitHubTwin } from "../../twins/github/index.js";
+import { startWebhookReceiver } from "../support/webhook-receiver.js";
 import { findTemplate, formatErrors, responseSchema, validate, validateResponse, validateWebhook, webhookSchema, type SchemaError } from "../../twins/github/schema.js";
 
 const APP_ID = 4242;
@@ -22,13 +23,6 @@ const TRAIN = ["import torch", "", "LR = 0.04", "", "WARMUP = 10", "WEIGHT_DECAY
 
 type Octokit = InstanceType<typeof ProbotOctokit>;
 
-interface Received {
-  event: string;
-  action: string | null;
-  delivery: string;
-  payload: Record<string, unknown>;
-  signatureOk: boolean;
-}
 
 function newKey(): string {
   return generateKeyPairSync("rsa", {
@@ -102,35 +96,7 @@ function client(twinUrl: string, auth: Record<string, unknown> | string): Octoki
   return o;
 }
 
-async function startReceiver(secret: string): Promise<{ url: string; received: Received[]; server: Server }> {
-  const received: Received[] = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      const body = Buffer.concat(chunks);
-      const expected = Buffer.from(`sha256=${createHmac("sha256", secret).update(body).digest("hex")}`);
-      const got = Buffer.from(String(req.headers["x-hub-signature-256"] ?? ""));
-      const signatureOk = got.length === expected.length && timingSafeEqual(got, expected);
-      const payload = JSON.parse(body.toString("utf8")) as Record<string, unknown>;
-      const event = String(req.headers["x-github-event"]);
-      received.push({
-        event,
-        action: typeof payload.action === "string" ? payload.action : null,
-        delivery: String(req.headers["x-github-delivery"]),
-        payload,
-        signatureOk,
-      });
-      const errors = validateWebhook(event, payload);
-      if (errors.length) violations.push(`webhook ${event}.${String(payload.action)}:\n${formatErrors(errors)}`);
-      if (req.headers["content-type"] !== "application/json") violations.push(`webhook ${event}: content-type ${String(req.headers["content-type"])}`);
-      res.writeHead(signatureOk ? 200 : 401).end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}/api/github/webhooks`, received, server };
-}
+const startReceiver = (secret: string) => startWebhookReceiver(secret, violations);
 
 describe("GitHub twin", () => {
   // These tests drive the API faster than GitHub allows one client to write; the limits are

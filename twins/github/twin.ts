@@ -847,28 +847,10 @@ export class GitHubTwin {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const gitPath = matchGitPath((req.method ?? "GET").toUpperCase(), req.url ?? "/");
     if (gitPath) return this.handleGit(req, res, gitPath);
-    this.inFlight++;
+    const { record, finished, started } = this.begin(req, res, {});
+    const method = record.method;
     this.limiter?.enter();
     let limitHeaders: Record<string, string> | undefined;
-    this.lastActivity = Date.now();
-    const started = Date.now();
-    const method = (req.method ?? "GET").toUpperCase();
-    const finished = new Promise<void>((resolve) => {
-      res.on("finish", resolve);
-      res.on("close", resolve);
-    });
-    const record: RequestRecord = {
-      method,
-      path: "",
-      route: `${method} (unmatched)`,
-      status: 500,
-      auth: "anonymous",
-      installationId: null,
-      write: method !== "GET" && method !== "HEAD",
-      durationMs: 0,
-      at: iso(this.clock()),
-      atMs: this.clock().getTime(),
-    };
     try {
       const core = this.c;
       const url = new URL(req.url ?? "/", core.urls.web);
@@ -950,19 +932,15 @@ export class GitHubTwin {
       if (!res.headersSent) this.send(res, { status: httpErr.status, body: httpErr.body() }, method, limitHeaders);
       else res.end();
     } finally {
-      record.durationMs = Date.now() - started;
-      this.requestLog.push(record);
       this.limiter?.done();
-      this.inFlight--;
-      this.lastActivity = Date.now();
+      this.end(record, started);
     }
   }
 
-  /** A git request over smart HTTP (./smart-http.ts): logged as git, outside the rate limits. */
-  private async handleGit(req: IncomingMessage, res: ServerResponse, at: GitPath): Promise<void> {
+  /** What every request starts with: counted in flight, its end awaited, and its log record. */
+  private begin(req: IncomingMessage, res: ServerResponse, fields: Partial<RequestRecord>): { record: RequestRecord; finished: Promise<void>; started: number } {
     this.inFlight++;
     this.lastActivity = Date.now();
-    const started = Date.now();
     const method = (req.method ?? "GET").toUpperCase();
     const finished = new Promise<void>((resolve) => {
       res.on("finish", resolve);
@@ -970,17 +948,31 @@ export class GitHubTwin {
     });
     const record: RequestRecord = {
       method,
-      path: (req.url ?? "/").split("?")[0] ?? "/",
-      route: gitRoute(at),
+      path: "",
+      route: `${method} (unmatched)`,
       status: 500,
       auth: "anonymous",
       installationId: null,
-      write: false,
-      git: true,
+      write: method !== "GET" && method !== "HEAD",
       durationMs: 0,
       at: iso(this.clock()),
       atMs: this.clock().getTime(),
+      ...fields,
     };
+    return { record, finished, started: Date.now() };
+  }
+
+  /** ...and ends with: logged, and no longer in flight. */
+  private end(record: RequestRecord, started: number): void {
+    record.durationMs = Date.now() - started;
+    this.requestLog.push(record);
+    this.inFlight--;
+    this.lastActivity = Date.now();
+  }
+
+  /** A git request over smart HTTP (./smart-http.ts): logged as git, outside the rate limits. */
+  private async handleGit(req: IncomingMessage, res: ServerResponse, at: GitPath): Promise<void> {
+    const { record, finished, started } = this.begin(req, res, { path: (req.url ?? "/").split("?")[0] ?? "/", route: gitRoute(at), write: false, git: true });
     try {
       const answer = await this.serveGit(req, at, record, finished);
       record.status = answer?.status ?? 0;
@@ -995,10 +987,7 @@ export class GitHubTwin {
         res.writeHead(answer.status, answer.headers).end(answer.body);
       } else res.end();
     } finally {
-      record.durationMs = Date.now() - started;
-      this.requestLog.push(record);
-      this.inFlight--;
-      this.lastActivity = Date.now();
+      this.end(record, started);
     }
   }
 
