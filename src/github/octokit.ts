@@ -135,6 +135,8 @@ const ISSUES_TTL_MS = 5 * 60_000;
  * but a Job may wait for a node (AUTORESEARCH_PENDING_TIMEOUT_SECONDS) before its fetch runs.
  */
 const TOKEN_MARGIN_MS = 30 * 60_000;
+/** The page size of a listing after the first: what a pass or two changes. */
+const INCREMENTAL_PAGE = 30;
 /** A pull request updated within this much of the watermark is read again (equal timestamps). */
 const WATERMARK_OVERLAP_MS = 60_000;
 
@@ -317,10 +319,14 @@ export class OctokitGitHub implements GitHubPort {
       c.fullAt = Date.now();
     }
     const stopAt = c.watermark ? new Date(Date.parse(c.watermark) - WATERMARK_OVERLAP_MS).toISOString() : null;
+    // After the first listing a pass needs only what changed since: smaller pages (a page is
+    // whole pull requests with their bodies, and parsing them was most of a pass's CPU), and
+    // more of them when more changed.
+    const perPage = stopAt ? INCREMENTAL_PAGE : 100;
     let newest = c.watermark;
     for (let page = 1; ; page++) {
       const { data } = await step("list pull requests", () =>
-        this.octokit.rest.pulls.list({ ...this.r, state: "all", sort: "updated", direction: "desc", per_page: 100, page }),
+        this.octokit.rest.pulls.list({ ...this.r, state: "all", sort: "updated", direction: "desc", per_page: perPage, page }),
       );
       for (const p of data) {
         if (!newest || p.updated_at > newest) newest = p.updated_at;
@@ -329,7 +335,7 @@ export class OctokitGitHub implements GitHubPort {
         else c.pulls.delete(p.number);
         c.stale.delete(p.number);
       }
-      if (data.length < 100) break;
+      if (data.length < perPage) break;
       if (stopAt && data[data.length - 1]!.updated_at < stopAt) break;
     }
     for (const number of [...c.stale]) {

@@ -85,6 +85,19 @@ const NOT_IN_STRICT_MODE = ["minLength", "maxLength"] as const;
  * the reply (strict mode: every property required, no extras), with the editable paths as an enum.
  */
 export function proposalJsonSchema(editablePaths: string[]): Record<string, unknown> {
+  // Made once per set of paths: generating it was a good part of asking for a proposal.
+  const key = JSON.stringify(editablePaths);
+  let schema = schemaCache.get(key);
+  if (!schema) {
+    schema = makeProposalJsonSchema(editablePaths);
+    schemaCache.set(key, schema);
+    if (schemaCache.size > 32) schemaCache.delete(schemaCache.keys().next().value!);
+  }
+  return structuredClone(schema);
+}
+const schemaCache = new Map<string, Record<string, unknown>>();
+
+function makeProposalJsonSchema(editablePaths: string[]): Record<string, unknown> {
   const path = editablePaths.length > 0 ? z.enum(editablePaths as [string, ...string[]]) : z.string();
   const { $schema: _dialect, ...schema } = z.toJSONSchema(replyShape(path), {
     target: "draft-7",
