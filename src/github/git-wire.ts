@@ -248,12 +248,15 @@ export class GitWire {
     const token = await this.o.token();
     const basic = Buffer.from(`x-access-token:${token}`).toString("base64");
     return {
-      GIT_CONFIG_COUNT: "2",
+      GIT_CONFIG_COUNT: "3",
       GIT_CONFIG_KEY_0: "http.extraHeader",
       GIT_CONFIG_VALUE_0: `Authorization: Basic ${basic}`,
       // No stored credentials and no helper asking for them: the header is the only login.
       GIT_CONFIG_KEY_1: "credential.helper",
       GIT_CONFIG_VALUE_1: "",
+      // The header goes to the address the API named and nowhere a redirect points.
+      GIT_CONFIG_KEY_2: "http.followRedirects",
+      GIT_CONFIG_VALUE_2: "false",
     };
   }
 }
