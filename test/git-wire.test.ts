@@ -127,6 +127,9 @@ describe("GitWire", () => {
     for (const bad of ["../escape.py", ".git/config", "lib//a.py", "/abs.py", "lib"]) {
       await expect(wire.commit("autoresearch/12-x", main, { [bad]: "x\n" }, "bad")).rejects.toThrow(/not a file path a commit can hold|is a folder in the parent commit/);
     }
+    // Nor a parent or a lease git could read as an option.
+    await expect(wire.commit("autoresearch/12-x", "--upload-pack=touch /tmp/owned", { "train.py": "x\n" }, "bad")).rejects.toThrow(/not a commit id/);
+    await expect(wire.deleteBranches([{ name: "autoresearch/12-x", sha: "-f" }])).rejects.toThrow(/not a commit id/);
     expect(git(server, "branch", "--list", "autoresearch/*")).toBe("");
   });
 

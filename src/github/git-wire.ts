@@ -83,6 +83,12 @@ export function gitUrlFor(apiBaseUrl: string, owner: string, repo: string): stri
   return `${u.protocol}//${u.host}${base}/${encodeURIComponent(owner)}/${encodeURIComponent(repo)}.git`;
 }
 
+/** A commit id as git's argument: 40 hex digits, never anything git could read as an option. */
+function commitId(sha: string): string {
+  if (!/^[0-9a-f]{40}$/.test(sha)) throw new GitWireError(`not a commit id: ${JSON.stringify(sha.slice(0, 80))}`);
+  return sha;
+}
+
 /** What git said that matters: its fatal, error and remote lines (else its last ones), on one line. */
 function gitSaid(text: string): string {
   const lines = text.split("\n").map((l) => l.trim()).filter(Boolean);
@@ -109,7 +115,7 @@ export class GitWire {
    */
   commit(branch: string, parentSha: string, files: Record<string, string>, message: string): Promise<string> {
     return serial(this.dir, async () => {
-      await this.fetchCommit(parentSha);
+      await this.fetchCommit(commitId(parentSha));
       // The objects are built here, not by a git process per step (src/github/git-objects.ts),
       // and stored loose; git only pushes them.
       const objects = commitObjects({ parent: parentSha, trees: await this.treesOf(parentSha), files, message, author: this.o.author, at: new Date() });
@@ -148,6 +154,7 @@ export class GitWire {
   deleteBranches(branches: { name: string; sha: string }[]): Promise<string[]> {
     if (!branches.length) return Promise.resolve([]);
     return serial(this.dir, async () => {
+      for (const b of branches) commitId(b.sha);
       await this.init();
       const leases = branches.map((b) => `--force-with-lease=refs/heads/${b.name}:${b.sha}`);
       const specs = branches.map((b) => `:refs/heads/${b.name}`);
