@@ -26,6 +26,7 @@ import type { ExperimentRecord } from "../src/types.js";
 import { newAppKey } from "../twins/bot.js";
 import { GitHubTwin } from "../twins/github/index.js";
 import { ROOT } from "./demo-project.js";
+import { perExperimentByEndpoint } from "./demo-summary.js";
 import { ModelDouble } from "./model-double.js";
 
 const OWNER = "bench";
@@ -65,9 +66,6 @@ const quantile = (xs: number[], q: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))]! : null;
 };
-/** Requests per experiment by endpoint, most first. */
-const byEndpoint = (byRoute: Record<string, number>, n: number) =>
-  Object.fromEntries(Object.entries(byRoute).sort((a, b) => b[1] - a[1]).map(([route, count]) => [route, round(count / Math.max(1, n), 2)]));
 const round = (x: number | null, d = 1) => (x === null ? null : +x.toFixed(d));
 
 function config(extra: string[] = []): string {
@@ -220,7 +218,7 @@ const part1 = {
   passP99Ms: round(quantile(cost.bot.passes, 0.99)),
   passes: cost.bot.passes.length,
   runs: cost.bot.runs,
-  perExperimentByEndpoint: byEndpoint(cost.stats.byRoute, cost.decided),
+  perExperimentByEndpoint: perExperimentByEndpoint(cost.stats.byRoute, cost.decided),
 };
 log(
   `  ${part1.experiments} experiments in ${part1.wallSeconds} s: slot duty ${part1.slotDuty}% (goal ≥ 97), ` +

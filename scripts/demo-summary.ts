@@ -110,6 +110,15 @@ function rowOf({ pull, r }: LedgerEntry): Row {
   };
 }
 
+/** Requests per experiment by endpoint, the most first (the demo's summary and bench:scale). */
+export function perExperimentByEndpoint(byRoute: Record<string, number>, experiments: number): Record<string, number> {
+  return Object.fromEntries(
+    Object.entries(byRoute)
+      .sort((a, b) => b[1] - a[1])
+      .map(([route, count]) => [route, +(count / experiments).toFixed(2)]),
+  );
+}
+
 /** The bot's GitHub API requests (as the app and as the installation), in all and per experiment. */
 function requestFigures(twin: GitHubTwin, experiments: number): Summary["githubRequests"] {
   const installation: RequestStats = twin.requestStats((q) => q.auth === "installation" || q.auth === "app");
@@ -122,11 +131,7 @@ function requestFigures(twin: GitHubTwin, experiments: number): Summary["githubR
       writes: +(installation.writes / experiments).toFixed(1),
       git: +(installation.git / experiments).toFixed(1),
     },
-    perExperimentByEndpoint: Object.fromEntries(
-      Object.entries(installation.byRoute)
-        .sort((a, b) => b[1] - a[1])
-        .map(([route, count]) => [route, +(count / experiments).toFixed(2)]),
-    ),
+    perExperimentByEndpoint: perExperimentByEndpoint(installation.byRoute, experiments),
     limitErrors: twin.limiter?.events.filter((e) => e.identity.startsWith("installation:")).length ?? 0,
   };
 }

@@ -97,7 +97,8 @@ function gitSaid(text: string): string {
 }
 
 export class GitWire {
-  private readonly dir: string;
+  /** Its local repository (shared by every GitWire of the same remote in this process). */
+  readonly dir: string;
   private readonly local: Local;
 
   constructor(private readonly o: GitWireOptions) {
@@ -210,10 +211,7 @@ export class GitWire {
   }
 
   /** Run git in the local repository; its stdout, or a GitWireError naming the step and git's own words. */
-  private async git(
-    args: string[],
-    o: { env?: Record<string, string>; input?: string; auth?: boolean; what?: string; tolerate?: boolean } = {},
-  ): Promise<string> {
+  private async git(args: string[], o: { auth?: boolean; what?: string; tolerate?: boolean } = {}): Promise<string> {
     const auth = o.auth ? await this.authEnv() : {};
     const env: NodeJS.ProcessEnv = {
       PATH: process.env.PATH,
@@ -224,12 +222,11 @@ export class GitWire {
       GIT_TERMINAL_PROMPT: "0",
       GIT_DIR: this.dir,
       LC_ALL: "C",
-      ...o.env,
       ...auth,
     };
     const timeoutMs = this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     return new Promise<string>((resolve, reject) => {
-      const child = spawn("git", args, { cwd: this.dir, env, stdio: ["pipe", "pipe", "pipe"] });
+      const child = spawn("git", args, { cwd: this.dir, env, stdio: ["ignore", "pipe", "pipe"] });
       let out = "";
       let err = "";
       const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
@@ -246,8 +243,6 @@ export class GitWire {
         const said = gitSaid(err || out);
         reject(new GitWireError(`GitHub git ${o.what ?? args[0]} failed: git ${why}${said ? `: ${said}` : ""}`));
       });
-      child.stdin.on("error", () => undefined);
-      child.stdin.end(o.input ?? "");
     });
   }
 

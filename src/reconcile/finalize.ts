@@ -16,7 +16,7 @@ const PRUNE_PER_PASS = 20;
  * By git, finished branches are deleted this many at a time while experiments run (one push for
  * them all, and one listing of the branches), and whatever is left once none runs.
  */
-export const PRUNE_BATCH = 8;
+const PRUNE_BATCH = 8;
 
 /** Per experiment number, the attempt its record waited for as the pass began, and whether a run of it is still wanted. */
 export type WaitingFor = Map<number, { attempt: number; live: boolean }>;
