@@ -956,7 +956,7 @@ describe("when GitHub fails in the middle of a pass", () => {
     w.runner.finish("acme-research-1-1", measured(1.0));
 
     const failed = await w.pass();
-    expect(failed.errors).toEqual([expect.stringMatching(/^proposal failed: GitHub createPull failed \(HTTP 500\)/)]);
+    expect(failed.errors).toEqual([expect.stringMatching(/^experiment 2 could not be opened: GitHub createPull failed \(HTTP 500\)/)]);
     expect(w.gh.openPulls()).toHaveLength(0);
     const orphan = [...w.gh.branches.keys()].filter((b) => b !== "main");
     expect(orphan).toHaveLength(1);
@@ -1122,6 +1122,29 @@ describe("slots", () => {
     }
     expect(w.runner.peakInFlight).toBe(1);
     expect(w.gh.openPulls()).toHaveLength(1);
+  });
+
+  it("with many slots, carries finished experiments on and opens new ones several at once, not one request at a time", async () => {
+    const w = await measuredBaseline({ config: "slots: 6\n", runnerSlots: 6, proposals: [] });
+    // A night's start: the free slots are filled in one pass, their pull requests opened together.
+    expect(w.runner.inFlight()).toHaveLength(6);
+    const opened = w.gh.callsTo("createPull").length;
+    expect(opened).toBe(7); // the baseline and six experiments
+
+    w.gh.latencyMs = 5;
+    w.gh.peakInFlight = 0;
+    for (const id of w.runner.inFlight()) w.runner.finish(id, measured(1.02));
+    const report = await w.pass();
+    // All six decided in one pass, in order, and as many opened in their place.
+    expect(report.finished.map((f) => f.n)).toEqual([2, 3, 4, 5, 6, 7]);
+    expect(report.errors).toEqual([]);
+    expect(w.gh.peakInFlight).toBeGreaterThan(1);
+    await w.settle();
+    expect(w.runner.inFlight()).toHaveLength(6);
+    expect(w.gh.openPulls().map((p) => w.gh.record(p.number).n)).toEqual([8, 9, 10, 11, 12, 13]);
+    // Each experiment has one pull request: nothing was opened twice by steps running together.
+    const heads = w.gh.pulls.map((p) => p.head);
+    expect(new Set(heads).size).toBe(heads.length);
   });
 
   it("uses the smaller of the configured slots and the runner's slots", async () => {

@@ -22,7 +22,7 @@ import { planPull, planned, planStart, type Planned } from "./plan.js";
 import { prepareProposals, proposeExperiment } from "./propose.js";
 import { readSnapshot, type Snapshot } from "./snapshot.js";
 import type { Config } from "../config.js";
-import type { ExperimentPull, GitHubPort, ProposerPort, RunnerPort } from "../types.js";
+import type { ExperimentPull, ExperimentRecord, GitHubPort, ProposerPort, RunnerPort } from "../types.js";
 
 export { runIdFor } from "./snapshot.js";
 export { foreignResult, rebaselineReason, writesPerExperiment } from "./plan.js";
@@ -31,7 +31,14 @@ export { newHousekeeping, type Housekeeping, type Prepared } from "./house.js";
 export type { Logger } from "../log.js";
 
 /** Experiments opened in one pass at most; a pass with more free slots asks for another at once. */
-const MAX_STARTS_PER_PASS = 8;
+const MAX_STARTS_PER_PASS = 16;
+/**
+ * Experiments carried a step on, or opened, at once. Each works on its own pull request, branch
+ * and run, and at most one merge is planned per pass; one after another, a pass at 64 slots spent
+ * most of its time waiting on one request at a time while runs sat finished. (Writes still reach
+ * GitHub one at a time where its throttling is on: the client queues them.)
+ */
+const AT_ONCE = 8;
 
 export interface ReconcileDeps {
   gh: GitHubPort;
@@ -83,24 +90,29 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
   const acted = nothingActed();
 
   // 2. Plan and act: every experiment one step on, on top of what was planned before it.
+  // Every experiment is planned first (planning is pure and in order: a merge planned for one
+  // holds back the others'), then carried out, several at once.
   const w = planned(snap);
-  for (const pull of snap.pulls) {
-    const steps = planPull(w, snap, pull);
-    if (steps.length) await actPull(act, snap, pull, steps, acted);
-  }
+  const work = snap.pulls.map((pull) => ({ pull, steps: planPull(w, snap, pull) })).filter((x) => x.steps.length);
+  const lane = lanes(AT_ONCE);
+  await Promise.all(work.map(({ pull, steps }) => lane(() => actPull(act, snap, pull, steps, acted))));
 
   // 3. Propose: the next experiments, while slots are free. Several slots free (the night's
   // start, after a merge) are filled in this pass, not one pass after another: each pass reads
-  // the snapshot again, which is most of what a pass costs.
+  // the snapshot again, which is most of what a pass costs. Each is numbered and proposed in
+  // turn, and opened and submitted while the next is proposed.
+  const opening: Promise<void>[] = [];
   for (let i = 0; i < MAX_STARTS_PER_PASS; i++) {
     report.again = false;
-    const opened = await startNext({ gh, act, acted, house, snap, w, report, proposerFor: deps.proposerFor });
-    if (!opened) break;
-    pulls.push(opened);
+    const d = { gh, act, acted, house, snap, w, report, proposerFor: deps.proposerFor };
+    const next = await reserveNext(d);
+    if (!next) break;
+    opening.push(lane(() => openNext(d, next)).then((opened) => void (opened && pulls.push(opened))));
     if (!report.again) break; // no slot left
   }
-  report.submitted.push(...acted.submitted);
-  report.finished.push(...acted.finished);
+  await Promise.all(opening);
+  report.submitted.push(...acted.submitted.sort((a, b) => a - b));
+  report.finished.push(...acted.finished.sort((a, b) => a.n - b.n));
   report.errors.unshift(...acted.errors);
 
   // 4. Finalize.
@@ -133,8 +145,15 @@ interface StartDeps {
   proposerFor: ReconcileDeps["proposerFor"];
 }
 
-/** Open and submit the next experiment when planStart says one starts; its PR, or null. */
-async function startNext(d: StartDeps): Promise<ExperimentPull | null> {
+/** An experiment numbered and proposed in a pass, to be opened; `last`: it takes the last free slot. */
+interface Reserved {
+  record: ExperimentRecord;
+  files: Record<string, string>;
+  last: boolean;
+}
+
+/** The next experiment when planStart says one starts: numbered, proposed and counted in `w`; null when none starts. */
+async function reserveNext(d: StartDeps): Promise<Reserved | null> {
   const { gh, snap, w, report } = d;
   const log = d.act.log;
   const propose = { proposerFor: d.proposerFor, house: d.house, log };
@@ -164,27 +183,63 @@ async function startNext(d: StartDeps): Promise<ExperimentPull | null> {
     // not one pass after another.
     prepareProposals(propose, snap, w);
     const next = start.start === "baseline" ? { record: start.record, files: {} } : await proposeExperiment(propose, snap, w, start.n);
-    const pull = await openExperiment(d.act, snap, next.record, next.files);
+    // Counted from now on, so that the next start of this pass takes the next number and slot.
     w.records.push(next.record);
     w.opened.push(next.record.n);
     report.proposed.push(next.record.n);
+    // A slot is still free: fill it now (another pass at once) rather than on the next trigger.
+    const last = start.inFlight + 1 >= Math.min(snap.config.slots, snap.runnerSlots);
+    if (!last) report.again = true;
+    return { ...next, last };
+  } catch (err) {
+    await failedStart(d, `proposal failed: ${(err as Error).message}`);
+    return null;
+  }
+}
+
+/** Open a reserved experiment's pull request and submit its run; its PR, or null when opening failed. */
+async function openNext(d: StartDeps, next: Reserved): Promise<ExperimentPull | null> {
+  const { gh, snap, w } = d;
+  try {
+    const pull = await openExperiment(d.act, snap, next.record, next.files);
     if (next.record.ideaId != null && markUsedIdeas(snap.control.record, w.records)) {
-      await writeControl(gh, snap.control).catch((err: Error) => log.warn(`${snap.name}: the control issue could not be updated: ${err.message}`));
+      await writeControl(gh, snap.control).catch((err: Error) => d.act.log.warn(`${snap.name}: the control issue could not be updated: ${err.message}`));
     }
     // Submitted right away rather than on the next pass.
     await actPull(d.act, snap, pull, planPull(w, snap, pull), d.acted);
-    // A slot is still free: fill it now (another pass at once) rather than on the next trigger.
-    if (start.inFlight + 1 < Math.min(snap.config.slots, snap.runnerSlots)) report.again = true;
-    else prepareProposals(propose, snap, w);
+    // Every slot is busy now: the proposals for the next ones are asked for while they train.
+    if (next.last) prepareProposals({ proposerFor: d.proposerFor, house: d.house, log: d.act.log }, snap, w);
     return pull;
   } catch (err) {
-    const msg = `proposal failed: ${(err as Error).message}`;
-    report.errors.push(msg);
-    report.waiting = msg;
-    log.error(`${snap.name}: ${msg} (retried on the next pass)`);
-    await gh
-      .upsertCheckRun({ ...configCheck(snap.headSha, "The next experiment could not be proposed", [msg]), externalId: "proposer" })
-      .catch(() => undefined);
+    await failedStart(d, `experiment ${next.record.n} could not be opened: ${(err as Error).message}`, "The next experiment could not be opened");
     return null;
   }
+}
+
+/** A start that failed: said in the pass's report, the log and a check run; the next pass tries again. */
+async function failedStart(d: StartDeps, msg: string, title = "The next experiment could not be proposed"): Promise<void> {
+  const { gh, snap, report } = d;
+  report.errors.push(msg);
+  report.waiting = msg;
+  d.act.log.error(`${snap.name}: ${msg} (retried on the next pass)`);
+  await gh
+    .upsertCheckRun({ ...configCheck(snap.headSha, title, [msg]), externalId: "proposer" })
+    .catch(() => undefined);
+}
+
+/** A function that runs tasks at most `limit` at a time, in the order they were given. */
+function lanes(limit: number): <T>(task: () => Promise<T>) => Promise<T> {
+  let free = limit;
+  const waiting: (() => void)[] = [];
+  return async (task) => {
+    if (free > 0) free -= 1;
+    else await new Promise<void>((r) => waiting.push(r));
+    try {
+      return await task();
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else free += 1;
+    }
+  };
 }

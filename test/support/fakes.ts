@@ -195,6 +195,11 @@ export class FakeGitHub implements GitHubPort {
   readonly calls: Call[] = [];
   /** Bumped on every change of state (a write that changes nothing does not bump it). */
   revision = 0;
+  /** Each call waits this long before it is carried out (a network's round trip). */
+  latencyMs = 0;
+  /** Calls under way now, and the most there were at once. */
+  inFlight = 0;
+  peakInFlight = 0;
   private injected: Injected[] = [];
   private refusals: string[] = [];
   private nextNumber = 1;
@@ -240,6 +245,11 @@ export class FakeGitHub implements GitHubPort {
     this.calls.push({ op, write: WRITES.has(op), args });
     // As the Octokit client's requests do: a write takes its place in the budget first.
     if (WRITES.has(op)) await this.budget?.acquire();
+    if (this.latencyMs) {
+      this.peakInFlight = Math.max(this.peakInFlight, ++this.inFlight);
+      await new Promise((r) => setTimeout(r, this.latencyMs));
+      this.inFlight -= 1;
+    }
     const i = this.injected.findIndex((x) => x.op === op);
     const inj = i >= 0 ? this.injected.splice(i, 1)[0]! : null;
     if (inj && !inj.afterEffect) throw inj.error;

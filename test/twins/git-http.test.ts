@@ -7,11 +7,13 @@ import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 import { ProbotOctokit } from "probot";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startWebhookReceiver } from "../support/webhook-receiver.js";
 import { newAppKey } from "../../twins/bot.js";
 import { GitHubTwin, type Fault } from "../../twins/github/index.js";
+import { pushCommands } from "../../twins/github/smart-http.js";
 
 const OWNER = "alice";
 const REPO = "research";
@@ -319,5 +321,38 @@ describe("GitHub twin: git over smart HTTP", () => {
     const gh = new ProbotOctokit({ auth: { token }, baseUrl: api, log: quiet, throttle: { enabled: false }, retry: { enabled: false } });
     expect((await gh.rest.issues.createLabel({ owner: OWNER, repo: REPO, name: "first" })).status).toBe(201);
     await expect(gh.rest.issues.createLabel({ owner: OWNER, repo: REPO, name: "second" })).rejects.toMatchObject({ status: 403 });
+  });
+});
+
+describe("GitHub twin: the ref updates a push asks for", () => {
+  const pkt = (s: string) => `${(s.length + 4).toString(16).padStart(4, "0")}${s}`;
+  const [a, b] = ["a".repeat(40), "b".repeat(40)];
+  const zero = "0".repeat(40);
+
+  it("reads each command (the first with capabilities), past shallow lines and a push certificate, up to the flush", () => {
+    const body = Buffer.from(
+      pkt(`shallow ${a}\n`) +
+        pkt("push-cert\0report-status\n") +
+        pkt("certificate version 0.1\n") +
+        "0000" +
+        pkt(`${zero} ${b} refs/heads/new\0report-status agent=git/2\n`) +
+        pkt(`${a} ${zero} refs/heads/gone\n`) +
+        pkt(`${a} ${b} refs/heads/moved\n`) +
+        "0000PACK...",
+    );
+    expect(pushCommands(body)).toEqual([
+      { ref: "refs/heads/new", old: null, new: b },
+      { ref: "refs/heads/gone", old: a, new: null },
+      { ref: "refs/heads/moved", old: a, new: b },
+    ]);
+    expect(pushCommands(gzipSync(body), "gzip")).toEqual(pushCommands(body));
+  });
+
+  it("stops at what it cannot read", () => {
+    expect(pushCommands(Buffer.from(pkt(`${a} ${b} refs/heads/x\n`) + pkt("not a command\n") + pkt(`${a} ${b} refs/heads/y\n`)))).toEqual([
+      { ref: "refs/heads/x", old: a, new: b },
+    ]);
+    expect(pushCommands(Buffer.from("zzzz"))).toEqual([]);
+    expect(pushCommands(Buffer.from("not gzip"), "gzip")).toEqual([]);
   });
 });

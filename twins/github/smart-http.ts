@@ -8,6 +8,7 @@
 // request: it is logged with `git: true` and passes no rate limit.
 
 import type { IncomingMessage } from "node:http";
+import { gunzipSync } from "node:zlib";
 import { basename, dirname } from "node:path";
 import { roleAtLeast, type TwinCore } from "./core.js";
 import { runGit, type GitRepo } from "./git.js";
@@ -203,15 +204,52 @@ export function parseCgi(out: Buffer): GitAnswer {
   return { status, headers, body: out.subarray(end + sep) };
 }
 
-/** A repository's branches and their SHAs (branch name without refs/heads/). */
-export async function branchHeads(git: GitRepo): Promise<Map<string, string>> {
-  return new Map((await git.listRefs("refs/heads/")).map((r) => [r.ref.slice("refs/heads/".length), r.sha]));
+const ZERO_SHA = "0".repeat(40);
+
+/** One ref update a push asks for: where the client says the ref is (null: absent) and where it goes (null: deleted). */
+export interface PushCommand {
+  ref: string;
+  old: string | null;
+  new: string | null;
 }
 
-/** The branches that differ between two snapshots, by name, with where they were and are (null: absent). */
-export function movedBranches(before: Map<string, string>, after: Map<string, string>): Array<{ branch: string; before: string | null; after: string | null }> {
-  const names = [...new Set([...before.keys(), ...after.keys()])].sort();
-  return names
-    .map((branch) => ({ branch, before: before.get(branch) ?? null, after: after.get(branch) ?? null }))
-    .filter((m) => m.before !== m.after);
+/**
+ * The ref updates of a receive-pack request: its pkt-lines up to the first flush, each
+ * "<old> <new> <ref>" (the first with "\0<capabilities>" after it); "shallow" lines and a push
+ * certificate are skipped. What cannot be read ends the list: git itself refuses such a push.
+ */
+export function pushCommands(body: Buffer, contentEncoding?: string): PushCommand[] {
+  let data = body;
+  if (contentEncoding && /gzip/i.test(contentEncoding)) {
+    try {
+      data = gunzipSync(body);
+    } catch {
+      return [];
+    }
+  }
+  const out: PushCommand[] = [];
+  let cert = false;
+  for (let at = 0; at + 4 <= data.length; ) {
+    const size = Number.parseInt(data.subarray(at, at + 4).toString("latin1"), 16);
+    if (!Number.isInteger(size) || (size !== 0 && size < 4) || at + size > data.length) break;
+    if (size === 0) {
+      if (cert) {
+        at += 4; // a push certificate is its own block before the commands' flush
+        cert = false;
+        continue;
+      }
+      break;
+    }
+    let line = data.subarray(at + 4, at + size).toString("utf8");
+    at += size;
+    const nul = line.indexOf("\0");
+    if (nul >= 0) line = line.slice(0, nul);
+    line = line.replace(/\n$/, "");
+    if (line === "push-cert") cert = true;
+    if (cert || line.startsWith("shallow ")) continue;
+    const m = /^([0-9a-f]{40}) ([0-9a-f]{40}) (refs\/\S+)$/.exec(line);
+    if (!m) break;
+    out.push({ ref: m[3]!, old: m[1] === ZERO_SHA ? null : m[1]!, new: m[2] === ZERO_SHA ? null : m[2]! });
+  }
+  return out;
 }

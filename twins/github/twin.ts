@@ -28,7 +28,6 @@ import type {
 import { WebhookDeliverer, type Delivery } from "./webhooks.js";
 import {
   MAX_GIT_BODY,
-  branchHeads,
   gitDenied,
   gitRoute,
   gitText,
@@ -36,7 +35,7 @@ import {
   gitUnauthorized,
   httpBackend,
   matchGitPath,
-  movedBranches,
+  pushCommands,
   readBounded,
   type GitAnswer,
   type GitPath,
@@ -1030,13 +1029,19 @@ export class GitHubTwin {
       });
     let answer: GitAnswer;
     if (service === "receive-pack" && at.step === "rpc" && actor) {
-      // A push moves refs itself: alone with the twin's other writes, the branches it moved are
-      // found by comparing before and after, and each raises what a push raises on GitHub, the
-      // pusher as the actor (webhooks go out once the answer is sent).
+      // A push moves refs itself, beside the twin's other requests as on GitHub (git locks each
+      // ref it moves, and refuses an update whose old value is not the ref's). Then, alone with
+      // the twin's other writes, each branch the push moved raises what a push raises on GitHub,
+      // the pusher as the actor (webhooks go out once the answer is sent). A branch that is not
+      // where the push put it was refused, or moved by another write since, which raised its own.
+      const commands = pushCommands(body, req.headers["content-encoding"]);
+      const out = await backend();
       answer = await this.exclusive(async (c) => {
-        const before = await branchHeads(repo.git);
-        const out = await backend();
-        for (const m of movedBranches(before, await branchHeads(repo.git))) await c.branchMoved(repo, m.branch, m.before, m.after, actor);
+        for (const cmd of commands) {
+          if (!cmd.ref.startsWith("refs/heads/") || cmd.old === cmd.new) continue;
+          if ((await repo.git.refSha(cmd.ref)) !== cmd.new) continue;
+          await c.branchMoved(repo, cmd.ref.slice("refs/heads/".length), cmd.old, cmd.new, actor);
+        }
         return out;
       }, finished);
     } else {
