@@ -17,7 +17,7 @@
 // The token travels in an `Authorization` header only, never in a URL, and never to where a
 // redirect points; errors say what the server said, never the token.
 import { z } from "zod";
-import { commitObjects, pathParts, type TreeEntry, type Trees } from "./git-objects.js";
+import { commitObjects, pathParts, type GitObject, type TreeEntry, type Trees } from "./git-objects.js";
 import {
   GitProtocolError,
   parseAdvertisement,
@@ -311,7 +311,7 @@ export class GitWire {
   }
 
   /** Send `commands` (and the objects' packfile) and read the server's status of each ref. */
-  private async receivePack(commands: Command[], objects: Parameters<typeof receivePackRequest>[2], what: string): Promise<ReportStatus> {
+  private async receivePack(commands: Command[], objects: GitObject[], what: string): Promise<ReportStatus> {
     // No side-band: the answer is report-status's own pkt-lines; git's progress is not wanted.
     const request = this.parsed(what, () => receivePackRequest(commands, ["report-status", `agent=${AGENT}`], objects));
     this.mustLead(what);
