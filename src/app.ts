@@ -5,7 +5,7 @@ import type { Config } from "./config.js";
 import { Controller } from "./controller.js";
 import { BackoffGate } from "./github/backoff.js";
 import { WriteBudget } from "./github/budget.js";
-import { GitWire, gitUrlFor } from "./github/git-wire.js";
+import { GitWire, gitUrlFor, treeFromApi } from "./github/git-wire.js";
 import { OctokitGitHub } from "./github/octokit.js";
 import { MutateProposer } from "./proposers/mutate.js";
 import { OpenAIProposer } from "./proposers/openai.js";
@@ -164,8 +164,9 @@ class Installations {
   }
 
   /**
-   * How experiment commits and branch deletions reach the repository: by git push with the
-   * installation's token (no API write), or null: through the REST API (AUTORESEARCH_GIT_PUSH=off).
+   * How experiment commits and branch deletions reach the repository: by a git push from this
+   * process with the installation's token (no API write), or null: through the REST API
+   * (AUTORESEARCH_GIT_PUSH=off).
    */
   async wire(id: number, repo: RepoRef, botLogin: string | null): Promise<GitWire | null> {
     if (this.settings.commits !== "git") return null;
@@ -175,6 +176,9 @@ class Installations {
       url: gitUrlFor(o.request.endpoint.DEFAULTS.baseUrl, repo.owner, repo.repo),
       token: async () => ((await o.auth({ type: "installation" })) as { token: string }).token,
       author: { name: login, email: `${login}@users.noreply.github.com` },
+      // The parent's trees along the changed paths, one folder a request (GitHub takes a commit's
+      // sha for its root tree); reads, not writes, and mostly none (the wire keeps them).
+      readTree: async (sha) => treeFromApi((await o.rest.git.getTree({ owner: repo.owner, repo: repo.repo, tree_sha: sha })).data, sha),
       mayWrite: this.leads,
     });
   }

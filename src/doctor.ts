@@ -297,19 +297,14 @@ export function checkNode(d: Pick<DoctorDeps, "nodeVersion" | "nodeEngines">): C
 // ------------------------------------------------------------------ local runner: programs
 
 /**
- * git: the bot pushes each experiment's commit and deletes finished branches with it
- * (AUTORESEARCH_GIT_PUSH, on by default), whatever the runner; the local runner's harness also
- * exports a commit with `git archive` when the repository is a local checkout (`npm run demo`).
- * With git push off, its absence is only a warning.
+ * git: the local runner's harness exports a commit with `git archive` when the repository is a
+ * local checkout (`npm run demo`, `harness.py --repo .`). Experiments of a GitHub repository
+ * arrive as a tarball, and the bot pushes their commits from its own process with no git
+ * program, so its absence is a warning.
  */
 export async function checkGit(d: DoctorDeps): Promise<CheckResult> {
   const git = d.which("git");
   if (!git) {
-    const push = readVariable(d.env, "AUTORESEARCH_GIT_PUSH");
-    if (!push.ok || push.value !== "off") {
-      return fail("git", "environment", "git was not found on PATH: the bot pushes experiment commits with it (AUTORESEARCH_GIT_PUSH is on by default)",
-        "install git (Debian/Ubuntu: sudo apt-get install git), or set AUTORESEARCH_GIT_PUSH=off to commit through the REST API (two more API writes per experiment)");
-    }
     return warn("git", "environment", "git was not found on PATH: repositories given as a local checkout (npm run demo) cannot be read; GitHub repositories can",
       "install git (Debian/Ubuntu: sudo apt-get install git)");
   }
@@ -899,9 +894,8 @@ export async function runDoctor(d: DoctorDeps): Promise<CheckResult[]> {
   const settings = checkSettings(d.env);
   results.push(settings);
   const kind = runnerKindOf(d.env);
-  results.push(await checkGit(d));
   if (kind === "local") {
-    results.push(await checkHarness(d), ...(await checkTorch(d)), checkSandbox(d), ...checkFolders(d));
+    results.push(await checkGit(d), await checkHarness(d), ...(await checkTorch(d)), checkSandbox(d), ...checkFolders(d));
   } else if (kind === "kubernetes") {
     results.push(...(await checkKubernetes(d)));
   }

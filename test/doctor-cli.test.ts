@@ -98,7 +98,7 @@ it("doctor reads .env as npm start does, prints one line per check and exits 1 o
   expect(code).toBe(1);
   expect(out).toContain(`autoresearch-bot doctor: local runner, with ${path.join(cwd, ".env")}`);
   expect(out).toMatch(/^FAIL {2}settings +AUTORESEARCH_RESYNC_SECONDS is "abc": it must be a whole number of seconds from 10 to 86400, a day \(for example AUTORESEARCH_RESYNC_SECONDS=300\)$/m);
-  expect(out).toMatch(/^FAIL {2}git +git was not found on PATH: the bot pushes experiment commits with it/m);
+  expect(out).toMatch(/^warn {2}git +git was not found on PATH: repositories given as a local checkout/m);
   expect(out).toMatch(/^FAIL {2}harness +python3 was not found on PATH/m);
   expect(out).toMatch(/^FAIL {2}sandbox +bwrap \(bubblewrap\) was not found on PATH\n +fix: install bubblewrap/m);
   expect(out).toMatch(/^FAIL {2}app +APP_ID and PRIVATE_KEY are not set/m);

@@ -1,7 +1,8 @@
 // Git objects built in the bot's own process: a commit that changes a few files of its parent's
 // tree, as blobs, trees and a commit, each with its sha. Starting a git process for each of
 // these steps cost more CPU than the rest of an experiment's bookkeeping together; building the
-// objects is a few hashes. Only the push itself needs git (src/github/git-wire.ts).
+// objects is a few hashes. src/github/git-wire.ts sends them in a packfile
+// (src/github/git-protocol.ts).
 //
 // The formats are git's: an object is "<type> <size>\0<body>" hashed with SHA-1; a tree's body
 // is its entries sorted by name (a subtree's name compared as if it ended in "/"), each
@@ -15,13 +16,16 @@ export interface TreeEntry {
   sha: string;
 }
 
-/** Directory path ("" is the root) → its entries, as read from the parent commit. */
+/**
+ * Directory path ("" is the root) → its entries, as read from the parent commit: those of every
+ * folder on a changed file's path that the parent has. A folder not in it is a new one.
+ */
 export type Trees = Map<string, TreeEntry[]>;
 
 export interface GitObject {
   type: "blob" | "tree" | "commit";
   sha: string;
-  /** "<type> <size>\0<body>": what is stored (compressed) under the sha. */
+  /** "<type> <size>\0<body>": what the sha is of (a packfile holds the body, compressed). */
   raw: Buffer;
 }
 
@@ -42,25 +46,11 @@ export function treeObject(entries: TreeEntry[]): GitObject {
   return gitObject("tree", Buffer.concat(parts));
 }
 
-/**
- * The trees of `ls-tree -z -r -t <commit>`'s output ("<mode> <type> <sha>\t<path>\0" per entry),
- * grouped by directory.
- */
-export function parseLsTree(out: string): Trees {
-  const trees: Trees = new Map([["", []]]);
-  for (const line of out.split("\0")) {
-    const m = /^(\d+) (\w+) ([0-9a-f]{40})\t(.+)$/s.exec(line);
-    if (!m) continue;
-    const [, mode, type, sha, p] = m as unknown as [string, string, string, string, string];
-    const slash = p.lastIndexOf("/");
-    const dir = slash < 0 ? "" : p.slice(0, slash);
-    // ls-tree writes a subtree's mode as 040000; inside a tree object it is 40000.
-    const entry = { mode: type === "tree" ? "40000" : mode, name: p.slice(slash + 1), sha };
-    if (!trees.has(dir)) trees.set(dir, []);
-    trees.get(dir)!.push(entry);
-    if (type === "tree" && !trees.has(p)) trees.set(p, []);
-  }
-  return trees;
+/** A file's path as its folders and name; one no commit can hold (empty parts, "..", ".git") is an error. */
+export function pathParts(p: string): string[] {
+  const parts = p.split("/");
+  if (parts.some((s) => s === "" || s === "." || s === ".." || s === ".git")) throw new Error(`not a file path a commit can hold: ${JSON.stringify(p)}`);
+  return parts;
 }
 
 /**
@@ -84,8 +74,7 @@ export function commitObjects(o: {
     return m;
   };
   for (const [p, text] of Object.entries(o.files)) {
-    const parts = p.split("/");
-    if (parts.some((s) => s === "" || s === "." || s === ".." || s === ".git")) throw new Error(`not a file path a commit can hold: ${JSON.stringify(p)}`);
+    const parts = pathParts(p);
     const blob = gitObject("blob", Buffer.from(text, "utf8"));
     out.push(blob);
     const dir = parts.slice(0, -1).join("/");

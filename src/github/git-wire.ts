@@ -2,77 +2,97 @@
 //
 // Why: GitHub's secondary limits allow 80 content-generating API requests a minute and 500 an
 // hour, and through the API a commit on a new branch costs two of them (the branch, then the
-// file) and deleting the branch a third. A `git push` is not an API request: it creates the
-// branch with its commit in one go, and one push deletes any number of branches. This is how
-// Renovate and most bots that push code do it.
+// file) and deleting the branch a third. A push is not an API request: it creates the branch
+// with its commit in one go, and one push deletes any number of branches. This is how Renovate
+// and most bots that push code do it.
 //
-// The bot keeps one small local repository per remote (a partial, shallow one: commits and trees
-// only, no file contents), fetches the parent commit into it, builds the new blobs, trees and
-// commit itself (src/github/git-objects.ts) and pushes. Nothing is checked out, and the files
-// come from the proposal, not from disk.
+// The push is spoken from this process (src/github/git-protocol.ts), with no git program: a git
+// process per push cost more CPU than the rest of an experiment's bookkeeping. The bot builds
+// the new blobs, trees and commit itself (src/github/git-objects.ts) on the parent's trees, read
+// through the REST API (`readTree`) along the changed paths only and kept, so that the usual
+// commit (one file, on the head the last one was on) reads nothing. A push is then two requests:
+// the refs advertisement, which says where the branch is now, and the commands with the
+// packfile. Nothing is checked out and nothing is written to disk.
 //
-// The token travels in an `Authorization` header set through GIT_CONFIG_* variables: never on a
-// command line (where `ps` shows it) or in a URL (where git may print it).
-import { spawn } from "node:child_process";
-import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { mkdir, rename, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { deflateSync } from "node:zlib";
-import { commitObjects, parseLsTree, type GitObject, type Trees } from "./git-objects.js";
+// The token travels in an `Authorization` header only, never in a URL, and never to where a
+// redirect points; errors say what the server said, never the token.
+import { z } from "zod";
+import { commitObjects, pathParts, type GitObject, type TreeEntry, type Trees } from "./git-objects.js";
+import {
+  GitProtocolError,
+  parseAdvertisement,
+  parseReportStatus,
+  receivePackRequest,
+  said,
+  validRef,
+  ZERO_SHA,
+  MAX_COMMANDS,
+  type Advertisement,
+  type Command,
+  type ReportStatus,
+} from "./git-protocol.js";
 import { NotLeaderError } from "../leader/elector.js";
 import { GitHubError } from "./octokit.js";
 
 /** A failed git step: like an API error, tried again on the next pass. */
 export class GitWireError extends GitHubError {
-  constructor(message: string) {
-    super(message, null);
+  constructor(message: string, status: number | null = null) {
+    super(message, status);
   }
+}
+
+/** A tree as `readTree` gives it: its sha and its direct entries. */
+export interface ReadTree {
+  sha: string;
+  entries: TreeEntry[];
 }
 
 export interface GitWireOptions {
   /** The repository's git address, e.g. https://github.com/owner/repo.git. */
   url: string;
-  /** An installation token with contents: write on the repository (asked for before each push). */
+  /** An installation token with contents: write on the repository (asked for before each request). */
   token(): Promise<string>;
   /** Who the commits are by (the app's bot user). */
   author: { name: string; email: string };
-  /** How long one git command may take (default 120 s). */
+  /**
+   * The direct entries of a tree, given its sha or a commit's (then the commit's root tree), and
+   * the tree's sha: the REST API's git/trees (src/app.ts, parsed by `treeFromApi`).
+   */
+  readTree(treeish: string): Promise<ReadTree>;
+  /** How long one HTTP request may take, its answer included (default 120 s). */
   timeoutMs?: number;
   /** Whether this process may write (the leader): a push of a follower is refused like its API writes. */
   mayWrite?: () => boolean;
 }
 
-/** The longest a git command may take before it is killed and the step fails (the next pass retries). */
+/** The longest a request may take before it is given up and the step fails (the next pass retries). */
 const DEFAULT_TIMEOUT_MS = 120_000;
+/** Servers recognise git clients by a User-Agent starting with "git/". */
+const AGENT = "git/autoresearch-bot";
+/** The largest refs advertisement read (a repository with about 200,000 branches). */
+const MAX_ADVERTISEMENT_BYTES = 16 * 1024 * 1024;
+/** The largest report-status read: a line per command. */
+const MAX_REPORT_BYTES = 1024 * 1024;
+/** How much of a failed request's text is read for its error. */
+const MAX_ERROR_BYTES = 4096;
+/** Trees and commits' root trees kept per remote (immutable: a sha names one content forever). */
+const TREES_KEPT = 256;
+const ROOTS_KEPT = 64;
 
-/** The local repositories of this process, one per remote, in one folder removed on exit. */
-let root: string | null = null;
-function localRoot(): string {
-  if (!root) {
-    const dir = mkdtempSync(path.join(tmpdir(), "autoresearch-git-"));
-    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
-    root = dir;
-  }
-  return root;
+/** What is kept per remote: its request queue and the trees read from it. */
+interface Remote {
+  queue: Promise<unknown>;
+  trees: Map<string, TreeEntry[]>;
+  /** Commit sha → its root tree's sha. */
+  roots: Map<string, string>;
 }
+const remotes = new Map<string, Remote>();
 
-/** Per local repository: set up yet, the commits fetched into it, and the trees of the last few. */
-interface Local {
-  ready: Promise<void> | null;
-  fetched: Set<string>;
-  trees: Map<string, Trees>;
-}
-const locals = new Map<string, Local>();
-const TREES_KEPT = 4;
-
-/** One git command at a time per local repository (fetches write its shallow file and refs). */
-const queues = new Map<string, Promise<unknown>>();
-function serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
-  const run = (queues.get(key) ?? Promise.resolve()).then(fn, fn);
-  queues.set(key, run.catch(() => undefined));
-  return run;
+/** Keep `value` under `key`, dropping the oldest entry past `max`. */
+function remember<V>(map: Map<string, V>, key: string, value: V, max: number): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > max) map.delete(map.keys().next().value!);
 }
 
 /** The git address of a repository, from the REST API's base address (github.com or GHES). */
@@ -83,182 +103,333 @@ export function gitUrlFor(apiBaseUrl: string, owner: string, repo: string): stri
   return `${u.protocol}//${u.host}${base}/${encodeURIComponent(owner)}/${encodeURIComponent(repo)}.git`;
 }
 
-/** A commit id as git's argument: 40 hex digits, never anything git could read as an option. */
+/** A commit id: 40 hex digits, nothing else. */
 function commitId(sha: string): string {
   if (!/^[0-9a-f]{40}$/.test(sha)) throw new GitWireError(`not a commit id: ${JSON.stringify(sha.slice(0, 80))}`);
   return sha;
 }
 
-/** What git said that matters: its fatal, error and remote lines (else its last ones), on one line. */
-function gitSaid(text: string): string {
-  const lines = text.split("\n").map((l) => l.trim()).filter(Boolean);
-  const key = lines.filter((l) => /^(fatal|error|remote|!)/.test(l));
-  return (key.length ? key : lines).slice(-3).join(" / ").slice(0, 500);
+/** A branch's full ref name, refused when git would not take it (it goes into a protocol line). */
+function branchRef(branch: string): string {
+  const ref = `refs/heads/${branch}`;
+  if (!validRef(ref)) throw new GitWireError(`not a branch name git accepts: ${JSON.stringify(branch.slice(0, 120))}`);
+  return ref;
+}
+
+// The REST API's answer for GET /repos/{owner}/{repo}/git/trees/{tree_sha}, non-recursive: only
+// what is used, each entry a direct child (a name, not a path).
+const SHA = z.string().regex(/^[0-9a-f]{40}$/, "not a 40-digit sha");
+const apiTree = z.object({
+  sha: SHA,
+  truncated: z.boolean().optional(),
+  tree: z
+    .array(
+      z.object({
+        path: z.string().min(1).max(4096).regex(/^[^/\0]+$/, "not a name inside one folder"),
+        mode: z.string().regex(/^[0-7]{5,6}$/, "not a git file mode"),
+        type: z.enum(["blob", "tree", "commit"]),
+        sha: SHA,
+      }),
+    )
+    .max(1_000_000),
+});
+
+/** A tree from the REST API's git/trees answer, checked; a truncated one is an error. */
+export function treeFromApi(data: unknown, treeish: string): ReadTree {
+  const r = apiTree.safeParse(data);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    throw new GitWireError(`GitHub's tree of ${treeish.slice(0, 12)} is not what its API documents: ${issue.path.join(".") || "the answer"}: ${issue.message}`);
+  }
+  if (r.data.truncated) throw new GitWireError(`GitHub's tree of ${treeish.slice(0, 12)} came truncated: a folder too large to read through the API`);
+  return {
+    sha: r.data.sha,
+    // A subtree's mode inside a tree object is 40000 (the API writes 040000).
+    entries: r.data.tree.map((e) => ({ mode: e.type === "tree" ? "40000" : e.mode.replace(/^0+/, ""), name: e.path, sha: e.sha })),
+  };
 }
 
 export class GitWire {
-  /** Its local repository (shared by every GitWire of the same remote in this process). */
-  readonly dir: string;
-  private readonly local: Local;
+  private readonly remote: Remote;
+  private readonly timeoutMs: number;
 
   constructor(private readonly o: GitWireOptions) {
-    const id = createHash("sha256").update(o.url.toLowerCase()).digest("hex").slice(0, 16);
-    this.dir = path.join(localRoot(), id);
-    let local = locals.get(this.dir);
-    if (!local) locals.set(this.dir, (local = { ready: null, fetched: new Set(), trees: new Map() }));
-    this.local = local;
+    const key = o.url.toLowerCase();
+    let remote = remotes.get(key);
+    if (!remote) remotes.set(key, (remote = { queue: Promise.resolve(), trees: new Map(), roots: new Map() }));
+    this.remote = remote;
+    this.timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   }
 
   /**
    * Commit `files` (path → full text) on top of `parentSha` and point `branch` at the commit,
-   * creating or moving it (the branch is the bot's own). Returns the commit's sha. Files equal to
-   * the parent's give the parent's tree: with no change at all the commit is empty.
+   * creating or moving it wherever it is (the branch is the bot's own). Returns the commit's sha.
+   * Files equal to the parent's give the parent's tree: with no change at all the commit is empty.
    */
   commit(branch: string, parentSha: string, files: Record<string, string>, message: string): Promise<string> {
-    return serial(this.dir, async () => {
-      await this.fetchCommit(commitId(parentSha));
-      // The objects are built here, not by a git process per step (src/github/git-objects.ts),
-      // and stored loose; git only pushes them.
-      const objects = commitObjects({ parent: parentSha, trees: await this.treesOf(parentSha), files, message, author: this.o.author, at: new Date() });
-      for (const obj of objects) await this.store(obj);
+    const what = `push ${branch}`;
+    try {
+      commitId(parentSha);
+      branchRef(branch);
+      for (const p of Object.keys(files)) pathParts(p);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.serial(async () => {
+      this.mustLead(what);
+      const trees = await this.treesAlong(parentSha, Object.keys(files));
+      const objects = commitObjects({ parent: parentSha, trees, files, message, author: this.o.author, at: new Date() });
       const sha = objects[objects.length - 1]!.sha;
-      await this.push(["--force", `${sha}:refs/heads/${branch}`], `push ${branch}`);
+      const ref = branchRef(branch);
+      const old = (await this.advertisement(what)).refs.get(ref) ?? ZERO_SHA;
+      if (old === sha) return sha;
+      const report = await this.receivePack([{ old, new: sha, ref }], objects, what);
+      const refused = report.refs.get(ref);
+      if (refused !== null) throw new GitWireError(`GitHub git ${what} failed: the server did not update the branch: ${refused ?? "it gave no status for it"}`);
       return sha;
     });
   }
 
-  /** The parent's trees (commits are mostly made on the same head: the last few are kept). */
-  private async treesOf(parentSha: string): Promise<Trees> {
-    const cached = this.local.trees.get(parentSha);
-    if (cached) return cached;
-    const trees = parseLsTree(await this.git(["ls-tree", "-z", "-r", "-t", parentSha]));
-    this.local.trees.set(parentSha, trees);
-    if (this.local.trees.size > TREES_KEPT) this.local.trees.delete(this.local.trees.keys().next().value!);
-    return trees;
-  }
-
-  /** Store an object loose, as git does (zlib-compressed, under its sha; written whole, then renamed). */
-  private async store(obj: GitObject): Promise<void> {
-    const file = path.join(this.dir, "objects", obj.sha.slice(0, 2), obj.sha.slice(2));
-    if (existsSync(file)) return;
-    await mkdir(path.dirname(file), { recursive: true });
-    const tmp = `${file}.${process.pid}.tmp`;
-    await writeFile(tmp, deflateSync(obj.raw), { mode: 0o444 });
-    await rename(tmp, file);
-  }
-
   /**
-   * Delete branches in one push, each only while it still points at the given commit (a branch
-   * a person moved is left alone). Returns the branches that were not deleted because they had
-   * moved or were already gone; the others are deleted all the same.
+   * Delete branches, each only while it still points at the given commit (a branch a person
+   * moved is left alone), in one push. Returns the branches that were not deleted because they
+   * had moved or were already gone; the others are deleted all the same.
    */
   deleteBranches(branches: { name: string; sha: string }[]): Promise<string[]> {
     if (!branches.length) return Promise.resolve([]);
-    return serial(this.dir, async () => {
-      for (const b of branches) commitId(b.sha);
-      await this.init();
-      const leases = branches.map((b) => `--force-with-lease=refs/heads/${b.name}:${b.sha}`);
-      const specs = branches.map((b) => `:refs/heads/${b.name}`);
-      const out = await this.push([...leases, ...specs], `delete ${branches.length} branch(es)`, { tolerate: true });
-      // --porcelain: one line per ref, "<flag>\t<from>:<to>\t<summary>"; "!" is a refusal
-      // ("stale info": the branch is not at the commit it was expected at, or is gone).
+    try {
+      for (const b of branches) {
+        commitId(b.sha);
+        branchRef(b.name);
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const what = `delete ${branches.length} branch(es)`;
+    return this.serial(async () => {
+      this.mustLead(what);
+      const adv = await this.advertisement(what);
       const refused: string[] = [];
-      for (const line of out.split("\n")) {
-        const m = /^!\t[^\t]*:refs\/heads\/([^\t]+)\t/.exec(line);
-        if (m) refused.push(m[1]!);
+      const commands: Command[] = [];
+      const names = new Map<string, string>();
+      for (const b of branches) {
+        const ref = branchRef(b.name);
+        // Sent only for a branch at its lease, with the lease as its old sha: the server refuses
+        // it too if the branch moved since the advertisement.
+        if (adv.refs.get(ref) !== b.sha || names.has(ref)) refused.push(b.name);
+        else {
+          names.set(ref, b.name);
+          commands.push({ old: b.sha, new: ZERO_SHA, ref });
+        }
+      }
+      if (!commands.length) return refused;
+      if (!adv.capabilities.has("delete-refs")) throw new GitWireError(`GitHub git ${what} failed: the server does not take deletions (no delete-refs capability)`);
+      for (let i = 0; i < commands.length; i += MAX_COMMANDS) {
+        const batch = commands.slice(i, i + MAX_COMMANDS);
+        const report = await this.receivePack(batch, [], what);
+        for (const c of batch) if (report.refs.get(c.ref) !== null) refused.push(names.get(c.ref)!);
       }
       return refused;
     });
   }
 
-  private init(): Promise<void> {
-    const local = this.local;
-    local.ready ??= (async () => {
-      mkdirSync(this.dir, { recursive: true });
-      await this.git(["init", "--bare", "-q", "."]);
-      // A partial clone from "origin": its file contents are fetched only if git ever needs one.
-      for (const [k, v] of [
-        ["core.repositoryformatversion", "1"],
-        ["extensions.partialClone", "origin"],
-        ["remote.origin.url", this.o.url],
-        ["remote.origin.promisor", "true"],
-        ["remote.origin.partialclonefilter", "blob:none"],
-        ["gc.auto", "0"],
-      ] as const) {
-        await this.git(["config", k, v]);
-      }
-    })();
-    return local.ready.catch((err: unknown) => {
-      local.ready = null;
-      throw err;
-    });
+  /** One request sequence at a time per remote (each starts from a fresh advertisement). */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.remote.queue.then(fn, fn);
+    this.remote.queue = run.catch(() => undefined);
+    return run;
   }
 
-  private async fetchCommit(sha: string): Promise<void> {
-    await this.init();
-    if (this.local.fetched.has(sha)) return;
-    await this.git(["fetch", "-q", "--depth=1", "--filter=blob:none", "--no-tags", "--no-write-fetch-head", "origin", sha], {
-      auth: true,
-      what: `fetch ${sha.slice(0, 7)}`,
-    });
-    this.local.fetched.add(sha);
-  }
-
-  private async push(args: string[], what: string, o: { tolerate?: boolean } = {}): Promise<string> {
-    // Only the leader writes: a pass still running when its bot stepped down stops here.
+  /** Only the leader writes: a pass still running when its bot stepped down stops here. */
+  private mustLead(what: string): void {
     if (this.o.mayWrite && !this.o.mayWrite()) throw new NotLeaderError(`git ${what}`);
-    return this.git(["push", "--porcelain", "--no-verify", "origin", ...args], { auth: true, what, tolerate: o.tolerate });
   }
 
-  /** Run git in the local repository; its stdout, or a GitWireError naming the step and git's own words. */
-  private async git(args: string[], o: { auth?: boolean; what?: string; tolerate?: boolean } = {}): Promise<string> {
-    const auth = o.auth ? await this.authEnv() : {};
-    const env: NodeJS.ProcessEnv = {
-      PATH: process.env.PATH,
-      HOME: this.dir,
-      // Nothing from the machine's or the user's git configuration, and never a prompt.
-      GIT_CONFIG_NOSYSTEM: "1",
-      GIT_CONFIG_GLOBAL: "/dev/null",
-      GIT_TERMINAL_PROMPT: "0",
-      GIT_DIR: this.dir,
-      LC_ALL: "C",
-      ...auth,
-    };
-    const timeoutMs = this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    return new Promise<string>((resolve, reject) => {
-      const child = spawn("git", args, { cwd: this.dir, env, stdio: ["ignore", "pipe", "pipe"] });
-      let out = "";
-      let err = "";
-      const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-      child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-      child.stderr.on("data", (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
-      child.on("error", (e: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        reject(new GitWireError(e.code === "ENOENT" ? "git is not installed: install git, or set AUTORESEARCH_GIT_PUSH=off to commit through the REST API" : `git ${args[0]} failed: ${e.message}`));
-      });
-      child.on("close", (code, signal) => {
-        clearTimeout(timer);
-        if (code === 0 || (o.tolerate && code === 1 && out)) return resolve(out);
-        const why = signal ? `was stopped after ${Math.round(timeoutMs / 1000)} s` : `exited ${code}`;
-        const said = gitSaid(err || out);
-        reject(new GitWireError(`GitHub git ${o.what ?? args[0]} failed: git ${why}${said ? `: ${said}` : ""}`));
-      });
+  /**
+   * The parent's trees along `paths`: its root and every folder on a changed file's path that it
+   * has. Trees are immutable, so those read before are not read again.
+   */
+  private async treesAlong(parentSha: string, paths: string[]): Promise<Trees> {
+    let root = this.remote.roots.get(parentSha);
+    if (root === undefined) {
+      const t = await this.readTree(parentSha, null);
+      root = t.sha;
+      remember(this.remote.roots, parentSha, root, ROOTS_KEPT);
+      remember(this.remote.trees, root, t.entries, TREES_KEPT);
+    }
+    const trees: Trees = new Map([["", await this.tree(root)]]);
+    for (const p of paths) {
+      const parts = pathParts(p);
+      let dir = "";
+      for (const name of parts.slice(0, -1)) {
+        const sub = dir ? `${dir}/${name}` : name;
+        if (!trees.has(sub)) {
+          const entry = trees.get(dir)!.find((e) => e.name === name);
+          // A folder the parent does not have is a new one (commitObjects makes it).
+          if (!entry || entry.mode !== "40000") break;
+          trees.set(sub, await this.tree(entry.sha));
+        }
+        dir = sub;
+      }
+    }
+    return trees;
+  }
+
+  private async tree(sha: string): Promise<TreeEntry[]> {
+    const kept = this.remote.trees.get(sha);
+    if (kept) return kept;
+    const t = await this.readTree(sha, sha);
+    remember(this.remote.trees, sha, t.entries, TREES_KEPT);
+    return t.entries;
+  }
+
+  /** `readTree`, with what it answers checked; `expect`: the sha it must answer with (a tree's own). */
+  private async readTree(treeish: string, expect: string | null): Promise<ReadTree> {
+    let t: ReadTree;
+    try {
+      t = await this.o.readTree(treeish);
+    } catch (err) {
+      if (err instanceof GitHubError || err instanceof NotLeaderError) throw err;
+      const status = (err as { status?: unknown })?.status;
+      const code = typeof status === "number" ? status : null;
+      const msg = err instanceof Error ? err.message : String(err);
+      throw new GitWireError(`GitHub read the tree of ${treeish.slice(0, 7)} failed${code ? ` (HTTP ${code})` : ""}: ${said(msg.split("\n")[0] ?? "")}`, code);
+    }
+    if (expect !== null && t.sha !== expect) throw new GitWireError(`GitHub answered tree ${t.sha.slice(0, 7)} when asked for tree ${expect.slice(0, 7)}`);
+    return t;
+  }
+
+  /** Where the repository's refs are, and what its receive-pack can do. */
+  private async advertisement(what: string): Promise<Advertisement> {
+    const body = await this.request("GET", "info/refs?service=git-receive-pack", null, what, {
+      type: "application/x-git-receive-pack-advertisement",
+      max: MAX_ADVERTISEMENT_BYTES,
     });
+    const adv = this.parsed(what, () => parseAdvertisement(body));
+    if (!adv.capabilities.has("report-status")) throw new GitWireError(`GitHub git ${what} failed: the server does not report each ref's status (no report-status capability)`);
+    return adv;
   }
 
-  private async authEnv(): Promise<Record<string, string>> {
+  /** Send `commands` (and the objects' packfile) and read the server's status of each ref. */
+  private async receivePack(commands: Command[], objects: GitObject[], what: string): Promise<ReportStatus> {
+    // No side-band: the answer is report-status's own pkt-lines; git's progress is not wanted.
+    const request = this.parsed(what, () => receivePackRequest(commands, ["report-status", `agent=${AGENT}`], objects));
+    this.mustLead(what);
+    const body = await this.request("POST", "git-receive-pack", request, what, { type: "application/x-git-receive-pack-result", max: MAX_REPORT_BYTES });
+    const report = this.parsed(what, () => parseReportStatus(body));
+    if (report.unpack !== "ok") throw new GitWireError(`GitHub git ${what} failed: the server could not unpack the objects: ${report.unpack}`);
+    return report;
+  }
+
+  /** A protocol step whose failure is the server's (or the request's) fault, as a GitWireError. */
+  private parsed<T>(what: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      if (err instanceof GitProtocolError) throw new GitWireError(`GitHub git ${what} failed: ${err.message}`);
+      throw err;
+    }
+  }
+
+  /**
+   * One smart-HTTP request to the remote, with the token and no redirect followed; the answer's
+   * body when it is 200 with the content type git expects, within `max` bytes.
+   */
+  private async request(method: "GET" | "POST", tail: string, body: Buffer | null, what: string, expect: { type: string; max: number }): Promise<Buffer> {
+    const url = `${this.o.url.replace(/\/+$/, "")}/${tail}`;
     const token = await this.o.token();
     const basic = Buffer.from(`x-access-token:${token}`).toString("base64");
-    return {
-      GIT_CONFIG_COUNT: "3",
-      GIT_CONFIG_KEY_0: "http.extraHeader",
-      GIT_CONFIG_VALUE_0: `Authorization: Basic ${basic}`,
-      // No stored credentials and no helper asking for them: the header is the only login.
-      GIT_CONFIG_KEY_1: "credential.helper",
-      GIT_CONFIG_VALUE_1: "",
-      // The header goes to the address the API named and nowhere a redirect points.
-      GIT_CONFIG_KEY_2: "http.followRedirects",
-      GIT_CONFIG_VALUE_2: "false",
-    };
+    // Scrubbed before it is shortened: a server could echo a credential back.
+    const clean = (s: string, max?: number) => said(scrub(s, [token, basic]), max);
+    const fail = (why: string, status: number | null = null): GitWireError => new GitWireError(`GitHub git ${what} failed: ${clean(why, 1000)}`, status);
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        method,
+        headers: {
+          authorization: `Basic ${basic}`,
+          "user-agent": AGENT,
+          accept: expect.type,
+          ...(body ? { "content-type": "application/x-git-receive-pack-request" } : {}),
+        },
+        body: body ? new Uint8Array(body) : null,
+        // The token goes to the address the API named and nowhere a redirect points.
+        redirect: "manual",
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (err) {
+      throw fail(`${method} ${url}: ${this.reason(err)}`);
+    }
+    try {
+      if (res.status >= 300 && res.status < 400) {
+        const to = res.headers.get("location");
+        throw fail(`${method} ${url} answered HTTP ${res.status}, a redirect${to ? ` to ${said(to, 200)}` : ""}: not followed with the token; check the repository's address (was it renamed or moved?)`, res.status);
+      }
+      if (res.status !== 200) {
+        const text = (await readBody(res, MAX_ERROR_BYTES, true)).toString("utf8");
+        throw fail(`${method} ${url} answered HTTP ${res.status}${text.trim() ? `: ${clean(text)}` : ""}${hint(res.status)}`, res.status);
+      }
+      const type = res.headers.get("content-type") ?? "";
+      if (type.split(";")[0]!.trim().toLowerCase() !== expect.type) {
+        throw fail(`${method} ${url} answered ${JSON.stringify(said(type, 100))}, not ${expect.type}: not a smart HTTP git server at this address`);
+      }
+      const out = await readBody(res, expect.max, false);
+      if (out === null) throw fail(`${method} ${url} answered more than ${expect.max} bytes`);
+      return out;
+    } catch (err) {
+      if (err instanceof GitWireError) throw err;
+      throw fail(`${method} ${url}: reading the answer: ${this.reason(err)}`);
+    } finally {
+      // An answer not read to its end would hold its connection.
+      if (!res.bodyUsed) await res.body?.cancel().catch(() => undefined);
+    }
   }
+
+  /** Why a request failed, in words: a timeout, or the network's reason (fetch hides it in `cause`). */
+  private reason(err: unknown): string {
+    const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+    if (e?.name === "TimeoutError") return `no answer within ${Math.round(this.timeoutMs / 1000)} s`;
+    const cause = e?.cause?.code ?? e?.cause?.message;
+    return said(`${e?.message ?? String(err)}${cause ? ` (${cause})` : ""}`);
+  }
+}
+
+/** A failed request's advice, by status. */
+function hint(status: number): string {
+  if (status === 401) return " (the installation token was refused: it may have expired or been revoked)";
+  if (status === 403) return " (the app needs the contents: write permission on this repository)";
+  if (status === 404) return " (no such repository, or the app is not installed on it)";
+  return "";
+}
+
+/** `text` without any of `secrets`. */
+function scrub(text: string, secrets: string[]): string {
+  let out = text;
+  for (const s of secrets) if (s) out = out.split(s).join("[token]");
+  return out;
+}
+
+/**
+ * An answer's body, at most `max` bytes: null past that, or (`cut`) the first `max` bytes. Read
+ * as it comes, so an endless answer is not held in memory.
+ */
+async function readBody(res: Response, max: number, cut: true): Promise<Buffer>;
+async function readBody(res: Response, max: number, cut: false): Promise<Buffer | null>;
+async function readBody(res: Response, max: number, cut: boolean): Promise<Buffer | null> {
+  if (!res.body) return Buffer.alloc(0);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const reader = res.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(Buffer.from(value));
+    size += value.length;
+    if (size > max) {
+      await reader.cancel().catch(() => undefined);
+      if (!cut) return null;
+      return Buffer.concat(chunks).subarray(0, max);
+    }
+  }
+  return Buffer.concat(chunks);
 }
