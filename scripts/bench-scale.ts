@@ -5,18 +5,20 @@
 //
 // 1. The bot's own cost. The GitHub twin's limits, the client's throttling and the bot's own
 //    write budget are off (set to their maximum); a runner
-//    double runs each experiment for 1-5 s; a stand-in model answers proposals after
+//    double runs each experiment for --run-seconds (default 1-5 s); a stand-in model answers proposals after
 //    --model-latency seconds. The bot runs as its own process (scripts/bench-scale-bot.ts), so
 //    its CPU time and memory are its own. Keys: slotDuty (% of slot time spent training),
 //    cpuMsPerExperiment, peakRssMb, readsPerExperiment, writesPerExperiment, passP50Ms,
-//    passP99Ms.
+//    passP99Ms; and what the twins cost beside it on this machine (twinCpuMsPerExperiment,
+//    machineCpuPercent: where that nears 100, the machine, not the bot, sets the slot duty).
 // 2. Within GitHub's limits. The twin enforces them and the bot throttles as in production, for
 //    --limited-seconds of wall time. Keys: experimentsPerHour (the rate sustained), limitErrors.
 //    BENCH_CPU_PROF=DIR writes the bot process's V8 CPU profile there.
 // 3. Reads as the ledger grows: a ledger of --ledger (default 1,000) closed experiments, read by the
 //    Octokit port: the first listing of a process and the ones after. Keys: ledger.
 import { spawn, type ChildProcess } from "node:child_process";
-import { appendFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { ProbotOctokit } from "probot";
@@ -46,6 +48,7 @@ const { values } = parseArgs({
     json: { type: "string" },
     "model-latency": { type: "string", default: "2" },
     "limited-seconds": { type: "string", default: "120" },
+    "run-seconds": { type: "string", default: "1-5" },
     ledger: { type: "string", default: "1000" },
   },
 });
@@ -54,6 +57,12 @@ const experiments = Number(values.experiments);
 const latencyMs = Number(values["model-latency"]) * 1000;
 const limitedSeconds = Number(values["limited-seconds"]);
 const ledgerSize = Number(values.ledger);
+const runSeconds = /^(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)$/.exec(values["run-seconds"]);
+if (!runSeconds || Number(runSeconds[1]) <= 0 || Number(runSeconds[1]) > Number(runSeconds[2]) || Number(runSeconds[2]) > 3600) {
+  console.error("--run-seconds must be MIN-MAX in seconds, e.g. 1-5 (at most 3600)");
+  process.exit(2);
+}
+const runMs: [number, number] = [Number(runSeconds[1]) * 1000, Number(runSeconds[2]) * 1000];
 for (const [name, v, lo, hi] of [["--slots", slots, 1, 64], ["--experiments", experiments, 1, 100_000], ["--ledger", ledgerSize, 0, 100_000]] as const) {
   if (!Number.isInteger(v) || v < lo || v > hi) {
     console.error(`${name} must be a whole number from ${lo} to ${hi}`);
@@ -70,6 +79,21 @@ const round = (x: number | null, d = 1) => (x === null ? null : +x.toFixed(d));
 
 function config(extra: string[] = []): string {
   return [`slots: ${slots}`, "budget_seconds: 10", "min_delta: auto", "proposer:", "  kind: openai", "  model: bench-double", ...extra, ""].join("\n");
+}
+
+/**
+ * CPU time of this process (the twins and the benchmark) and of its finished children (the bot
+ * once it exited, the twin's git processes), from /proc/self/stat in clock ticks (100 a second
+ * on Linux); 0 where there is no /proc.
+ */
+function processTreeCpuMs(): number {
+  try {
+    const stat = readFileSync("/proc/self/stat", "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 10;
+  } catch {
+    return 0;
+  }
 }
 
 interface BotStats {
@@ -125,6 +149,7 @@ async function night(o: { limits: boolean; done: (decided: number) => boolean; d
   twin.setWebhookUrl(APP_ID, /^ready (\S+)\n/m.exec(out)![1]!);
   twin.resetRequests();
   const started = Date.now();
+  const cpu0 = processTreeCpuMs();
   await twin.installApp(OWNER, [REPO]);
   const decided = () =>
     twin.pulls(OWNER, REPO).filter((p) => {
@@ -147,11 +172,13 @@ async function night(o: { limits: boolean; done: (decided: number) => boolean; d
   const limitErrors = twin.limiter?.events.filter((e) => e.identity.startsWith("installation:")).length ?? 0;
   child.kill("SIGTERM");
   await new Promise((r) => child.once("exit", r));
+  // Everything on the machine this night ran: the bot, its git, the twins and their git.
+  const allCpuMs = processTreeCpuMs() - cpu0;
   const line = /^stats (.*)$/m.exec(out)?.[1];
   if (!line) throw new Error(`the bot printed no stats:\n${out.slice(-2000)}`);
   await model.stop();
   await twin.stop();
-  return { decided: n, wallMs, stats, limitErrors, bot: JSON.parse(line) as BotStats };
+  return { decided: n, wallMs, stats, limitErrors, allCpuMs, bot: JSON.parse(line) as BotStats };
 }
 
 /** Reads of the Octokit port's ledger listing over `size` closed experiments. */
@@ -199,8 +226,8 @@ async function ledgerReads(size: number) {
   return out;
 }
 
-log(`part 1: the bot's own cost: ${slots} slots, ${experiments} experiments of 1-5 s, the model answering after ${latencyMs / 1000} s`);
-const cost = await night({ limits: false, done: (n) => n >= experiments, deadlineMs: 60 * 60_000, runMs: [1000, 5000] });
+log(`part 1: the bot's own cost: ${slots} slots, ${experiments} experiments of ${values["run-seconds"]} s, the model answering after ${latencyMs / 1000} s`);
+const cost = await night({ limits: false, done: (n) => n >= experiments, deadlineMs: 60 * 60_000, runMs });
 const span = cost.bot.last - cost.bot.first;
 const part1 = {
   experiments: cost.decided,
@@ -217,17 +244,24 @@ const part1 = {
   passP50Ms: round(quantile(cost.bot.passes, 0.5)),
   passP99Ms: round(quantile(cost.bot.passes, 0.99)),
   passes: cost.bot.passes.length,
+  runSeconds: values["run-seconds"],
+  // What the rest of the machine spent per experiment (the twins and their git processes, which
+  // share it with the bot here), and how busy all of it was: where this nears 100, the figures
+  // above measure the machine, not the bot.
+  twinCpuMsPerExperiment: round((cost.allCpuMs - cost.bot.cpuMs - cost.bot.childCpuMs) / cost.decided),
+  machineCpuPercent: round((100 * cost.allCpuMs) / (cost.wallMs * availableParallelism())),
   runs: cost.bot.runs,
   perExperimentByEndpoint: perExperimentByEndpoint(cost.stats.byRoute, cost.decided),
 };
 log(
   `  ${part1.experiments} experiments in ${part1.wallSeconds} s: slot duty ${part1.slotDuty}% (goal ≥ 97), ` +
     `${part1.cpuMsPerExperiment} ms of bot CPU per experiment (goal ≤ 50), peak RSS ${part1.peakRssMb} MB (goal ≤ 300), ` +
-    `${part1.readsPerExperiment} reads and ${part1.writesPerExperiment} writes per experiment (and ${part1.gitRequestsPerExperiment} git requests), passes p50 ${part1.passP50Ms} ms, p99 ${part1.passP99Ms} ms`,
+    `${part1.readsPerExperiment} reads and ${part1.writesPerExperiment} writes per experiment (and ${part1.gitRequestsPerExperiment} git requests), passes p50 ${part1.passP50Ms} ms, p99 ${part1.passP99Ms} ms; ` +
+    `the twins took ${part1.twinCpuMsPerExperiment} ms of CPU per experiment, and the machine's ${availableParallelism()} cores were ${part1.machineCpuPercent}% busy`,
 );
 
 log(`part 2: within GitHub's limits, for ${limitedSeconds} s`);
-const limited = await night({ limits: true, done: () => false, deadlineMs: limitedSeconds * 1000, runMs: [1000, 5000] });
+const limited = await night({ limits: true, done: () => false, deadlineMs: limitedSeconds * 1000, runMs });
 const part2 = {
   wallSeconds: round(limited.wallMs / 1000),
   experiments: limited.decided,

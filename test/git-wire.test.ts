@@ -132,6 +132,18 @@ describe("GitWire", () => {
     expect(gitRequests()).toEqual(["GIT receive-pack refs {owner}/{repo}", "GIT receive-pack {owner}/{repo}"]);
   });
 
+  it("pushes several branches side by side (a pass opens experiments together); each lands on its parent with its change", async () => {
+    const wire = wireWith();
+    const names = [1, 2, 3, 4, 5, 6].map((i) => `autoresearch/${30 + i}-lr`);
+    const shas = await Promise.all(names.map((b, i) => wire.commit(b, main, { "train.py": `LR = 0.0${i + 1}\n` }, `LR ${i}`)));
+    for (const [i, b] of names.entries()) {
+      expect(await twin.branchSha(OWNER, REPO, b)).toBe(shas[i]);
+      expect(await twin.readFile(OWNER, REPO, b, "train.py")).toBe(`LR = 0.0${i + 1}\n`);
+      expect(git(bare, "rev-parse", `${shas[i]}^`)).toBe(main);
+    }
+    expect(() => git(bare, "fsck", "--strict", "--no-dangling")).not.toThrow();
+  });
+
   it("adds files in new and existing folders, and keeps an executable file executable when it is rewritten", async () => {
     const files = { "opt/deep/opt.py": "X = 1\n", "run.sh": "#!/bin/sh\nexit 0\n", "lib/a.py": "A = 2\n", "lib/b.py": "B = 1\n", "lib.py": "L = 2\n" };
     const sha = await wireWith().commit("autoresearch/2-x", main, files, "several files");
@@ -266,8 +278,8 @@ describe("GitWire", () => {
   it("a token without contents: write is an error naming HTTP 403 and the permission, never the token", async () => {
     const readOnly = await twin.installationToken(installationId, { permissions: { contents: "read", metadata: "read" } });
     const wire = wireWith({ token: async () => readOnly });
-    for (const attempt of [wire.commit("autoresearch/18-x", main, { "train.py": "X\n" }, "x"), wire.deleteBranches([{ name: "autoresearch/1-lr", sha: main }])]) {
-      const err = await failure(attempt);
+    for (const attempt of [() => wire.commit("autoresearch/18-x", main, { "train.py": "X\n" }, "x"), () => wire.deleteBranches([{ name: "autoresearch/1-lr", sha: main }])]) {
+      const err = await failure(attempt());
       expect(err.message).toMatch(/answered HTTP 403: Permission to alice\/research\.git denied to autoresearch-bot\[bot\].*contents: write/);
       expect(err.message).not.toContain(readOnly);
     }

@@ -79,9 +79,8 @@ const MAX_ERROR_BYTES = 4096;
 const TREES_KEPT = 256;
 const ROOTS_KEPT = 64;
 
-/** What is kept per remote: its request queue and the trees read from it. */
+/** What is kept per remote: the trees read from it. */
 interface Remote {
-  queue: Promise<unknown>;
   trees: Map<string, TreeEntry[]>;
   /** Commit sha → its root tree's sha. */
   roots: Map<string, string>;
@@ -156,7 +155,7 @@ export class GitWire {
   constructor(private readonly o: GitWireOptions) {
     const key = o.url.toLowerCase();
     let remote = remotes.get(key);
-    if (!remote) remotes.set(key, (remote = { queue: Promise.resolve(), trees: new Map(), roots: new Map() }));
+    if (!remote) remotes.set(key, (remote = { trees: new Map(), roots: new Map() }));
     this.remote = remote;
     this.timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   }
@@ -166,28 +165,24 @@ export class GitWire {
    * creating or moving it wherever it is (the branch is the bot's own). Returns the commit's sha.
    * Files equal to the parent's give the parent's tree: with no change at all the commit is empty.
    */
-  commit(branch: string, parentSha: string, files: Record<string, string>, message: string): Promise<string> {
+  async commit(branch: string, parentSha: string, files: Record<string, string>, message: string): Promise<string> {
     const what = `push ${branch}`;
-    try {
-      commitId(parentSha);
-      branchRef(branch);
-      for (const p of Object.keys(files)) pathParts(p);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return this.serial(async () => {
-      this.mustLead(what);
-      const trees = await this.treesAlong(parentSha, Object.keys(files));
-      const objects = commitObjects({ parent: parentSha, trees, files, message, author: this.o.author, at: new Date() });
-      const sha = objects[objects.length - 1]!.sha;
-      const ref = branchRef(branch);
-      const old = (await this.advertisement(what)).refs.get(ref) ?? ZERO_SHA;
-      if (old === sha) return sha;
-      const report = await this.receivePack([{ old, new: sha, ref }], objects, what);
-      const refused = report.refs.get(ref);
-      if (refused !== null) throw new GitWireError(`GitHub git ${what} failed: the server did not update the branch: ${refused ?? "it gave no status for it"}`);
-      return sha;
-    });
+    commitId(parentSha);
+    const ref = branchRef(branch);
+    for (const p of Object.keys(files)) pathParts(p);
+    // Pushes run side by side, as several git clients' do: each names its branch's old sha from
+    // its own advertisement, so the server refuses (and the next pass retries) a push whose
+    // branch another one moved in between.
+    this.mustLead(what);
+    const trees = await this.treesAlong(parentSha, Object.keys(files));
+    const objects = commitObjects({ parent: parentSha, trees, files, message, author: this.o.author, at: new Date() });
+    const sha = objects[objects.length - 1]!.sha;
+    const old = (await this.advertisement(what)).refs.get(ref) ?? ZERO_SHA;
+    if (old === sha) return sha;
+    const report = await this.receivePack([{ old, new: sha, ref }], objects, what);
+    const refused = report.refs.get(ref);
+    if (refused !== null) throw new GitWireError(`GitHub git ${what} failed: the server did not update the branch: ${refused ?? "it gave no status for it"}`);
+    return sha;
   }
 
   /**
@@ -195,49 +190,36 @@ export class GitWire {
    * moved is left alone), in one push. Returns the branches that were not deleted because they
    * had moved or were already gone; the others are deleted all the same.
    */
-  deleteBranches(branches: { name: string; sha: string }[]): Promise<string[]> {
-    if (!branches.length) return Promise.resolve([]);
-    try {
-      for (const b of branches) {
-        commitId(b.sha);
-        branchRef(b.name);
-      }
-    } catch (err) {
-      return Promise.reject(err);
+  async deleteBranches(branches: { name: string; sha: string }[]): Promise<string[]> {
+    if (!branches.length) return [];
+    for (const b of branches) {
+      commitId(b.sha);
+      branchRef(b.name);
     }
     const what = `delete ${branches.length} branch(es)`;
-    return this.serial(async () => {
-      this.mustLead(what);
-      const adv = await this.advertisement(what);
-      const refused: string[] = [];
-      const commands: Command[] = [];
-      const names = new Map<string, string>();
-      for (const b of branches) {
-        const ref = branchRef(b.name);
-        // Sent only for a branch at its lease, with the lease as its old sha: the server refuses
-        // it too if the branch moved since the advertisement.
-        if (adv.refs.get(ref) !== b.sha || names.has(ref)) refused.push(b.name);
-        else {
-          names.set(ref, b.name);
-          commands.push({ old: b.sha, new: ZERO_SHA, ref });
-        }
+    this.mustLead(what);
+    const adv = await this.advertisement(what);
+    const refused: string[] = [];
+    const commands: Command[] = [];
+    const names = new Map<string, string>();
+    for (const b of branches) {
+      const ref = branchRef(b.name);
+      // Sent only for a branch at its lease, with the lease as its old sha: the server refuses
+      // it too if the branch moved since the advertisement.
+      if (adv.refs.get(ref) !== b.sha || names.has(ref)) refused.push(b.name);
+      else {
+        names.set(ref, b.name);
+        commands.push({ old: b.sha, new: ZERO_SHA, ref });
       }
-      if (!commands.length) return refused;
-      if (!adv.capabilities.has("delete-refs")) throw new GitWireError(`GitHub git ${what} failed: the server does not take deletions (no delete-refs capability)`);
-      for (let i = 0; i < commands.length; i += MAX_COMMANDS) {
-        const batch = commands.slice(i, i + MAX_COMMANDS);
-        const report = await this.receivePack(batch, [], what);
-        for (const c of batch) if (report.refs.get(c.ref) !== null) refused.push(names.get(c.ref)!);
-      }
-      return refused;
-    });
-  }
-
-  /** One request sequence at a time per remote (each starts from a fresh advertisement). */
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.remote.queue.then(fn, fn);
-    this.remote.queue = run.catch(() => undefined);
-    return run;
+    }
+    if (!commands.length) return refused;
+    if (!adv.capabilities.has("delete-refs")) throw new GitWireError(`GitHub git ${what} failed: the server does not take deletions (no delete-refs capability)`);
+    for (let i = 0; i < commands.length; i += MAX_COMMANDS) {
+      const batch = commands.slice(i, i + MAX_COMMANDS);
+      const report = await this.receivePack(batch, [], what);
+      for (const c of batch) if (report.refs.get(c.ref) !== null) refused.push(names.get(c.ref)!);
+    }
+    return refused;
   }
 
   /** Only the leader writes: a pass still running when its bot stepped down stops here. */
