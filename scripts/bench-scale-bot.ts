@@ -105,6 +105,7 @@ process.on("SIGTERM", () => {
   const cpu = process.cpuUsage(cpu0);
   const stats = {
     cpuMs: (cpu.user + cpu.system) / 1000,
+    cpuSystemMs: cpu.system / 1000,
     childCpuMs: childCpuMs() - children0,
     peakRssMb: peakRss / 2 ** 20,
     passes,

@@ -98,6 +98,8 @@ function processTreeCpuMs(): number {
 
 interface BotStats {
   cpuMs: number;
+  /** Of cpuMs, in the kernel (the bot's sockets, mostly). */
+  cpuSystemMs: number;
   /** Of its child processes (git). */
   childCpuMs: number;
   peakRssMb: number;
@@ -236,6 +238,7 @@ const part1 = {
   // The bot's own process and its git children together: both are what the bot costs.
   cpuMsPerExperiment: round((cost.bot.cpuMs + cost.bot.childCpuMs) / cost.decided),
   gitCpuMsPerExperiment: round(cost.bot.childCpuMs / cost.decided),
+  systemCpuMsPerExperiment: round(cost.bot.cpuSystemMs / cost.decided),
   peakRssMb: round(cost.bot.peakRssMb),
   readsPerExperiment: round(cost.stats.reads / cost.decided, 2),
   writesPerExperiment: round(cost.stats.writes / cost.decided, 2),
