@@ -15,6 +15,8 @@ class TimedRunner implements RunnerPort {
   private readonly runs = new Map<string, { repo: RepoRef; obs: RunObservation; timer: NodeJS.Timeout | null }>();
   private readonly listeners: ((runId: string, repo: RepoRef) => void)[] = [];
   busyMs = 0;
+  /** Every run's start and end (null while it trains), by run id. */
+  readonly spans = new Map<string, { start: number; end: number | null }>();
   runsDone = 0;
   first = Infinity;
   last = 0;
@@ -30,6 +32,8 @@ class TimedRunner implements RunnerPort {
     const ms = this.minMs + Math.random() * (this.maxMs - this.minMs);
     const started = Date.now();
     this.first = Math.min(this.first, started);
+    const span = { start: started, end: null as number | null };
+    this.spans.set(spec.runId, span);
     const run = { repo: spec.repo, obs: { phase: "running", runId: spec.runId } as RunObservation, timer: null as NodeJS.Timeout | null };
     run.timer = setTimeout(() => {
       run.timer = null;
@@ -37,6 +41,7 @@ class TimedRunner implements RunnerPort {
       const z = Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
       run.obs = { phase: "finished", runId: spec.runId, result: { ...measured(1.0 + 0.01 * z), runId: spec.runId, commit: spec.sha } };
       this.busyMs += Date.now() - started;
+      span.end = Date.now();
       this.runsDone += 1;
       this.last = Date.now();
       for (const l of this.listeners) l(spec.runId, spec.repo);
@@ -65,6 +70,16 @@ class TimedRunner implements RunnerPort {
   async cleanup(runId: string): Promise<void> {
     this.runs.delete(runId);
   }
+}
+
+/**
+ * The share of slot time spent training from `from` to `to`: every run's time within the window,
+ * a run still training counted up to `to`.
+ */
+function duty(r: TimedRunner, from: number, to: number): number {
+  let busy = 0;
+  for (const { start, end } of r.spans.values()) busy += Math.max(0, Math.min(end ?? to, to) - Math.max(start, from));
+  return to > from ? busy / (r.slots * (to - from)) : 0;
 }
 
 const runner = new TimedRunner(Number(need("BENCH_SLOTS")), Number(need("BENCH_RUN_MIN_MS")), Number(need("BENCH_RUN_MAX_MS")));
@@ -110,6 +125,10 @@ process.on("SIGTERM", () => {
     peakRssMb: peakRss / 2 ** 20,
     passes,
     busyMs: runner.busyMs,
+    duty: duty(runner, runner.first, runner.last),
+    // From the first run of an experiment that is not the night's first baseline (experiment 1,
+    // whose runs measure the noise one after another while the other slots wait for it).
+    dutyAfterBaseline: duty(runner, Math.min(...[...runner.spans].filter(([id]) => !/-1-\d+$/.test(id)).map(([, s]) => s.start)), runner.last),
     runs: runner.runsDone,
     first: runner.first,
     last: runner.last,
