@@ -969,6 +969,21 @@ describe("when GitHub fails in the middle of a pass", () => {
     expect(w.runner.submitted.filter((s) => s.pull === exp.number)).toHaveLength(1);
   });
 
+  it("with slots free, a pull request that cannot be opened ends the pass's starts, and the next pass waits for the backoff", async () => {
+    const lrs = Array.from({ length: 40 }, (_, i) => `LR = ${(0.05 + i / 1000).toFixed(3)}`);
+    const w = await measuredBaseline({ config: "slots: 20\n", runnerSlots: 20, proposals: lrs.map((lr) => change("LR = 0.04", lr, lr)) });
+    for (const id of w.runner.inFlight()) w.runner.finish(id, measured(1.02));
+    w.gh.failNext("createPull");
+    const opened = w.gh.callsTo("createPull").length;
+    const failed = await w.pass();
+    expect(failed.errors).toEqual([expect.stringMatching(/could not be opened: GitHub createPull failed \(HTTP 500\)/)]);
+    // Not at once (a GitHub that fails would be asked again and again): the controller backs off.
+    expect(failed.again).toBe(false);
+    expect(w.gh.callsTo("createPull").length - opened).toBeLessThan(16);
+    await w.settle();
+    expect(w.runner.inFlight()).toHaveLength(20);
+  });
+
   it("finds a PR whose creation response was lost and trains it, without proposing again", async () => {
     const w = world();
     await w.settle();

@@ -102,15 +102,24 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
   // the snapshot again, which is most of what a pass costs. Each is numbered and proposed in
   // turn, and opened and submitted while the next is proposed.
   const opening: Promise<void>[] = [];
-  for (let i = 0; i < MAX_STARTS_PER_PASS; i++) {
+  // A start that could not be opened (GitHub failing) ends the pass's starts, and the next pass
+  // comes after the controller's backoff, not at once.
+  let openFailed = false;
+  for (let i = 0; i < MAX_STARTS_PER_PASS && !openFailed; i++) {
     report.again = false;
     const d = { gh, act, acted, house, snap, w, report, proposerFor: deps.proposerFor };
     const next = await reserveNext(d);
     if (!next) break;
-    opening.push(lane(() => openNext(d, next)).then((opened) => void (opened && pulls.push(opened))));
+    opening.push(
+      lane(() => openNext(d, next)).then((opened) => {
+        if (opened) pulls.push(opened);
+        else openFailed = true;
+      }),
+    );
     if (!report.again) break; // no slot left
   }
   await Promise.all(opening);
+  if (openFailed) report.again = false;
   report.submitted.push(...acted.submitted.sort((a, b) => a - b));
   report.finished.push(...acted.finished.sort((a, b) => a.n - b.n));
   report.errors.unshift(...acted.errors);
