@@ -4,7 +4,7 @@
 // around 1.0. On SIGTERM it prints one line, `stats {json}`, and exits.
 // Configured by environment: BOT_BASE_URL, BOT_APP_ID, BOT_PRIVATE_KEY, BOT_SECRET,
 // BENCH_SLOTS, BENCH_RUN_MIN_MS, BENCH_RUN_MAX_MS, BENCH_THROTTLE (on|off), OPENAI_*.
-import { readFileSync } from "node:fs";
+import { procCpuMs } from "./proc-cpu.js";
 import { measured } from "../test/support/fakes.js";
 import { appFromEnv, need, startBot } from "../twins/bot.js";
 import type { RepoRef, RunnerPort, RunObservation, RunSpec } from "../src/types.js";
@@ -91,18 +91,9 @@ const sampler = setInterval(() => {
 const cpu0 = process.cpuUsage();
 const children0 = childCpuMs();
 
-/**
- * CPU time of the bot's finished child processes (git pushes, fetches), from /proc/self/stat's
- * cutime and cstime (in clock ticks, 100 a second on Linux); 0 where there is no /proc.
- */
+/** CPU time of the bot's finished child processes: any program it runs (the push itself runs none). */
 function childCpuMs(): number {
-  try {
-    const stat = readFileSync("/proc/self/stat", "utf8");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(f[13]) + Number(f[14])) * 10;
-  } catch {
-    return 0;
-  }
+  return procCpuMs({ self: false, children: true });
 }
 
 const bot = await startBot({

@@ -17,7 +17,7 @@
 // 3. Reads as the ledger grows: a ledger of --ledger (default 1,000) closed experiments, read by the
 //    Octokit port: the first listing of a process and the ones after. Keys: ledger.
 import { spawn, type ChildProcess } from "node:child_process";
-import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -29,6 +29,7 @@ import { newAppKey } from "../twins/bot.js";
 import { GitHubTwin } from "../twins/github/index.js";
 import { ROOT } from "./demo-project.js";
 import { perExperimentByEndpoint } from "./demo-summary.js";
+import { procCpuMs } from "./proc-cpu.js";
 import { ModelDouble } from "./model-double.js";
 
 const OWNER = "bench";
@@ -81,20 +82,8 @@ function config(extra: string[] = []): string {
   return [`slots: ${slots}`, "budget_seconds: 10", "min_delta: auto", "proposer:", "  kind: openai", "  model: bench-double", ...extra, ""].join("\n");
 }
 
-/**
- * CPU time of this process (the twins and the benchmark) and of its finished children (the bot
- * once it exited, the twin's git processes), from /proc/self/stat in clock ticks (100 a second
- * on Linux); 0 where there is no /proc.
- */
-function processTreeCpuMs(): number {
-  try {
-    const stat = readFileSync("/proc/self/stat", "utf8");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 10;
-  } catch {
-    return 0;
-  }
-}
+/** CPU time of this process (the twins and the benchmark) and of its finished children (the bot once it exited, the twin's git processes). */
+const processTreeCpuMs = () => procCpuMs({ self: true, children: true });
 
 interface BotStats {
   cpuMs: number;

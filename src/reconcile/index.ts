@@ -19,7 +19,7 @@ import { actPull, nothingActed, openExperiment, type ActDeps, type Acted } from 
 import { finalize, REPORT_EVERY_MS, runsWaitedFor } from "./finalize.js";
 import { houseFor, type Housekeeping } from "./house.js";
 import { planPull, planned, planStart, type Planned } from "./plan.js";
-import { prepareProposals, proposeExperiment } from "./propose.js";
+import { prepareProposals, proposeExperiment, type ProposeDeps } from "./propose.js";
 import { readSnapshot, type Snapshot } from "./snapshot.js";
 import type { Config } from "../config.js";
 import type { ExperimentPull, ExperimentRecord, GitHubPort, ProposerPort, RunnerPort } from "../types.js";
@@ -105,9 +105,9 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
   // A start that could not be opened (GitHub failing) ends the pass's starts, and the next pass
   // comes after the controller's backoff, not at once.
   let openFailed = false;
+  const d: StartDeps = { gh, act, acted, snap, w, report, propose: { proposerFor: deps.proposerFor, house, log } };
   for (let i = 0; i < MAX_STARTS_PER_PASS && !openFailed; i++) {
     report.again = false;
-    const d = { gh, act, acted, house, snap, w, report, proposerFor: deps.proposerFor };
     const next = await reserveNext(d);
     if (!next) break;
     opening.push(
@@ -147,11 +147,10 @@ interface StartDeps {
   gh: GitHubPort;
   act: ActDeps;
   acted: Acted;
-  house: Housekeeping;
   snap: Snapshot;
   w: Planned;
   report: ReconcileReport;
-  proposerFor: ReconcileDeps["proposerFor"];
+  propose: ProposeDeps;
 }
 
 /** An experiment numbered and proposed in a pass, to be opened; `last`: it takes the last free slot. */
@@ -163,9 +162,8 @@ interface Reserved {
 
 /** The next experiment when planStart says one starts: numbered, proposed and counted in `w`; null when none starts. */
 async function reserveNext(d: StartDeps): Promise<Reserved | null> {
-  const { gh, snap, w, report } = d;
+  const { gh, snap, w, report, propose } = d;
   const log = d.act.log;
-  const propose = { proposerFor: d.proposerFor, house: d.house, log };
   const budget = gh.budget;
   const start = planStart(w, snap, d.acted.moved, budget ? { hourLeft: budget.left().hour, refsByGit: gh.refsByGit ?? false } : null);
   if (!start.start) {
@@ -217,7 +215,7 @@ async function openNext(d: StartDeps, next: Reserved): Promise<ExperimentPull | 
     // Submitted right away rather than on the next pass.
     await actPull(d.act, snap, pull, planPull(w, snap, pull), d.acted);
     // Every slot is busy now: the proposals for the next ones are asked for while they train.
-    if (next.last) prepareProposals({ proposerFor: d.proposerFor, house: d.house, log: d.act.log }, snap, w);
+    if (next.last) prepareProposals(d.propose, snap, w);
     return pull;
   } catch (err) {
     await failedStart(d, `experiment ${next.record.n} could not be opened: ${(err as Error).message}`, "The next experiment could not be opened");
