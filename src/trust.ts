@@ -61,9 +61,11 @@ export async function readLedger(gh: GitHubPort, log?: TrustLog): Promise<Experi
 /**
  * The ledger, and the experiment numbers of the bot's own PRs whose record cannot be read (a
  * body edited by hand, a write cut short): those numbers are taken, and never given to a new
- * experiment, whose branch and run ids would collide with theirs.
+ * experiment, whose branch and run ids would collide with theirs. `heads`: the branches of this
+ * repository that any listed pull request is opened from, trusted or not (no such branch is a
+ * stray to delete).
  */
-export async function readLedgerAll(gh: GitHubPort, log?: TrustLog): Promise<{ pulls: ExperimentPull[]; unreadable: number[] }> {
+export async function readLedgerAll(gh: GitHubPort, log?: TrustLog): Promise<{ pulls: ExperimentPull[]; unreadable: number[]; heads: string[] }> {
   const botLogin = gh.botLogin;
   if (!botLogin) {
     throw new Error(
@@ -74,7 +76,9 @@ export async function readLedgerAll(gh: GitHubPort, log?: TrustLog): Promise<{ p
   const name = `${gh.repo.owner}/${gh.repo.repo}`;
   const out: ExperimentPull[] = [];
   const unreadable: number[] = [];
+  const heads: string[] = [];
   for (const p of await gh.listExperimentPulls()) {
+    if (p.headRepo === null || p.headRepo.toLowerCase() === name.toLowerCase()) heads.push(p.headRef);
     const why = untrustedPull(p, botLogin, gh.repo);
     if (why === null) {
       out.push(p);
@@ -86,7 +90,7 @@ export async function readLedgerAll(gh: GitHubPort, log?: TrustLog): Promise<{ p
       unreadable.push(branch.n);
     }
   }
-  return { pulls: out, unreadable };
+  return { pulls: out, unreadable, heads };
 }
 
 /** Issues with `label` that the bot opened. */

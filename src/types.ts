@@ -234,6 +234,8 @@ export interface GitHubPort {
   readonly refsByGit?: boolean;
   /** The experiment branches (`autoresearch/<n>-…`) that exist, with the commit each points at. */
   listExperimentBranches(): Promise<{ name: string; sha: string }[]>;
+  /** The message of the commit `sha` (a read). */
+  commitMessage(sha: string): Promise<string>;
   /** Create or update the check run identified by (name, headSha, externalId). */
   upsertCheckRun(spec: CheckRunSpec): Promise<void>;
   /** Where a runner can download the repository at `sha` (tarball) and a short-lived read token. */

@@ -94,6 +94,7 @@ function snapshot(pulls: ExperimentPull[], runs: Record<string, TrainerResult | 
     pulls,
     records: pulls.flatMap((p) => (p.record ? [p.record] : [])),
     unreadable: [],
+    prHeads: new Set(),
     control: { issue: null, record: { paused: null, ideas: [], notes: [] } },
     pausedBy: null,
     runs: observations,

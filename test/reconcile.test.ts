@@ -828,6 +828,32 @@ describe("deleting finished experiments' branches", () => {
     expect(w.gh.callsTo("deleteBranches").flatMap((c) => (c.args[0] as { name: string }[]).map((b) => b.name))).toEqual([baseline.head, two.head, three.head]);
   });
 
+  it("deletes the branch a start pushed when its pull request could not be opened, and leaves a person's branch under autoresearch/ alone", async () => {
+    const w = await measuredBaseline({ config: "slots: 3\n", runnerSlots: 3, proposals: [] });
+    // A person's branch under the bot's prefix, with a number the ledger has passed and no PR.
+    w.gh.branches.set("autoresearch/2-by-hand", w.gh.head());
+    // The three free slots are filled at once; the first of their pull requests fails.
+    w.gh.failNext("createPull");
+    for (const id of w.runner.inFlight()) w.runner.finish(id, measured(1.02));
+    const report = await w.pass();
+    const failed = Number(/experiment (\d+) could not be opened/.exec(report.errors.join("\n"))?.[1]);
+    const pushed = w.gh.callsTo("commitFiles").map((c) => String(c.args[0]));
+    const stray = pushed.find((b) => b.startsWith(`autoresearch/${failed}-`));
+    expect(stray).toBeDefined();
+    // A later number of the same pass was opened, so the failed one is not given out again, and
+    // its branch is deleted in the pass that failed to open it.
+    expect(w.gh.openPulls().some((p) => w.gh.record(p.number).n > failed)).toBe(true);
+    expect(w.gh.branches.has(stray!)).toBe(false);
+    await w.settle();
+    expect(w.gh.openPulls().map((p) => w.gh.record(p.number).n)).not.toContain(failed);
+    expect(w.gh.openPulls()).toHaveLength(3);
+    // The person's branch was looked at (its commit is not an experiment's) and kept.
+    expect(w.gh.branches.get("autoresearch/2-by-hand")).toBe(w.gh.head());
+    expect(w.gh.callsTo("commitMessage")).toHaveLength(2);
+    const heads = new Set(w.gh.pulls.map((p) => p.head));
+    expect([...w.gh.branches.keys()].filter((b) => b.startsWith("autoresearch/") && !heads.has(b))).toEqual(["autoresearch/2-by-hand"]);
+  });
+
   it("by git push, deletes them eight at a time, in one call, while experiments run, and the rest once none runs", async () => {
     const w = world({ config: "night:\n  max_experiments: 10\n" });
     w.gh.refsByGit = true;

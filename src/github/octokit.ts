@@ -680,6 +680,11 @@ export class OctokitGitHub implements GitHubPort {
       .filter((b) => parseBranchName(b.name) !== null);
   }
 
+  async commitMessage(sha: string): Promise<string> {
+    const { data } = await step(`read commit ${sha.slice(0, 7)}`, () => this.octokit.rest.git.getCommit({ ...this.r, commit_sha: sha }));
+    return data.message;
+  }
+
   async restoreBranch(branch: string, sha: string): Promise<void> {
     ownBranch(branch);
     try {

@@ -5,6 +5,7 @@ import { publishReports } from "./report.js";
 import { RESERVE_PER_RUN } from "./plan.js";
 import { runIdPrefix, type Snapshot } from "./snapshot.js";
 import type { Housekeeping } from "./house.js";
+import { parseBranchName } from "../ledger/index.js";
 import type { Logger } from "../log.js";
 import type { ExperimentPull, GitHubPort, RunnerPort } from "../types.js";
 
@@ -96,7 +97,7 @@ export async function finalize(f: FinalizeInput): Promise<string[]> {
   try {
     // By git, deleting branches costs no API write: it need not wait for a spare budget.
     const max = gh.refsByGit ? PRUNE_PER_PASS : Math.min(PRUNE_PER_PASS, spareWrites(gh, running));
-    await pruneBranches(gh, f.pulls, house.pruned, max, log, gh.refsByGit && running > 0 ? PRUNE_BATCH : 1);
+    await pruneBranches(gh, snap, f.pulls, house, max, log, gh.refsByGit && running > 0 ? PRUNE_BATCH : 1);
   } catch (err) {
     log.warn(`${snap.name}: deleting finished experiments' branches failed: ${(err as Error).message} (tried again later)`);
   }
@@ -136,23 +137,67 @@ async function sweepRuns(gh: GitHubPort, runner: RunnerPort, records: WaitingFor
  * of them: work that waits for a spare write budget. A branch is deleted only while it still
  * points at the commit its PR ended with: one a person moved, or a stranger's branch that merely
  * looks like an experiment's, is left alone. Listing the branches costs one read, and only once
- * this process knows of `batch` finished experiments whose branches it has not seen gone.
+ * this process knows of `batch` finished experiments whose branches it has not seen gone, or
+ * when a start may have left a stray (see strayBranches).
  */
-async function pruneBranches(gh: GitHubPort, pulls: ExperimentPull[], pruned: Set<string>, max: number, log: Logger, batch: number): Promise<void> {
+async function pruneBranches(gh: GitHubPort, snap: Snapshot, pulls: ExperimentPull[], house: Housekeeping, max: number, log: Logger, batch: number): Promise<void> {
   if (max < 1) return;
+  const { pruned } = house;
   const open = new Set(pulls.filter((p) => p.state === "open").map((p) => p.headRef));
   for (const b of open) pruned.delete(b); // reopened: its branch was restored
   const candidates = pulls.filter((p) => p.state === "closed" && p.record && p.headSha && !pruned.has(p.headRef) && !open.has(p.headRef));
-  if (!candidates.length || candidates.length < batch) return;
-  const existing = new Map((await gh.listExperimentBranches()).map((b) => [b.name, b.sha]));
+  if ((!candidates.length || candidates.length < batch) && !house.strayCheck) return;
+  const listed = await gh.listExperimentBranches();
+  house.strayCheck = false;
+  const existing = new Map(listed.map((b) => [b.name, b.sha]));
   const doomed: { name: string; sha: string }[] = [];
   for (const p of candidates) {
     const sha = existing.get(p.headRef);
     if (sha === p.headSha && doomed.length < max) doomed.push({ name: p.headRef, sha });
     else if (sha === undefined || sha !== p.headSha) pruned.add(p.headRef); // gone, or not ours to delete
   }
+  const strays = await ownStrays(gh, strayBranches(listed, snap, pulls), house, max - doomed.length);
   // One call for them all: by git, one push deletes every one of them.
-  await gh.deleteBranches(doomed);
+  await gh.deleteBranches([...doomed, ...strays]);
   for (const b of doomed) pruned.add(b.name);
   if (doomed.length) log.info(`${gh.repo.owner}/${gh.repo.repo}: deleted ${doomed.length} finished experiment branch(es)`);
+  for (const b of strays) log.warn(`${gh.repo.owner}/${gh.repo.repo}: deleted ${b.name}: its commit was pushed but no pull request was opened from it`);
+}
+
+/**
+ * Branches a start may have left behind: pushed, then the bot died or GitHub failed before its
+ * pull request was opened. Starts are opened several at once, so a later number may have its PR
+ * while an earlier one's never came, and that number is not given out again. A candidate is an
+ * `autoresearch/<n>-…` branch that no pull request (anyone's) is opened from, with a number no
+ * higher than the newest the ledger has: a start still being opened has a higher one.
+ */
+export function strayBranches(listed: { name: string; sha: string }[], snap: Pick<Snapshot, "prHeads" | "unreadable">, pulls: ExperimentPull[]): { name: string; sha: string; n: number }[] {
+  const newest = Math.max(0, ...snap.unreadable, ...pulls.flatMap((p) => (p.record ? [p.record.n] : [])));
+  const used = new Set([...snap.prHeads, ...pulls.map((p) => p.headRef)]);
+  return listed.flatMap((b) => {
+    const parsed = parseBranchName(b.name);
+    return parsed !== null && parsed.n <= newest && !used.has(b.name) ? [{ ...b, n: parsed.n }] : [];
+  });
+}
+
+/**
+ * The candidates that are the bot's own starts, up to `max`: their commit is the one the bot
+ * makes for that experiment number (its message names it). A person's branch that merely sits
+ * under `autoresearch/` is left alone, and read once per process (at that commit).
+ */
+async function ownStrays(gh: GitHubPort, candidates: { name: string; sha: string; n: number }[], house: Housekeeping, max: number): Promise<{ name: string; sha: string }[]> {
+  const out: { name: string; sha: string }[] = [];
+  for (const c of candidates) {
+    if (out.length >= max) break;
+    const key = `${c.name}@${c.sha}`;
+    if (house.notStrays.has(key)) continue;
+    if (isExperimentCommit(await gh.commitMessage(c.sha), c.n)) out.push({ name: c.name, sha: c.sha });
+    else house.notStrays.add(key);
+  }
+  return out;
+}
+
+/** Whether a commit message is the one the bot writes for experiment n (plan.ts commitMessage). */
+export function isExperimentCommit(message: string, n: number): boolean {
+  return new RegExp(`\\nautoresearch experiment ${n} \\(proposed by [^\\n]*\\)\\n?$`).test(message);
 }

@@ -12,6 +12,14 @@ export interface Housekeeping {
   nightReported: boolean;
   /** Experiment branches known to be deleted. */
   pruned: Set<string>;
+  /**
+   * A start of this process could not be opened, and may have left its branch pushed without a
+   * pull request: the next pass lists the branches to delete it. (One left by a process that
+   * died goes with the next listing for finished experiments.)
+   */
+  strayCheck: boolean;
+  /** Branches under autoresearch/ (name@sha) found not to be a start's leftover. */
+  notStrays: Set<string>;
   /** Proposals asked for while runs train, so that no slot waits for the LLM (oldest first). */
   prepared: Prepared[];
 }
@@ -27,7 +35,7 @@ export interface Prepared {
 }
 
 export function newHousekeeping(): Housekeeping {
-  return { reportAt: 0, reportDue: new Set(), pruned: new Set(), prepared: [], nightReported: false };
+  return { reportAt: 0, reportDue: new Set(), pruned: new Set(), strayCheck: false, notStrays: new Set(), prepared: [], nightReported: false };
 }
 
 const byPort = new WeakMap<GitHubPort, Housekeeping>();

@@ -119,7 +119,11 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
     if (!report.again) break; // no slot left
   }
   await Promise.all(opening);
-  if (openFailed) report.again = false;
+  if (openFailed) {
+    report.again = false;
+    // Its branch may have been pushed: finalize lists the branches and deletes a stray.
+    house.strayCheck = true;
+  }
   report.submitted.push(...acted.submitted.sort((a, b) => a - b));
   report.finished.push(...acted.finished.sort((a, b) => a.n - b.n));
   report.errors.unshift(...acted.errors);

@@ -28,6 +28,8 @@ export interface Snapshot {
   records: ExperimentRecord[];
   /** Experiment numbers taken by the bot's own PRs whose record cannot be read (never reused). */
   unreadable: number[];
+  /** Branches of this repository that an experiment-like pull request, anyone's, is opened from. */
+  prHeads: Set<string>;
   control: Control;
   /** Who paused the loop (/autoresearch pause): runs are cancelled and nothing is submitted. */
   pausedBy: string | null;
@@ -119,7 +121,7 @@ export async function readSnapshot(d: SnapshotDeps): Promise<Snapshot | Blocked>
   }
 
   const control = await readControl(gh, d.log);
-  const { pulls, unreadable } = await readLedgerAll(gh, d.log);
+  const { pulls, unreadable, heads } = await readLedgerAll(gh, d.log);
   const records = pulls.flatMap((p) => (p.record ? [p.record] : []));
   // Every run a record waits for, observed once: the plan reads these, never the runner.
   const runs = new Map<string, RunObservation>();
@@ -140,6 +142,7 @@ export async function readSnapshot(d: SnapshotDeps): Promise<Snapshot | Blocked>
     pulls,
     records,
     unreadable,
+    prHeads: new Set(heads),
     control,
     pausedBy: control.record.paused?.by ?? null,
     runs,

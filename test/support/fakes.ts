@@ -632,6 +632,14 @@ export class FakeGitHub implements GitHubPort {
     });
   }
 
+  commitMessage(sha: string): Promise<string> {
+    return this.call("commitMessage", [sha], () => {
+      const c = this.commits.get(sha);
+      if (!c) throw new GitHubError(`GitHub read commit ${sha.slice(0, 7)} failed (HTTP 404): Not Found`, 404);
+      return c.message;
+    });
+  }
+
   listExperimentBranches(): Promise<{ name: string; sha: string }[]> {
     return this.call("listExperimentBranches", [], () =>
       [...this.branches].filter(([b]) => parseBranchName(b) !== null).map(([name, sha]) => ({ name, sha })),
