@@ -1188,6 +1188,47 @@ describe("slots", () => {
     expect(new Set(heads).size).toBe(heads.length);
   });
 
+  it("trains experiments alongside the head's first baseline; one that finishes first holds no slot and is decided once the baseline is measured", async () => {
+    const w = world({ config: "slots: 3\n", runnerSlots: 3 });
+    w.proposer.queue(change("LR = 0.04", "LR = 0.05", "LR up"), change("DEPTH = 4", "DEPTH = 5", "Deeper"), change("WARMUP = 100", "WARMUP = 50", "Shorter warmup"));
+    await w.settle();
+    // No slot waits for the baseline's run.
+    expect(w.runner.inFlight()).toEqual([1, 2, 3].map((n) => runOf(w, n)));
+    expect(w.gh.record(w.gh.pullOf(2).number)).toMatchObject({ kind: "experiment", baselineBpb: null });
+
+    // Experiment 2 finishes before the baseline: it waits, undecided, and its slot is filled.
+    w.runner.finish(runOf(w, 2), measured(0.95));
+    await w.settle();
+    const two = w.gh.pullOf(2);
+    expect(two.state).toBe("open");
+    expect(w.gh.record(two.number).decision).toBeNull();
+    expect(w.runner.inFlight()).toEqual([1, 3, 4].map((n) => runOf(w, n)));
+
+    // The baseline is measured: experiment 2 is decided against it in the same settle, and merged.
+    w.runner.finish(runOf(w, 1), measured(1.0));
+    await w.settle();
+    expect(w.gh.record(two.number)).toMatchObject({ state: "kept", baselineBpb: 1.0, baselineN: 1 });
+    expect(two.merged).toBe(true);
+  });
+
+  it("an experiment that finished alongside a baseline that crashed waits for the next baseline, and is decided against it", async () => {
+    const w = world({ config: "slots: 2\n", runnerSlots: 2 });
+    w.proposer.queue(change("LR = 0.04", "LR = 0.05", "LR up"), change("DEPTH = 4", "DEPTH = 5", "Deeper"));
+    await w.settle();
+    w.runner.finish(runOf(w, 2), measured(1.05));
+    await w.settle();
+    w.runner.finish(runOf(w, 1), crashed("CUDA error: an illegal memory access"));
+    await w.settle();
+    // The head is measured again (baseline 4, beside experiment 3); experiment 2 still waits.
+    expect(w.gh.record(w.gh.pullOf(1).number).state).toBe("crashed");
+    const again = w.gh.pulls.map((p) => w.gh.record(p.number)).find((r) => r.kind === "baseline" && r.n > 1)!;
+    expect(again).toBeDefined();
+    expect(w.gh.record(w.gh.pullOf(2).number).decision).toBeNull();
+    w.runner.finish(runOf(w, again.n), measured(1.0));
+    await w.settle();
+    expect(w.gh.record(w.gh.pullOf(2).number)).toMatchObject({ state: "discarded", baselineBpb: 1.0, baselineN: again.n });
+  });
+
   it("uses the smaller of the configured slots and the runner's slots", async () => {
     const w = await measuredBaseline({ config: "slots: 4\n", runnerSlots: 1 });
     expect(w.runner.inFlight()).toHaveLength(1);

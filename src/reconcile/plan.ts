@@ -46,10 +46,15 @@ export interface Planned {
   opened: number[];
   /** A merge is planned: the head the snapshot read is stale for the rest of the pass. */
   moved: boolean;
+  /**
+   * Experiments whose run has finished, measured, while their base's first baseline is still
+   * being measured: they are decided once it is, and hold no slot meanwhile.
+   */
+  parked: Set<number>;
 }
 
 export function planned(snap: Snapshot): Planned {
-  return { records: [...snap.records], opened: [], moved: false };
+  return { records: [...snap.records], opened: [], moved: false, parked: new Set() };
 }
 
 function update(w: Planned, r: ExperimentRecord): void {
@@ -73,9 +78,17 @@ export function closesWithRecord(r: ExperimentRecord): boolean {
   return r.state === "discarded" || r.state === "crashed" || r.state === "superseded" || (r.kind === "baseline" && r.state === "kept");
 }
 
-/** A queued experiment that cannot be submitted until the tree it is built on has a baseline. */
+/**
+ * A queued experiment whose base has no baseline yet. It holds no slot: it trains alongside
+ * that baseline while a slot is free, else waits for it.
+ */
 export function waitsForBaseline(records: ExperimentRecord[], r: ExperimentRecord): boolean {
   return r.kind === "experiment" && r.baselineBpb === null && !currentBaseline(records, r.baseTreeHash);
+}
+
+/** A baseline of `tree` is queued or being measured. */
+function baselineInFlight(records: ExperimentRecord[], tree: string): boolean {
+  return records.some((x) => x.kind === "baseline" && x.baseTreeHash === tree && state.inFlight(x));
 }
 
 /** The largest improvement (baseline − mean, in bpb) of any experiment kept so far; null: none. */
@@ -117,7 +130,7 @@ function planOpen(w: Planned, snap: Snapshot, pull: ExperimentPull, start: Exper
   let r = start;
   // A loop, not recursion: a run that asks for another measurement starts it in the same pass.
   for (;;) {
-    const next = r.state === "queued" ? planQueued(w, snap, pull, r, steps) : r.state === "running" ? planRunning(w, snap, r, steps) : null;
+    const next = r.state === "queued" ? planQueued(w, snap, pull, r, steps) : r.state === "running" ? planRunning(w, snap, pull, r, steps) : null;
     if (!next) break;
     r = next.r;
     if (next.then === "done") return steps;
@@ -137,9 +150,12 @@ function planOpen(w: Planned, snap: Snapshot, pull: ExperimentPull, start: Exper
 function planQueued(w: Planned, snap: Snapshot, pull: ExperimentPull, queued: ExperimentRecord, steps: Step[]): Next {
   let r = queued;
   if (r.kind === "experiment" && r.baselineBpb === null) {
-    // Measured against the tree it was built on: wait until that tree has a baseline.
+    // Measured against the tree it was built on: wait until that tree has a baseline, or train
+    // now while that baseline is being measured (and be decided once it is).
     const base = currentBaseline(w.records, r.baseTreeHash ?? "");
-    if (!base) {
+    const alongside = baselineInFlight(w.records, r.baseTreeHash) && (observed(snap, r).phase !== "missing" || slotFree(w, snap, r.n));
+    if (base) r = { ...r, baselineBpb: base.bpb, baselineN: base.n };
+    else if (!alongside) {
       // Its base has no baseline yet. If the default branch moved on again meanwhile, that
       // baseline will never be measured: move the change to the current head instead.
       if (r.baseSha !== snap.headSha && r.baseTreeHash !== snap.headTreeHash && !w.moved) {
@@ -147,7 +163,6 @@ function planQueued(w: Planned, snap: Snapshot, pull: ExperimentPull, queued: Ex
       }
       return { r, then: "done" };
     }
-    r = { ...r, baselineBpb: base.bpb, baselineN: base.n };
   }
   // The record is not rewritten when its run starts (GitHub counts every write); the runner
   // knows whether this attempt was submitted in an earlier pass.
@@ -159,7 +174,7 @@ function planQueued(w: Planned, snap: Snapshot, pull: ExperimentPull, queued: Ex
 }
 
 /** A running experiment: its run lost, paused, still training, or finished and decided. */
-function planRunning(w: Planned, snap: Snapshot, r: ExperimentRecord, steps: Step[]): Next {
+function planRunning(w: Planned, snap: Snapshot, pull: ExperimentPull, r: ExperimentRecord, steps: Step[]): Next {
   const runId = runIdOf(snap, r);
   const obs = observed(snap, r);
   if (obs.phase === "missing") {
@@ -211,11 +226,11 @@ function planRunning(w: Planned, snap: Snapshot, r: ExperimentRecord, steps: Ste
     update(w, r);
     return { r, then: "done" };
   }
-  return planResult(w, snap, r, obs.result, runId, steps);
+  return planResult(w, snap, pull, r, obs.result, runId, steps);
 }
 
 /** A finished run of a running experiment: recorded, then measured again or decided. */
-function planResult(w: Planned, snap: Snapshot, running: ExperimentRecord, result: TrainerResult, runId: string, steps: Step[]): Next {
+function planResult(w: Planned, snap: Snapshot, pull: ExperimentPull, running: ExperimentRecord, result: TrainerResult, runId: string, steps: Step[]): Next {
   let r = running;
   if (!r.measurements.some((m) => m.runId === runId)) {
     r = { ...r, measurements: [...r.measurements, { runId, sha: r.headSha, result, finishedAt: snap.at.toISOString() }] };
@@ -227,6 +242,19 @@ function planResult(w: Planned, snap: Snapshot, running: ExperimentRecord, resul
   const hardware = result.hardware ?? null;
   const baseline = r.kind === "experiment" ? currentBaseline(w.records, r.baseTreeHash, hardware) : null;
   if (baseline) r = { ...r, baselineBpb: baseline.bpb, baselineN: baseline.n };
+  if (r.kind === "experiment" && r.baselineBpb === null && isMeasured(result)) {
+    // Trained alongside its base's first baseline, which is not measured yet: its run waits,
+    // finished, and it is decided on the pass that has the baseline. If that baseline will never
+    // come (it crashed or was closed, and the default branch has moved on), the change moves to
+    // the current head instead.
+    if (!baselineInFlight(w.records, r.baseTreeHash) && r.baseTreeHash !== snap.headTreeHash && !w.moved) {
+      steps.push(...planReapply(w, snap, pull, r, "before this experiment could be compared", "It was measured, but its baseline never was, and"));
+      return { r: w.records.find((x) => x.n === r.n) ?? r, then: "done" };
+    }
+    w.parked.add(r.n);
+    update(w, r);
+    return { r, then: "done" };
+  }
   const noise = estimateNoise(w.records, hardware);
   const d = decide({
     kind: r.kind,
@@ -317,12 +345,14 @@ function planKeep(w: Planned, snap: Snapshot, pull: ExperimentPull, r: Experimen
 }
 
 /** val_bpb − baseline of an experiment: its decision's delta, or its finished run's result. */
-function deltaOf(snap: Snapshot, r: ExperimentRecord): number | null {
+function deltaOf(w: Planned, snap: Snapshot, r: ExperimentRecord): number | null {
   if (r.state === "kept") return r.decision?.delta ?? null;
-  if (!state.inFlight(r) || r.baselineBpb === null) return null;
+  // One that trained alongside its baseline has the baseline only from this pass on.
+  const base = r.baselineBpb ?? currentBaseline(w.records, r.baseTreeHash)?.bpb ?? null;
+  if (!state.inFlight(r) || base === null) return null;
   const obs = observed(snap, r);
   if (obs.phase !== "finished" || obs.result.status !== "ok" || obs.result.val_bpb === null) return null;
-  return obs.result.val_bpb - r.baselineBpb;
+  return obs.result.val_bpb - base;
 }
 
 /**
@@ -336,7 +366,7 @@ function betterKeepFromSameBase(w: Planned, snap: Snapshot, r: ExperimentRecord)
     const o = w.records.find((x) => x.n === p.record?.n);
     if (!o || o.n === r.n || p.state !== "open" || o.kind !== "experiment" || o.baseSha !== r.baseSha) continue;
     if (o.state !== "kept" && !state.inFlight(o)) continue;
-    const theirs = deltaOf(snap, o);
+    const theirs = deltaOf(w, snap, o);
     if (theirs !== null && (theirs < mine || (theirs === mine && o.n < r.n))) return p.number;
   }
   return null;
@@ -409,15 +439,16 @@ export const RESERVE_PER_RUN = 4;
 
 /**
  * What starts next on the head: a proposal (its tree has a baseline that is not due again, or
- * is being measured again right now), a baseline (none yet, or one is due again), or nothing
- * until the head's first baseline in flight is measured.
+ * one is being measured right now), else a baseline (none yet, or one is due again).
  */
-export function nextStart(w: Planned, snap: Snapshot, busy = holdingSlots(w, snap)): { kind: "proposal" } | { kind: "baseline"; again: string | null } | { kind: "wait" } {
+export function nextStart(w: Planned, snap: Snapshot, busy = holdingSlots(w, snap)): { kind: "proposal" } | { kind: "baseline"; again: string | null } {
   const baseline = currentBaseline(w.records, snap.headTreeHash);
-  const baselineInFlight = busy.some((r) => r.kind === "baseline" && r.baseTreeHash === snap.headTreeHash);
-  const again = baseline && !baselineInFlight ? rebaselineReason(w.records, snap.headTreeHash, snap.config.noise.rebaselineEvery) : null;
+  const measuring = busy.some((r) => r.kind === "baseline" && r.baseTreeHash === snap.headTreeHash);
+  // While the head's baseline is measured (its first, or again), experiments on it train
+  // alongside: no slot waits for the baseline's runs, and each is decided once it is measured.
+  if (measuring) return { kind: "proposal" };
+  const again = baseline ? rebaselineReason(w.records, snap.headTreeHash, snap.config.noise.rebaselineEvery) : null;
   if (baseline && !again) return { kind: "proposal" };
-  if (baselineInFlight) return { kind: "wait" };
   return { kind: "baseline", again };
 }
 
@@ -426,10 +457,20 @@ export function nextNumber(snap: Pick<Snapshot, "unreadable">, records: Experime
   return Math.max(0, ...records.map((r) => r.n), ...snap.unreadable) + 1;
 }
 
-/** Experiments that hold a slot (one waiting for its base's baseline does not: that baseline must start). */
+/**
+ * Experiments that hold a slot. One waiting for its base's baseline does not (that baseline must
+ * start), nor does one whose run has finished and waits for the baseline it trained alongside.
+ */
 export function holdingSlots(w: Planned, snap: Snapshot): ExperimentRecord[] {
   const open = new Set([...snap.pulls.filter((p) => p.state === "open" && p.record).map((p) => p.record!.n), ...w.opened]);
-  return w.records.filter((r) => open.has(r.n) && (r.state === "running" || (r.state === "queued" && !waitsForBaseline(w.records, r))));
+  // One this pass opened was started for a free slot, with or without its baseline.
+  const holds = (r: ExperimentRecord) => r.state === "running" || (r.state === "queued" && (w.opened.includes(r.n) || !waitsForBaseline(w.records, r)));
+  return w.records.filter((r) => open.has(r.n) && !w.parked.has(r.n) && holds(r));
+}
+
+/** A slot is free for experiment n (not counting n itself). */
+function slotFree(w: Planned, snap: Snapshot, n: number): boolean {
+  return holdingSlots(w, snap).filter((r) => r.n !== n).length < Math.min(snap.config.slots, snap.runnerSlots);
 }
 
 /** Whether a new experiment starts, and which: the baseline when the head's tree needs one, else a proposal. */
@@ -455,13 +496,12 @@ export function planStart(w: Planned, snap: Snapshot, moved: boolean, budget: Bu
   }
   // GitHub's write budget: a new experiment starts only when the hour can carry it and what
   // the experiments in flight still have to write. Held back, not failed.
-  const need = writesPerExperiment(budget?.refsByGit ?? false) + RESERVE_PER_RUN * busy.length;
+  const need = writesPerExperiment(budget?.refsByGit ?? false) + RESERVE_PER_RUN * (busy.length + w.parked.size);
   if (budget && budget.hourLeft < need) return { start: false, waiting: null, budgetNeed: need };
 
   const n = nextNumber(snap, w.records);
   const next = nextStart(w, snap, busy);
   if (next.kind === "proposal") return { start: "proposal", n, inFlight: busy.length };
-  if (next.kind === "wait") return { start: false, waiting: "waiting for the baseline measurement" };
   const again = next.again;
   return {
     start: "baseline",

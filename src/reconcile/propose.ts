@@ -121,8 +121,8 @@ export function experimentFrom(
   if (!applied.ok) throw new Error(`the proposal from ${proposal.proposer} does not apply: ${applied.error}`);
   const hash = treeHash(applied.files);
   if (records.some((r) => r.treeHash === hash)) throw new Error(`the proposal from ${proposal.proposer} repeats an earlier experiment`);
+  // None yet while the head's first baseline is measured: the record gets it when it is decided.
   const baseline = currentBaseline(records, snap.headTreeHash);
-  if (!baseline) throw new Error("no baseline for the head's tree"); // planStart proposes only with one
   // What a person must look at before this change may be merged (src/review.ts).
   const flags = scanChange(snap.files, applied.files);
   const record: ExperimentRecord = {
@@ -134,8 +134,8 @@ export function experimentFrom(
     headSha: "",
     edits: proposal.edits,
     treeHash: hash,
-    baselineBpb: baseline.bpb,
-    baselineN: baseline.n,
+    baselineBpb: baseline?.bpb ?? null,
+    baselineN: baseline?.n ?? null,
   };
   // Which guidance revision this proposal used, when it changed since the previous experiment.
   const previous = records.filter((r) => r.kind === "experiment" && r.guidanceSha).sort((a, b) => b.n - a.n)[0];

@@ -103,15 +103,16 @@ describe("a night through the GitHub and Kubernetes twins", () => {
     n.openai.script(LR_UP, NOISE);
     await n.startBot();
     await n.install();
-    await waitFor("two experiments in flight", () => n.experiments().filter((e) => e.record.state === "queued" && e.record.kind === "experiment").length === 2, 60_000);
-    const trainingJobsOf23 = () => n.kube!.twin.jobList(NAMESPACE).filter((j) => [2, 3].map((i) => jobNameFor(runIdOf(i))).includes(j.metadata.name));
-    await waitFor("their training Jobs to start", () => trainingJobsOf23().length === 2, 60_000);
+    // The baseline and experiment 2, which trains alongside it.
+    await waitFor("two runs in flight", () => n.experiments().filter((e) => e.record.state === "queued").length === 2, 60_000);
+    const trainingJobsOf12 = () => n.kube!.twin.jobList(NAMESPACE).filter((j) => [1, 2].map((i) => jobNameFor(runIdOf(i))).includes(j.metadata.name));
+    await waitFor("their training Jobs to start", () => trainingJobsOf12().length === 2, 60_000);
     await n.stopBot();
     // The Jobs finish while the bot is down; a new bot (new runner, new client) finds their results.
     const done = (j: { status?: { conditions?: { type: string; status: string }[] } }) =>
       (j.status?.conditions ?? []).some((c) => c.type === "Complete" && c.status === "True");
     await waitFor("the Jobs to finish with the bot down", () => {
-      const jobs = trainingJobsOf23();
+      const jobs = trainingJobsOf12();
       return jobs.length === 2 && jobs.every(done);
     }, 60_000);
     await n.startBot();
