@@ -96,7 +96,17 @@ function gitEnv(extra?: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...BASE_ENV, ...extra };
 }
 
+// Every git process runGit starts is counted, so that tests can check that the queries answered
+// in-process (ancestry, merge bases, rev-lists) start none.
+let spawned = 0;
+
+/** How many git processes runGit has started. */
+export function gitSpawnCount(): number {
+  return spawned;
+}
+
 export async function runGit(cwd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  spawned++;
   return new Promise((resolve, reject) => {
     const child = spawn("git", args, { cwd, env: gitEnv(opts.env), stdio: ["pipe", "pipe", "pipe"] });
     const out: Buffer[] = [];
@@ -245,9 +255,56 @@ class Memo<V> {
   }
 }
 
+/** The parents named in a commit object's header. */
+function commitParents(content: Buffer): string[] {
+  const end = content.indexOf("\n\n");
+  const header = content.subarray(0, end === -1 ? content.length : end).toString("utf8");
+  const parents: string[] = [];
+  for (const line of header.split("\n")) if (line.startsWith("parent ")) parents.push(line.slice(7));
+  return parents;
+}
+
+/**
+ * A commit in the twin's in-process commit graph: its parents and its generation number (one more
+ * than its highest parent's; roots are 1). An ancestor's generation is always lower than its
+ * descendants', which is what bounds the walks below.
+ */
+interface GraphNode {
+  parents: string[];
+  gen: number;
+}
+
+/** Commits to visit, highest generation first, so each commit is visited after all its children. */
+class GenQueue {
+  private readonly items: Array<{ sha: string; gen: number }> = [];
+
+  push(sha: string, gen: number): void {
+    let lo = 0;
+    let hi = this.items.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((this.items[mid]?.gen ?? 0) < gen) lo = mid + 1;
+      else hi = mid;
+    }
+    this.items.splice(lo, 0, { sha, gen });
+  }
+
+  pop(): string | undefined {
+    return this.items.pop()?.sha;
+  }
+
+  some(pred: (sha: string) => boolean): boolean {
+    return this.items.some((i) => pred(i.sha));
+  }
+}
+
+/** Parsed commits kept per repository; far above the few thousand commits a twin repository holds. */
+const GRAPH_MAX = 50_000;
+
 export class GitRepo {
   private readonly cat: CatFile;
   private readonly memo = new Memo<unknown>();
+  private readonly graph = new Map<string, GraphNode>();
 
   constructor(readonly dir: string) {
     this.cat = new CatFile(dir);
@@ -540,10 +597,17 @@ export class GitRepo {
   }
 
   // ---- commit graph (cached: results depend only on the SHAs) ----------------------------------
+  //
+  // Ancestry, merge bases and rev-lists are answered from commits read through cat-file: starting a
+  // git process costs milliseconds of CPU, a walk over parsed commits microseconds. What is not
+  // answered here exactly (a missing object, several best merge bases, a rev-list whose order git
+  // picks among branches) is asked of git, which also keeps git's errors for unknown objects.
 
   isAncestor(ancestor: string, descendant: string): Promise<boolean> {
     return this.cached(`anc:${ancestor}:${descendant}`, async () => {
       if (ancestor === descendant) return true;
+      const known = await this.reaches(descendant, ancestor);
+      if (known !== undefined) return known;
       const r = await this.git(["merge-base", "--is-ancestor", ancestor, descendant], { ok: [0, 1] });
       return r.code === 0;
     });
@@ -552,6 +616,8 @@ export class GitRepo {
   mergeBase(a: string, b: string): Promise<string | null> {
     return this.cached(`mb:${a}:${b}`, async () => {
       if (a === b) return a;
+      const known = await this.soleMergeBase(a, b);
+      if (known !== undefined) return known;
       const r = await this.git(["merge-base", a, b], { ok: [0, 1] });
       return r.code === 0 ? r.stdout.toString().trim() : null;
     });
@@ -562,6 +628,8 @@ export class GitRepo {
     const ex = [...new Set(exclude)].sort();
     return this.cached(`rl:${head}:${ex.join(",")}:${limit ?? ""}`, async () => {
       if (ex.includes(head)) return [];
+      const known = await this.linearRevList(head, ex, limit);
+      if (known !== undefined) return known;
       const args = ["rev-list", "--topo-order"];
       if (limit !== undefined) args.push(`--max-count=${limit}`);
       args.push(head);
@@ -570,6 +638,172 @@ export class GitRepo {
       const { stdout } = await this.git(args);
       return stdout.toString().split("\n").filter(Boolean).reverse();
     });
+  }
+
+  /**
+   * The commit a full SHA names (tags peeled), once it and all its ancestors are in the graph with
+   * their generations; null when it, or any commit in its history, is missing or not a commit.
+   */
+  private async graphCommit(name: string): Promise<string | null> {
+    if (this.graph.has(name)) return name;
+    if (this.graph.size >= GRAPH_MAX) this.graph.clear();
+    let o = await this.readObject(name);
+    while (o?.type === "tag") {
+      const target = /^object ([0-9a-f]{40})$/m.exec(o.content.toString("utf8"))?.[1];
+      o = target ? await this.readObject(target) : null;
+    }
+    if (!o || o.type !== "commit") return null;
+    const read = new Map<string, string[]>([[o.sha, commitParents(o.content)]]);
+    // Depth-first without recursion (histories are deeper than the stack): a commit is numbered
+    // once all its parents are; parents not yet read are read together, pipelined through cat-file.
+    const stack = [o.sha];
+    for (let sha = stack.at(-1); sha !== undefined; sha = stack.at(-1)) {
+      const parents = read.get(sha) ?? [];
+      const unnumbered = parents.filter((p) => !this.graph.has(p));
+      if (this.graph.has(sha) || unnumbered.length === 0) {
+        const gen = 1 + Math.max(0, ...parents.map((p) => this.graph.get(p)?.gen ?? 0));
+        if (!this.graph.has(sha)) this.graph.set(sha, { parents, gen });
+        stack.pop();
+        continue;
+      }
+      const unread = unnumbered.filter((p) => !read.has(p));
+      const objects = await Promise.all(unread.map((p) => this.readObject(p)));
+      for (const [i, p] of unread.entries()) {
+        const parent = objects[i];
+        if (parent?.type !== "commit") return null;
+        read.set(p, commitParents(parent.content));
+      }
+      stack.push(...unnumbered);
+    }
+    return this.graph.has(o.sha) ? o.sha : null;
+  }
+
+  /** Whether `ancestor` is reachable from `descendant`; undefined when git must answer. */
+  private async reaches(descendant: string, ancestor: string): Promise<boolean | undefined> {
+    const from = await this.graphCommit(descendant);
+    const to = await this.graphCommit(ancestor);
+    const target = to === null ? undefined : this.graph.get(to);
+    if (from === null || to === null || !target) return undefined;
+    if (from === to) return true;
+    // Only commits of a higher generation than the ancestor can lead to it.
+    const seen = new Set([from]);
+    const todo = [from];
+    for (let sha = todo.pop(); sha !== undefined; sha = todo.pop()) {
+      const node = this.graph.get(sha);
+      if (!node) return undefined;
+      for (const p of node.parents) {
+        if (p === to) return true;
+        const gen = this.graph.get(p)?.gen;
+        if (gen === undefined) return undefined;
+        if (gen > target.gen && !seen.has(p)) {
+          seen.add(p);
+          todo.push(p);
+        }
+      }
+    }
+    return false;
+  }
+
+  /**
+   * The best common ancestor of two commits when there is exactly one (null when there is none);
+   * undefined when git must answer. Both sides' ancestors are painted highest generation first, so a
+   * commit's marks are complete when it is visited: one carrying both sides' marks is a common
+   * ancestor, and marks its own ancestors stale (not best). The walk ends when only stale commits are
+   * left to visit.
+   */
+  private async soleMergeBase(a: string, b: string): Promise<string | null | undefined> {
+    const ca = await this.graphCommit(a);
+    const cb = await this.graphCommit(b);
+    if (ca === null || cb === null) return undefined;
+    if (ca === cb) return ca;
+    const A = 1;
+    const B = 2;
+    const STALE = 4;
+    const marks = new Map([
+      [ca, A],
+      [cb, B],
+    ]);
+    const queue = new GenQueue();
+    for (const sha of [ca, cb]) {
+      const gen = this.graph.get(sha)?.gen;
+      if (gen === undefined) return undefined;
+      queue.push(sha, gen);
+    }
+    const bases: string[] = [];
+    while (queue.some((sha) => ((marks.get(sha) ?? 0) & STALE) === 0)) {
+      const sha = queue.pop();
+      const node = sha === undefined ? undefined : this.graph.get(sha);
+      if (sha === undefined || !node) return undefined;
+      let m = marks.get(sha) ?? 0;
+      if ((m & (A | B)) === (A | B)) {
+        if ((m & STALE) === 0) bases.push(sha);
+        m |= STALE;
+      }
+      for (const p of node.parents) {
+        const pm = marks.get(p) ?? 0;
+        if ((pm | m) === pm) continue;
+        marks.set(p, pm | m);
+        // A parent's generation is lower than every commit visited so far, so one already marked
+        // is still waiting in the queue.
+        if (pm !== 0) continue;
+        const gen = this.graph.get(p)?.gen;
+        if (gen === undefined) return undefined;
+        queue.push(p, gen);
+      }
+    }
+    if (bases.length > 1) return undefined;
+    return bases[0] ?? null;
+  }
+
+  /**
+   * `revList` when its answer is a single line of commits (each one's only parent in the list is the
+   * one before it), whose order is then the only topological one; undefined when git must answer.
+   * The walk visits commits highest generation first, so whether a commit is reachable from an
+   * excluded one is settled when it is visited; it ends when only excluded commits are left.
+   */
+  private async linearRevList(head: string, exclude: string[], limit?: number): Promise<string[] | undefined> {
+    if (limit !== undefined && !(Number.isInteger(limit) && limit >= 0)) return undefined;
+    const tip = await this.graphCommit(head);
+    if (tip === null) return undefined;
+    const excluded = new Map<string, boolean>([[tip, false]]);
+    for (const e of exclude) {
+      const c = await this.graphCommit(e);
+      if (c === null) return undefined;
+      excluded.set(c, true);
+    }
+    const queue = new GenQueue();
+    for (const sha of excluded.keys()) {
+      const gen = this.graph.get(sha)?.gen;
+      if (gen === undefined) return undefined;
+      queue.push(sha, gen);
+    }
+    const listed = new Set<string>();
+    while (queue.some((sha) => !excluded.get(sha))) {
+      const sha = queue.pop();
+      const node = sha === undefined ? undefined : this.graph.get(sha);
+      if (sha === undefined || !node) return undefined;
+      const ex = excluded.get(sha) ?? false;
+      if (!ex) listed.add(sha);
+      for (const p of node.parents) {
+        const was = excluded.get(p);
+        if (was === true || was === ex) continue;
+        excluded.set(p, ex);
+        if (was !== undefined) continue; // already queued; now excluded
+        const gen = this.graph.get(p)?.gen;
+        if (gen === undefined) return undefined;
+        queue.push(p, gen);
+      }
+    }
+    const line: string[] = [];
+    for (let sha: string | undefined = listed.has(tip) ? tip : undefined; sha !== undefined; ) {
+      line.push(sha);
+      const inList = (this.graph.get(sha)?.parents ?? []).filter((p) => listed.has(p));
+      if (inList.length > 1) return undefined;
+      sha = inList[0];
+    }
+    if (line.length !== listed.size) return undefined;
+    // Like --max-count: the newest `limit` commits, then oldest first.
+    return (limit === undefined ? line : line.slice(0, limit)).reverse();
   }
 
   /** Commits reachable from `head`, newest first, optionally only those touching `path`. */
