@@ -1229,6 +1229,19 @@ describe("slots", () => {
     expect(w.gh.record(w.gh.pullOf(2).number)).toMatchObject({ state: "discarded", baselineBpb: 1.0, baselineN: again.n });
   });
 
+  it("where writes are paced, opens a few experiments a pass and asks for the next pass at once, so that decisions do not queue behind openings", async () => {
+    const w = world({ config: "slots: 10\n", runnerSlots: 10 });
+    let t = Date.parse("2025-03-01T23:00:00Z");
+    w.gh.budget = new WriteBudget({ perMinute: 80, perHour: 500 }, () => t, async (ms) => {
+      t += ms;
+    });
+    const first = await w.pass();
+    expect(w.gh.callsTo("createPull")).toHaveLength(4);
+    expect(first.again).toBe(true);
+    await w.settle();
+    expect(w.runner.inFlight()).toHaveLength(10);
+  });
+
   it("uses the smaller of the configured slots and the runner's slots", async () => {
     const w = await measuredBaseline({ config: "slots: 4\n", runnerSlots: 1 });
     expect(w.runner.inFlight()).toHaveLength(1);

@@ -33,6 +33,13 @@ export type { Logger } from "../log.js";
 /** Experiments opened in one pass at most; a pass with more free slots asks for another at once. */
 const MAX_STARTS_PER_PASS = 16;
 /**
+ * The same where GitHub's writes are paced (a write budget is known: the client spaces writes a
+ * second or more apart, and pull requests, which notify people, further). Sixteen openings then
+ * make a pass of a minute, and the writes that decide finished experiments, and so free their
+ * slots, or carry a baseline on to its next run, would wait behind them.
+ */
+const MAX_STARTS_PER_PACED_PASS = 4;
+/**
  * Experiments carried a step on, or opened, at once. Each works on its own pull request, branch
  * and run, and at most one merge is planned per pass; one after another, a pass at 64 slots spent
  * most of its time waiting on one request at a time while runs sat finished. (Writes still reach
@@ -106,7 +113,8 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
   // comes after the controller's backoff, not at once.
   let openFailed = false;
   const d: StartDeps = { gh, act, acted, snap, w, report, propose: { proposerFor: deps.proposerFor, house, log } };
-  for (let i = 0; i < MAX_STARTS_PER_PASS && !openFailed; i++) {
+  const maxStarts = gh.budget ? MAX_STARTS_PER_PACED_PASS : MAX_STARTS_PER_PASS;
+  for (let i = 0; i < maxStarts && !openFailed; i++) {
     report.again = false;
     const next = await reserveNext(d);
     if (!next) break;
