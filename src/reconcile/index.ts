@@ -33,12 +33,14 @@ export type { Logger } from "../log.js";
 /** Experiments opened in one pass at most; a pass with more free slots asks for another at once. */
 const MAX_STARTS_PER_PASS = 16;
 /**
- * The same where GitHub's writes are paced (a write budget is known: the client spaces writes a
- * second or more apart, and pull requests, which notify people, further). Sixteen openings then
+ * The same where GitHub's writes are paced: a write budget of GitHub's order (at most
+ * PACED_PER_MINUTE writes a minute; GitHub's is 80), under which the client spaces writes a
+ * second or more apart, and pull requests, which notify people, further. Sixteen openings then
  * make a pass of a minute, and the writes that decide finished experiments, and so free their
  * slots, or carry a baseline on to its next run, would wait behind them.
  */
 const MAX_STARTS_PER_PACED_PASS = 4;
+const PACED_PER_MINUTE = 120;
 /**
  * Experiments carried a step on, or opened, at once. Each works on its own pull request, branch
  * and run, and at most one merge is planned per pass; one after another, a pass at 64 slots spent
@@ -113,7 +115,8 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
   // comes after the controller's backoff, not at once.
   let openFailed = false;
   const d: StartDeps = { gh, act, acted, snap, w, report, propose: { proposerFor: deps.proposerFor, house, log } };
-  const maxStarts = gh.budget ? MAX_STARTS_PER_PACED_PASS : MAX_STARTS_PER_PASS;
+  const paced = gh.budget !== undefined && gh.budget.limits.perMinute <= PACED_PER_MINUTE;
+  const maxStarts = paced ? MAX_STARTS_PER_PACED_PASS : MAX_STARTS_PER_PASS;
   for (let i = 0; i < maxStarts && !openFailed; i++) {
     report.again = false;
     const next = await reserveNext(d);
