@@ -1211,6 +1211,24 @@ describe("slots", () => {
     expect(two.merged).toBe(true);
   });
 
+  it("lets at most twice the slots of experiments wait, measured, for a baseline that is still being measured", async () => {
+    const w = world({ config: "slots: 2\n", runnerSlots: 2 });
+    await w.settle();
+    for (let n = 2; n <= 5; n++) {
+      w.runner.finish(runOf(w, n), measured(1.05));
+      await w.settle();
+    }
+    // Four wait, measured: the slot beside the baseline stays free until it is measured.
+    const [report] = await w.settle();
+    expect(report!.waiting).toBe("4 experiments measured ahead of the baseline wait for it");
+    expect(w.runner.inFlight()).toEqual([runOf(w, 1)]);
+    expect(w.gh.pulls).toHaveLength(5);
+    w.runner.finish(runOf(w, 1), measured(1.0));
+    await w.settle();
+    expect([2, 3, 4, 5].map((n) => w.gh.record(w.gh.pullOf(n).number).state)).toEqual(["discarded", "discarded", "discarded", "discarded"]);
+    expect(w.runner.inFlight()).toHaveLength(2);
+  });
+
   it("an experiment that finished alongside a baseline that crashed waits for the next baseline, and is decided against it", async () => {
     const w = world({ config: "slots: 2\n", runnerSlots: 2 });
     w.proposer.queue(change("LR = 0.04", "LR = 0.05", "LR up"), change("DEPTH = 4", "DEPTH = 5", "Deeper"));

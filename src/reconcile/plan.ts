@@ -499,6 +499,12 @@ export function planStart(w: Planned, snap: Snapshot, moved: boolean, budget: Bu
   const need = writesPerExperiment(budget?.refsByGit ?? false) + RESERVE_PER_RUN * (busy.length + w.parked.size);
   if (budget && budget.hourLeft < need) return { start: false, waiting: null, budgetNeed: need };
 
+  // Experiments measured ahead of their baseline wait for it: at most twice the slots of them
+  // (the baseline's further runs, by default two), so that a night of short runs does not pile
+  // up undecided experiments while the baseline is measured.
+  if (w.parked.size >= 2 * slots) {
+    return { start: false, waiting: `${w.parked.size} experiments measured ahead of the baseline wait for it` };
+  }
   const n = nextNumber(snap, w.records);
   const next = nextStart(w, snap, busy);
   if (next.kind === "proposal") return { start: "proposal", n, inFlight: busy.length };
