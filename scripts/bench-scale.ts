@@ -7,7 +7,8 @@
 //    write budget are off (set to their maximum); a runner
 //    double runs each experiment for --run-seconds (default 1-5 s); a stand-in model answers proposals after
 //    --model-latency seconds. The bot runs as its own process (scripts/bench-scale-bot.ts), so
-//    its CPU time and memory are its own. Keys: slotDuty (% of slot time spent training),
+//    its CPU time and memory are its own, compiled to JavaScript first as `npm start` runs it
+//    (under tsx, the transpiler's own memory would count as the bot's). Keys: slotDuty (% of slot time spent training),
 //    cpuMsPerExperiment, peakRssMb, readsPerExperiment, writesPerExperiment, passP50Ms,
 //    passP99Ms; and what the twins cost beside it on this machine (twinCpuMsPerExperiment,
 //    machineCpuPercent: where that nears 100, the machine, not the bot, sets the slot duty).
@@ -105,6 +106,22 @@ interface BotStats {
 // BENCH_CPU_PROF=DIR: the bot process writes a V8 CPU profile there (open it in Chrome's DevTools).
 const profile = process.env.BENCH_CPU_PROF ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
 
+/**
+ * The bot compiled to JavaScript, as `npm start` runs it: the project's TypeScript into a folder
+ * under the package (so that its node_modules resolve), once per benchmark.
+ */
+async function compiledBot(): Promise<string> {
+  const out = path.join(ROOT, ".cache", "bench-scale");
+  log("compiling the bot (tsc)");
+  await new Promise<void>((resolve, reject) => {
+    const tsc = spawn(process.execPath, [path.join(ROOT, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.json", "--outDir", out, "--noEmit", "false", "--sourceMap", "false", "--declaration", "false", "--incremental", "false"], { cwd: ROOT, stdio: "inherit" });
+    tsc.once("error", reject);
+    tsc.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`tsc exited ${code}`))));
+  });
+  return path.join(out, "scripts/bench-scale-bot.js");
+}
+const botEntry = await compiledBot();
+
 /** A night against the twin with the bot in its own process; ends when `done` says so (or at `deadline`). */
 async function night(o: { limits: boolean; done: (decided: number) => boolean; deadlineMs: number; runMs: [number, number] }) {
   const twin = new GitHubTwin({ limits: o.limits ? {} : false });
@@ -114,7 +131,7 @@ async function night(o: { limits: boolean; done: (decided: number) => boolean; d
   await twin.createRepo(OWNER, REPO, { "program.md": "# Research program\n\nLower val_bpb.\n", "train.py": TRAIN, ".github/autoresearch.yml": config(["prepare_command: null", "prepare_files: []"]) });
   const model = new ModelDouble(latencyMs, async () => ({ "train.py": (await twin.readFile(OWNER, REPO, "main", "train.py")) ?? "" }), ["train.py"]).twin;
   const { baseURL } = await model.start();
-  const child: ChildProcess = spawn(process.execPath, [...profile, "--import", "tsx", path.join(ROOT, "scripts/bench-scale-bot.ts")], {
+  const child: ChildProcess = spawn(process.execPath, [...profile, botEntry], {
     cwd: ROOT,
     env: {
       ...process.env,
