@@ -103,5 +103,5 @@ describe("two bots on one installation", () => {
     const led = (i: number) => n.logs.filter((l) => l.startsWith(`[bot ${i}] leader election: this bot`) && / leads:/.test(l));
     expect(led(leading)).toHaveLength(1);
     expect(led(1 - leading)).toHaveLength(1);
-  });
+  }, 180_000);
 });
