@@ -840,11 +840,12 @@ describe("deleting finished experiments' branches", () => {
     const pushed = w.gh.callsTo("commitFiles").map((c) => String(c.args[0]));
     const stray = pushed.find((b) => b.startsWith(`autoresearch/${failed}-`));
     expect(stray).toBeDefined();
-    // A later number of the same pass was opened, so the failed one is not given out again, and
-    // its branch is deleted in the pass that failed to open it.
+    // A later number of the same pass was opened, so the failed one is not given out again. Its
+    // branch is deleted by the next pass, whose snapshot shows that no pull request came of it.
     expect(w.gh.openPulls().some((p) => w.gh.record(p.number).n > failed)).toBe(true);
-    expect(w.gh.branches.has(stray!)).toBe(false);
+    expect(w.gh.branches.has(stray!)).toBe(true);
     await w.settle();
+    expect(w.gh.branches.has(stray!)).toBe(false);
     expect(w.gh.openPulls().map((p) => w.gh.record(p.number).n)).not.toContain(failed);
     expect(w.gh.openPulls()).toHaveLength(3);
     // The person's branch was looked at (its commit is not an experiment's) and kept.
@@ -852,6 +853,20 @@ describe("deleting finished experiments' branches", () => {
     expect(w.gh.callsTo("commitMessage")).toHaveLength(2);
     const heads = new Set(w.gh.pulls.map((p) => p.head));
     expect([...w.gh.branches.keys()].filter((b) => b.startsWith("autoresearch/") && !heads.has(b))).toEqual(["autoresearch/2-by-hand"]);
+  });
+
+  it("leaves the branch of a start whose pull request was opened although the call failed, and the experiment goes on", async () => {
+    const w = await measuredBaseline({ config: "slots: 3\n", runnerSlots: 3, proposals: [] });
+    // The pull request is created, but the answer is lost.
+    w.gh.failNext("createPull", { afterEffect: true });
+    for (const id of w.runner.inFlight()) w.runner.finish(id, measured(1.02));
+    const report = await w.pass();
+    const failed = Number(/experiment (\d+) could not be opened/.exec(report.errors.join("\n"))?.[1]);
+    await w.settle({ allowErrors: true });
+    const pull = w.gh.pullOf(failed);
+    expect(w.gh.branches.get(pull.head)).toBe(pull.headSha);
+    expect(pull.state).toBe("open");
+    expect(w.gh.callsTo("deleteBranches").flatMap((c) => (c.args[0] as { name: string }[]).map((b) => b.name))).not.toContain(pull.head);
   });
 
   it("by git push, deletes them eight at a time, in one call, while experiments run, and the rest once none runs", async () => {

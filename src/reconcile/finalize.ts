@@ -64,6 +64,11 @@ export interface FinalizeInput {
   waiting: string | null;
   firstPass: boolean;
   reportEveryMs: number;
+  /**
+   * Numbers this pass gave out: a branch of one whose opening failed may have a pull request the
+   * snapshot does not show yet, so it is never taken for a stray in this pass.
+   */
+  numbered?: number[];
 }
 
 /** Errors of work that is tried again on the next pass (the report's are also said in the pass's report). */
@@ -97,7 +102,7 @@ export async function finalize(f: FinalizeInput): Promise<string[]> {
   try {
     // By git, deleting branches costs no API write: it need not wait for a spare budget.
     const max = gh.refsByGit ? PRUNE_PER_PASS : Math.min(PRUNE_PER_PASS, spareWrites(gh, running));
-    await pruneBranches(gh, snap, f.pulls, house, max, log, gh.refsByGit && running > 0 ? PRUNE_BATCH : 1);
+    await pruneBranches(gh, snap, f.pulls, house, max, log, gh.refsByGit && running > 0 ? PRUNE_BATCH : 1, new Set(f.numbered ?? []));
   } catch (err) {
     log.warn(`${snap.name}: deleting finished experiments' branches failed: ${(err as Error).message} (tried again later)`);
   }
@@ -140,7 +145,7 @@ async function sweepRuns(gh: GitHubPort, runner: RunnerPort, records: WaitingFor
  * this process knows of `batch` finished experiments whose branches it has not seen gone, or
  * when a start may have left a stray (see strayBranches).
  */
-async function pruneBranches(gh: GitHubPort, snap: Snapshot, pulls: ExperimentPull[], house: Housekeeping, max: number, log: Logger, batch: number): Promise<void> {
+async function pruneBranches(gh: GitHubPort, snap: Snapshot, pulls: ExperimentPull[], house: Housekeeping, max: number, log: Logger, batch: number, numbered: Set<number>): Promise<void> {
   if (max < 1) return;
   const { pruned } = house;
   const open = new Set(pulls.filter((p) => p.state === "open").map((p) => p.headRef));
@@ -156,7 +161,7 @@ async function pruneBranches(gh: GitHubPort, snap: Snapshot, pulls: ExperimentPu
     if (sha === p.headSha && doomed.length < max) doomed.push({ name: p.headRef, sha });
     else if (sha === undefined || sha !== p.headSha) pruned.add(p.headRef); // gone, or not ours to delete
   }
-  const strays = await ownStrays(gh, strayBranches(listed, snap, pulls), house, max - doomed.length);
+  const strays = await ownStrays(gh, strayBranches(listed, snap, pulls).filter((b) => !numbered.has(b.n)), house, max - doomed.length);
   // One call for them all: by git, one push deletes every one of them.
   await gh.deleteBranches([...doomed, ...strays]);
   for (const b of doomed) pruned.add(b.name);

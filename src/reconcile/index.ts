@@ -130,11 +130,7 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
     if (!report.again) break; // no slot left
   }
   await Promise.all(opening);
-  if (openFailed) {
-    report.again = false;
-    // Its branch may have been pushed: finalize lists the branches and deletes a stray.
-    house.strayCheck = true;
-  }
+  if (openFailed) report.again = false;
   report.submitted.push(...acted.submitted.sort((a, b) => a - b));
   report.finished.push(...acted.finished.sort((a, b) => a.n - b.n));
   report.errors.unshift(...acted.errors);
@@ -153,8 +149,13 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
       waiting: report.waiting,
       firstPass: deps.firstPass ?? false,
       reportEveryMs: deps.reportEveryMs ?? REPORT_EVERY_MS,
+      numbered: report.proposed,
     })),
   );
+  // A start that could not be opened may have pushed its branch. The next pass, whose snapshot
+  // shows whether its pull request came after all (a write that failed after it was carried
+  // out), lists the branches and deletes it if not.
+  if (openFailed) house.strayCheck = true;
   return report;
 }
 
