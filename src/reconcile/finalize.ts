@@ -2,7 +2,7 @@
 // deleting finished experiments' branches, and cleaning up runs left behind by a crash.
 import { inFlight } from "../record-state.js";
 import { publishReports } from "./report.js";
-import { RESERVE_PER_RUN } from "./plan.js";
+import { isExperimentCommit, RESERVE_PER_RUN } from "./plan.js";
 import { runIdPrefix, type Snapshot } from "./snapshot.js";
 import type { Housekeeping } from "./house.js";
 import { parseBranchName } from "../ledger/index.js";
@@ -68,7 +68,7 @@ export interface FinalizeInput {
    * Numbers this pass gave out: a branch of one whose opening failed may have a pull request the
    * snapshot does not show yet, so it is never taken for a stray in this pass.
    */
-  numbered?: number[];
+  numbered: number[];
 }
 
 /** Errors of work that is tried again on the next pass (the report's are also said in the pass's report). */
@@ -102,7 +102,7 @@ export async function finalize(f: FinalizeInput): Promise<string[]> {
   try {
     // By git, deleting branches costs no API write: it need not wait for a spare budget.
     const max = gh.refsByGit ? PRUNE_PER_PASS : Math.min(PRUNE_PER_PASS, spareWrites(gh, running));
-    await pruneBranches(gh, snap, f.pulls, house, max, log, gh.refsByGit && running > 0 ? PRUNE_BATCH : 1, new Set(f.numbered ?? []));
+    await pruneBranches(gh, snap, f.pulls, house, max, log, gh.refsByGit && running > 0 ? PRUNE_BATCH : 1, new Set(f.numbered));
   } catch (err) {
     log.warn(`${snap.name}: deleting finished experiments' branches failed: ${(err as Error).message} (tried again later)`);
   }
@@ -176,7 +176,7 @@ async function pruneBranches(gh: GitHubPort, snap: Snapshot, pulls: ExperimentPu
  * `autoresearch/<n>-…` branch that no pull request (anyone's) is opened from, with a number no
  * higher than the newest the ledger has: a start still being opened has a higher one.
  */
-export function strayBranches(listed: { name: string; sha: string }[], snap: Pick<Snapshot, "prHeads" | "unreadable">, pulls: ExperimentPull[]): { name: string; sha: string; n: number }[] {
+function strayBranches(listed: { name: string; sha: string }[], snap: Pick<Snapshot, "prHeads" | "unreadable">, pulls: ExperimentPull[]): { name: string; sha: string; n: number }[] {
   const newest = Math.max(0, ...snap.unreadable, ...pulls.flatMap((p) => (p.record ? [p.record.n] : [])));
   const used = new Set([...snap.prHeads, ...pulls.map((p) => p.headRef)]);
   return listed.flatMap((b) => {
@@ -200,9 +200,4 @@ async function ownStrays(gh: GitHubPort, candidates: { name: string; sha: string
     else house.notStrays.add(key);
   }
   return out;
-}
-
-/** Whether a commit message is the one the bot writes for experiment n (plan.ts commitMessage). */
-export function isExperimentCommit(message: string, n: number): boolean {
-  return new RegExp(`\\nautoresearch experiment ${n} \\(proposed by [^\\n]*\\)\\n?$`).test(message);
 }

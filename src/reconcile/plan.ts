@@ -249,7 +249,7 @@ function planResult(w: Planned, snap: Snapshot, pull: ExperimentPull, running: E
     // the current head instead.
     if (!baselineInFlight(w.records, r.baseTreeHash) && r.baseTreeHash !== snap.headTreeHash && !w.moved) {
       steps.push(...planReapply(w, snap, pull, r, "before this experiment could be compared", "It was measured, but its baseline never was, and"));
-      return { r: w.records.find((x) => x.n === r.n) ?? r, then: "done" };
+      return { r, then: "done" };
     }
     w.parked.add(r.n);
     update(w, r);
@@ -401,10 +401,18 @@ export function prefixed(workdir: string, files: Record<string, string>): Record
   return Object.fromEntries(Object.entries(files).map(([p, t]) => [joinPath(workdir, p), t]));
 }
 
+/** The last line of every experiment commit's message names its experiment. */
+const EXPERIMENT_TRAILER = "autoresearch experiment";
+
 // Commit messages quote the proposal (an LLM's words): defused, so that no mention or marker
 // travels into the repository's history in the bot's name.
 export function commitMessage(r: ExperimentRecord): string {
-  return defuse(`${oneLine(r.title, 200)}\n\n${r.hypothesis}\n\nautoresearch experiment ${r.n} (proposed by ${r.proposer})`);
+  return defuse(`${oneLine(r.title, 200)}\n\n${r.hypothesis}\n\n${EXPERIMENT_TRAILER} ${r.n} (proposed by ${r.proposer})`);
+}
+
+/** Whether a commit message is the one commitMessage writes for experiment n. */
+export function isExperimentCommit(message: string, n: number): boolean {
+  return new RegExp(`\\n${EXPERIMENT_TRAILER} ${n} \\(proposed by [^\\n]*\\)\\n?$`).test(message);
 }
 
 function mergeMessage(r: ExperimentRecord): string {
