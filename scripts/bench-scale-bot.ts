@@ -82,6 +82,20 @@ function duty(r: TimedRunner, from: number, to: number): number {
   return to > from ? busy / (r.slots * (to - from)) : 0;
 }
 
+/**
+ * How long slots sat idle between runs (ms): the k-th run to end frees the slot that the
+ * (k + slots)-th run to start takes; the time between is that slot's idle time.
+ */
+function slotIdle(r: TimedRunner): { p50: number | null; p90: number | null; mean: number | null } {
+  const starts = [...r.spans.values()].map((s) => s.start).sort((a, b) => a - b);
+  const ends = [...r.spans.values()].flatMap((s) => (s.end === null ? [] : [s.end])).sort((a, b) => a - b);
+  const gaps: number[] = [];
+  for (let k = 0; k < ends.length && k + r.slots < starts.length; k++) gaps.push(Math.max(0, starts[k + r.slots]! - ends[k]!));
+  gaps.sort((a, b) => a - b);
+  const at = (q: number) => (gaps.length ? gaps[Math.min(gaps.length - 1, Math.floor(q * gaps.length))]! : null);
+  return { p50: at(0.5), p90: at(0.9), mean: gaps.length ? gaps.reduce((a, b) => a + b, 0) / gaps.length : null };
+}
+
 const runner = new TimedRunner(Number(need("BENCH_SLOTS")), Number(need("BENCH_RUN_MIN_MS")), Number(need("BENCH_RUN_MAX_MS")));
 const passes: number[] = [];
 let peakRss = process.memoryUsage().rss;
@@ -121,6 +135,7 @@ process.on("SIGTERM", () => {
     // whose runs measure the noise one after another while the other slots wait for it).
     dutyAfterBaseline: duty(runner, Math.min(...[...runner.spans].filter(([id]) => !/-1-\d+$/.test(id)).map(([, s]) => s.start)), runner.last),
     runs: runner.runsDone,
+    idle: slotIdle(runner),
     first: runner.first,
     last: runner.last,
   };

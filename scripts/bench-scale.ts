@@ -98,6 +98,8 @@ interface BotStats {
   /** Slot time spent training over the night, and from the first experiment after the night's first baseline. */
   duty: number;
   dutyAfterBaseline: number;
+  /** Slot idle time between runs, ms: from a run's end to the start of the run that took its slot. */
+  idle: { p50: number | null; p90: number | null; mean: number | null };
   runs: number;
   first: number;
   last: number;
@@ -246,6 +248,10 @@ const part1 = {
   // Once the night's first baseline is measured (its runs go one after another, to learn the
   // noise, and nothing else can start on the head before): how well the bot keeps slots busy.
   slotDutyAfterBaseline: round(100 * cost.bot.dutyAfterBaseline),
+  // From a run's end to the next run's start on its slot: what the bot costs a slot between runs.
+  slotIdleP50Ms: round(cost.bot.idle.p50, 0),
+  slotIdleP90Ms: round(cost.bot.idle.p90, 0),
+  slotIdleMeanMs: round(cost.bot.idle.mean, 0),
   // The bot's own process and its git children together: both are what the bot costs.
   cpuMsPerExperiment: round((cost.bot.cpuMs + cost.bot.childCpuMs) / cost.decided),
   gitCpuMsPerExperiment: round(cost.bot.childCpuMs / cost.decided),
@@ -268,7 +274,7 @@ const part1 = {
   perExperimentByEndpoint: perExperimentByEndpoint(cost.stats.byRoute, cost.decided),
 };
 log(
-  `  ${part1.experiments} experiments in ${part1.wallSeconds} s: slot duty ${part1.slotDuty}% (goal ≥ 97; ${part1.slotDutyAfterBaseline}% after the first baseline), ` +
+  `  ${part1.experiments} experiments in ${part1.wallSeconds} s: slot duty ${part1.slotDuty}% (goal ≥ 97; ${part1.slotDutyAfterBaseline}% after the first baseline; slots idle ${part1.slotIdleP50Ms} ms between runs at the median, ${part1.slotIdleP90Ms} ms at p90), ` +
     `${part1.cpuMsPerExperiment} ms of bot CPU per experiment (goal ≤ 50), peak RSS ${part1.peakRssMb} MB (goal ≤ 300), ` +
     `${part1.readsPerExperiment} reads and ${part1.writesPerExperiment} writes per experiment (and ${part1.gitRequestsPerExperiment} git requests), passes p50 ${part1.passP50Ms} ms, p99 ${part1.passP99Ms} ms; ` +
     `the twins took ${part1.twinCpuMsPerExperiment} ms of CPU per experiment, and the machine's ${availableParallelism()} cores were ${part1.machineCpuPercent}% busy`,

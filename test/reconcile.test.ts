@@ -1203,6 +1203,51 @@ describe("slots", () => {
     expect(new Set(heads).size).toBe(heads.length);
   });
 
+  it("opens the next experiment beside the writes that decide the finished one, not after them; after them when the hour's write budget is short", async () => {
+    const w = await measuredBaseline({ config: "slots: 2\n", runnerSlots: 2, proposals: [] });
+    // The record that decides experiment n is slow to write: it goes through once the next
+    // experiment's pull request is opened, or after a while (then the pass opened it only after).
+    const order: string[] = [];
+    const updatePull = w.gh.updatePull.bind(w.gh);
+    const createPull = w.gh.createPull.bind(w.gh);
+    let opened = () => {};
+    const slowDecision = (n: number) => {
+      const openedOnce = new Promise<void>((r) => (opened = r));
+      w.gh.updatePull = async (number, patch) => {
+        if (number === w.gh.pullOf(n).number && patch.state === "closed") {
+          await Promise.race([openedOnce, new Promise((r) => setTimeout(r, 500))]);
+          order.push(`decided ${n}`);
+        }
+        return updatePull(number, patch);
+      };
+    };
+    w.gh.createPull = async (p) => {
+      order.push("open");
+      opened();
+      return createPull(p);
+    };
+
+    slowDecision(2);
+    w.runner.finish(runOf(w, 2), measured(1.02));
+    const report = await w.pass();
+    expect(report.finished.map((f) => f.n)).toEqual([2]);
+    expect(report.proposed).toEqual([4]);
+    expect(order).toEqual(["open", "decided 2"]);
+    expect(w.runner.inFlight()).toEqual([runOf(w, 3), runOf(w, 4)]);
+
+    // With the hour's budget nearly spent, the start waits for the writes it must leave room for.
+    let t = Date.parse("2026-03-01T23:00:00Z");
+    w.gh.budget = new WriteBudget({ perMinute: 80, perHour: 60 }, () => t, async (ms) => {
+      t += ms;
+    });
+    order.length = 0;
+    slowDecision(3);
+    w.runner.finish(runOf(w, 3), measured(1.02));
+    const tight = await w.pass();
+    expect(tight.proposed).toEqual([5]);
+    expect(order).toEqual(["decided 3", "open"]);
+  });
+
   it("trains experiments alongside the head's first baseline; one that finishes first holds no slot and is decided once the baseline is measured", async () => {
     const w = world({ config: "slots: 3\n", runnerSlots: 3 });
     w.proposer.queue(change("LR = 0.04", "LR = 0.05", "LR up"), change("DEPTH = 4", "DEPTH = 5", "Deeper"), change("WARMUP = 100", "WARMUP = 50", "Shorter warmup"));

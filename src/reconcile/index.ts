@@ -18,7 +18,7 @@ import { markUsedIdeas, writeControl } from "../steering/control.js";
 import { actPull, nothingActed, openExperiment, type ActDeps, type Acted } from "./act.js";
 import { finalize, REPORT_EVERY_MS, runsWaitedFor } from "./finalize.js";
 import { houseFor, type Housekeeping } from "./house.js";
-import { planPull, planned, planStart, type Planned } from "./plan.js";
+import { planPull, planned, planStart, RESERVE_PER_RUN, writesPerExperiment, type Planned, type Step } from "./plan.js";
 import { prepareProposals, proposeExperiment, type ProposeDeps } from "./propose.js";
 import { readSnapshot, type Snapshot } from "./snapshot.js";
 import type { Config } from "../config.js";
@@ -30,8 +30,12 @@ export { REPORT_EVERY_MS, spareWrites } from "./finalize.js";
 export { newHousekeeping, type Housekeeping, type Prepared } from "./house.js";
 export type { Logger } from "../log.js";
 
-/** Experiments opened in one pass at most; a pass with more free slots asks for another at once. */
-const MAX_STARTS_PER_PASS = 16;
+/**
+ * Experiments opened in one pass at most; a pass with more free slots asks for another at once.
+ * At 64 slots of short runs, 16 a pass left slots waiting for the pass after; more than half the
+ * slots a pass keeps the pass, and the decisions of the runs that end meanwhile, waiting.
+ */
+const MAX_STARTS_PER_PASS = 32;
 /**
  * The same where GitHub's writes are paced: a write budget of GitHub's order (at most
  * PACED_PER_MINUTE writes a minute; GitHub's is 80), under which the client spaces writes a
@@ -42,12 +46,14 @@ const MAX_STARTS_PER_PASS = 16;
 const MAX_STARTS_PER_PACED_PASS = 4;
 const PACED_PER_MINUTE = 120;
 /**
- * Experiments carried a step on, or opened, at once. Each works on its own pull request, branch
- * and run, and at most one merge is planned per pass; one after another, a pass at 64 slots spent
- * most of its time waiting on one request at a time while runs sat finished. (Writes still reach
- * GitHub one at a time where its throttling is on: the client queues them.)
+ * Experiments carried a step on at once, and as many opened at once beside them. Each works on
+ * its own pull request, branch and run, and at most one merge is planned per pass; one after
+ * another, a pass at 64 slots spent most of its time waiting on one request at a time while runs
+ * sat finished. Twice this, times the controller's passes at once (4), stays under GitHub's 100
+ * concurrent requests. (Writes still reach GitHub one at a time where its throttling is on: the
+ * client queues them.)
  */
-const AT_ONCE = 8;
+const AT_ONCE = 12;
 
 export interface ReconcileDeps {
   gh: GitHubPort;
@@ -104,13 +110,22 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
   const w = planned(snap);
   const work = snap.pulls.map((pull) => ({ pull, steps: planPull(w, snap, pull) })).filter((x) => x.steps.length);
   const lane = lanes(AT_ONCE);
-  await Promise.all(work.map(({ pull, steps }) => lane(() => actPull(act, snap, pull, steps, acted))));
+  const acting = Promise.all(work.map(({ pull, steps }) => lane(() => actPull(act, snap, pull, steps, acted))));
+  // The next experiments start beside the writes that decide the finished ones, in lanes of
+  // their own: a slot whose run ended does not wait for the records of every other experiment
+  // that ended with it. They start after those writes where a planned merge moves the head (no
+  // experiment starts on the old one), and where the hour's write budget is short enough that
+  // whether one starts depends on what those writes leave of it.
+  const budget = gh.budget;
+  const roomy = !budget || budget.left().hour >= writesOf(work) + MAX_STARTS_PER_PASS * (writesPerExperiment(false) + RESERVE_PER_RUN);
+  if (w.moved || !roomy) await acting;
 
   // 3. Propose: the next experiments, while slots are free. Several slots free (the night's
   // start, after a merge) are filled in this pass, not one pass after another: each pass reads
   // the snapshot again, which is most of what a pass costs. Each is numbered and proposed in
   // turn, and opened and submitted while the next is proposed.
   const opening: Promise<void>[] = [];
+  const openLane = lanes(AT_ONCE);
   // A start that could not be opened (GitHub failing) ends the pass's starts, and the next pass
   // comes after the controller's backoff, not at once.
   let openFailed = false;
@@ -122,14 +137,14 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
     const next = await reserveNext(d);
     if (!next) break;
     opening.push(
-      lane(() => openNext(d, next)).then((opened) => {
+      openLane(() => openNext(d, next)).then((opened) => {
         if (opened) pulls.push(opened);
         else openFailed = true;
       }),
     );
     if (!report.again) break; // no slot left
   }
-  await Promise.all(opening);
+  await Promise.all([acting, ...opening]);
   if (openFailed) report.again = false;
   report.submitted.push(...acted.submitted.sort((a, b) => a - b));
   report.finished.push(...acted.finished.sort((a, b) => a.n - b.n));
@@ -248,6 +263,12 @@ async function failedStart(d: StartDeps, msg: string, title = "The next experime
   await gh
     .upsertCheckRun({ ...configCheck(snap.headSha, title, [msg]), externalId: "proposer" })
     .catch(() => undefined);
+}
+
+/** Writes a pass's planned steps make at most (a re-applied change: its commit, branch and record). */
+function writesOf(work: { steps: Step[] }[]): number {
+  const per: Partial<Record<Step["do"], number>> = { check: 1, write: 1, close: 1, merge: 1, reapply: 3 };
+  return work.reduce((n, x) => n + x.steps.reduce((m, s) => m + (per[s.do] ?? 0), 0), 0);
 }
 
 /** A function that runs tasks at most `limit` at a time, in the order they were given. */

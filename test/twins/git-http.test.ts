@@ -181,6 +181,27 @@ describe("GitHub twin: git over smart HTTP", () => {
     });
   });
 
+  it("lists refs as every push and ref update left them, though the listing is kept between them", async () => {
+    const gh = new ProbotOctokit({ auth: { token }, baseUrl: api, log: quiet, throttle: { enabled: false }, retry: { enabled: false } });
+    const listed = async () =>
+      Object.fromEntries((await gh.rest.git.listMatchingRefs({ owner: OWNER, repo: REPO, ref: "heads/listing/" })).data.map((r) => [r.ref, r.object.sha]));
+    expect(await listed()).toEqual({});
+    const dir = await workingClone();
+    const first = await commit(dir, "notes.txt", "one\n", "One");
+    expect((await git(dir, ["push", "origin", "HEAD:refs/heads/listing/a"])).code).toBe(0);
+    expect(await listed()).toEqual({ "refs/heads/listing/a": first });
+    const second = await commit(dir, "notes.txt", "two\n", "Two");
+    expect((await git(dir, ["push", "origin", "HEAD:refs/heads/listing/a", `${first}:refs/heads/listing/b`])).code).toBe(0);
+    expect(await listed()).toEqual({ "refs/heads/listing/a": second, "refs/heads/listing/b": first });
+    // Moved and deleted by the twin's own operations (as the API's writes move them).
+    await twin.setBranch(OWNER, REPO, "listing/b", second, { user: "bob" });
+    expect(await listed()).toEqual({ "refs/heads/listing/a": second, "refs/heads/listing/b": second });
+    await twin.setBranch(OWNER, REPO, "listing/a", null, { user: "bob" });
+    expect(await listed()).toEqual({ "refs/heads/listing/b": second });
+    await twin.setBranch(OWNER, REPO, "listing/b", null, { user: "bob" });
+    expect(await listed()).toEqual({});
+  });
+
   it("force-pushes a pull request's head: the pull request follows and synchronize goes out", async () => {
     const first = await twin.pushCommit(OWNER, REPO, "autoresearch/2-depth", { "train.py": "DEPTH = 10\n" }, "Deeper", { user: "bob" });
     const number = await twin.openPull(OWNER, REPO, { head: "autoresearch/2-depth", title: "Deeper", user: "bob" });

@@ -360,6 +360,24 @@ export class TwinCore {
     }
   }
 
+  /**
+   * Reads ahead what a push's event shows (the pushed commit's changed files, the branches it is
+   * compared with) before the twin's lock is taken: objects never change and the answers are
+   * kept, so the event is raised without running git while every other request waits.
+   */
+  async preparePush(repo: RepoRecord, commands: Array<{ ref: string; new: string | null }>): Promise<void> {
+    for (const cmd of commands) {
+      if (!cmd.new || !cmd.ref.startsWith("refs/heads/")) continue;
+      try {
+        const c = await repo.git.readCommit(cmd.new);
+        await repo.git.diff(c.parents[0] ?? null, c.sha);
+      } catch {
+        // Not a commit git has (a refused push): the event is not raised.
+      }
+    }
+    await repo.git.listRefs("refs/heads/");
+  }
+
   private async emitPush(repo: RepoRecord, ref: string, before: string | null, after: string | null, actor: Actor): Promise<void> {
     const git = repo.git;
     let shas: string[] = [];

@@ -298,6 +298,15 @@ class GenQueue {
   }
 }
 
+/**
+ * git commands that never move a ref (they read objects, or write objects and temporary
+ * indexes): the listing of refs outlives them. Any other command drops it.
+ */
+const READS_REFS_ONLY = new Set([
+  "archive", "cat-file", "commit-tree", "diff-tree", "hash-object", "ls-files", "merge-base", "merge-file", "merge-tree",
+  "mktree", "read-tree", "rev-list", "rev-parse", "update-index", "write-tree",
+]);
+
 /** Parsed commits kept per repository; far above the few thousand commits a twin repository holds. */
 const GRAPH_MAX = 50_000;
 
@@ -305,6 +314,13 @@ export class GitRepo {
   private readonly cat: CatFile;
   private readonly memo = new Memo<unknown>();
   private readonly graph = new Map<string, GraphNode>();
+  /**
+   * Every ref with its SHA and object type, sorted, as read at a generation of the refs. A
+   * listing walks every loose ref file and asks cat-file for each type: with hundreds of
+   * experiment branches that was most of a check run's or a push's time in the twin.
+   */
+  private refsRead: { generation: number; refs: Promise<Array<{ ref: string; sha: string; type: string }>> } | null = null;
+  private refsGeneration = 0;
 
   constructor(readonly dir: string) {
     this.cat = new CatFile(dir);
@@ -319,8 +335,21 @@ export class GitRepo {
     this.cat.close();
   }
 
+  /** Runs git on this repository; a command that may move refs drops the listing of them, before and after. */
   git(args: string[], opts?: RunOptions): Promise<RunResult> {
-    return runGit(this.dir, args, opts);
+    if (READS_REFS_ONLY.has(args[0] ?? "")) return runGit(this.dir, args, opts);
+    this.refsChanged();
+    return runGit(this.dir, args, opts).finally(() => this.refsChanged());
+  }
+
+  /**
+   * Refs may have moved (git wrote them, e.g. receive-pack for a push): the next listing reads
+   * them again. Called before and after every such write, so that a listing read while it ran
+   * is not kept.
+   */
+  refsChanged(): void {
+    this.refsGeneration += 1;
+    this.refsRead = null;
   }
 
   private cached<V>(key: string, compute: () => Promise<V>): Promise<V> {
@@ -534,6 +563,20 @@ export class GitRepo {
 
   /** All refs under a prefix (e.g. refs/heads/) with their SHAs and object types, sorted by name. */
   async listRefs(prefix = "refs/"): Promise<Array<{ ref: string; sha: string; type: string }>> {
+    const generation = this.refsGeneration;
+    let read = this.refsRead?.generation === generation ? this.refsRead.refs : null;
+    if (!read) {
+      const refs = this.readRefs();
+      read = refs;
+      this.refsRead = { generation, refs };
+      refs.catch(() => {
+        if (this.refsRead?.refs === refs) this.refsRead = null;
+      });
+    }
+    return (await read).filter((r) => r.ref.startsWith(prefix)).map((r) => ({ ...r }));
+  }
+
+  private async readRefs(): Promise<Array<{ ref: string; sha: string; type: string }>> {
     const found = await this.packedRefs();
     const walk = async (rel: string) => {
       let dirents;
@@ -554,7 +597,6 @@ export class GitRepo {
     await walk("refs");
     const out: Array<{ ref: string; sha: string; type: string }> = [];
     for (const [ref, sha] of [...found].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-      if (!ref.startsWith(prefix)) continue;
       out.push({ ref, sha, type: (await this.objectType(sha)) ?? "commit" });
     }
     return out;

@@ -180,8 +180,15 @@ export async function httpBackend(git: GitRepo, req: BackendRequest): Promise<Gi
   // Only the protocol's own key=value words are passed on (git ignores what it does not know).
   if (req.gitProtocol && /^[\w.=:-]{1,200}$/.test(req.gitProtocol)) cgi.GIT_PROTOCOL = req.gitProtocol;
   if (req.remoteUser) cgi.REMOTE_USER = req.remoteUser;
-  const { stdout } = await runGit(dirname(git.dir), ["http-backend"], { input: req.body, env: cgi, ok: [0, 1, 128] });
-  return parseCgi(stdout);
+  // receive-pack moves refs behind the repository's back: its listing of them is dropped.
+  const pushes = service === "receive-pack";
+  if (pushes) git.refsChanged();
+  try {
+    const { stdout } = await runGit(dirname(git.dir), ["http-backend"], { input: req.body, env: cgi, ok: [0, 1, 128] });
+    return parseCgi(stdout);
+  } finally {
+    if (pushes) git.refsChanged();
+  }
 }
 
 /** A CGI answer: header lines, a blank line, the body; `Status: 403 Forbidden` sets the status. */

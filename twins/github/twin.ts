@@ -1036,6 +1036,7 @@ export class GitHubTwin {
       // where the push put it was refused, or moved by another write since, which raised its own.
       const commands = pushCommands(body, req.headers["content-encoding"]);
       const out = await backend();
+      await this.c.preparePush(repo, commands);
       answer = await this.exclusive(async (c) => {
         for (const cmd of commands) {
           if (!cmd.ref.startsWith("refs/heads/") || cmd.old === cmd.new) continue;
