@@ -147,3 +147,49 @@ describe("spawns", () => {
     }
   });
 });
+
+describe("diff", () => {
+  it("lists every changed file with git's status and line counts, from one git process", async () => {
+    const id: GitIdentity = { name: "T", email: "t@example.com", date: "2024-01-03T00:00:00.000Z" };
+    const blob = (text: string) => repo.writeBlob(text);
+    const from = await repo.buildTree(
+      null,
+      new Map([
+        ["train.py", { mode: "100644", sha: await blob("LR = 0.04\nDEPTH = 4\nWIDTH = 8\n") }],
+        ["gone.txt", { mode: "100644", sha: await blob("old\n") }],
+        ["data/blob.bin", { mode: "100644", sha: await blob("\0\x01binary\0") }],
+        ["run.sh", { mode: "100644", sha: await blob("echo hi\n") }],
+      ]),
+    );
+    const to = await repo.buildTree(
+      from,
+      new Map([
+        ["train.py", { mode: "100644", sha: await blob("LR = 0.05\nDEPTH = 4\nWIDTH = 16\nHEADS = 2\n") }],
+        ["gone.txt", null],
+        ["data/blob.bin", { mode: "100644", sha: await blob("\0\x02binary\0") }],
+        ["run.sh", { mode: "100755", sha: await blob("echo hi\n") }],
+        ["notes with space.md", { mode: "100644", sha: await blob("# n\n") }],
+      ]),
+    );
+    const a = await repo.commitTree(from, [], "from", id, id);
+    const b = await repo.commitTree(to, [a], "to", id, id);
+    const before = gitSpawnCount();
+    const diff = await repo.diff(a, b);
+    expect(gitSpawnCount() - before).toBe(1);
+    // git's own numbers: --numstat (binary files count "-").
+    const numstat = (await runGit(repo.dir, ["diff-tree", "-r", "-z", "--no-renames", "--numstat", from, to])).stdout.toString().split("\0").filter(Boolean);
+    const counts = Object.fromEntries(numstat.map((l) => l.split("\t")).map(([add, del, path]) => [path, [add === "-" ? 0 : Number(add), del === "-" ? 0 : Number(del)]]));
+    expect(diff.map((d) => [d.path, d.status, d.additions, d.deletions])).toEqual([
+      ["data/blob.bin", "modified", ...(counts["data/blob.bin"] ?? [])],
+      ["gone.txt", "removed", ...(counts["gone.txt"] ?? [])],
+      ["notes with space.md", "added", ...(counts["notes with space.md"] ?? [])],
+      ["run.sh", "modified", ...(counts["run.sh"] ?? [])],
+      ["train.py", "modified", ...(counts["train.py"] ?? [])],
+    ]);
+    expect(counts["train.py"]).toEqual([3, 2]);
+    expect(diff.find((d) => d.path === "train.py")?.patch).toContain("-LR = 0.04\n+LR = 0.05");
+    expect(diff.find((d) => d.path === "run.sh")).toMatchObject({ oldMode: "100644", newMode: "100755" });
+    expect(diff.find((d) => d.path === "run.sh")?.patch).toBeUndefined();
+    expect(diff.find((d) => d.path === "data/blob.bin")?.patch).toBeUndefined();
+  });
+});

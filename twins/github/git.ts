@@ -934,15 +934,18 @@ export class GitRepo {
     const toTree = await this.treeOf(to);
     if (!fromTree || !toTree) throw new GitError(`cannot diff ${from ?? "(empty)"}..${to}`, 128, "");
     if (fromTree === toTree) return [];
-    const raw = await this.git(["diff-tree", "-r", "-z", "--no-renames", "--raw", fromTree, toTree]);
-    const parts = raw.stdout.toString("utf8").split("\0");
+    // One git process: the raw listing (NUL-separated records, then one more NUL) and, after
+    // it, one patch for all files, whose sections come in the listing's order.
+    const out = (await this.git(["diff-tree", "-r", "-z", "--no-renames", "--raw", "-p", "--no-color", "--full-index", fromTree, toTree])).stdout;
     const entries: DiffEntry[] = [];
-    for (let i = 0; i + 1 < parts.length; i += 2) {
-      const meta = parts[i] ?? "";
-      if (!meta.startsWith(":")) break;
-      const [oldMode = "", newMode = "", oldSha = "", newSha = "", status = ""] = meta.slice(1).split(" ");
+    let at = 0;
+    while (out[at] === 0x3a /* ":" */) {
+      const metaEnd = out.indexOf(0, at);
+      const pathEnd = metaEnd < 0 ? -1 : out.indexOf(0, metaEnd + 1);
+      if (pathEnd < 0) break;
+      const [oldMode = "", newMode = "", oldSha = "", newSha = "", status = ""] = out.subarray(at + 1, metaEnd).toString("utf8").split(" ");
       entries.push({
-        path: parts[i + 1] ?? "",
+        path: out.subarray(metaEnd + 1, pathEnd).toString("utf8"),
         status: status === "A" ? "added" : status === "D" ? "removed" : "modified",
         oldSha: oldSha === ZERO_SHA ? null : oldSha,
         newSha: newSha === ZERO_SHA ? null : newSha,
@@ -951,10 +954,11 @@ export class GitRepo {
         additions: 0,
         deletions: 0,
       });
+      at = pathEnd + 1;
     }
     if (entries.length === 0) return entries;
-    // One patch for all files; its sections come in the same order as the raw listing.
-    const patch = (await this.git(["diff-tree", "-r", "-p", "--no-renames", "--no-color", "--full-index", fromTree, toTree])).stdout.toString("utf8");
+    if (out[at] === 0) at += 1;
+    const patch = out.subarray(at).toString("utf8");
     const sections = patch.split(/^diff --git /m).slice(1);
     sections.forEach((section, i) => {
       const e = entries[i];
