@@ -13,7 +13,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startWebhookReceiver } from "../support/webhook-receiver.js";
 import { newAppKey } from "../../twins/bot.js";
 import { GitHubTwin, type Fault } from "../../twins/github/index.js";
-import { pushCommands } from "../../twins/github/smart-http.js";
+import { GitRepo, gitSpawnCount, runGit, type GitIdentity } from "../../twins/github/git.js";
+import { httpBackend, pushCommands, type BackendRequest } from "../../twins/github/smart-http.js";
 
 const OWNER = "alice";
 const REPO = "research";
@@ -375,5 +376,57 @@ describe("GitHub twin: the ref updates a push asks for", () => {
     ]);
     expect(pushCommands(Buffer.from("zzzz"))).toEqual([]);
     expect(pushCommands(Buffer.from("not gzip"), "gzip")).toEqual([]);
+  });
+});
+
+describe("GitHub twin: the refs advertisement a push asks for", () => {
+  it("is git's own, byte for byte, in every protocol a client asks for, without a git process once learned", async () => {
+    const repo = await GitRepo.init(join(scratch, "advertised.git"), "main");
+    try {
+      const ask = (gitProtocol?: string): BackendRequest => ({
+        method: "GET",
+        path: { owner: "o", repo: "advertised", service: "receive-pack", step: "refs" },
+        contentType: undefined,
+        contentEncoding: undefined,
+        gitProtocol,
+        remoteUser: "bob",
+        body: Buffer.alloc(0),
+      });
+      // git's answer, from git http-backend itself.
+      const gits = async (gitProtocol?: string) => {
+        const env: Record<string, string> = {
+          GIT_PROJECT_ROOT: scratch, PATH_INFO: "/advertised.git/info/refs", REQUEST_METHOD: "GET", QUERY_STRING: "service=git-receive-pack",
+          GIT_HTTP_EXPORT_ALL: "1", REMOTE_USER: "bob", REMOTE_ADDR: "127.0.0.1", CONTENT_LENGTH: "0",
+        };
+        if (gitProtocol) env.GIT_PROTOCOL = gitProtocol;
+        const out = (await runGit(scratch, ["http-backend"], { env })).stdout;
+        return out.subarray(out.indexOf("\r\n\r\n") + 4).toString("latin1");
+      };
+      const protocols = [undefined, "version=1", "version=2"];
+      // Learned on an empty repository (no refs: the capabilities^{} line).
+      for (const p of protocols) expect((await httpBackend(repo, ask(p))).body.toString("latin1")).toBe(await gits(p));
+      const before = gitSpawnCount();
+      for (const p of protocols) expect((await httpBackend(repo, ask(p))).body.toString("latin1")).toBe(await gits(p));
+      expect(gitSpawnCount() - before).toBe(protocols.length); // git's own answers only
+
+      const id: GitIdentity = { name: "T", email: "t@example.com", date: "2024-01-01T00:00:00.000Z" };
+      const tree = await repo.buildTree(null, new Map([["a.txt", { mode: "100644", sha: await repo.writeBlob("a\n") }]]));
+      const one = await repo.commitTree(tree, [], "one", id, id);
+      const two = await repo.commitTree(tree, [one], "two", id, id);
+      await repo.updateRef("refs/heads/main", two);
+      await repo.updateRef("refs/heads/autoresearch/1-lr", one);
+      await repo.updateRef("refs/heads/Zeta", one);
+      await runGit(repo.dir, ["tag", "-a", "-m", "v1", "v1", one], { env: { GIT_COMMITTER_NAME: "T", GIT_COMMITTER_EMAIL: "t@example.com" } });
+      repo.refsChanged();
+      for (const p of protocols) {
+        const ours = await httpBackend(repo, ask(p));
+        expect(ours.headers["content-type"]).toBe("application/x-git-receive-pack-advertisement");
+        expect(ours.body.toString("latin1")).toBe(await gits(p));
+      }
+      await repo.deleteRef("refs/heads/Zeta");
+      expect((await httpBackend(repo, ask())).body.toString("latin1")).toBe(await gits());
+    } finally {
+      repo.close();
+    }
   });
 });

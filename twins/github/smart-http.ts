@@ -159,6 +159,72 @@ export interface BackendRequest {
 
 /** Runs `git http-backend` for one request on the bare repository `git` and parses its CGI answer. */
 export async function httpBackend(git: GitRepo, req: BackendRequest): Promise<GitAnswer> {
+  if (req.path.service === "receive-pack" && req.path.step === "refs") {
+    const known = pushAdvertisements.get(git)?.get(protocolKey(req));
+    if (known) return advertisePushRefs(git, known);
+  }
+  const answer = await runBackend(git, req);
+  if (req.path.service === "receive-pack" && req.path.step === "refs" && answer.status === 200) learnPushAdvertisement(git, req, answer);
+  return answer;
+}
+
+/**
+ * What git's receive-pack advertisement is made of, besides the refs: its headers, what comes
+ * before the first ref (the service line, the protocol version) and the capabilities after it.
+ * Learned from git's own answer, once per repository and protocol a client asks for.
+ */
+interface PushAdvertisement {
+  headers: Record<string, string>;
+  prelude: Buffer;
+  capabilities: string;
+}
+
+const pushAdvertisements = new WeakMap<GitRepo, Map<string, PushAdvertisement>>();
+
+const protocolKey = (req: BackendRequest) => (req.gitProtocol && /^[\w.=:-]{1,200}$/.test(req.gitProtocol) ? req.gitProtocol : "");
+
+function learnPushAdvertisement(git: GitRepo, req: BackendRequest, answer: GitAnswer): void {
+  // The pkt-lines up to the first that names a ref ("<sha> <ref>\0<capabilities>\n").
+  const body = answer.body;
+  for (let at = 0; at + 4 <= body.length; ) {
+    const size = Number.parseInt(body.subarray(at, at + 4).toString("latin1"), 16);
+    if (!Number.isInteger(size) || (size !== 0 && size < 4) || at + size > body.length) return;
+    if (size === 0) {
+      at += 4;
+      continue;
+    }
+    const line = body.subarray(at + 4, at + size);
+    const nul = line.indexOf(0);
+    if (/^[0-9a-f]{40} /.test(line.subarray(0, 41).toString("latin1")) && nul > 0) {
+      const capabilities = line.subarray(nul + 1).toString("utf8").replace(/\n$/, "");
+      let known = pushAdvertisements.get(git);
+      if (!known) pushAdvertisements.set(git, (known = new Map()));
+      known.set(protocolKey(req), { headers: answer.headers, prelude: Buffer.from(body.subarray(0, at)), capabilities });
+      return;
+    }
+    at += size;
+  }
+}
+
+/**
+ * receive-pack's advertisement from the repository's listing of refs, as git writes it: every
+ * ref in byte order, the first with the capabilities (none: a "capabilities^{}" line), then a
+ * flush. Each push asks for one before it sends its pack; a git process for each was a good
+ * part of what a push cost the twin.
+ */
+async function advertisePushRefs(git: GitRepo, known: PushAdvertisement): Promise<GitAnswer> {
+  const refs = (await git.listRefs("refs/")).sort((a, b) => Buffer.compare(Buffer.from(a.ref), Buffer.from(b.ref)));
+  const pkt = (text: string) => {
+    const data = Buffer.from(text, "utf8");
+    return Buffer.concat([Buffer.from((data.length + 4).toString(16).padStart(4, "0"), "latin1"), data]);
+  };
+  const lines = refs.length
+    ? refs.map((r, i) => pkt(i === 0 ? `${r.sha} ${r.ref}\0${known.capabilities}\n` : `${r.sha} ${r.ref}\n`))
+    : [pkt(`${"0".repeat(40)} capabilities^{}\0${known.capabilities}\n`)];
+  return { status: 200, headers: { ...known.headers }, body: Buffer.concat([known.prelude, ...lines, Buffer.from("0000", "latin1")]) };
+}
+
+async function runBackend(git: GitRepo, req: BackendRequest): Promise<GitAnswer> {
   const service = req.path.service ?? "upload-pack";
   // The CGI environment; called cgi, not env, because it is written for git, not read from ours.
   const cgi: Record<string, string> = {
