@@ -99,8 +99,14 @@ function slotIdle(r: TimedRunner): { p50: number | null; p90: number | null; mea
 const runner = new TimedRunner(Number(need("BENCH_SLOTS")), Number(need("BENCH_RUN_MIN_MS")), Number(need("BENCH_RUN_MAX_MS")));
 const passes: number[] = [];
 let peakRss = process.memoryUsage().rss;
+/** What the process's memory was made of when its resident size peaked (MB). */
+let atPeak = { heapUsed: 0, heapTotal: 0, external: 0 };
 const sampler = setInterval(() => {
-  peakRss = Math.max(peakRss, process.memoryUsage().rss);
+  const m = process.memoryUsage();
+  if (m.rss > peakRss) {
+    peakRss = m.rss;
+    atPeak = { heapUsed: m.heapUsed / 2 ** 20, heapTotal: m.heapTotal / 2 ** 20, external: m.external / 2 ** 20 };
+  }
 }, 100);
 const cpu0 = process.cpuUsage();
 const children0 = childCpuMs();
@@ -128,6 +134,7 @@ process.on("SIGTERM", () => {
     cpuSystemMs: cpu.system / 1000,
     childCpuMs: childCpuMs() - children0,
     peakRssMb: peakRss / 2 ** 20,
+    atPeak,
     passes,
     busyMs: runner.busyMs,
     duty: duty(runner, runner.first, runner.last),

@@ -93,6 +93,8 @@ interface BotStats {
   /** Of its child processes (git). */
   childCpuMs: number;
   peakRssMb: number;
+  /** The V8 heap (used and reserved) and memory outside it when the resident size peaked, MB. */
+  atPeak: { heapUsed: number; heapTotal: number; external: number };
   passes: number[];
   busyMs: number;
   /** Slot time spent training over the night, and from the first experiment after the night's first baseline. */
@@ -257,6 +259,7 @@ const part1 = {
   gitCpuMsPerExperiment: round(cost.bot.childCpuMs / cost.decided),
   systemCpuMsPerExperiment: round(cost.bot.cpuSystemMs / cost.decided),
   peakRssMb: round(cost.bot.peakRssMb),
+  heapAtPeakMb: { used: round(cost.bot.atPeak.heapUsed), reserved: round(cost.bot.atPeak.heapTotal), external: round(cost.bot.atPeak.external) },
   readsPerExperiment: round(cost.stats.reads / cost.decided, 2),
   writesPerExperiment: round(cost.stats.writes / cost.decided, 2),
   // git fetches and pushes (commits, branch deletions): no API requests, shown apart.
@@ -275,7 +278,7 @@ const part1 = {
 };
 log(
   `  ${part1.experiments} experiments in ${part1.wallSeconds} s: slot duty ${part1.slotDuty}% (goal ≥ 97; ${part1.slotDutyAfterBaseline}% after the first baseline; slots idle ${part1.slotIdleP50Ms} ms between runs at the median, ${part1.slotIdleP90Ms} ms at p90), ` +
-    `${part1.cpuMsPerExperiment} ms of bot CPU per experiment (goal ≤ 50), peak RSS ${part1.peakRssMb} MB (goal ≤ 300), ` +
+    `${part1.cpuMsPerExperiment} ms of bot CPU per experiment (goal ≤ 50), peak RSS ${part1.peakRssMb} MB (goal ≤ 300; heap ${part1.heapAtPeakMb.used} MB used of ${part1.heapAtPeakMb.reserved} then), ` +
     `${part1.readsPerExperiment} reads and ${part1.writesPerExperiment} writes per experiment (and ${part1.gitRequestsPerExperiment} git requests), passes p50 ${part1.passP50Ms} ms, p99 ${part1.passP99Ms} ms; ` +
     `the twins took ${part1.twinCpuMsPerExperiment} ms of CPU per experiment, and the machine's ${availableParallelism()} cores were ${part1.machineCpuPercent}% busy`,
 );
