@@ -366,16 +366,17 @@ export class TwinCore {
    * kept, so the event is raised without running git while every other request waits.
    */
   async preparePush(repo: RepoRecord, commands: Array<{ ref: string; new: string | null }>): Promise<void> {
-    for (const cmd of commands) {
-      if (!cmd.new || !cmd.ref.startsWith("refs/heads/")) continue;
-      try {
-        const c = await repo.git.readCommit(cmd.new);
-        await repo.git.diff(c.parents[0] ?? null, c.sha);
-      } catch {
-        // Not a commit git has (a refused push): the event is not raised.
+    // Only a head start: whatever fails here is read again, and reported, under the lock.
+    try {
+      for (const cmd of commands) {
+        if (!cmd.new || !cmd.ref.startsWith("refs/heads/")) continue;
+        const c = await repo.git.readCommit(cmd.new).catch(() => null); // a refused push's objects
+        if (c) await repo.git.diff(c.parents[0] ?? null, c.sha);
       }
+      await repo.git.listRefs("refs/heads/");
+    } catch {
+      // read again under the lock
     }
-    await repo.git.listRefs("refs/heads/");
   }
 
   private async emitPush(repo: RepoRecord, ref: string, before: string | null, after: string | null, actor: Actor): Promise<void> {
