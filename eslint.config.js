@@ -2,7 +2,8 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/**", "node_modules/**", "coverage/**"] },
+  // .cache/: what the benchmarks build (bench:scale compiles the bot there), like dist/.
+  { ignores: ["dist/**", "node_modules/**", "coverage/**", ".cache/**"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
