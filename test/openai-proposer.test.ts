@@ -230,6 +230,23 @@ describe("OpenAIProposer against the twin", () => {
     expect(lastUserMessage(twin.chatRequests[0]?.body)).toContain("Try the old LR with the new schedule.");
   });
 
+  it("proposals asked for together share one prompt; another request gets its own", async () => {
+    const p = proposer();
+    const base = { ...request(), reviewerNotes: ["Keep the warmup."] };
+    twin.script(json("LR 5e-4", "LEARNING_RATE = 3e-4", "LEARNING_RATE = 5e-4"), json("LR 2e-4", "LEARNING_RATE = 3e-4", "LEARNING_RATE = 2e-4"));
+    await Promise.all([p.propose({ ...base, seed: 1 }), p.propose({ ...base, seed: 2 })]);
+    const [a, b] = twin.chatRequests.map((r) => r.body?.messages);
+    expect(b).toEqual(a);
+    // A request with other notes (or history, files, guidance) is not answered from that prompt.
+    twin.script(json("Warmup 50", "WARMUP_STEPS = 100", "WARMUP_STEPS = 50"));
+    await p.propose({ ...base, reviewerNotes: ["Shorter warmup now."], seed: 3 });
+    expect(lastUserMessage(twin.chatRequests[2]?.body)).toContain("Shorter warmup now.");
+    expect(lastUserMessage(twin.chatRequests[2]?.body)).not.toContain("Keep the warmup.");
+    twin.script(json("LR 4e-4", "LEARNING_RATE = 3e-4", "LEARNING_RATE = 4e-4"));
+    await p.propose({ ...base, guidance: "Focus on the schedule.", seed: 4 });
+    expect(lastUserMessage(twin.chatRequests[3]?.body)).toContain("Focus on the schedule.");
+  });
+
   it("sends a JSON schema generated from the zod schema, in the form strict structured outputs accept", () => {
     const generated = z.toJSONSchema(proposalReplySchema) as { properties: Record<string, unknown>; required: string[] };
     const sent = proposalJsonSchema(["train.py", "model.py"]) as { properties: Record<string, Record<string, unknown>>; required: string[] };

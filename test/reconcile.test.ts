@@ -930,6 +930,43 @@ describe("asking a model ahead (proposer.ask_ahead)", () => {
   });
 });
 
+describe("asking a model ahead at many slots", () => {
+  it("keeps a proposal ready for every slot, asked for a quarter of the slots at a time, all from one request", async () => {
+    const w = world({ config: "slots: 8\nproposer:\n  ask_ahead: true\n", runnerSlots: 8 });
+    w.proposer.asksAhead = true;
+    // Every proposal a tree of its own (none is thrown away as tried already).
+    const ideas = Array.from({ length: 40 }, (_, k): ScriptStep => (req) => {
+      const files = { ...req.files, "train.py": `${req.files["train.py"]}# idea ${k}\n` };
+      return { title: `Idea ${k}`, hypothesis: "h", edits: [{ path: "train.py", search: req.files["train.py"]!, replace: files["train.py"] }], files, proposer: "scripted" };
+    });
+    w.proposer.queue(...ideas);
+    await w.settle();
+    w.runner.finish(runOf(w, 1), measured(1.0));
+    await w.settle();
+    const asked = () => w.proposer.requests.length;
+    // The baseline and seven experiments train, and proposals are ready for the next starts.
+    expect(w.runner.inFlight()).toHaveLength(8);
+
+    // Experiments end one at a time: each slot starts its next run from a ready proposal, and
+    // proposals are asked for two at a time (a quarter of 8 slots), both from one request.
+    const steps: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      const before = asked();
+      const running = w.runner.inFlight().filter((id) => !/-1-\d+$/.test(id)); // not the baseline's runs
+      w.runner.finish(running[0]!, measured(1.02));
+      await w.settle();
+      expect(w.runner.inFlight()).toHaveLength(8);
+      steps.push(asked() - before);
+      if (asked() > before) {
+        const batch = w.proposer.requests.slice(before);
+        expect(batch.every((r) => r.history === batch[0]!.history)).toBe(true);
+      }
+    }
+    expect(steps.filter((n) => n > 0).every((n) => n >= 2)).toBe(true);
+    expect(steps.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(6);
+  });
+});
+
 describe("when GitHub fails in the middle of a pass", () => {
   it("opens a PR in one write, unlabelled: a failed write of its record and labels loses nothing and opens nothing twice", async () => {
     const w = world();

@@ -126,6 +126,8 @@ export class OpenAIProposer implements ProposerPort {
   private mode: "json_schema" | "text";
   /** Set once the endpoint returned a JSON reply to a json_schema request. */
   private jsonSeen = false;
+  /** The last prompt built, and what it was built from. */
+  private lastPrompt: { req: ProposalRequestWithNotes; mode: "json_schema" | "text"; messages: Message[] } | null = null;
 
   constructor(options: OpenAIProposerOptions) {
     if (!options.apiKey) throw new Error("OpenAIProposer: apiKey is required");
@@ -220,11 +222,28 @@ export class OpenAIProposer implements ProposerPort {
   }
 
   private initialMessages(req: ProposalRequestWithNotes): Message[] {
-    return buildMessages(req, {
-      structured: this.mode === "json_schema",
-      maxChars: this.opts.maxPromptChars,
-      reviewerNotes: req.reviewerNotes,
-    });
+    // Proposals asked for together share one request but for its seed, which the prompt does
+    // not show: its messages are built once (history, files and guidance make them long).
+    const last = this.lastPrompt;
+    const same =
+      last !== null &&
+      last.mode === this.mode &&
+      last.req.history === req.history &&
+      last.req.files === req.files &&
+      last.req.guidance === req.guidance &&
+      last.req.editablePaths === req.editablePaths &&
+      last.req.bestBpb === req.bestBpb &&
+      last.req.reviewerNotes === req.reviewerNotes;
+    if (!same) {
+      const messages = buildMessages(req, {
+        structured: this.mode === "json_schema",
+        maxChars: this.opts.maxPromptChars,
+        reviewerNotes: req.reviewerNotes,
+      });
+      this.lastPrompt = { req, mode: this.mode, messages };
+      return [...messages];
+    }
+    return [...last.messages];
   }
 
   private async complete(messages: Message[], editablePaths: string[], signal: AbortSignal): Promise<Reply> {
