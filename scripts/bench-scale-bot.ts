@@ -5,6 +5,7 @@
 // Configured by environment: BOT_BASE_URL, BOT_APP_ID, BOT_PRIVATE_KEY, BOT_SECRET,
 // BENCH_SLOTS, BENCH_RUN_MIN_MS, BENCH_RUN_MAX_MS, BENCH_THROTTLE (on|off), OPENAI_*.
 import { procCpuMs } from "./proc-cpu.js";
+import { slotGaps } from "./demo-slots.js";
 import { measured } from "../test/support/fakes.js";
 import { appFromEnv, need, startBot } from "../twins/bot.js";
 import type { RepoRef, RunnerPort, RunObservation, RunSpec } from "../src/types.js";
@@ -82,16 +83,10 @@ function duty(r: TimedRunner, from: number, to: number): number {
   return to > from ? busy / (r.slots * (to - from)) : 0;
 }
 
-/**
- * How long slots sat idle between runs (ms): the k-th run to end frees the slot that the
- * (k + slots)-th run to start takes; the time between is that slot's idle time.
- */
+/** How long slots sat idle between runs (ms), paired as the demo pairs them (slotGaps). */
 function slotIdle(r: TimedRunner): { p50: number | null; p90: number | null; mean: number | null } {
-  const starts = [...r.spans.values()].map((s) => s.start).sort((a, b) => a - b);
-  const ends = [...r.spans.values()].flatMap((s) => (s.end === null ? [] : [s.end])).sort((a, b) => a - b);
-  const gaps: number[] = [];
-  for (let k = 0; k < ends.length && k + r.slots < starts.length; k++) gaps.push(Math.max(0, starts[k + r.slots]! - ends[k]!));
-  gaps.sort((a, b) => a - b);
+  const spans = [...r.spans.values()];
+  const gaps = slotGaps(spans.map((s) => s.start), spans.flatMap((s) => (s.end === null ? [] : [s.end])), r.slots);
   const at = (q: number) => (gaps.length ? gaps[Math.min(gaps.length - 1, Math.floor(q * gaps.length))]! : null);
   return { p50: at(0.5), p90: at(0.9), mean: gaps.length ? gaps.reduce((a, b) => a + b, 0) / gaps.length : null };
 }

@@ -54,13 +54,21 @@ export function watchSlots<R extends RunnerPort>(runner: R): SlotWatch<R> {
     runner: watched,
     training: (t) => [...starts].some(([runId, start]) => start <= t && t < (endOf.get(runId) ?? Infinity)),
     idle(slots) {
-      const s = [...starts.values()].sort((a, b) => a - b);
-      const e = [...ends].sort((a, b) => a - b);
-      const gaps: number[] = [];
-      for (let k = 0; k < e.length && k + slots < s.length; k++) gaps.push(Math.max(0, s[k + slots]! - e[k]!) / 1000);
-      gaps.sort((a, b) => a - b);
+      const gaps = slotGaps([...starts.values()], ends, slots).map((ms) => ms / 1000);
       const at = (q: number) => (gaps.length ? +gaps[Math.min(gaps.length - 1, Math.floor(q * gaps.length))]!.toFixed(2) : null);
       return { medianSeconds: at(0.5), p90Seconds: at(0.9), gaps: gaps.length };
     },
   };
+}
+
+/**
+ * Slot idle times (ms, ascending) from runs' start and end times: the k-th run to end frees the
+ * slot that the (k + slots)-th run to start takes, and the time between is that slot's idle time.
+ */
+export function slotGaps(starts: number[], ends: number[], slots: number): number[] {
+  const s = [...starts].sort((a, b) => a - b);
+  const e = [...ends].sort((a, b) => a - b);
+  const gaps: number[] = [];
+  for (let k = 0; k < e.length && k + slots < s.length; k++) gaps.push(Math.max(0, s[k + slots]! - e[k]!));
+  return gaps.sort((a, b) => a - b);
 }

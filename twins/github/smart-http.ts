@@ -181,6 +181,7 @@ interface PushAdvertisement {
 
 const pushAdvertisements = new WeakMap<GitRepo, Map<string, PushAdvertisement>>();
 
+/** The client's Git-Protocol words, if they are only the protocol's own key=value words (else ""). */
 const protocolKey = (req: BackendRequest) => (req.gitProtocol && /^[\w.=:-]{1,200}$/.test(req.gitProtocol) ? req.gitProtocol : "");
 
 function learnPushAdvertisement(git: GitRepo, req: BackendRequest, answer: GitAnswer): void {
@@ -244,7 +245,8 @@ async function runBackend(git: GitRepo, req: BackendRequest): Promise<GitAnswer>
   if (req.contentType) cgi.CONTENT_TYPE = req.contentType;
   if (req.contentEncoding) cgi.HTTP_CONTENT_ENCODING = req.contentEncoding;
   // Only the protocol's own key=value words are passed on (git ignores what it does not know).
-  if (req.gitProtocol && /^[\w.=:-]{1,200}$/.test(req.gitProtocol)) cgi.GIT_PROTOCOL = req.gitProtocol;
+  const protocol = protocolKey(req);
+  if (protocol) cgi.GIT_PROTOCOL = protocol;
   if (req.remoteUser) cgi.REMOTE_USER = req.remoteUser;
   // receive-pack moves refs behind the repository's back: its listing of them is dropped.
   const pushes = service === "receive-pack";
