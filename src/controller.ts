@@ -252,6 +252,9 @@ export class Controller {
 
   /** Trigger a pass on every repository of every installation. */
   async resync(): Promise<void> {
+    // A follower lists nothing: its passes would be dropped, and the leader's resync covers them
+    // (a bot that becomes leader resyncs at once).
+    if (this.stopped || !this.leads()) return;
     try {
       for (const { installationId, repo } of await this.opts.listRepos()) this.trigger(installationId, repo, { steer: true });
     } catch (err) {

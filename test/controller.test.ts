@@ -263,6 +263,25 @@ describe("the controller", () => {
     expect([passes.times(A), passes.times(B)]).toEqual([[0, RESYNC_MS], [0, RESYNC_MS]]);
   });
 
+  it("lists no repository while another bot leads, and lists them all when this one takes over", async () => {
+    repos = [{ installationId: 1, repo: A }, { installationId: 2, repo: B }];
+    let leads = false;
+    let listings = 0;
+    const c = newController({ isLeader: () => leads, listRepos: async () => (listings++, repos) });
+    c.start();
+    await advance(3 * RESYNC_MS);
+    c.trigger(1, A); // a webhook that reached the follower
+    await settle();
+    expect([listings, passes.count(A), passes.count(B)]).toEqual([0, 0, 0]);
+    expect(logged).toEqual([]);
+    leads = true;
+    await c.resync(); // what the bot does when it becomes leader
+    await settle();
+    expect([listings, passes.count(A), passes.count(B)]).toEqual([1, 1, 1]);
+    await advance(RESYNC_MS);
+    expect([listings, passes.count(A), passes.count(B)]).toEqual([2, 2, 2]);
+  });
+
   it("stop() waits for the pass in flight, then runs nothing more: no coalesced pass, retry, wake-up, resync or run's end", async () => {
     repos = [{ installationId: 1, repo: A }, { installationId: 2, repo: B }];
     const c = newController();

@@ -1047,6 +1047,30 @@ describe("when GitHub fails in the middle of a pass", () => {
     expect(w.runner.submitted.filter((s) => s.pull === exp.number)).toHaveLength(1);
   });
 
+  it("opens the proposal of an experiment that could not be opened on the next pass, without asking the model again; three failed opens give it up", async () => {
+    const w = world();
+    w.proposer.queue(change("LR = 0.04", "LR = 0.05", "LR up"), change("LR = 0.04", "LR = 0.03", "LR down"), change("WARMUP = 100", "WARMUP = 50", "shorter warmup"));
+    await w.settle();
+    w.runner.finish("acme-research-1-1", measured(1.0));
+    w.gh.failNext("createPull");
+    expect((await w.pass()).errors).toEqual([expect.stringMatching(/^experiment 2 could not be opened/)]);
+    await w.settle();
+    expect(w.proposer.requests).toHaveLength(1);
+    expect(w.gh.record(w.gh.pullOf(2).number).title).toBe("LR up");
+
+    // GitHub refuses the next one three times: the third gives the proposal up.
+    w.runner.finish("acme-research-2-1", measured(1.02));
+    for (let i = 0; i < 3; i++) {
+      w.gh.failNext("createPull");
+      expect((await w.pass()).errors).toEqual([expect.stringMatching(/could not be opened: GitHub createPull failed/)]);
+      expect(w.proposer.requests).toHaveLength(2);
+    }
+    await w.settle({ allowErrors: true });
+    expect(w.proposer.requests).toHaveLength(3);
+    const open = w.gh.openPulls().map((p) => w.gh.record(p.number).title);
+    expect(open).toEqual(["shorter warmup"]);
+  });
+
   it("with slots free, a pull request that cannot be opened ends the pass's starts, and the next pass waits for the backoff", async () => {
     const lrs = Array.from({ length: 40 }, (_, i) => `LR = ${(0.05 + i / 1000).toFixed(3)}`);
     const w = await measuredBaseline({ config: "slots: 20\n", runnerSlots: 20, proposals: lrs.map((lr) => change("LR = 0.04", lr, lr)) });

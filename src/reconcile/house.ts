@@ -32,6 +32,8 @@ export interface Prepared {
   /** The reviewer notes it was given (other notes now: it is asked again). */
   notes: string;
   proposal: Promise<Proposal>;
+  /** How many times an experiment made of it could not be opened (a GitHub error): kept for the next pass. */
+  failedOpens?: number;
 }
 
 export function newHousekeeping(): Housekeeping {

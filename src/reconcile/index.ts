@@ -19,7 +19,7 @@ import { actPull, nothingActed, openExperiment, type ActDeps, type Acted } from 
 import { finalize, REPORT_EVERY_MS, runsWaitedFor } from "./finalize.js";
 import { houseFor, type Housekeeping } from "./house.js";
 import { planPull, planned, planStart, RESERVE_PER_RUN, writesPerExperiment, type Planned, type Step } from "./plan.js";
-import { prepareProposals, proposeExperiment, type ProposeDeps } from "./propose.js";
+import { keepUnopened, prepareProposals, proposeExperiment, type ProposeDeps, type ProposedExperiment } from "./propose.js";
 import { readSnapshot, type Snapshot } from "./snapshot.js";
 import type { Config } from "../config.js";
 import type { ExperimentPull, ExperimentRecord, GitHubPort, ProposerPort, RunnerPort } from "../types.js";
@@ -185,9 +185,7 @@ interface StartDeps {
 }
 
 /** An experiment numbered and proposed in a pass, to be opened; `last`: it takes the last free slot. */
-interface Reserved {
-  record: ExperimentRecord;
-  files: Record<string, string>;
+interface Reserved extends ProposedExperiment {
   last: boolean;
 }
 
@@ -220,7 +218,7 @@ async function reserveNext(d: StartDeps): Promise<Reserved | null> {
     // Several slots free (the night's start, a merge): their proposals are asked for at once,
     // not one pass after another.
     prepareProposals(propose, snap, w);
-    const next = start.start === "baseline" ? { record: start.record, files: {} } : await proposeExperiment(propose, snap, w, start.n);
+    const next: ProposedExperiment = start.start === "baseline" ? { record: start.record, files: {}, keep: null } : await proposeExperiment(propose, snap, w, start.n);
     // Counted from now on, so that the next start of this pass takes the next number and slot.
     w.records.push(next.record);
     w.opened.push(next.record.n);
@@ -249,6 +247,9 @@ async function openNext(d: StartDeps, next: Reserved): Promise<ExperimentPull | 
     if (next.last) prepareProposals(d.propose, snap, w);
     return pull;
   } catch (err) {
+    // The model's work is not lost with it: the next pass opens the same proposal (a new tree
+    // still, from the same head), unless this pull request was opened after all.
+    keepUnopened(d.propose.house, next.keep);
     await failedStart(d, `experiment ${next.record.n} could not be opened: ${(err as Error).message}`, "The next experiment could not be opened");
     return null;
   }

@@ -83,7 +83,13 @@ function topUp(slots: number): number {
 }
 
 /** The oldest prepared proposal that fits this head, guidance and notes and is a new tree, or null. */
-async function takePrepared(d: ProposeDeps, snap: Snapshot, records: ExperimentRecord[], proposer: string, notes: string[]): Promise<Proposal | null> {
+async function takePrepared(
+  d: ProposeDeps,
+  snap: Snapshot,
+  records: ExperimentRecord[],
+  proposer: string,
+  notes: string[],
+): Promise<{ proposal: Proposal; failedOpens: number } | null> {
   const { house } = d;
   while (house.prepared.length) {
     const p = house.prepared.shift()!;
@@ -91,7 +97,7 @@ async function takePrepared(d: ProposeDeps, snap: Snapshot, records: ExperimentR
     try {
       const proposal = await p.proposal;
       const applied = applyEdits(snap.files, proposal.edits, snap.config.editable);
-      if (applied.ok && !records.some((r) => r.treeHash === treeHash(applied.files))) return proposal;
+      if (applied.ok && !records.some((r) => r.treeHash === treeHash(applied.files))) return { proposal, failedOpens: p.failedOpens ?? 0 };
     } catch (err) {
       d.log.warn(`${snap.name}: a proposal prepared ahead failed (${(err as Error).message}); asking again`);
     }
@@ -99,13 +105,30 @@ async function takePrepared(d: ProposeDeps, snap: Snapshot, records: ExperimentR
   return null;
 }
 
+/** A proposed experiment: its record, the files of its commit, and how to keep its proposal when it cannot be opened. */
+export interface ProposedExperiment {
+  record: ExperimentRecord;
+  files: Record<string, string>;
+  /** The proposal as a prepared one, for the next pass; null for a queued idea's (asked for with the idea). */
+  keep: Prepared | null;
+}
+
+/**
+ * An experiment that could not be opened (GitHub failing) keeps its proposal for the next
+ * pass, which opens it without asking the model again, at most this many times in all: a
+ * proposal GitHub refuses every time is given up, and the next one asked for.
+ */
+const OPENS_PER_PROPOSAL = 3;
+
+/** Keep the proposal of an experiment that could not be opened, first in line, unless it failed to open too often. */
+export function keepUnopened(house: Housekeeping, keep: Prepared | null): void {
+  if (!keep) return;
+  const failedOpens = (keep.failedOpens ?? 0) + 1;
+  if (failedOpens < OPENS_PER_PROPOSAL) house.prepared.unshift({ ...keep, failedOpens });
+}
+
 /** The next experiment: its record and the files of its commit (throws when the proposal cannot be used). */
-export async function proposeExperiment(
-  d: ProposeDeps,
-  snap: Snapshot,
-  w: Planned,
-  n: number,
-): Promise<{ record: ExperimentRecord; files: Record<string, string> }> {
+export async function proposeExperiment(d: ProposeDeps, snap: Snapshot, w: Planned, n: number): Promise<ProposedExperiment> {
   const proposer = d.proposerFor(snap.config);
   // A queued idea (/autoresearch try) is the first instruction; maintainers' notes follow program.md.
   // The built-in proposer reads no text: ideas wait for a proposer that does.
@@ -115,8 +138,19 @@ export async function proposeExperiment(
   // and still applies as a new tree; else asked for now.
   const early = idea ? null : await takePrepared(d, snap, w.records, proposer.name, notes);
   const proposal =
-    early ?? (await proposer.propose(proposalRequest(snap, w.records, idea ? guidanceWithIdea(snap.guidance.text, idea) : snap.guidance.text, notes, n)));
-  return experimentFrom(snap, w.records, n, proposal, idea?.id ?? null);
+    early?.proposal ??
+    (await proposer.propose(proposalRequest(snap, w.records, idea ? guidanceWithIdea(snap.guidance.text, idea) : snap.guidance.text, notes, n)));
+  const keep: Prepared | null = idea
+    ? null
+    : {
+        headSha: snap.headSha,
+        guidanceSha: snap.guidance.sha,
+        proposer: proposer.name,
+        notes: notes.join("\n"),
+        proposal: Promise.resolve(proposal),
+        failedOpens: early?.failedOpens ?? 0,
+      };
+  return { ...experimentFrom(snap, w.records, n, proposal, idea?.id ?? null), keep };
 }
 
 /** A proposal as an experiment record, checked: only the editable files change, and into a tree not tried before. */

@@ -23,6 +23,10 @@ const PROPOSALS = [
   proposal("Raise LEARNING_RATE to 1e-3", "Ten times higher should train further.", "LEARNING_RATE = 0.0001", "LEARNING_RATE = 0.001"),
   proposal("Two more warmup steps", "Slightly longer warmup may smooth the start.", "WARMUP_STEPS = 10", "WARMUP_STEPS = 12"),
   proposal("Lower LEARNING_RATE to 1e-5", "A smaller step might be more stable.", "LEARNING_RATE = 0.001", "LEARNING_RATE = 0.00001"),
+  // More than four experiments need: a proposal the leader was waiting for when it stopped is
+  // lost with it (as with any bot that stops), and the other bot asks for the next one.
+  proposal("Three more warmup steps", "A longer warmup again.", "WARMUP_STEPS = 10", "WARMUP_STEPS = 13"),
+  proposal("Four more warmup steps", "A longer warmup still.", "WARMUP_STEPS = 10", "WARMUP_STEPS = 14"),
 ];
 
 interface Replica {
@@ -90,15 +94,17 @@ describe("two bots on one installation", () => {
     await bots[1 - leading]!.stop();
     await n.twin.waitForIdle();
 
-    // Every experiment number, pull request and run exactly once.
+    // Every experiment number, pull request and run exactly once (the second bot may have
+    // opened a fifth before it stopped).
     const pulls = n.twin.pulls(OWNER, REPO);
     const numbers = n.experiments().map((e) => e.record.n);
-    expect(numbers).toEqual([1, 2, 3, 4]);
-    expect(pulls).toHaveLength(4);
-    expect(new Set(pulls.map((p) => p.headRef)).size).toBe(4);
+    expect(pulls.length).toBeGreaterThanOrEqual(4);
+    expect(numbers).toEqual(pulls.map((_, i) => i + 1));
+    expect(new Set(pulls.map((p) => p.headRef)).size).toBe(pulls.length);
     const runs = (await readFile(n.runLog, "utf8")).trim().split("\n").map((l) => l.split(" ")[0]);
     expect(new Set(runs).size).toBe(runs.length);
-    expect(runs).toHaveLength(4);
+    expect(runs.length).toBeGreaterThanOrEqual(4);
+    expect(runs.length).toBeLessThanOrEqual(pulls.length);
     // Each led in turn: the first until it stopped, then the other.
     const led = (i: number) => n.logs.filter((l) => l.startsWith(`[bot ${i}] leader election: this bot`) && / leads:/.test(l));
     expect(led(leading)).toHaveLength(1);
