@@ -22,7 +22,7 @@ import { planPull, planned, planStart, RESERVE_PER_RUN, writesPerExperiment, typ
 import { keepUnopened, prepareProposals, proposeExperiment, type ProposeDeps, type ProposedExperiment } from "./propose.js";
 import { readSnapshot, type Snapshot } from "./snapshot.js";
 import type { Config } from "../config.js";
-import type { ExperimentPull, ExperimentRecord, GitHubPort, ProposerPort, RunnerPort } from "../types.js";
+import type { ExperimentPull, GitHubPort, ProposerPort, RunnerPort } from "../types.js";
 
 export { runIdFor } from "./snapshot.js";
 export { foreignResult, rebaselineReason, writesPerExperiment } from "./plan.js";
