@@ -9,7 +9,7 @@ import { newIdentity, timing, type LeaderElector } from "../../src/leader/electo
 import { LockFileElector } from "../../src/leader/lockfile.js";
 import { LocalRunner } from "../../src/runner/local.js";
 import { startBot, type BotHandle } from "../../twins/bot.js";
-import { APP_ID, COUNTING_HARNESS, OPENAI_KEY, OWNER, REPO, SECRET, proposal, settled, startNight, waitFor, type Night } from "../support/night.js";
+import { APP_ID, COUNTING_HARNESS, OPENAI_KEY, OWNER, REPO, ROOT, SECRET, proposal, readTree, settled, startNight, waitFor, type Night } from "../support/night.js";
 
 let night: Night | null = null;
 const stops: (() => Promise<void>)[] = [];
@@ -72,7 +72,10 @@ async function replica(n: Night, i: number): Promise<Replica> {
 
 describe("two bots on one installation", () => {
   it("run every experiment once: one leads, the other drops its webhooks, and takes over when the leader stops", async () => {
-    night = await startNight({ startBot: false });
+    // Four experiments make the night: no run of a fifth outlives the test.
+    const files = await readTree(path.join(ROOT, "test/fixtures/research-repo"));
+    files[".github/autoresearch.yml"] = `${(files[".github/autoresearch.yml"] ?? "").trimEnd()}\nnight:\n  max_experiments: 4\n`;
+    night = await startNight({ startBot: false, files });
     const n = night;
     n.openai.script(...PROPOSALS);
     const bots = [await replica(n, 0), await replica(n, 1)];
@@ -94,8 +97,8 @@ describe("two bots on one installation", () => {
     await bots[1 - leading]!.stop();
     await n.twin.waitForIdle();
 
-    // Every experiment number, pull request and run exactly once (the second bot may have
-    // opened a fifth before it stopped).
+    // Every experiment number, pull request and run exactly once (a night that crossed
+    // midnight UTC may have opened a fifth).
     const pulls = n.twin.pulls(OWNER, REPO);
     const numbers = n.experiments().map((e) => e.record.n);
     expect(pulls.length).toBeGreaterThanOrEqual(4);
