@@ -188,8 +188,31 @@ export async function startNight(
       await rm(workDir, { recursive: true, force: true });
     },
   };
+  await showLogOnFailure(night);
   if (opts.startBot !== false) await night.startBot();
   return night;
+}
+
+/** How much of a failed night's log a test prints: its last lines, each cut to a length. */
+const FAILED_LOG_LINES = 150;
+const FAILED_LOG_LINE_CHARS = 400;
+
+/**
+ * A test that fails prints the end of its night's log (the bot's and the runner's lines; not the
+ * HTTP server's request lines), so that a failure on CI, which keeps nothing else, says why.
+ * Imported here, not at the top: scripts (the chaos night) use this module outside vitest.
+ */
+async function showLogOnFailure(night: Night): Promise<void> {
+  const { onTestFailed } = await import("vitest");
+  try {
+    onTestFailed(() => {
+      const lines = night.logs.map((l) => l.trimEnd()).filter((l) => l && !l.includes('"name":"http"'));
+      const tail = lines.slice(-FAILED_LOG_LINES).map((l) => (l.length > FAILED_LOG_LINE_CHARS ? `${l.slice(0, FAILED_LOG_LINE_CHARS)}…` : l));
+      process.stderr.write(`--- the night's log: the last ${tail.length} of ${lines.length} lines ---\n${tail.join("\n")}\n--- end of the night's log ---\n`);
+    });
+  } catch {
+    // Not within a test (a hook or a script): nothing to print on failure.
+  }
 }
 
 /** The experiment is finished: its PR is closed (merged or not). */
