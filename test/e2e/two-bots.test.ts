@@ -23,8 +23,8 @@ const PROPOSALS = [
   proposal("Raise LEARNING_RATE to 1e-3", "Ten times higher should train further.", "LEARNING_RATE = 0.0001", "LEARNING_RATE = 0.001"),
   proposal("Two more warmup steps", "Slightly longer warmup may smooth the start.", "WARMUP_STEPS = 10", "WARMUP_STEPS = 12"),
   proposal("Lower LEARNING_RATE to 1e-5", "A smaller step might be more stable.", "LEARNING_RATE = 0.001", "LEARNING_RATE = 0.00001"),
-  // More than four experiments need: a proposal the leader was waiting for when it stopped is
-  // lost with it (as with any bot that stops), and the other bot asks for the next one.
+  // Two more than the night uses: a proposal the leader was waiting for when it stopped is lost
+  // with it (as with any bot that stops), and the other bot asks for the next one.
   proposal("Three more warmup steps", "A longer warmup again.", "WARMUP_STEPS = 10", "WARMUP_STEPS = 13"),
   proposal("Four more warmup steps", "A longer warmup still.", "WARMUP_STEPS = 10", "WARMUP_STEPS = 14"),
 ];
