@@ -33,7 +33,7 @@ export interface Prepared {
   notes: string;
   proposal: Promise<Proposal>;
   /** How many times an experiment made of it could not be opened (a GitHub error): kept for the next pass. */
-  failedOpens?: number;
+  failedOpens: number;
 }
 
 export function newHousekeeping(): Housekeeping {

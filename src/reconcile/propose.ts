@@ -65,11 +65,16 @@ export function prepareProposals(d: ProposeDeps, snap: Snapshot, w: Planned): vo
   while (house.prepared.length < want) {
     const proposal = proposer.propose({ ...request, seed: nextN + house.prepared.length });
     proposal.catch(() => undefined); // said when it is used
-    house.prepared.push({ headSha: snap.headSha, guidanceSha: snap.guidance.sha, proposer: proposer.name, notes: notes.join("\n"), proposal });
+    house.prepared.push(preparedFrom(snap, proposer.name, notes, proposal));
   }
   if (house.prepared.length > before) {
     d.log.info(`${snap.name}: asked for ${house.prepared.length - before} proposal(s) ahead (${house.prepared.length} prepared)`);
   }
+}
+
+/** A proposal as kept between passes: with the head, guidance, proposer and notes it was made from. */
+function preparedFrom(snap: Snapshot, proposer: string, notes: string[], proposal: Promise<Proposal>, failedOpens = 0): Prepared {
+  return { headSha: snap.headSha, guidanceSha: snap.guidance.sha, proposer, notes: notes.join("\n"), proposal, failedOpens };
 }
 
 /**
@@ -97,7 +102,7 @@ async function takePrepared(
     try {
       const proposal = await p.proposal;
       const applied = applyEdits(snap.files, proposal.edits, snap.config.editable);
-      if (applied.ok && !records.some((r) => r.treeHash === treeHash(applied.files))) return { proposal, failedOpens: p.failedOpens ?? 0 };
+      if (applied.ok && !records.some((r) => r.treeHash === treeHash(applied.files))) return { proposal, failedOpens: p.failedOpens };
     } catch (err) {
       d.log.warn(`${snap.name}: a proposal prepared ahead failed (${(err as Error).message}); asking again`);
     }
@@ -123,7 +128,7 @@ const OPENS_PER_PROPOSAL = 3;
 /** Keep the proposal of an experiment that could not be opened, first in line, unless it failed to open too often. */
 export function keepUnopened(house: Housekeeping, keep: Prepared | null): void {
   if (!keep) return;
-  const failedOpens = (keep.failedOpens ?? 0) + 1;
+  const failedOpens = keep.failedOpens + 1;
   if (failedOpens < OPENS_PER_PROPOSAL) house.prepared.unshift({ ...keep, failedOpens });
 }
 
@@ -140,16 +145,7 @@ export async function proposeExperiment(d: ProposeDeps, snap: Snapshot, w: Plann
   const proposal =
     early?.proposal ??
     (await proposer.propose(proposalRequest(snap, w.records, idea ? guidanceWithIdea(snap.guidance.text, idea) : snap.guidance.text, notes, n)));
-  const keep: Prepared | null = idea
-    ? null
-    : {
-        headSha: snap.headSha,
-        guidanceSha: snap.guidance.sha,
-        proposer: proposer.name,
-        notes: notes.join("\n"),
-        proposal: Promise.resolve(proposal),
-        failedOpens: early?.failedOpens ?? 0,
-      };
+  const keep = idea ? null : preparedFrom(snap, proposer.name, notes, Promise.resolve(proposal), early?.failedOpens ?? 0);
   return { ...experimentFrom(snap, w.records, n, proposal, idea?.id ?? null), keep };
 }
 
