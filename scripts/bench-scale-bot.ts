@@ -5,7 +5,7 @@
 // Configured by environment: BOT_BASE_URL, BOT_APP_ID, BOT_PRIVATE_KEY, BOT_SECRET,
 // BENCH_SLOTS, BENCH_RUN_MIN_MS, BENCH_RUN_MAX_MS, BENCH_THROTTLE (on|off), OPENAI_*.
 import { procCpuMs } from "./proc-cpu.js";
-import { slotGaps } from "./demo-slots.js";
+import { quantile, slotGaps } from "./demo-slots.js";
 import { measured } from "../test/support/fakes.js";
 import { appFromEnv, need, startBot } from "../twins/bot.js";
 import type { RepoRef, RunnerPort, RunObservation, RunSpec } from "../src/types.js";
@@ -87,8 +87,7 @@ function duty(r: TimedRunner, from: number, to: number): number {
 function slotIdle(r: TimedRunner): { p50: number | null; p90: number | null; mean: number | null } {
   const spans = [...r.spans.values()];
   const gaps = slotGaps(spans.map((s) => s.start), spans.flatMap((s) => (s.end === null ? [] : [s.end])), r.slots);
-  const at = (q: number) => (gaps.length ? gaps[Math.min(gaps.length - 1, Math.floor(q * gaps.length))]! : null);
-  return { p50: at(0.5), p90: at(0.9), mean: gaps.length ? gaps.reduce((a, b) => a + b, 0) / gaps.length : null };
+  return { p50: quantile(gaps, 0.5), p90: quantile(gaps, 0.9), mean: gaps.length ? gaps.reduce((a, b) => a + b, 0) / gaps.length : null };
 }
 
 const runner = new TimedRunner(Number(need("BENCH_SLOTS")), Number(need("BENCH_RUN_MIN_MS")), Number(need("BENCH_RUN_MAX_MS")));

@@ -30,6 +30,7 @@ import { newAppKey } from "../twins/bot.js";
 import { GitHubTwin } from "../twins/github/index.js";
 import { ROOT } from "./demo-project.js";
 import { perExperimentByEndpoint } from "./demo-summary.js";
+import { quantile } from "./demo-slots.js";
 import { procCpuMs } from "./proc-cpu.js";
 import { ModelDouble } from "./model-double.js";
 
@@ -73,10 +74,6 @@ for (const [name, v, lo, hi] of [["--slots", slots, 1, 64], ["--experiments", ex
 }
 
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
-const quantile = (xs: number[], q: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))]! : null;
-};
 const round = (x: number | null, d = 1) => (x === null ? null : +x.toFixed(d));
 
 function config(extra: string[] = []): string {

@@ -55,7 +55,10 @@ export function watchSlots<R extends RunnerPort>(runner: R): SlotWatch<R> {
     training: (t) => [...starts].some(([runId, start]) => start <= t && t < (endOf.get(runId) ?? Infinity)),
     idle(slots) {
       const gaps = slotGaps([...starts.values()], ends, slots).map((ms) => ms / 1000);
-      const at = (q: number) => (gaps.length ? +gaps[Math.min(gaps.length - 1, Math.floor(q * gaps.length))]!.toFixed(2) : null);
+      const at = (q: number) => {
+        const x = quantile(gaps, q);
+        return x === null ? null : +x.toFixed(2);
+      };
       return { medianSeconds: at(0.5), p90Seconds: at(0.9), gaps: gaps.length };
     },
   };
@@ -71,4 +74,10 @@ export function slotGaps(starts: number[], ends: number[], slots: number): numbe
   const gaps: number[] = [];
   for (let k = 0; k < e.length && k + slots < s.length; k++) gaps.push(Math.max(0, s[k + slots]! - e[k]!));
   return gaps.sort((a, b) => a - b);
+}
+
+/** The q-quantile of `xs` (the value at the floor of q × n in ascending order), or null when there is none. */
+export function quantile(xs: number[], q: number): number | null {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))]! : null;
 }
