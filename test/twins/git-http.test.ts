@@ -203,6 +203,53 @@ describe("GitHub twin: git over smart HTTP", () => {
     expect(await listed()).toEqual({});
   });
 
+  it("a listing read while refs move, each time only the moved ones read again, ends as git's own for-each-ref", async () => {
+    const dir = mkdtempSync(join(scratch, "listing-"));
+    const repo = await GitRepo.init(join(dir, "r.git"), "main");
+    const id = { name: "R", email: "r@example.com", date: "2026-01-01T00:00:00Z" };
+    const commits: string[] = [];
+    for (let i = 0; i < 4; i++) commits.push(await repo.commitTree(await repo.buildTree(null, new Map([["f", { mode: "100644", sha: await repo.writeBlob(`${i}\n`) }]])), [], `c${i}`, id, id));
+    const gitsOwn = async () =>
+      (await runGit(repo.dir, ["for-each-ref", "--format=%(refname) %(objectname)"])).stdout.toString().trim().split("\n").filter(Boolean).sort();
+    const listing = async () => (await repo.listRefs("refs/")).map((r) => `${r.ref} ${r.sha}`);
+    await repo.updateRef("refs/heads/a", commits[0]!);
+    expect(await listing()).toEqual([`refs/heads/a ${commits[0]}`]);
+    // A listing asked for while another is read, and after a ref moved that the other reads
+    // again: it shows that move too.
+    await repo.updateRef("refs/heads/a", commits[1]!);
+    const first = listing();
+    const moving = repo.updateRef("refs/heads/b", commits[2]!);
+    const second = listing();
+    expect((await second).filter((l) => l.startsWith("refs/heads/a "))).toEqual([`refs/heads/a ${commits[1]}`]);
+    await Promise.all([first, moving]);
+    expect([await repo.refSha("refs/heads/a"), await repo.refSha("refs/heads/b")]).toEqual([commits[1], commits[2]]);
+    // A ref moved since the last listing is read from git, not from the listing.
+    await repo.updateRef("refs/heads/a", commits[3]!);
+    expect(await repo.refSha("refs/heads/a")).toBe(commits[3]);
+    // A fixed pseudo-random sequence of moves, deletions and git's own writes, with listings in between and alongside.
+    let seed = 7;
+    const rand = (k: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) % k);
+    for (let round = 0; round < 12; round++) {
+      const ops: Promise<unknown>[] = [];
+      for (let i = 0; i < 6; i++) {
+        const ref = `refs/heads/b${rand(5)}`;
+        const what = rand(3);
+        if (round % 4 === 3 && i === 0) ops.push(repo.git(["update-ref", `refs/tags/t${rand(3)}`, commits[rand(4)]!])); // moves what it likes
+        else if (what === 0) ops.push(repo.deleteRef(ref));
+        else ops.push(repo.updateRef(ref, commits[rand(4)]!));
+        ops.push(listing());
+      }
+      await Promise.all(ops);
+      const own = await gitsOwn();
+      expect(await listing(), `round ${round}`).toEqual(own);
+      // Each ref as refSha reads it, from the listing where it has not moved since: git's too.
+      const refs = [...Array(5).keys()].map((k) => `refs/heads/b${k}`).concat([...Array(3).keys()].map((k) => `refs/tags/t${k}`));
+      const shas = await Promise.all(refs.map(async (ref) => `${ref} ${(await repo.refSha(ref)) ?? "-"}`));
+      expect(shas, `round ${round}`).toEqual(refs.map((ref) => `${ref} ${own.find((l) => l.startsWith(`${ref} `))?.split(" ")[1] ?? "-"}`));
+    }
+    repo.close();
+  });
+
   it("force-pushes a pull request's head: the pull request follows and synchronize goes out", async () => {
     const first = await twin.pushCommit(OWNER, REPO, "autoresearch/2-depth", { "train.py": "DEPTH = 10\n" }, "Deeper", { user: "bob" });
     const number = await twin.openPull(OWNER, REPO, { head: "autoresearch/2-depth", title: "Deeper", user: "bob" });

@@ -321,6 +321,17 @@ export class GitRepo {
    */
   private refsRead: { generation: number; refs: Promise<Array<{ ref: string; sha: string; type: string }>> } | null = null;
   private refsGeneration = 0;
+  /**
+   * The last listing read, by ref, and the refs that may have moved since it was read (null:
+   * any may have). The next listing reads only those again: a push or an update names the refs
+   * it moves, and reading every ref after each one was most of what the twin's lock was held for
+   * at many slots. Listings are read one after another, so that each starts from the last.
+   */
+  private lastListing: Map<string, { sha: string; type: string }> | null = null;
+  private movedSince: Set<string> | null = null;
+  /** While a listing is read: the refs it reads again (null: all of them); undefined when none is read. */
+  private reading: Set<string> | null | undefined = undefined;
+  private listingChain: Promise<unknown> = Promise.resolve();
 
   constructor(readonly dir: string) {
     this.cat = new CatFile(dir);
@@ -344,12 +355,14 @@ export class GitRepo {
 
   /**
    * Refs may have moved (git wrote them, e.g. receive-pack for a push): the next listing reads
-   * them again. Called before and after every such write, so that a listing read while it ran
-   * is not kept.
+   * them again, only `refs` where the write names every ref it may move, else all. Called before
+   * and after every such write, so that a listing read while it ran is not kept.
    */
-  refsChanged(): void {
+  refsChanged(refs?: Iterable<string>): void {
     this.refsGeneration += 1;
     this.refsRead = null;
+    if (!refs || !this.movedSince) this.movedSince = null;
+    else for (const ref of refs) this.movedSince.add(ref);
   }
 
   private cached<V>(key: string, compute: () => Promise<V>): Promise<V> {
@@ -548,14 +561,25 @@ export class GitRepo {
     return refs;
   }
 
-  /** The SHA a full ref (refs/heads/x) points to, or null. */
+  /**
+   * The SHA a full ref (refs/heads/x) points to, or null. Answered from the last listing when the
+   * ref has not moved since it was read (nor is being read again), else from git's files.
+   */
   async refSha(ref: string): Promise<string | null> {
     if (!safeRef(ref)) return null;
+    const listed = this.lastListing;
+    const unmoved = listed && this.movedSince && !this.movedSince.has(ref) && (this.reading === undefined || (this.reading !== null && !this.reading.has(ref)));
+    if (unmoved) return listed.get(ref)?.sha ?? null;
+    return this.readRef(ref);
+  }
+
+  /** The SHA a full ref points to, read from its loose file or packed-refs. */
+  private async readRef(ref: string): Promise<string | null> {
     try {
       const content = (await readFile(join(this.dir, ref), "utf8")).trim();
       if (FULL_SHA.test(content)) return content;
       const sym = /^ref: (refs\/\S+)$/.exec(content)?.[1];
-      return sym && sym !== ref ? this.refSha(sym) : null;
+      return sym && sym !== ref && safeRef(sym) ? this.readRef(sym) : null;
     } catch {
       return (await this.packedRefs()).get(ref) ?? null;
     }
@@ -576,8 +600,46 @@ export class GitRepo {
     return (await read).filter((r) => r.ref.startsWith(prefix)).map((r) => ({ ...r }));
   }
 
-  private async readRefs(): Promise<Array<{ ref: string; sha: string; type: string }>> {
-    const found = await this.packedRefs();
+  private readRefs(): Promise<Array<{ ref: string; sha: string; type: string }>> {
+    const read = this.listingChain.then(() => this.readRefsAfterLast());
+    this.listingChain = read.catch(() => undefined);
+    return read;
+  }
+
+  /** A listing from the last one, with the refs that moved since read again (all of them when that is not known). */
+  private async readRefsAfterLast(): Promise<Array<{ ref: string; sha: string; type: string }>> {
+    const last = this.lastListing;
+    const moved = last ? this.movedSince : null;
+    // Refs that move from here on are read again by the next listing (whether or not this one saw them move).
+    this.movedSince = new Set();
+    this.reading = moved;
+    let found: Map<string, { sha: string; type: string }>;
+    try {
+      if (last && moved) {
+        found = new Map(last);
+        for (const ref of moved) {
+          const sha = await this.readRef(ref);
+          if (sha) found.set(ref, { sha, type: (await this.objectType(sha)) ?? "commit" });
+          else found.delete(ref);
+        }
+      } else {
+        found = await this.readAllRefs();
+      }
+    } catch (err) {
+      this.movedSince = null;
+      throw err;
+    } finally {
+      this.reading = undefined;
+    }
+    this.lastListing = found;
+    return [...found]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([ref, { sha, type }]) => ({ ref, sha, type }));
+  }
+
+  /** Every ref, from packed-refs and the loose ref files. */
+  private async readAllRefs(): Promise<Map<string, { sha: string; type: string }>> {
+    const shas = await this.packedRefs();
     const walk = async (rel: string) => {
       let dirents;
       try {
@@ -589,17 +651,15 @@ export class GitRepo {
         const name = `${rel}/${d.name}`;
         if (d.isDirectory()) await walk(name);
         else if (d.isFile() && !d.name.endsWith(".lock")) {
-          const sha = await this.refSha(name);
-          if (sha) found.set(name, sha);
+          const sha = await this.readRef(name);
+          if (sha) shas.set(name, sha);
         }
       }
     };
     await walk("refs");
-    const out: Array<{ ref: string; sha: string; type: string }> = [];
-    for (const [ref, sha] of [...found].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-      out.push({ ref, sha, type: (await this.objectType(sha)) ?? "commit" });
-    }
-    return out;
+    const found = new Map<string, { sha: string; type: string }>();
+    for (const [ref, sha] of shas) found.set(ref, { sha, type: (await this.objectType(sha)) ?? "commit" });
+    return found;
   }
 
   /** Resolves a branch or tag name, full ref or (abbreviated) SHA to a commit SHA; null if none. */
@@ -627,15 +687,25 @@ export class GitRepo {
   async updateRef(ref: string, newSha: string, oldSha?: string): Promise<boolean> {
     const args = ["update-ref", ref, newSha];
     if (oldSha !== undefined) args.push(oldSha);
-    const r = await this.git(args, { ok: [0, 1, 128] });
-    return r.code === 0;
+    return this.moveRef(ref, args);
   }
 
   async deleteRef(ref: string, oldSha?: string): Promise<boolean> {
     const args = ["update-ref", "-d", ref];
     if (oldSha !== undefined) args.push(oldSha);
-    const r = await this.git(args, { ok: [0, 1, 128] });
-    return r.code === 0;
+    return this.moveRef(ref, args);
+  }
+
+  /** `git update-ref` on one ref: only that ref is read again for the next listing. */
+  private async moveRef(ref: string, args: string[]): Promise<boolean> {
+    if (!safeRef(ref)) this.refsChanged();
+    else this.refsChanged([ref]);
+    try {
+      return (await runGit(this.dir, args, { ok: [0, 1, 128] })).code === 0;
+    } finally {
+      if (!safeRef(ref)) this.refsChanged();
+      else this.refsChanged([ref]);
+    }
   }
 
   // ---- commit graph (cached: results depend only on the SHAs) ----------------------------------

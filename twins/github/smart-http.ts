@@ -248,14 +248,18 @@ async function runBackend(git: GitRepo, req: BackendRequest): Promise<GitAnswer>
   const protocol = protocolKey(req);
   if (protocol) cgi.GIT_PROTOCOL = protocol;
   if (req.remoteUser) cgi.REMOTE_USER = req.remoteUser;
-  // receive-pack moves refs behind the repository's back: its listing of them is dropped.
-  const pushes = service === "receive-pack";
-  if (pushes) git.refsChanged();
+  // receive-pack moves refs behind the repository's back: those its commands name (it runs no
+  // hook that could move others) are read again for the next listing of them; all of them
+  // where the commands cannot be read.
+  const pushes = service === "receive-pack" && req.path.step === "rpc";
+  const moved = pushes ? pushCommands(req.body, req.contentEncoding).map((c) => c.ref) : [];
+  const changed = () => (moved.length ? git.refsChanged(moved) : git.refsChanged());
+  if (pushes) changed();
   try {
     const { stdout } = await runGit(dirname(git.dir), ["http-backend"], { input: req.body, env: cgi, ok: [0, 1, 128] });
     return parseCgi(stdout);
   } finally {
-    if (pushes) git.refsChanged();
+    if (pushes) changed();
   }
 }
 
