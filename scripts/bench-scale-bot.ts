@@ -10,10 +10,18 @@ import { measured } from "../test/support/fakes.js";
 import { appFromEnv, need, startBot } from "../twins/bot.js";
 import type { RepoRef, RunnerPort, RunObservation, RunSpec } from "../src/types.js";
 
-/** Runs that take a while and end with a val_bpb near 1.0 (sd 0.01); what the slots spent is counted. */
+/**
+ * Runs that take a while and end with a val_bpb near 1.0 (sd 0.01); what the slots spent is
+ * counted. At most `slots` train at once: the others wait, in the order submitted, and the oldest
+ * starts the moment a run ends (a runner that queues, as the local runner does).
+ */
 class TimedRunner implements RunnerPort {
   readonly name = "bench";
+  readonly queues = true;
   private readonly runs = new Map<string, { repo: RepoRef; obs: RunObservation; timer: NodeJS.Timeout | null }>();
+  /** Runs submitted while every slot trains, oldest first. */
+  private readonly waiting: RunSpec[] = [];
+  private training = 0;
   private readonly listeners: ((runId: string, repo: RepoRef) => void)[] = [];
   busyMs = 0;
   /** Every run's start and end (null while it trains), by run id. */
@@ -30,14 +38,31 @@ class TimedRunner implements RunnerPort {
 
   async submit(spec: RunSpec): Promise<void> {
     if (this.runs.has(spec.runId)) return;
+    this.runs.set(spec.runId, { repo: spec.repo, obs: { phase: "pending", runId: spec.runId }, timer: null });
+    this.waiting.push(spec);
+    this.startWaiting();
+  }
+
+  /** Start the oldest waiting runs while slots are free. */
+  private startWaiting(): void {
+    for (let spec = this.waiting[0]; spec && this.training < this.slots; spec = this.waiting[0]) {
+      this.waiting.shift();
+      const run = this.runs.get(spec.runId);
+      if (run) this.train(spec, run);
+    }
+  }
+
+  private train(spec: RunSpec, run: { obs: RunObservation; timer: NodeJS.Timeout | null }): void {
     const ms = this.minMs + Math.random() * (this.maxMs - this.minMs);
     const started = Date.now();
     this.first = Math.min(this.first, started);
+    this.training += 1;
     const span = { start: started, end: null as number | null };
     this.spans.set(spec.runId, span);
-    const run = { repo: spec.repo, obs: { phase: "running", runId: spec.runId } as RunObservation, timer: null as NodeJS.Timeout | null };
+    run.obs = { phase: "running", runId: spec.runId };
     run.timer = setTimeout(() => {
       run.timer = null;
+      this.training -= 1;
       // Box-Muller: noise with sd 0.01 around 1.0.
       const z = Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
       run.obs = { phase: "finished", runId: spec.runId, result: { ...measured(1.0 + 0.01 * z), runId: spec.runId, commit: spec.sha } };
@@ -45,9 +70,9 @@ class TimedRunner implements RunnerPort {
       span.end = Date.now();
       this.runsDone += 1;
       this.last = Date.now();
+      this.startWaiting();
       for (const l of this.listeners) l(spec.runId, spec.repo);
     }, ms);
-    this.runs.set(spec.runId, run);
   }
 
   async observe(runId: string): Promise<RunObservation> {
@@ -56,8 +81,14 @@ class TimedRunner implements RunnerPort {
 
   async cancel(runId: string): Promise<void> {
     const r = this.runs.get(runId);
-    if (r?.timer) clearTimeout(r.timer);
+    const at = this.waiting.findIndex((s) => s.runId === runId);
+    if (at >= 0) this.waiting.splice(at, 1);
     this.runs.delete(runId);
+    if (r?.timer) {
+      clearTimeout(r.timer);
+      this.training -= 1;
+      this.startWaiting();
+    }
   }
 
   async list(repo: RepoRef): Promise<string[]> {

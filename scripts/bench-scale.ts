@@ -5,7 +5,9 @@
 //
 // 1. The bot's own cost. The GitHub twin's limits, the client's throttling and the bot's own
 //    write budget are off (set to their maximum); a runner
-//    double runs each experiment for --run-seconds (default 1-5 s); a stand-in model answers proposals after
+//    double with --slots slots runs each experiment for --run-seconds (default 1-5 s), holding
+//    those submitted beyond its slots until one frees (the repository's queue_ahead is
+//    --queue-ahead, default the slots); a stand-in model answers proposals after
 //    --model-latency seconds. The bot runs as its own process (scripts/bench-scale-bot.ts), so
 //    its CPU time and memory are its own, compiled to JavaScript first as `npm start` runs it
 //    (under tsx, the transpiler's own memory would count as the bot's). Keys: slotDuty (% of slot time spent training),
@@ -53,6 +55,7 @@ const { values } = parseArgs({
     "limited-seconds": { type: "string", default: "120" },
     "run-seconds": { type: "string", default: "1-5" },
     ledger: { type: "string", default: "1000" },
+    "queue-ahead": { type: "string" },
   },
 });
 const slots = Number(values.slots);
@@ -60,13 +63,15 @@ const experiments = Number(values.experiments);
 const latencyMs = Number(values["model-latency"]) * 1000;
 const limitedSeconds = Number(values["limited-seconds"]);
 const ledgerSize = Number(values.ledger);
+// Runs of seconds want as many queued as there are slots (README, "Parallel slots").
+const queueAhead = values["queue-ahead"] === undefined ? slots : Number(values["queue-ahead"]);
 const runSeconds = /^(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)$/.exec(values["run-seconds"]);
 if (!runSeconds || Number(runSeconds[1]) <= 0 || Number(runSeconds[1]) > Number(runSeconds[2]) || Number(runSeconds[2]) > 3600) {
   console.error("--run-seconds must be MIN-MAX in seconds, e.g. 1-5 (at most 3600)");
   process.exit(2);
 }
 const runMs: [number, number] = [Number(runSeconds[1]) * 1000, Number(runSeconds[2]) * 1000];
-for (const [name, v, lo, hi] of [["--slots", slots, 1, 64], ["--experiments", experiments, 1, 100_000], ["--ledger", ledgerSize, 0, 100_000]] as const) {
+for (const [name, v, lo, hi] of [["--slots", slots, 1, 64], ["--experiments", experiments, 1, 100_000], ["--ledger", ledgerSize, 0, 100_000], ["--queue-ahead", queueAhead, 0, 64]] as const) {
   if (!Number.isInteger(v) || v < lo || v > hi) {
     console.error(`${name} must be a whole number from ${lo} to ${hi}`);
     process.exit(2);
@@ -77,7 +82,7 @@ const log = (line: string) => console.log(`[${new Date().toISOString().slice(11,
 const round = (x: number | null, d = 1) => (x === null ? null : +x.toFixed(d));
 
 function config(extra: string[] = []): string {
-  return [`slots: ${slots}`, "budget_seconds: 10", "min_delta: auto", "proposer:", "  kind: openai", "  model: bench-double", ...extra, ""].join("\n");
+  return [`slots: ${slots}`, `queue_ahead: ${queueAhead}`, "budget_seconds: 10", "min_delta: auto", "proposer:", "  kind: openai", "  model: bench-double", ...extra, ""].join("\n");
 }
 
 /** CPU time of this process (the twins and the benchmark) and of its finished children (the bot once it exited, the twin's git processes). */
@@ -147,8 +152,9 @@ async function night(o: { limits: boolean; done: (decided: number) => boolean; d
     stdio: ["ignore", "pipe", "inherit"],
   });
   let out = "";
-  // BENCH_LOG_FILE: the bot's log as it comes (a night that stalls can be looked at while it does).
-  const logFile = process.env.BENCH_LOG_FILE;
+  // BENCH_LOG_FILE: the bot's log as it comes (a night that stalls can be looked at while it
+  // does); part 2's night in the same name with ".limited" after it.
+  const logFile = process.env.BENCH_LOG_FILE && `${process.env.BENCH_LOG_FILE}${o.limits ? ".limited" : ""}`;
   if (logFile) writeFileSync(logFile, "");
   child.stdout!.on("data", (d: Buffer) => {
     out += d.toString();
@@ -238,8 +244,10 @@ async function ledgerReads(size: number) {
   return out;
 }
 
-log(`part 1: the bot's own cost: ${slots} slots, ${experiments} experiments of ${values["run-seconds"]} s, the model answering after ${latencyMs / 1000} s`);
+log(`part 1: the bot's own cost: ${slots} slots and ${queueAhead} queued ahead, ${experiments} experiments of ${values["run-seconds"]} s, the model answering after ${latencyMs / 1000} s`);
 const cost = await night({ limits: false, done: (n) => n >= experiments, deadlineMs: 60 * 60_000, runMs });
+
+
 const part1 = {
   experiments: cost.decided,
   wallSeconds: round(cost.wallMs / 1000),
@@ -265,6 +273,7 @@ const part1 = {
   passP99Ms: round(quantile(cost.bot.passes, 0.99)),
   passes: cost.bot.passes.length,
   runSeconds: values["run-seconds"],
+  queueAhead,
   // What the rest of the machine spent per experiment (the twins and their git processes, which
   // share it with the bot here), and how busy all of it was: where this nears 100, the figures
   // above measure the machine, not the bot.

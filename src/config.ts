@@ -70,6 +70,11 @@ export interface Config {
   evalAllowanceSeconds: number;
   timeoutSeconds: number;
   slots: number;
+  /**
+   * Experiments kept submitted beyond the slots, for a runner that holds them until a slot frees
+   * (the local runner): its next run starts the moment one ends, not after a pass opens it.
+   */
+  queueAhead: number;
   proposer: ProposerConfig;
   /** The smallest val_bpb improvement that counts, or "auto": from the measured noise. */
   minDelta: number | "auto";
@@ -118,6 +123,7 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   evalAllowanceSeconds: 120,
   timeoutSeconds: defaultTimeoutSeconds(300),
   slots: 1,
+  queueAhead: 0,
   proposer: { kind: "mutate", model: "gpt-4o-mini", temperature: 0.7, maxAttempts: 3, askAhead: true },
   minDelta: "auto",
   noise: { baselineRuns: 3, maxRuns: 3, falseKeepRate: 0.01, rebaselineEvery: 20, floor: 0.01 },
@@ -204,6 +210,7 @@ const fileSchema = z.strictObject({
     .max(defaultTimeoutSeconds(BUDGET_MAX))
     .optional(),
   slots: z.number().int().min(1).max(64).default(DEFAULT_CONFIG.slots),
+  queue_ahead: z.number().int().min(0).max(64).default(DEFAULT_CONFIG.queueAhead),
   proposer: proposerSchema.default({
     model: DEFAULT_CONFIG.proposer.model,
     temperature: DEFAULT_CONFIG.proposer.temperature,
@@ -392,6 +399,7 @@ function toConfig(f: FileConfig, env: ConfigEnv): Config {
     evalAllowanceSeconds: f.eval_allowance_seconds,
     timeoutSeconds: f.timeout_seconds ?? defaultTimeoutSeconds(f.budget_seconds),
     slots: f.slots,
+    queueAhead: f.queue_ahead,
     proposer: {
       kind: f.proposer.kind ?? (hasKey ? "openai" : "mutate"),
       model: f.proposer.model,

@@ -329,6 +329,11 @@ export interface RunnerPort {
   list(repo: RepoRef): Promise<string[]>;
   /** Slots available in total. */
   readonly slots: number;
+  /**
+   * True when runs submitted beyond the slots wait in the runner and each starts the moment a
+   * slot frees (the local runner); then a repository's `queue_ahead` keeps that many submitted.
+   */
+  readonly queues?: boolean;
   /** False when experiments run without a sandbox (AUTORESEARCH_SANDBOX=off): every check run says so. */
   readonly sandboxed?: boolean;
   /** Called with the run id whenever a run finishes (triggers a reconcile). */

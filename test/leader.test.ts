@@ -196,4 +196,11 @@ describe("choosing the election", () => {
     leading = true;
     await fenced.cancel("r-1");
   });
+
+  it("says what the runner it fences says of itself: its name, slots, whether it queues and whether it is sandboxed", () => {
+    const fence = (r: FakeRunner) => new FencedRunner(r, () => true);
+    const queueing = Object.assign(new FakeRunner(3, true), { sandboxed: false });
+    expect([fence(queueing).name, fence(queueing).slots, fence(queueing).queues, fence(queueing).sandboxed]).toEqual(["fake", 3, true, false]);
+    expect([fence(new FakeRunner(1)).queues, fence(new FakeRunner(1)).sandboxed]).toEqual([false, true]);
+  });
 });

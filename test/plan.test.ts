@@ -100,6 +100,7 @@ function snapshot(pulls: ExperimentPull[], runs: Record<string, TrainerResult | 
     runs: observations,
     runIdPrefix: PREFIX,
     runnerSlots: 1,
+    runnerQueues: false,
     unsandboxed: false,
     ...o,
   };
@@ -232,6 +233,25 @@ describe("the next experiment", () => {
     const r = record(2);
     const snap = snapshot([pullOf(base, { state: "closed" }), pullOf(r)], { [`${PREFIX}2-1`]: "running" });
     expect(planStart(planned(snap), snap, false, null)).toMatchObject({ start: false, waiting: "all 1 slot(s) busy", askAhead: true });
+  });
+
+  it("queue_ahead: behind busy slots, that many more start where the runner queues them, and none where it would run them all", () => {
+    const queueAhead = config("queue_ahead: 2\n");
+    // k experiments in flight: the first training, the others waiting in the runner.
+    const inFlight = (k: number, o: Partial<Snapshot>) => {
+      const rs = Array.from({ length: k }, (_, i) => record(2 + i));
+      return snapshot([pullOf(base, { state: "closed" }), ...rs.map((r) => pullOf(r))], Object.fromEntries(rs.map((r) => [`${PREFIX}${r.n}-1`, r.n === 2 ? "running" : "pending"])), o);
+    };
+    const queues = { config: queueAhead, runnerQueues: true };
+    // One slot training, one run queued: one more is submitted behind them.
+    expect(planStart(planned(inFlight(2, queues)), inFlight(2, queues), false, null)).toMatchObject({ start: "proposal", n: 4, inFlight: 2 });
+    expect(planStart(planned(inFlight(3, queues)), inFlight(3, queues), false, null)).toMatchObject({
+      start: false,
+      waiting: "all 1 slot(s) busy and 2 experiment(s) queued behind them",
+    });
+    // A runner that starts every run it is given (Kubernetes): queue_ahead would be more slots.
+    const starts = { config: queueAhead, runnerQueues: false };
+    expect(planStart(planned(inFlight(1, starts)), inFlight(1, starts), false, null)).toMatchObject({ start: false, waiting: "all 1 slot(s) busy" });
   });
 
   it("the head moved in this pass: another pass at once, on the new head", () => {

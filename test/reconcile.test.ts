@@ -48,6 +48,8 @@ interface WorldOptions {
   /** Files to add or (null) remove from the initial commit. */
   files?: Record<string, string | null>;
   runnerSlots?: number;
+  /** The runner holds runs beyond its slots and starts the oldest as one ends. */
+  runnerQueues?: boolean;
   now?: string;
 }
 
@@ -79,7 +81,7 @@ function world(o: WorldOptions = {}): World {
     else files[p] = t;
   }
   const gh = new FakeGitHub({ files });
-  const runner = new FakeRunner(o.runnerSlots ?? 1);
+  const runner = new FakeRunner(o.runnerSlots ?? 1, o.runnerQueues ?? false);
   const proposer = new ScriptedProposer();
   const clock = { now: new Date(o.now ?? "2025-03-01T23:00:00Z") };
   const pass = () => reconcile({ gh, runner, proposerFor: () => proposer, env: {}, now: () => clock.now });
@@ -1226,6 +1228,30 @@ describe("slots", () => {
     w.runner.finish("acme-research-2-1", measured(1.02));
     await w.settle();
     expect(w.runner.inFlight()).toEqual(["acme-research-3-1", "acme-research-4-1"]);
+    expect(w.runner.peakInFlight).toBe(2);
+  });
+
+  it("queue_ahead: experiments wait in the runner behind the busy slots, and one starts the moment a run ends, before any pass", async () => {
+    const w = await measuredBaseline({ config: "slots: 2\nqueue_ahead: 2\n", runnerSlots: 2, runnerQueues: true, proposals: [] });
+    expect(w.gh.openPulls().map((p) => w.gh.record(p.number).n)).toEqual([2, 3, 4, 5]);
+    const phases = async () => Promise.all(w.runner.inFlight().map(async (id) => `${id} ${(await w.runner.observe(id)).phase}`));
+    expect(await phases()).toEqual(["acme-research-2-1 running", "acme-research-3-1 running", "acme-research-4-1 pending", "acme-research-5-1 pending"]);
+    const report = await w.pass();
+    expect(report.waiting).toBe("all 2 slot(s) busy and 2 experiment(s) queued behind them");
+
+    w.runner.finish("acme-research-2-1", measured(1.02));
+    // The slot is busy again with no pass in between.
+    expect(await phases()).toEqual(["acme-research-3-1 running", "acme-research-4-1 running", "acme-research-5-1 pending"]);
+    await w.settle();
+    expect(await phases()).toEqual(["acme-research-3-1 running", "acme-research-4-1 running", "acme-research-5-1 pending", "acme-research-6-1 pending"]);
+    expect(w.gh.record(w.gh.pullOf(2).number).state).toBe("discarded");
+  });
+
+  it("queue_ahead with a runner that starts every run it is given: no more in flight than the slots", async () => {
+    const w = await measuredBaseline({ config: "slots: 2\nqueue_ahead: 2\n", runnerSlots: 2, proposals: [] });
+    expect(w.runner.inFlight()).toEqual(["acme-research-2-1", "acme-research-3-1"]);
+    w.runner.finish("acme-research-2-1", measured(1.02));
+    await w.settle();
     expect(w.runner.peakInFlight).toBe(2);
   });
 

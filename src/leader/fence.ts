@@ -16,6 +16,9 @@ export class FencedRunner implements RunnerPort {
   get slots(): number {
     return this.runner.slots;
   }
+  get queues(): boolean | undefined {
+    return this.runner.queues;
+  }
   get sandboxed(): boolean | undefined {
     return this.runner.sandboxed;
   }

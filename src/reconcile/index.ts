@@ -18,7 +18,7 @@ import { markUsedIdeas, writeControl } from "../steering/control.js";
 import { actPull, nothingActed, openExperiment, type ActDeps, type Acted } from "./act.js";
 import { finalize, REPORT_EVERY_MS, runsWaitedFor } from "./finalize.js";
 import { houseFor, type Housekeeping } from "./house.js";
-import { planPull, planned, planStart, RESERVE_PER_RUN, writesPerExperiment, type Planned, type Step } from "./plan.js";
+import { capacity, planPull, planned, planStart, RESERVE_PER_RUN, writesPerExperiment, type Planned, type Step } from "./plan.js";
 import { keepUnopened, prepareProposals, proposeExperiment, type ProposeDeps, type ProposedExperiment } from "./propose.js";
 import { readSnapshot, type Snapshot } from "./snapshot.js";
 import type { Config } from "../config.js";
@@ -224,7 +224,7 @@ async function reserveNext(d: StartDeps): Promise<Reserved | null> {
     w.opened.push(next.record.n);
     report.proposed.push(next.record.n);
     // A slot is still free: fill it now (another pass at once) rather than on the next trigger.
-    const last = start.inFlight + 1 >= Math.min(snap.config.slots, snap.runnerSlots);
+    const last = start.inFlight + 1 >= capacity(snap);
     if (!last) report.again = true;
     return { ...next, last };
   } catch (err) {

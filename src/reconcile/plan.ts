@@ -476,9 +476,18 @@ export function holdingSlots(w: Planned, snap: Snapshot): ExperimentRecord[] {
   return w.records.filter((r) => open.has(r.n) && !w.parked.has(r.n) && holds(r));
 }
 
-/** A slot is free for experiment n (not counting n itself). */
+/**
+ * Experiments held in flight at once: one per slot (the config's slots, at most the runner's),
+ * and where the runner holds runs until a slot frees, `queue_ahead` more submitted behind them,
+ * so that a slot whose run ends starts the next at once instead of after a pass has opened it.
+ */
+export function capacity(snap: Pick<Snapshot, "config" | "runnerSlots" | "runnerQueues">): number {
+  return Math.min(snap.config.slots, snap.runnerSlots) + (snap.runnerQueues ? snap.config.queueAhead : 0);
+}
+
+/** A slot (or a place in the runner's queue) is free for experiment n (not counting n itself). */
 function slotFree(w: Planned, snap: Snapshot, n: number): boolean {
-  return holdingSlots(w, snap).filter((r) => r.n !== n).length < Math.min(snap.config.slots, snap.runnerSlots);
+  return holdingSlots(w, snap).filter((r) => r.n !== n).length < capacity(snap);
 }
 
 /** Whether a new experiment starts, and which: the baseline when the head's tree needs one, else a proposal. */
@@ -497,7 +506,10 @@ export function planStart(w: Planned, snap: Snapshot, moved: boolean, budget: Bu
   }
   const busy = holdingSlots(w, snap);
   const slots = Math.min(c.slots, snap.runnerSlots);
-  if (busy.length >= slots) return { start: false, waiting: `all ${c.slots} slot(s) busy`, askAhead: true };
+  if (busy.length >= capacity(snap)) {
+    const queued = capacity(snap) > slots ? ` and ${capacity(snap) - slots} experiment(s) queued behind them` : "";
+    return { start: false, waiting: `all ${c.slots} slot(s) busy${queued}`, askAhead: true };
+  }
   if (c.night?.window && !inWindow(c, snap.at)) return { start: false, waiting: `outside the nightly window ${c.night.window}` };
   if (c.night?.maxExperiments && startedTonight(snap, w.records) >= c.night.maxExperiments) {
     return { start: false, waiting: `reached max_experiments (${c.night.maxExperiments}) for tonight` };

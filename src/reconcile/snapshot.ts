@@ -39,6 +39,8 @@ export interface Snapshot {
   runIdPrefix: string;
   /** Slots the runner has (the config may ask for fewer). */
   runnerSlots: number;
+  /** The runner holds runs submitted beyond its slots and starts each as a slot frees. */
+  runnerQueues: boolean;
   /** False when experiments run without a sandbox: every check run says so. */
   unsandboxed: boolean;
 }
@@ -148,6 +150,7 @@ export async function readSnapshot(d: SnapshotDeps): Promise<Snapshot | Blocked>
     runs,
     runIdPrefix: runIdPrefix(gh.repo),
     runnerSlots: runner.slots,
+    runnerQueues: runner.queues === true,
     unsandboxed: runner.sandboxed === false,
   };
 }

@@ -362,6 +362,8 @@ function canImportTorch(python: string): Promise<boolean> {
 export class LocalRunner implements RunnerPort {
   readonly name = "local";
   readonly slots: number;
+  /** Runs beyond the slots wait in the runs folder, and the poller starts the oldest as a slot frees. */
+  readonly queues = true;
   readonly runsDir: string;
   /** False only with AUTORESEARCH_SANDBOX=off: every check run says so. */
   readonly sandboxed: boolean;

@@ -816,12 +816,20 @@ export class FakeRunner implements RunnerPort {
   revision = 0;
   private listeners: ((runId: string, repo: RepoRef) => void)[] = [];
 
-  constructor(readonly slots = 1) {}
+  /**
+   * `queues`: at most `slots` runs train at once, the others are pending, and the oldest starts
+   * as one ends (the local runner); else every run submitted trains at once.
+   */
+  constructor(
+    readonly slots = 1,
+    readonly queues = false,
+  ) {}
 
   async submit(spec: RunSpec): Promise<void> {
     this.submitCalls++;
     if (this.runs.has(spec.runId)) return;
-    this.runs.set(spec.runId, { spec, phase: "running", result: null });
+    const training = [...this.runs.values()].filter((r) => r.phase === "running").length;
+    this.runs.set(spec.runId, { spec, phase: this.queues && training >= this.slots ? "pending" : "running", result: null });
     this.submitted.push(spec);
     this.peakInFlight = Math.max(this.peakInFlight, this.inFlight().length);
     this.revision++;
@@ -898,6 +906,9 @@ export class FakeRunner implements RunnerPort {
   private end(r: FakeRun, result: TrainerResult): void {
     r.phase = "finished";
     r.result = result;
+    // The oldest pending run takes the slot at once, before anyone hears of the end.
+    const next = [...this.runs.values()].find((x) => x.phase === "pending");
+    if (next) next.phase = "running";
     this.revision++;
     for (const l of this.listeners) l(r.spec.runId, r.spec.repo);
   }
