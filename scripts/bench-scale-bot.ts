@@ -12,8 +12,8 @@ import type { RepoRef, RunnerPort, RunObservation, RunSpec } from "../src/types.
 
 /**
  * Runs that take a while and end with a val_bpb near 1.0 (sd 0.01); what the slots spent is
- * counted. At most `slots` train at once: the others wait, in the order submitted, and the oldest
- * starts the moment a run ends (a runner that queues, as the local runner does).
+ * counted. At most `slots` train at once: the others wait, urgent ones first and then in the
+ * order submitted, and the first starts the moment a run ends (as the local runner queues them).
  */
 class TimedRunner implements RunnerPort {
   readonly name = "bench";
@@ -39,7 +39,10 @@ class TimedRunner implements RunnerPort {
   async submit(spec: RunSpec): Promise<void> {
     if (this.runs.has(spec.runId)) return;
     this.runs.set(spec.runId, { repo: spec.repo, obs: { phase: "pending", runId: spec.runId }, timer: null });
-    this.waiting.push(spec);
+    // Urgent runs (a baseline's, an experiment's further runs) before the others, as the local runner.
+    const at = spec.urgent ? this.waiting.findIndex((s) => !s.urgent) : -1;
+    if (at >= 0) this.waiting.splice(at, 0, spec);
+    else this.waiting.push(spec);
     this.startWaiting();
   }
 

@@ -312,6 +312,12 @@ export interface RunSpec {
   evaluation?: { scoreCmd: string; serveCmd: string; sha: string; url: string };
   /** Hard kill after this many seconds (null: the harness default, 2 × budget + 120). */
   timeoutSeconds: number | null;
+  /**
+   * A runner that queues starts this run before those queued without it: a baseline's (the
+   * experiments on its head are decided by it), or a further run of an experiment measured
+   * already (a confirmation, the noise): each holds experiments waiting on it.
+   */
+  urgent?: boolean;
 }
 
 export type RunObservation =

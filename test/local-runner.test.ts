@@ -347,6 +347,17 @@ describe("LocalRunner", () => {
     expect(finished).toEqual(["q-a", "q-b"]);
   });
 
+  it("starts an urgent queued run (a baseline's, a further run of an experiment) before those queued earlier", async () => {
+    const runsDir = freshRunsDir();
+    const runner = makeRunner(runsDir, { slots: 1 });
+    await runner.submit(spec("u-a", "python3 slow.py 1.5"));
+    await runner.submit(spec("u-b", "python3 good.py"));
+    await runner.submit({ ...spec("u-c", "python3 good.py"), urgent: true });
+    expect([(await runner.observe("u-b")).phase, (await runner.observe("u-c")).phase]).toEqual(["pending", "pending"]);
+    await waitFinished(runner, "u-b");
+    expect(counterLines()).toEqual(["u-a", "u-c", "u-b"]);
+  });
+
   it("cancels a running run (its processes end) and drops a queued one", async () => {
     const runsDir = freshRunsDir();
     const runner = makeRunner(runsDir);

@@ -1232,7 +1232,8 @@ describe("slots", () => {
   });
 
   it("queue_ahead: experiments wait in the runner behind the busy slots, and one starts the moment a run ends, before any pass", async () => {
-    const w = await measuredBaseline({ config: "slots: 2\nqueue_ahead: 2\n", runnerSlots: 2, runnerQueues: true, proposals: [] });
+    const config = "slots: 2\nqueue_ahead: 2\nnoise:\n  baseline_runs: 1\n  max_runs: 2\n";
+    const w = await measuredBaseline({ config, runnerSlots: 2, runnerQueues: true, proposals: [] });
     expect(w.gh.openPulls().map((p) => w.gh.record(p.number).n)).toEqual([2, 3, 4, 5]);
     const phases = async () => Promise.all(w.runner.inFlight().map(async (id) => `${id} ${(await w.runner.observe(id)).phase}`));
     expect(await phases()).toEqual(["acme-research-2-1 running", "acme-research-3-1 running", "acme-research-4-1 pending", "acme-research-5-1 pending"]);
@@ -1245,6 +1246,14 @@ describe("slots", () => {
     await w.settle();
     expect(await phases()).toEqual(["acme-research-3-1 running", "acme-research-4-1 running", "acme-research-5-1 pending", "acme-research-6-1 pending"]);
     expect(w.gh.record(w.gh.pullOf(2).number).state).toBe("discarded");
+
+    // A promising result is measured again: that run goes ahead of the experiments queued before it.
+    w.runner.finish("acme-research-3-1", measured(0.97));
+    await w.settle();
+    expect(w.runner.spec("acme-research-3-2").urgent).toBe(true);
+    expect(w.runner.spec("acme-research-6-1").urgent).toBe(false);
+    w.runner.finish("acme-research-4-1", measured(1.02));
+    expect(await phases()).toEqual(["acme-research-5-1 running", "acme-research-6-1 pending", "acme-research-3-2 running"]);
   });
 
   it("queue_ahead with a runner that starts every run it is given: no more in flight than the slots", async () => {

@@ -160,6 +160,8 @@ function runSpec(c: Config, gh: GitHubPort, r: ExperimentRecord, pull: number, s
     // Every run of a tree gets its own seed: their spread is the noise.
     seed: r.attempt,
     timeoutSeconds: c.timeoutSeconds,
+    // Ahead of experiments queued in the runner (queue_ahead): what others wait on to be decided.
+    urgent: r.kind === "baseline" || r.attempt > 1,
     ...(c.evaluation ? { evaluation: evaluationFor(c.evaluation, r, source) } : {}),
   };
 }

@@ -732,7 +732,7 @@ export class LocalRunner implements RunnerPort {
     for (const name of this.reported) if (!present.has(name)) this.reported.delete(name);
   }
 
-  /** Start queued runs (oldest first) while slots are free. */
+  /** Start queued runs (urgent ones first, then the oldest) while slots are free. */
   private async pump(): Promise<void> {
     if (this.closed) return;
     if (this.active && !this.active()) return;
@@ -751,7 +751,8 @@ export class LocalRunner implements RunnerPort {
       if (state.phase === "running") running++;
       else if (state.phase === "pending") queued.push({ dir, spec: state.spec });
     }
-    queued.sort((a, b) => a.spec.submittedAt.localeCompare(b.spec.submittedAt) || a.spec.runId.localeCompare(b.spec.runId));
+    // Urgent runs first (a baseline, a further run of an experiment: others wait on them), then oldest first.
+    queued.sort((a, b) => Number(b.spec.urgent === true) - Number(a.spec.urgent === true) || a.spec.submittedAt.localeCompare(b.spec.submittedAt) || a.spec.runId.localeCompare(b.spec.runId));
     for (const { dir, spec } of queued) {
       if (spec.hasToken && !this.tokens.has(spec.runId)) {
         // Queued before a restart: its token was only in memory. Forget the run; the next pass

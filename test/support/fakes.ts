@@ -906,8 +906,10 @@ export class FakeRunner implements RunnerPort {
   private end(r: FakeRun, result: TrainerResult): void {
     r.phase = "finished";
     r.result = result;
-    // The oldest pending run takes the slot at once, before anyone hears of the end.
-    const next = [...this.runs.values()].find((x) => x.phase === "pending");
+    // The first pending run (urgent ones first, then the oldest) takes the slot at once, before
+    // anyone hears of the end.
+    const pending = [...this.runs.values()].filter((x) => x.phase === "pending");
+    const next = pending.find((x) => x.spec.urgent) ?? pending[0];
     if (next) next.phase = "running";
     this.revision++;
     for (const l of this.listeners) l(r.spec.runId, r.spec.repo);
