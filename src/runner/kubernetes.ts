@@ -247,6 +247,7 @@ const storedSpecSchema = z.object({
   seed: z.number().int().optional(),
   evaluation: z.object({ scoreCmd: z.string(), serveCmd: z.string(), sha: z.string(), url: z.string() }).optional(),
   timeoutSeconds: z.number().nullable(),
+  urgent: z.boolean().optional(),
 });
 
 function storedSpec(spec: RunSpec): string {

@@ -86,6 +86,7 @@ prepare_files: [prepare.py, data.txt]
 budget_seconds: 120
 eval_allowance_seconds: 30
 slots: 4
+queue_ahead: 2
 proposer: { kind: openai, model: qwen2.5-coder, temperature: 0.2, max_attempts: 5, ask_ahead: false }
 min_delta: 0
 noise: { baseline_runs: 2, max_runs: 3, false_keep_rate: 0.02, rebaseline_every: 10, floor: 0.005 }
@@ -104,6 +105,7 @@ runner: kubernetes
       evalAllowanceSeconds: 30,
       timeoutSeconds: 360,
       slots: 4,
+      queueAhead: 2,
       proposer: { kind: "openai", model: "qwen2.5-coder", temperature: 0.2, maxAttempts: 5, askAhead: false },
       minDelta: 0,
       noise: { baselineRuns: 2, maxRuns: 3, falseKeepRate: 0.02, rebaselineEvery: 10, floor: 0.005 },
