@@ -101,6 +101,7 @@ function snapshot(pulls: ExperimentPull[], runs: Record<string, TrainerResult | 
     runIdPrefix: PREFIX,
     runnerSlots: 1,
     runnerQueues: false,
+    runnerName: "kubernetes",
     unsandboxed: false,
     ...o,
   };
@@ -251,7 +252,10 @@ describe("the next experiment", () => {
     });
     // A runner that starts every run it is given (Kubernetes): queue_ahead would be more slots.
     const starts = { config: queueAhead, runnerQueues: false };
-    expect(planStart(planned(inFlight(1, starts)), inFlight(1, starts), false, null)).toMatchObject({ start: false, waiting: "all 1 slot(s) busy" });
+    expect(planStart(planned(inFlight(1, starts)), inFlight(1, starts), false, null)).toMatchObject({
+      start: false,
+      waiting: "all 1 slot(s) busy (queue_ahead is not used: the kubernetes runner starts every run it is given)",
+    });
   });
 
   it("the head moved in this pass: another pass at once, on the new head", () => {

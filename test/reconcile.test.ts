@@ -6,7 +6,7 @@ import { WriteBudget } from "../src/github/budget.js";
 import { describe, expect, it } from "vitest";
 import { CONFIG_PATH } from "../src/config.js";
 import { decodeRecord } from "../src/ledger/index.js";
-import { reconcile, type ReconcileReport } from "../src/reconcile/index.js";
+import { newHousekeeping, reconcile, type ReconcileReport } from "../src/reconcile/index.js";
 import {
   change,
   crashed,
@@ -1256,12 +1256,19 @@ describe("slots", () => {
     expect(await phases()).toEqual(["acme-research-5-1 running", "acme-research-6-1 pending", "acme-research-3-2 running"]);
   });
 
-  it("queue_ahead with a runner that starts every run it is given: no more in flight than the slots", async () => {
+  it("queue_ahead with a runner that starts every run it is given: no more in flight than the slots, and the log says so once", async () => {
     const w = await measuredBaseline({ config: "slots: 2\nqueue_ahead: 2\n", runnerSlots: 2, proposals: [] });
     expect(w.runner.inFlight()).toEqual(["acme-research-2-1", "acme-research-3-1"]);
     w.runner.finish("acme-research-2-1", measured(1.02));
     await w.settle();
     expect(w.runner.peakInFlight).toBe(2);
+    const warned: string[] = [];
+    const log = { info: () => undefined, warn: (m: string) => warned.push(m), error: () => undefined };
+    const house = newHousekeeping();
+    for (let i = 0; i < 2; i++) await reconcile({ gh: w.gh, runner: w.runner, proposerFor: () => w.proposer, env: {}, now: () => w.clock.now, log, house });
+    expect(warned.filter((m) => m.includes("queue_ahead"))).toEqual([
+      "acme/research: queue_ahead: 2 is not used: the fake runner starts every run it is given, so slots alone count",
+    ]);
   });
 
   it("never has more than one run in flight with slots: 1, through a night of keeps, discards and crashes", async () => {

@@ -22,6 +22,8 @@ export interface Housekeeping {
   notStrays: Set<string>;
   /** Proposals asked for while runs train, so that no slot waits for the LLM (oldest first). */
   prepared: Prepared[];
+  /** That the config's queue_ahead is not used by this runner was logged (once a process). */
+  saidQueueUnused?: boolean;
 }
 
 /** A proposal asked for ahead of time, for the head and guidance it was made from. */

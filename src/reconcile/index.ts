@@ -99,6 +99,10 @@ export async function reconcile(deps: ReconcileDeps): Promise<ReconcileReport> {
     report.waiting = snap.waiting;
     return report;
   }
+  if (snap.config.queueAhead > 0 && !snap.runnerQueues && !house.saidQueueUnused) {
+    house.saidQueueUnused = true;
+    log.warn(`${snap.name}: queue_ahead: ${snap.config.queueAhead} is not used: the ${snap.runnerName} runner starts every run it is given, so slots alone count`);
+  }
   const waitingFor = runsWaitedFor(snap.pulls);
   const pulls = [...snap.pulls];
   const act: ActDeps = { gh, runner, clock, log };

@@ -507,7 +507,13 @@ export function planStart(w: Planned, snap: Snapshot, moved: boolean, budget: Bu
   const busy = holdingSlots(w, snap);
   const slots = Math.min(c.slots, snap.runnerSlots);
   if (busy.length >= capacity(snap)) {
-    const queued = capacity(snap) > slots ? ` and ${capacity(snap) - slots} experiment(s) queued behind them` : "";
+    // queue_ahead where the runner would start every run at once (Kubernetes): said, not obeyed.
+    const queued =
+      capacity(snap) > slots
+        ? ` and ${capacity(snap) - slots} experiment(s) queued behind them`
+        : c.queueAhead > 0
+          ? ` (queue_ahead is not used: the ${snap.runnerName} runner starts every run it is given)`
+          : "";
     return { start: false, waiting: `all ${c.slots} slot(s) busy${queued}`, askAhead: true };
   }
   if (c.night?.window && !inWindow(c, snap.at)) return { start: false, waiting: `outside the nightly window ${c.night.window}` };

@@ -41,6 +41,8 @@ export interface Snapshot {
   runnerSlots: number;
   /** The runner holds runs submitted beyond its slots and starts each as a slot frees. */
   runnerQueues: boolean;
+  /** The runner's name (local, kubernetes), for what the loop says of it. */
+  runnerName: string;
   /** False when experiments run without a sandbox: every check run says so. */
   unsandboxed: boolean;
 }
@@ -151,6 +153,7 @@ export async function readSnapshot(d: SnapshotDeps): Promise<Snapshot | Blocked>
     runIdPrefix: runIdPrefix(gh.repo),
     runnerSlots: runner.slots,
     runnerQueues: runner.queues === true,
+    runnerName: runner.name,
     unsandboxed: runner.sandboxed === false,
   };
 }
