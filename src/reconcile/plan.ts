@@ -506,11 +506,12 @@ export function planStart(w: Planned, snap: Snapshot, moved: boolean, budget: Bu
   }
   const busy = holdingSlots(w, snap);
   const slots = Math.min(c.slots, snap.runnerSlots);
-  if (busy.length >= capacity(snap)) {
+  const room = capacity(snap);
+  if (busy.length >= room) {
     // queue_ahead where the runner would start every run at once (Kubernetes): said, not obeyed.
     const queued =
-      capacity(snap) > slots
-        ? ` and ${capacity(snap) - slots} experiment(s) queued behind them`
+      room > slots
+        ? ` and ${room - slots} experiment(s) queued behind them`
         : c.queueAhead > 0
           ? ` (queue_ahead is not used: the ${snap.runnerName} runner starts every run it is given)`
           : "";

@@ -315,12 +315,12 @@ export class GitRepo {
   private readonly memo = new Memo<unknown>();
   private readonly graph = new Map<string, GraphNode>();
   /**
-   * Every ref with its SHA and object type, sorted, as read at a generation of the refs. A
-   * listing walks every loose ref file and asks cat-file for each type: with hundreds of
-   * experiment branches that was most of a check run's or a push's time in the twin.
+   * Every ref with its SHA and object type, sorted, as read since the refs last moved (dropped
+   * whenever they may have). A listing walks every loose ref file and asks cat-file for each
+   * type: with hundreds of experiment branches that was most of a check run's or a push's time
+   * in the twin.
    */
-  private refsRead: { generation: number; refs: Promise<Array<{ ref: string; sha: string; type: string }>> } | null = null;
-  private refsGeneration = 0;
+  private refsRead: Promise<Array<{ ref: string; sha: string; type: string }>> | null = null;
   /**
    * The last listing read, by ref, and the refs that may have moved since it was read (null:
    * any may have). The next listing reads only those again: a push or an update names the refs
@@ -359,7 +359,6 @@ export class GitRepo {
    * and after every such write, so that a listing read while it ran is not kept.
    */
   refsChanged(refs?: Iterable<string>): void {
-    this.refsGeneration += 1;
     this.refsRead = null;
     if (!refs || !this.movedSince) this.movedSince = null;
     else for (const ref of refs) this.movedSince.add(ref);
@@ -587,14 +586,13 @@ export class GitRepo {
 
   /** All refs under a prefix (e.g. refs/heads/) with their SHAs and object types, sorted by name. */
   async listRefs(prefix = "refs/"): Promise<Array<{ ref: string; sha: string; type: string }>> {
-    const generation = this.refsGeneration;
-    let read = this.refsRead?.generation === generation ? this.refsRead.refs : null;
+    let read = this.refsRead;
     if (!read) {
       const refs = this.readRefs();
       read = refs;
-      this.refsRead = { generation, refs };
+      this.refsRead = refs;
       refs.catch(() => {
-        if (this.refsRead?.refs === refs) this.refsRead = null;
+        if (this.refsRead === refs) this.refsRead = null;
       });
     }
     return (await read).filter((r) => r.ref.startsWith(prefix)).map((r) => ({ ...r }));
@@ -698,13 +696,12 @@ export class GitRepo {
 
   /** `git update-ref` on one ref: only that ref is read again for the next listing. */
   private async moveRef(ref: string, args: string[]): Promise<boolean> {
-    if (!safeRef(ref)) this.refsChanged();
-    else this.refsChanged([ref]);
+    const moved = safeRef(ref) ? [ref] : undefined;
+    this.refsChanged(moved);
     try {
       return (await runGit(this.dir, args, { ok: [0, 1, 128] })).code === 0;
     } finally {
-      if (!safeRef(ref)) this.refsChanged();
-      else this.refsChanged([ref]);
+      this.refsChanged(moved);
     }
   }
 

@@ -252,14 +252,14 @@ async function runBackend(git: GitRepo, req: BackendRequest): Promise<GitAnswer>
   // hook that could move others) are read again for the next listing of them; all of them
   // where the commands cannot be read.
   const pushes = service === "receive-pack" && req.path.step === "rpc";
-  const moved = pushes ? pushCommands(req.body, req.contentEncoding).map((c) => c.ref) : [];
-  const changed = () => (moved.length ? git.refsChanged(moved) : git.refsChanged());
-  if (pushes) changed();
+  const named = pushes ? pushCommands(req.body, req.contentEncoding).map((c) => c.ref) : [];
+  const moved = named.length ? named : undefined;
+  if (pushes) git.refsChanged(moved);
   try {
     const { stdout } = await runGit(dirname(git.dir), ["http-backend"], { input: req.body, env: cgi, ok: [0, 1, 128] });
     return parseCgi(stdout);
   } finally {
-    if (pushes) changed();
+    if (pushes) git.refsChanged(moved);
   }
 }
 
