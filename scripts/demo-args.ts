@@ -11,7 +11,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { Document, isMap, parseDocument } from "yaml";
 import { z } from "zod";
-import { CONFIG_PATH, parseConfig, type Config, type ConfigError } from "../src/config.js";
+import { CONFIG_PATH, parseConfig, windowFrom, type Config, type ConfigError } from "../src/config.js";
 import { proposalReplySchema } from "../src/proposers/openai.js";
 
 export const USAGE = `usage: npm run demo -- [--repo DIR] [--proposals FILE] [--experiments N] [--budget SECONDS]
@@ -354,6 +354,8 @@ export interface DemoConfigInput {
   outsideEvaluation?: boolean;
   /** The demo's environment: OPENAI_API_KEY picks the openai proposer, OPENAI_MODEL its model. */
   env: Record<string, string | undefined>;
+  /** When the demo starts (default: now): its night's window opens then. */
+  now?: Date;
 }
 
 /** The proposer model named in the records of a replayed night (the proposals come from a file, not a model). */
@@ -368,14 +370,17 @@ function problemsOf(errors: ConfigError[]): string {
 /**
  * The text of the `.github/autoresearch.yml` the demo's repository gets, and the config the bot
  * will read from it. The project's own file keeps its settings (and comments) except where a
- * flag is given, `night.max_experiments` (the demo's length) and `night.window` (the demo runs
- * now); without a file the demo writes the same config as for the template. Throws a DemoError
+ * flag is given, `night.max_experiments` (the demo's length) and `night.window` (a night that
+ * starts now: without it the night is the UTC date, and a demo running over midnight would
+ * count its experiments in two nights and start more than it was asked for); without a file
+ * the demo writes the same config as for the template. Throws a DemoError
  * (exit status 2) when the result is not a config the bot accepts.
  */
 export function demoConfig(input: DemoConfigInput): { text: string; config: Config; notes: string[] } {
   const { args, env } = input;
   const notes: string[] = [];
   const maxExperiments = args.experiments + 1;
+  const now = input.now ?? new Date();
   const twin = input.replay || Boolean(input.modelDouble);
   const useOpenAI = twin || Boolean(env.OPENAI_API_KEY?.trim());
   const model = input.replay ? REPLAY_MODEL : input.modelDouble ? DOUBLE_MODEL : env.OPENAI_MODEL?.trim() || null;
@@ -398,6 +403,7 @@ export function demoConfig(input: DemoConfigInput): { text: string; config: Conf
       ...(input.replay ? ["  ask_ahead: false   # each listed proposal is used once, in order"] : []),
       "night:",
       `  max_experiments: ${maxExperiments}   # the baseline and ${args.experiments} experiments`,
+      `  window: "${windowFrom(now, "UTC")}"   # UTC: the demo's night starts now and lasts a day`,
       ...(input.outsideEvaluation
         ? ["evaluation:   # val_bpb scored by the default branch's prepare.py, not by train.py", "  score_command: python3 prepare.py score", "  serve_command: python3 train.py serve"]
         : []),
@@ -434,7 +440,8 @@ export function demoConfig(input: DemoConfigInput): { text: string; config: Conf
     // The demo's night: its length, and now rather than in the file's nightly window.
     if (!isMap(doc.get("night"))) doc.set("night", doc.createNode({}));
     set(["night", "max_experiments"], maxExperiments, args.experiments === DEMO_DEFAULTS.experiments ? "the demo's length" : "--experiments");
-    if (doc.getIn(["night", "window"]) != null) set(["night", "window"], null, "the demo runs now");
+    const zone = doc.getIn(["night", "timezone"]);
+    set(["night", "window"], windowFrom(now, typeof zone === "string" ? zone : "UTC"), "the demo's night starts now");
     text = doc.toString();
   }
   // The bot reads the file with this environment: openai proposals get the twin's key.

@@ -566,6 +566,17 @@ function localTime(date: Date, timeZone: string): { y: number; m: number; d: num
 }
 
 /**
+ * A window that opens at `date`'s minute in `timeZone` and closes a minute before the same time
+ * the next day: a night that starts now, so that everything started in the next 23 h 59 min
+ * counts in one night (max_experiments) even across midnight. An unknown zone counts as UTC.
+ */
+export function windowFrom(date: Date, timeZone: string): string {
+  const { minutes } = localTime(date, isTimeZone(timeZone) ? timeZone : "UTC");
+  const hhmm = (m: number) => `${String(Math.floor(m / 60)).padStart(2, "0")}:${String(m % 60).padStart(2, "0")}`;
+  return `${hhmm(minutes)}-${hhmm((minutes + 1439) % 1440)}`;
+}
+
+/**
  * Whether experiments may start at `date`. Without a `night` section the bot works around the
  * clock. The start minute is inside the window, the end minute is not.
  */

@@ -411,4 +411,19 @@ describe("the morning report", () => {
     expect(w.gh.writes).toBe(writes);
     expect(reports()).toHaveLength(1);
   });
+
+  it("with a nightly window, final once max_experiments is done, before the window closes", async () => {
+    // 23:00, in a window that closes at 07:00: the third experiment ends the night's work.
+    const w = await started({ config: 'min_delta: 0.001\nnight:\n  window: "22:00-07:00"\n  max_experiments: 3\n' });
+    const report = () => w.gh.issues.find((i) => i.labels.includes(REPORT_LABEL))!.body;
+    w.runner.finish(w.runOf(2), measured(0.9));
+    await w.settle();
+    w.clock.now = new Date(w.clock.now.getTime() + REPORT_EVERY_MS);
+    await w.pass();
+    expect(report()).toContain("in progress");
+    w.runner.finish(w.runOf(3), measured(0.95));
+    await w.settle();
+    expect(w.clock.now.toISOString()).toBe("2026-03-01T23:10:00.000Z");
+    expect(report()).toContain("is over");
+  });
 });

@@ -6,9 +6,13 @@ import { readOwnIssues } from "../trust.js";
 import type { WriteBudgetView } from "../github/budget.js";
 import type { ExperimentPull, ExperimentRecord, GitHubPort, IssueInfo } from "../types.js";
 
+/**
+ * Whether nothing more runs in the night: a later night has begun, its window has closed, or its
+ * max_experiments have started and all ended (no more start in it, window or not).
+ */
 function nightOver(config: Config, night: string, records: ExperimentRecord[], now: Date): boolean {
   if (nightKey(config, now) !== night) return true;
-  if (config.night?.window) return !inWindow(config, now);
+  if (config.night?.window && !inWindow(config, now)) return true;
   if (config.night?.maxExperiments) {
     return records.length >= config.night.maxExperiments && records.every((r) => r.state !== "queued" && r.state !== "running");
   }

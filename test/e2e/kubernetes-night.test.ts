@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { singleRun } from "../support/fakes.js";
 import { jobNameFor, secretNameFor } from "../../src/runner/kubernetes.js";
 import { JOB_TEMPLATE, NAMESPACE } from "../../twins/kube.js";
-import { OWNER, REPO, ROOT, proposal, readTree, settled, startNight, waitFor, type Night } from "../support/night.js";
+import { OWNER, REPO, ROOT, nightStartingNow, proposal, readTree, settled, startNight, waitFor, type Night } from "../support/night.js";
 
 let night: Night | null = null;
 afterEach(async () => {
@@ -206,7 +206,7 @@ describe("a night through the GitHub and Kubernetes twins", () => {
     await n.twin.createRepo(OWNER, "broken", await repoFiles("runner: kubernetes\n"));
     await n.twin.createRepo(OWNER, "local", await repoFiles("runner: local\n"));
     // Without `runner:` a repository uses the bot's runner.
-    await n.twin.createRepo(OWNER, "plain", await repoFiles("night:\n  max_experiments: 1\n"));
+    await n.twin.createRepo(OWNER, "plain", nightStartingNow(await repoFiles("night:\n  max_experiments: 1\n")));
     await n.startBot();
     n.installationId = await n.twin.installApp(OWNER, [REPO, "broken", "local", "plain"]);
     await waitFor("the baseline of the healthy repo", () => settled(n, 1), 60_000);

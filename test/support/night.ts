@@ -5,6 +5,8 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { isMap, parseDocument } from "yaml";
+import { CONFIG_PATH, windowFrom } from "../../src/config.js";
 import { decodeRecord } from "../../src/ledger/index.js";
 import type { KubernetesRunnerOptions } from "../../src/runner/kubernetes.js";
 import { LocalRunner } from "../../src/runner/local.js";
@@ -26,6 +28,22 @@ export const REPO = "research";
 export const APP_ID = 4242;
 export const SECRET = "night-webhook-secret";
 export const OPENAI_KEY = "sk-night-test";
+
+/**
+ * The repository's files with a night that starts now where the config counts experiments per
+ * night (`night.max_experiments`) without a window: without one the night is the UTC date, and
+ * a test running over midnight would see the count start again and more experiments than asked.
+ */
+export function nightStartingNow(files: Record<string, string>, now = new Date()): Record<string, string> {
+  const text = files[CONFIG_PATH];
+  if (text === undefined) return files;
+  const doc = parseDocument(text);
+  const night = doc.get("night");
+  if (!isMap(night) || night.get("max_experiments") == null || night.get("window") != null) return files;
+  const zone = night.get("timezone");
+  night.set("window", windowFrom(now, typeof zone === "string" ? zone : "UTC"));
+  return { ...files, [CONFIG_PATH]: doc.toString() };
+}
 
 /** Every file under `dir` (relative path → text), hidden folders included. */
 export async function readTree(dir: string, prefix = ""): Promise<Record<string, string>> {
@@ -105,7 +123,7 @@ export async function startNight(
   const { baseURL } = await openai.start();
   const privateKey = newAppKey();
   twin.createApp({ appId: APP_ID, privateKey, webhookSecret: SECRET, webhookUrl: null });
-  const files = opts.files ?? (await readTree(path.join(ROOT, "test/fixtures/research-repo")));
+  const files = nightStartingNow(opts.files ?? (await readTree(path.join(ROOT, "test/fixtures/research-repo"))));
   await twin.createRepo(OWNER, REPO, files);
   const kube =
     opts.runner === "kubernetes"

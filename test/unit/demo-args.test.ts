@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseConfig } from "../../src/config.js";
+import { inWindow, nightKey, parseConfig } from "../../src/config.js";
 import {
   checkProposalPaths,
   DEMO_DEFAULTS,
@@ -199,23 +199,42 @@ describe("demoConfig", () => {
       "  max_experiments: 100",
       "",
     ].join("\n");
-    const { text, config, notes } = demoConfig({ ...base, args: args({ budget: 60 }), fileText, replay: true });
+    // 23:58 in Berlin (UTC+1 in December).
+    const { text, config, notes } = demoConfig({ ...base, args: args({ budget: 60 }), fileText, replay: true, now: new Date("2026-12-06T22:58:30Z") });
     expect(text).toContain("# my project");
     expect(text).toContain("# five minutes on the GPU");
     expect(config).toMatchObject({ budgetSeconds: 60, slots: 4, enabled: true, noise: { baselineRuns: 1 } });
-    expect(config.night).toEqual({ window: null, timezone: "Europe/Berlin", maxExperiments: 5 });
+    expect(config.night).toEqual({ window: "23:58-23:57", timezone: "Europe/Berlin", maxExperiments: 5 });
     expect(config.proposer).toMatchObject({ kind: "openai", model: REPLAY_MODEL });
     expect(notes).toContain("budget_seconds: 60 (--budget)");
-    expect(notes).toContain('night.window: null (the demo runs now)');
+    expect(notes).toContain('night.window: "23:58-23:57" (the demo\'s night starts now)');
     // What the bot reads is exactly what the demo parsed.
     const reread = parseConfig(text, { OPENAI_API_KEY: "k" });
     expect(reread.ok && reread.config).toEqual(config);
   });
 
+  it("counts the demo's experiments in one night even when it runs over midnight", () => {
+    // Started two minutes before midnight UTC, with the demo's own config and with a project's
+    // file that has a night but no window: the bot's max_experiments counts experiments per
+    // night, and without a window a night is the UTC date.
+    const start = new Date("2026-12-06T23:58:10Z");
+    const written = demoConfig({ ...base, args: args(), fileText: null, now: start }).config;
+    const own = demoConfig({ ...base, args: args(), fileText: "night:\n  max_experiments: 100\n", now: start }).config;
+    for (const config of [written, own]) {
+      expect(config.night?.window).toBe("23:58-23:57");
+      for (const later of ["2026-12-06T23:58:10Z", "2026-12-07T00:01:00Z", "2026-12-07T06:00:00Z", "2026-12-07T23:56:59Z"]) {
+        expect(inWindow(config, new Date(later))).toBe(true);
+        expect(nightKey(config, new Date(later))).toBe(nightKey(config, start));
+      }
+    }
+  });
+
   it("refuses a file that is invalid, alone or with the flags, naming the file and the fields", () => {
-    let err = demoError(() => demoConfig({ ...base, args: args(), fileText: "budget_seconds: 3\nslot: 2\n" }));
+    let err = demoError(() => demoConfig({ ...base, args: args(), fileText: "budget_seconds: 3\nslot: 2\n", now: new Date("2026-12-07T00:05:00Z") }));
     expect(err.exitCode).toBe(2);
-    expect(err.message).toContain("proj/.github/autoresearch.yml, with the demo's night.max_experiments: 5 (the demo's length), is invalid:");
+    expect(err.message).toContain(
+      "proj/.github/autoresearch.yml, with the demo's night.max_experiments: 5 (the demo's length), night.window: \"00:05-00:04\" (the demo's night starts now), is invalid:",
+    );
     expect(err.message).toContain("  budget_seconds: must be at least 10");
     expect(err.message).toContain("  slot: unknown key (did you mean slots?)");
     err = demoError(() => demoConfig({ ...base, args: args({ budget: 200 }), fileText: "timeout_seconds: 100\n" }));
