@@ -967,6 +967,42 @@ describe("asking a model ahead at many slots", () => {
     expect(steps.filter((n) => n > 0).every((n) => n >= 2)).toBe(true);
     expect(steps.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(6);
   });
+
+  it("with queue_ahead, asks for the queue's free places too at the night's start, then one per slot again", async () => {
+    const w = world({ config: "slots: 8\nqueue_ahead: 8\nproposer:\n  ask_ahead: true\n", runnerSlots: 8, runnerQueues: true });
+    w.proposer.asksAhead = true;
+    // The model answers when the test says so.
+    let answer!: () => void;
+    const answered = new Promise<void>((resolve) => (answer = resolve));
+    const ideas = Array.from({ length: 60 }, (_, k): ScriptStep => async (req) => {
+      await answered;
+      const files = { ...req.files, "train.py": `${req.files["train.py"]}# idea ${k}\n` };
+      return { title: `Idea ${k}`, hypothesis: "h", edits: [{ path: "train.py", search: req.files["train.py"]!, replace: files["train.py"] }], files, proposer: "scripted" };
+    });
+    w.proposer.queue(...ideas);
+    // While the baseline trains and the model thinks: a proposal asked for each slot and for
+    // each place in the queue, so that every place fills after one wait for the model, not two.
+    const first = w.pass();
+    await new Promise((resolve) => setTimeout(resolve, 50)); // the pass waits for the model
+    expect(w.runner.inFlight()).toEqual(["acme-research-1-1"]);
+    expect(w.proposer.requests).toHaveLength(16);
+    answer();
+    await first;
+    await w.settle();
+    expect(w.runner.inFlight()).toHaveLength(16);
+    // The queue is full: what is asked ahead now is one per slot (topped up a quarter of them
+    // at a time), not one per place.
+    const ahead = () => w.proposer.requests.length - (w.gh.pulls.length - 1);
+    expect(w.gh.pulls).toHaveLength(16);
+    expect(ahead()).toBe(8);
+    for (let i = 0; i < 4; i++) {
+      w.runner.finish(w.runner.inFlight()[0]!, measured(i === 0 ? 1.0 : 1.02));
+      await w.settle();
+      expect(w.runner.inFlight()).toHaveLength(16);
+      expect(ahead()).toBeGreaterThanOrEqual(8 - 2);
+      expect(ahead()).toBeLessThanOrEqual(8);
+    }
+  });
 });
 
 describe("when GitHub fails in the middle of a pass", () => {

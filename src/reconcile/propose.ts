@@ -7,7 +7,7 @@ import { buildHistory, bestBpb, currentBaseline } from "../history.js";
 import { treeHash } from "../ledger/index.js";
 import { scanChange } from "../review.js";
 import { guidanceWithIdea, nextIdea, notesForPrompt } from "../steering/control.js";
-import { newRecord, nextNumber, nextStart, prefixed, startedTonight, type Planned } from "./plan.js";
+import { capacity, holdingSlots, newRecord, nextNumber, nextStart, prefixed, startedTonight, type Planned } from "./plan.js";
 import type { Housekeeping, Prepared } from "./house.js";
 import type { Snapshot } from "./snapshot.js";
 import type { Logger } from "../log.js";
@@ -35,14 +35,19 @@ function proposalRequest(snap: Snapshot, records: ExperimentRecord[], guidance: 
 
 /**
  * Ask for the next proposals while the runs train, one per slot, so that a slot that frees up
- * starts its next run without waiting for the LLM. Only when the next start would be a
- * proposal (not a baseline, not a queued idea, within the night) and from the current head: a
- * proposal made from another head or guidance is thrown away when it would be used.
+ * starts its next run without waiting for the LLM; and where places in the runner's queue
+ * (queue_ahead) are free, as at the night's start, one for each of those too, so that the queue
+ * fills in one model call rather than one per slot's worth of places. Once the queue is full it
+ * is one per slot again: proposals are thrown away when the head moves. Only when the next start
+ * would be a proposal (not a baseline, not a queued idea, within the night) and from the current
+ * head: a proposal made from another head or guidance is thrown away when it would be used.
  */
 export function prepareProposals(d: ProposeDeps, snap: Snapshot, w: Planned): void {
   const { house } = d;
   const c = snap.config;
-  const want = Math.min(c.slots, snap.runnerSlots);
+  const slots = Math.min(c.slots, snap.runnerSlots);
+  const queueFree = Math.max(0, capacity(snap) - Math.max(slots, holdingSlots(w, snap).length));
+  const want = slots + queueFree;
   const fresh = (p: Prepared) => p.headSha === snap.headSha && p.guidanceSha === snap.guidance.sha;
   house.prepared = house.prepared.filter(fresh);
   if (want - house.prepared.length < topUp(want) || w.moved || snap.pausedBy || snap.control.malformed || !c.enabled) return;
