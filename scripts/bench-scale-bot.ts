@@ -117,6 +117,22 @@ function duty(r: TimedRunner, from: number, to: number): number {
   return to > from ? busy / (r.slots * (to - from)) : 0;
 }
 
+/** When the first run of an experiment that is not the night's first baseline (experiment 1) started. */
+function firstExperiment(): number {
+  return Math.min(...[...runner.spans].filter(([id]) => !/-1-\d+$/.test(id)).map(([, s]) => s.start));
+}
+
+/**
+ * The most of the night's slot time that could have been spent training: until the model's
+ * first proposals come back only the first baseline has anything to train (one slot), from then
+ * on every slot could.
+ */
+function reachableDuty(r: TimedRunner, firstExperimentAt: number): number {
+  const night = r.last - r.first;
+  const before = Math.min(night, Math.max(0, firstExperimentAt - r.first));
+  return night > 0 ? (before + (night - before) * r.slots) / (night * r.slots) : 0;
+}
+
 /** How long slots sat idle between runs (ms), paired as the demo pairs them (slotGaps). */
 function slotIdle(r: TimedRunner): { p50: number | null; p90: number | null; mean: number | null } {
   const spans = [...r.spans.values()];
@@ -168,7 +184,8 @@ process.on("SIGTERM", () => {
     duty: duty(runner, runner.first, runner.last),
     // From the first run of an experiment that is not the night's first baseline (experiment 1,
     // whose runs measure the noise one after another while the other slots wait for it).
-    dutyAfterBaseline: duty(runner, Math.min(...[...runner.spans].filter(([id]) => !/-1-\d+$/.test(id)).map(([, s]) => s.start)), runner.last),
+    dutyAfterBaseline: duty(runner, firstExperiment(), runner.last),
+    reachableDuty: reachableDuty(runner, firstExperiment()),
     runs: runner.runsDone,
     idle: slotIdle(runner),
     first: runner.first,

@@ -10,7 +10,8 @@
 //    --queue-ahead, default the slots); a stand-in model answers proposals after
 //    --model-latency seconds. The bot runs as its own process (scripts/bench-scale-bot.ts), so
 //    its CPU time and memory are its own, compiled to JavaScript first as `npm start` runs it
-//    (under tsx, the transpiler's own memory would count as the bot's). Keys: slotDuty (% of slot time spent training),
+//    (under tsx, the transpiler's own memory would count as the bot's). Keys: slotDuty (% of slot time spent training;
+//    slotDutyReachable: the most it could be, as only the first baseline trains until the model first answers),
 //    cpuMsPerExperiment, peakRssMb, readsPerExperiment, writesPerExperiment, passP50Ms,
 //    passP99Ms; and what the twins cost beside it on this machine (twinCpuMsPerExperiment,
 //    machineCpuPercent: where that nears 100, the machine, not the bot, sets the slot duty).
@@ -102,6 +103,8 @@ interface BotStats {
   /** Slot time spent training over the night, and from the first experiment after the night's first baseline. */
   duty: number;
   dutyAfterBaseline: number;
+  /** The most slot time that could have trained: one slot (the first baseline's) until the first experiment started, all after. */
+  reachableDuty: number;
   /** Slot idle time between runs, ms: from a run's end to the start of the run that took its slot. */
   idle: { p50: number | null; p90: number | null; mean: number | null };
   runs: number;
@@ -255,6 +258,9 @@ const part1 = {
   // Once the night's first baseline is measured (its runs go one after another, to learn the
   // noise, and nothing else can start on the head before): how well the bot keeps slots busy.
   slotDutyAfterBaseline: round(100 * cost.bot.dutyAfterBaseline),
+  // What slotDuty could have been at most: before the model's first proposals come back (after
+  // --model-latency) only the night's first baseline has anything to train.
+  slotDutyReachable: round(100 * cost.bot.reachableDuty),
   // From a run's end to the next run's start on its slot: what the bot costs a slot between runs.
   slotIdleP50Ms: round(cost.bot.idle.p50, 0),
   slotIdleP90Ms: round(cost.bot.idle.p90, 0),
@@ -283,7 +289,7 @@ const part1 = {
   perExperimentByEndpoint: perExperimentByEndpoint(cost.stats.byRoute, cost.decided),
 };
 log(
-  `  ${part1.experiments} experiments in ${part1.wallSeconds} s: slot duty ${part1.slotDuty}% (goal ≥ 97; ${part1.slotDutyAfterBaseline}% after the first baseline; slots idle ${part1.slotIdleP50Ms} ms between runs at the median, ${part1.slotIdleP90Ms} ms at p90), ` +
+  `  ${part1.experiments} experiments in ${part1.wallSeconds} s: slot duty ${part1.slotDuty}% (goal ≥ 97; of ${part1.slotDutyReachable}% reachable, as only the first baseline trains until the model's first proposals come back; ${part1.slotDutyAfterBaseline}% after the first baseline; slots idle ${part1.slotIdleP50Ms} ms between runs at the median, ${part1.slotIdleP90Ms} ms at p90), ` +
     `${part1.cpuMsPerExperiment} ms of bot CPU per experiment (goal ≤ 50), peak RSS ${part1.peakRssMb} MB (goal ≤ 300; heap ${part1.heapAtPeakMb.used} MB used of ${part1.heapAtPeakMb.reserved} then), ` +
     `${part1.readsPerExperiment} reads and ${part1.writesPerExperiment} writes per experiment (and ${part1.gitRequestsPerExperiment} git requests), passes p50 ${part1.passP50Ms} ms, p99 ${part1.passP99Ms} ms; ` +
     `the twins took ${part1.twinCpuMsPerExperiment} ms of CPU per experiment, and the machine's ${availableParallelism()} cores were ${part1.machineCpuPercent}% busy`,
