@@ -46,7 +46,8 @@ export function prepareProposals(d: ProposeDeps, snap: Snapshot, w: Planned): vo
   const { house } = d;
   const c = snap.config;
   const slots = Math.min(c.slots, snap.runnerSlots);
-  const queueFree = Math.max(0, capacity(snap) - Math.max(slots, holdingSlots(w, snap).length));
+  const room = capacity(snap);
+  const queueFree = room > slots ? Math.max(0, room - Math.max(slots, holdingSlots(w, snap).length)) : 0;
   const want = slots + queueFree;
   const fresh = (p: Prepared) => p.headSha === snap.headSha && p.guidanceSha === snap.guidance.sha;
   house.prepared = house.prepared.filter(fresh);
