@@ -482,7 +482,12 @@ export function holdingSlots(w: Planned, snap: Snapshot): ExperimentRecord[] {
  * so that a slot whose run ends starts the next at once instead of after a pass has opened it.
  */
 export function capacity(snap: Pick<Snapshot, "config" | "runnerSlots" | "runnerQueues">): number {
-  return Math.min(snap.config.slots, snap.runnerSlots) + (snap.runnerQueues ? snap.config.queueAhead : 0);
+  return slotCount(snap) + (snap.runnerQueues ? snap.config.queueAhead : 0);
+}
+
+/** Runs that train at once: the config's slots, at most the runner's. */
+export function slotCount(snap: Pick<Snapshot, "config" | "runnerSlots">): number {
+  return Math.min(snap.config.slots, snap.runnerSlots);
 }
 
 /** A slot (or a place in the runner's queue) is free for experiment n (not counting n itself). */
@@ -505,7 +510,7 @@ export function planStart(w: Planned, snap: Snapshot, moved: boolean, budget: Bu
     };
   }
   const busy = holdingSlots(w, snap);
-  const slots = Math.min(c.slots, snap.runnerSlots);
+  const slots = slotCount(snap);
   const room = capacity(snap);
   if (busy.length >= room) {
     // queue_ahead where the runner would start every run at once (Kubernetes): said, not obeyed.

@@ -7,7 +7,7 @@ import { buildHistory, bestBpb, currentBaseline } from "../history.js";
 import { treeHash } from "../ledger/index.js";
 import { scanChange } from "../review.js";
 import { guidanceWithIdea, nextIdea, notesForPrompt } from "../steering/control.js";
-import { capacity, holdingSlots, newRecord, nextNumber, nextStart, prefixed, startedTonight, type Planned } from "./plan.js";
+import { capacity, holdingSlots, newRecord, nextNumber, nextStart, prefixed, slotCount, startedTonight, type Planned } from "./plan.js";
 import type { Housekeeping, Prepared } from "./house.js";
 import type { Snapshot } from "./snapshot.js";
 import type { Logger } from "../log.js";
@@ -45,7 +45,7 @@ function proposalRequest(snap: Snapshot, records: ExperimentRecord[], guidance: 
 export function prepareProposals(d: ProposeDeps, snap: Snapshot, w: Planned): void {
   const { house } = d;
   const c = snap.config;
-  const slots = Math.min(c.slots, snap.runnerSlots);
+  const slots = slotCount(snap);
   const room = capacity(snap);
   const queueFree = room > slots ? Math.max(0, room - Math.max(slots, holdingSlots(w, snap).length)) : 0;
   const want = slots + queueFree;
