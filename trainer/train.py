@@ -71,15 +71,16 @@ def available_cpus() -> int:
 
 
 # CPU threads. Unless OMP_NUM_THREADS or MKL_NUM_THREADS is set (then PyTorch and BLAS
-# follow it), matrix multiplications use every available CPU and no pool exceeds that:
-# - The BLAS pool (OpenBLAS in Debian's PyTorch) does the matmuls, most of the work; it is
-#   sized here, before torch loads it, so a container's CPU quota is respected.
-# - PyTorch's own pool (elementwise ops, softmax, ...) keeps PyTorch's default, capped at
-#   the available CPUs. PyTorch 1.13 defaults to half the logical CPUs on x86 (it assumes
-#   two hyper-threads per core): 1 thread on a 2-vCPU VM, which is why get_num_threads()
-#   says 1 there. Raising it to 2 was slower on such a VM (2 vCPUs, Debian torch 1.13,
-#   OpenBLAS): the two pools then compete for the same cores, and OpenMP's spin-waiting
-#   collapses throughput whenever anything else runs on the machine.
+# follow it), the available CPUs go to one thread pool, never to two that run at once:
+# - Where the BLAS keeps its own pool (OpenBLAS in Debian's PyTorch), that pool does the
+#   matmuls, most of the work, on every available CPU. It is sized here, before torch loads it,
+#   so a container's CPU quota is respected. PyTorch's own pool (elementwise ops, softmax, ...)
+#   gets one thread.
+# - Where the BLAS is MKL (PyTorch's x86 wheels), MKL runs inside PyTorch's OpenMP pool, so
+#   that pool keeps PyTorch's default size, capped at the available CPUs.
+# With both pools at 2 threads on a 2-vCPU VM, training ran 3x (PyTorch 1.13) to 15x
+# (PyTorch 2.6, whose default that is there) slower: OpenMP's spin-waiting threads and
+# OpenBLAS's fight for the same cores (trainer/README.md, "CPU threads").
 _CPU_THREADS_FROM_ENV = bool(os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS"))
 if not _CPU_THREADS_FROM_ENV:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(available_cpus()))
@@ -91,8 +92,9 @@ import torch.nn.functional as F
 import prepare
 from prepare import MAX_SEQ_LEN, TIME_BUDGET, VOCAB_SIZE
 
-if not _CPU_THREADS_FROM_ENV and torch.get_num_threads() > available_cpus():
-    torch.set_num_threads(available_cpus())
+BLAS_IN_TORCH_POOL = torch.backends.mkl.is_available()
+if not _CPU_THREADS_FROM_ENV:
+    torch.set_num_threads(min(torch.get_num_threads(), available_cpus()) if BLAS_IN_TORCH_POOL else 1)
 
 # ----------------------------------------------------------------------------- device setup
 
@@ -260,6 +262,13 @@ def peak_flops():
     return 0.0
 
 
+def cpu_blas_threads():
+    """The BLAS's own pool, where it has one and its size is known: ' + BLAS 2'."""
+    if BLAS_IN_TORCH_POOL or not os.environ.get("OPENBLAS_NUM_THREADS", "").isdigit():
+        return ""
+    return f" + BLAS {os.environ['OPENBLAS_NUM_THREADS']}"
+
+
 def fail(message):
     print(f"\n{message}\nFAIL", flush=True)
     sys.exit(1)
@@ -297,7 +306,7 @@ def main():
 
     print(
         f"device: {DEVICE}{' (' + torch.cuda.get_device_name() + ')' if ON_CUDA else ''}, "
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}{cpu_blas_threads()}, "
         f"sdpa {HAS_SDPA}, compile {USE_COMPILE}, amp {AMP_DTYPE}"
     )
     print(f"params: {num_params / 1e6:.2f}M, budget: {TIME_BUDGET:.0f}s, batch: {BATCH_SIZE}x{SEQ_LEN} bytes", flush=True)

@@ -37,6 +37,8 @@ interface HarnessResult {
 }
 
 let cacheDir = "";
+/** Whether the interpreter's PyTorch does its matmuls in MKL, inside its own thread pool. */
+let blasInTorchPool = false;
 
 /** With `outside`, the way the bot runs the template: sandboxed, val_bpb scored outside train.py. */
 function runHarness(outside: boolean): Promise<HarnessResult> {
@@ -101,6 +103,11 @@ describe("template research project (CPU, through the harness)", () => {
         error ? fail(new Error(`${python} cannot import torch (install python3-torch or set AUTORESEARCH_PYTHON)`)) : ok(),
       ),
     );
+    blasInTorchPool = await new Promise<boolean>((ok, fail) =>
+      execFile(python, ["-c", "import torch; print(torch.backends.mkl.is_available())"], (error, stdout) =>
+        error ? fail(error) : ok(stdout.trim() === "True"),
+      ),
+    );
     cacheDir = await mkdtemp(join(tmpdir(), "arb-trainer-"));
   });
 
@@ -145,5 +152,14 @@ describe("template research project (CPU, through the harness)", () => {
     const [first, second] = runs.map((r) => r.val_bpb as number);
     console.log(`val_bpb of two unchanged runs: ${first} (${runs[0]?.num_steps} steps), ${second} (${result.num_steps} steps)`);
     expect(Math.abs((first ?? NaN) - (second ?? NaN))).toBeLessThan(RUN_TO_RUN_TOLERANCE);
+  });
+
+  it("gives the CPUs to one thread pool: OpenBLAS's, with PyTorch's own pool at one thread", () => {
+    // Both pools multi-threaded at once made training 3x (PyTorch 1.13) to 15x (2.6) slower on
+    // 2 vCPUs. PyTorch 2.x sizes its pool at every CPU, 1.13 at half of them.
+    const device = runs.map((r) => /^device: .*$/m.exec(r.log_tail)?.[0]).find(Boolean);
+    expect(device, runs.map(describeRun).join("\n")).toBeDefined();
+    if (blasInTorchPool) expect(device).not.toMatch(/\+ BLAS/);
+    else expect(device).toMatch(/threads 1 \+ BLAS [1-9]\d*,/);
   });
 });
