@@ -35,6 +35,14 @@ print(f"device: {torch.cuda.get_device_name()}, bf16 {torch.cuda.is_bf16_support
       f"compile {hasattr(torch, 'compile')}")
 EOF
 
+# CUDA where the training runs: the same sandbox, binds and environment (doctor's "torch in sandbox").
+INSIDE="$("$PYTHON" trainer/harness.py --sandbox-probe --sandbox "$SANDBOX" --python "$(command -v "$PYTHON")")"
+echo "in the sandbox ($SANDBOX): $INSIDE"
+if ! printf '%s' "$INSIDE" | "$PYTHON" -c 'import json, sys; sys.exit(0 if json.load(sys.stdin).get("cuda") else 1)'; then
+  echo "bench-cuda: CUDA works outside the sandbox but not inside it (see above)" >&2
+  exit 1
+fi
+
 RESULT="$(mktemp)"
 trap 'rm -f "$RESULT"' EXIT
 echo "bench-cuda: training the template for ${BUDGET} s through the harness (sandbox ${SANDBOX}) ..." >&2

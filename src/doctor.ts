@@ -5,8 +5,8 @@
 // spawning, fetch, the kubeconfig), so that tests drive every failure through a test double or
 // a missing binary on PATH. Each result belongs to an area:
 //
-//   environment  Node, settings, git, Python and PyTorch, BLAS, the sandbox, the runner's folders
-//                or its cluster: what a run needs on this machine. A failure here is FATAL at
+//   environment  Node, settings, git, Python and PyTorch, BLAS, the sandbox (and PyTorch and the GPU
+//                inside it), the runner's folders or its cluster: what a run needs on this machine. A failure here is FATAL at
 //                `npm start`: the bot would accept webhooks and fail every experiment.
 //   credentials  APP_ID, the private key (and that GitHub accepts it), WEBHOOK_SECRET. Never
 //                fatal at start: without credentials Probot serves its registration page instead
@@ -26,6 +26,7 @@ import { parseEnv } from "node:util";
 import * as k8s from "@kubernetes/client-node";
 import { getPrivateKey } from "@probot/get-private-key";
 import OpenAI from "openai";
+import { z } from "zod";
 import { DEFAULT_CONFIG } from "./config.js";
 import { defaultKubeConfig, KubernetesRunner, parseJobTemplate, templateSource } from "./runner/kubernetes.js";
 import { defaultHarnessPath, harnessEnv, probeSandbox, SANDBOX_FIX } from "./runner/local.js";
@@ -417,11 +418,22 @@ const TORCH_FIX =
   "Debian/Ubuntu: sudo apt-get install python3-torch libopenblas0-pthread, or pip install torch for your python3; " +
   "if the Python that has torch is not python3 on PATH: AUTORESEARCH_PYTHON=/path/to/python3";
 
+/** What checkTorch found: its results, and the interpreter that imports torch with its probe. */
+export interface TorchFound {
+  results: CheckResult[];
+  /** null: no interpreter here imports torch. */
+  found: { exe: string; probe: TorchProbe } | null;
+}
+
 /**
  * The interpreter training commands get (as the local runner picks it): AUTORESEARCH_PYTHON,
  * else the first of python3 on PATH and /usr/bin/python3 that imports torch; and its BLAS.
  */
 export async function checkTorch(d: DoctorDeps): Promise<CheckResult[]> {
+  return (await findTorch(d)).results;
+}
+
+export async function findTorch(d: DoctorDeps): Promise<TorchFound> {
   const configured = d.env.AUTORESEARCH_PYTHON;
   const candidates = configured ? [configured] : ["python3", "/usr/bin/python3"];
   const tried: string[] = [];
@@ -447,10 +459,63 @@ export async function checkTorch(d: DoctorDeps): Promise<CheckResult[]> {
     const blas = classifyBlas(probe);
     const note = probe.cuda && blas.level !== "ok" ? " (training on the GPU does not use it)" : "";
     results.push(blas.level === "ok" ? ok("blas", "environment", blas.message) : warn("blas", "environment", blas.message + note, BLAS_FIX));
-    return results;
+    return { results, found: { exe, probe } };
   }
   const what = configured ? `AUTORESEARCH_PYTHON=${configured} cannot import torch` : "no Python here can import torch";
-  return [fail("pytorch", "environment", `${what} (${tried.join("; ")}): the template's train.py cannot run`, TORCH_FIX)];
+  return { results: [fail("pytorch", "environment", `${what} (${tried.join("; ")}): the template's train.py cannot run`, TORCH_FIX)], found: null };
+}
+
+/** What the interpreter finds of PyTorch and CUDA inside the sandbox (harness.py --sandbox-probe). */
+const SandboxProbe = z.object({
+  torch: z.string().max(200).optional(),
+  cuda: z.string().max(200).nullable().optional(),
+  cuda_error: z.string().max(2000).optional(),
+  error: z.string().max(2000).optional(),
+});
+
+const SANDBOX_TORCH_FIX =
+  "the sandbox shows the system folders (/usr, /lib…), the interpreter's own prefixes and LD_LIBRARY_PATH's folders; " +
+  "add the folder torch (or the GPU driver's libraries) lives in to AUTORESEARCH_SANDBOX_READONLY (README: \"Security model\")";
+
+/**
+ * Where a training command runs (bubblewrap: no network, the system read-only), the training
+ * interpreter still imports torch, and reaches the GPU it reaches outside: the harness's own
+ * probe, with the local runner's options. A GPU that only works outside would make every run
+ * train on the CPU. Nothing when there is no sandbox or no torch to compare with.
+ */
+export async function checkSandboxTorch(d: DoctorDeps, torch: TorchFound, sandbox: CheckResult): Promise<CheckResult[]> {
+  const python = d.which("python3");
+  const bwrap = d.which("bwrap");
+  if (!torch.found || sandbox.level !== "ok" || !python || !bwrap) return [];
+  const { exe, probe: outside } = torch.found;
+  const args = [d.harnessPath, "--sandbox-probe", "--sandbox", "bwrap", "--bwrap", bwrap, "--python", exe];
+  const readonly = readVariable(d.env, "AUTORESEARCH_SANDBOX_READONLY");
+  for (const folder of (readonly.ok ? readonly.value : undefined) ?? []) args.push("--sandbox-ro", folder);
+  const r = await d.exec(python, args, 360_000);
+  let answer: unknown = null;
+  try {
+    answer = JSON.parse(r.stdout.trim().split("\n").pop() ?? "");
+  } catch {
+    answer = null;
+  }
+  const inside = SandboxProbe.safeParse(answer);
+  const name = "torch in sandbox";
+  if (!inside.success) {
+    return [fail(name, "environment", `the harness's sandbox probe gave no answer: ${firstLine(r.stderr || r.error || `exit ${r.code}`)}`, SANDBOX_TORCH_FIX)];
+  }
+  const found = inside.data;
+  if (found.error || !found.torch) {
+    return [fail(name, "environment", `${exe} imports torch ${outside.torch} outside the sandbox but not inside it: ${found.error ?? "no torch version"}`, SANDBOX_TORCH_FIX)];
+  }
+  if (found.torch !== outside.torch) {
+    // Another torch on the system folders answered: runs would train with a torch nobody chose.
+    return [fail(name, "environment", `${exe} imports torch ${outside.torch} outside the sandbox but torch ${found.torch} inside it`, SANDBOX_TORCH_FIX)];
+  }
+  if (outside.cuda && !found.cuda) {
+    const why = found.cuda_error ? `: ${found.cuda_error}` : "";
+    return [fail(name, "environment", `CUDA works outside the sandbox (${outside.cuda}) but not inside it${why}; every run would train on the CPU`, SANDBOX_TORCH_FIX)];
+  }
+  return [ok(name, "environment", `torch ${found.torch} imports inside the sandbox, ${found.cuda ? `CUDA: ${found.cuda}` : "CPU only"}`)];
 }
 
 // ------------------------------------------------------------------ local runner: sandbox and folders
@@ -895,7 +960,10 @@ export async function runDoctor(d: DoctorDeps): Promise<CheckResult[]> {
   results.push(settings);
   const kind = runnerKindOf(d.env);
   if (kind === "local") {
-    results.push(await checkGit(d), await checkHarness(d), ...(await checkTorch(d)), checkSandbox(d), ...checkFolders(d));
+    results.push(await checkGit(d), await checkHarness(d));
+    const torch = await findTorch(d);
+    const sandbox = checkSandbox(d);
+    results.push(...torch.results, sandbox, ...(await checkSandboxTorch(d, torch, sandbox)), ...checkFolders(d));
   } else if (kind === "kubernetes") {
     results.push(...(await checkKubernetes(d)));
   }

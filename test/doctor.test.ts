@@ -19,6 +19,7 @@ import {
   checkLlm,
   checkNode,
   checkSandbox,
+  checkSandboxTorch,
   checkSettings,
   checkTorch,
   checkWebhookSecret,
@@ -26,6 +27,7 @@ import {
   defaultDoctorDeps,
   exitCodeOf,
   fatalAtStart,
+  findTorch,
   formatReport,
   runDoctor,
   RUNNER_ACCESS,
@@ -223,6 +225,117 @@ describe("local runner", () => {
     const off = checkSandbox(deps({ PATH: binDir(), AUTORESEARCH_SANDBOX: "off" }));
     expect(off).toMatchObject({ level: "warn" });
     expect(off.message).toMatch(/AUTORESEARCH_SANDBOX=off: LLM-written code runs with this process's access/);
+  });
+
+  describe("torch and the GPU inside the sandbox", () => {
+    /**
+     * An interpreter whose `torch` is a small stand-in module in `site` (Debian's python3 with
+     * PYTHONPATH set by a wrapper script in `home`/bin; the sandbox shows `home`, as it shows
+     * an interpreter's own prefix). With `gpuFile`, its CUDA works only where that file can be
+     * seen, as a driver's library would.
+     */
+    function fakeTorch(site: string, gpuFile?: string, home = tempDir()): string {
+      mkdirSync(path.join(site, "torch"), { recursive: true });
+      writeFileSync(path.join(site, "torch", "__init__.py"), [
+        "import os",
+        "__version__ = '9.9.0'",
+        "class _T:",
+        "    def __matmul__(self, other): return self",
+        "    def sum(self): return 1.0",
+        "    def __float__(self): return 1.0",
+        "def ones(*shape, device=None):",
+        "    if device == 'cuda': cuda.init()",
+        "    return _T()",
+        "class version: cuda = '12.4' if " + JSON.stringify(gpuFile ?? "") + " else None",
+        "class backends:",
+        "    class mkl:",
+        "        @staticmethod",
+        "        def is_available(): return False",
+        "class cuda:",
+        "    @staticmethod",
+        "    def init():",
+        "        if not (" + JSON.stringify(gpuFile ?? "") + " and os.path.exists(" + JSON.stringify(gpuFile ?? "") + ")):",
+        "            raise RuntimeError('Found no NVIDIA driver on your system.\\nPlease check that you have an NVIDIA GPU')",
+        "    @staticmethod",
+        "    def is_available():",
+        "        try: cuda.init(); return True",
+        "        except RuntimeError: return False",
+        "    @staticmethod",
+        "    def get_device_name(i=0): cuda.init(); return 'Stand-in GPU'",
+        "    @staticmethod",
+        "    def device_count(): return 1",
+      ].join("\n") + "\n");
+      const python = path.join(home, "bin", "python3");
+      mkdirSync(path.dirname(python));
+      writeFileSync(python, `#!/bin/sh\nPYTHONPATH=${site} exec /usr/bin/python3 "$@"\n`);
+      chmodSync(python, 0o755);
+      return python;
+    }
+
+    /** The real harness, bwrap and probes, for the interpreter AUTORESEARCH_PYTHON names. */
+    async function inSandbox(python: string, env: Env = {}): Promise<CheckResult[]> {
+      const d = deps({ PATH: process.env.PATH, AUTORESEARCH_PYTHON: python, ...env });
+      const torch = await findTorch(d);
+      expect(torch.results[0], JSON.stringify(torch.results)).toMatchObject({ check: "pytorch", level: "ok" });
+      const sandbox = checkSandbox(d);
+      expect(sandbox.level).toBe("ok");
+      return checkSandboxTorch(d, torch, sandbox);
+    }
+
+    it("imports the training interpreter's torch where the training runs, and names the folder the sandbox does not show", async () => {
+      // Beside the wrapper: shown, as an interpreter's own prefix is.
+      const shown = tempDir();
+      const python = fakeTorch(path.join(shown, "site"), undefined, shown);
+      expect(await inSandbox(python)).toEqual([
+        { check: "torch in sandbox", level: "ok", area: "environment", message: "torch 9.9.0 imports inside the sandbox, CPU only" },
+      ]);
+
+      // Elsewhere: outside it imports, inside it cannot (or Debian's python3-torch answers in its
+      // place), until AUTORESEARCH_SANDBOX_READONLY shows it.
+      const elsewhere = tempDir();
+      const hidden = fakeTorch(elsewhere);
+      const [failed] = await inSandbox(hidden);
+      expect(failed).toMatchObject({ check: "torch in sandbox", level: "fail", area: "environment" });
+      expect(failed!.message).toMatch(
+        new RegExp(`^${hidden} imports torch 9\\.9\\.0 outside the sandbox but (not inside it: ModuleNotFoundError: No module named 'torch'|torch 1\\.\\d+.* inside it)$`),
+      );
+      expect(failed!.fix).toMatch(/AUTORESEARCH_SANDBOX_READONLY/);
+      expect(await inSandbox(hidden, { AUTORESEARCH_SANDBOX_READONLY: elsewhere })).toMatchObject([{ level: "ok" }]);
+    });
+
+    it("fails when CUDA works outside the sandbox but not inside it: every run would train on the CPU", async () => {
+      const driver = tempDir();
+      writeFileSync(path.join(driver, "libcuda.so.1"), "");
+      const home = tempDir();
+      const python = fakeTorch(path.join(home, "site"), path.join(driver, "libcuda.so.1"), home);
+      const [failed] = await inSandbox(python);
+      expect(failed).toMatchObject({ check: "torch in sandbox", level: "fail", area: "environment" });
+      expect(failed!.message).toBe(
+        "CUDA works outside the sandbox (Stand-in GPU) but not inside it: RuntimeError: Found no NVIDIA driver on your system.; every run would train on the CPU",
+      );
+      // The driver's folder shown read-only (or on LD_LIBRARY_PATH): the GPU is reached, and a kernel runs.
+      expect(await inSandbox(python, { AUTORESEARCH_SANDBOX_READONLY: driver })).toEqual([
+        { check: "torch in sandbox", level: "ok", area: "environment", message: "torch 9.9.0 imports inside the sandbox, CUDA: Stand-in GPU" },
+      ]);
+      expect(await inSandbox(python, { LD_LIBRARY_PATH: driver })).toMatchObject([{ level: "ok", message: expect.stringMatching(/CUDA: Stand-in GPU$/) }]);
+    });
+
+    it("is not run without a working sandbox or a torch to compare with, and fails on a probe that gives no answer", async () => {
+      const found = { results: [], found: { exe: "/usr/bin/python3", probe: { torch: "2.3.0", cuda: null } } };
+      const calls: string[][] = [];
+      const d = deps({ PATH: binDir({ python3: "exit 0", bwrap: "exit 0" }), AUTORESEARCH_SANDBOX_READONLY: "/opt/a:/opt/b" }, {
+        exec: async (_file, args) => (calls.push(args), { code: 1, stdout: "", stderr: "Traceback …\nSyntaxError: invalid syntax\n" }),
+      });
+      expect(await checkSandboxTorch(d, found, { check: "sandbox", level: "warn", area: "environment", message: "off", fix: "" })).toEqual([]);
+      expect(await checkSandboxTorch(d, { results: [], found: null }, { check: "sandbox", level: "ok", area: "environment", message: "" })).toEqual([]);
+      expect(calls).toEqual([]);
+      const [failed] = await checkSandboxTorch(d, found, { check: "sandbox", level: "ok", area: "environment", message: "" });
+      expect(failed).toMatchObject({ level: "fail", message: "the harness's sandbox probe gave no answer: SyntaxError: invalid syntax" });
+      expect(calls[0]).toEqual([
+        d.harnessPath, "--sandbox-probe", "--sandbox", "bwrap", "--bwrap", d.which("bwrap"), "--python", "/usr/bin/python3",
+        "--sandbox-ro", "/opt/a", "--sandbox-ro", "/opt/b",
+      ]);
+    });
   });
 
   it("checks that the run and data folders can be written", () => {
@@ -572,7 +685,12 @@ describe("the verdict", () => {
     const app = generateKeyPairSync("rsa", { modulusLength: 2048 });
     const github = await serve((_req, res) => json(res, 200, { id: 1, slug: "autoresearch-bot", installations_count: 1 }));
     const probe = { torch: "2.3.0", cuda: "NVIDIA H200", mkl: true, maps: true, libs: [] };
-    const bin = binDir({ python3: `[ "$1" = "-c" ] && echo '${JSON.stringify(probe)}'; exit 0`, git: "echo git version 2.43.0", bwrap: "exit 0" });
+    const inside = { torch: "2.3.0", cuda: "NVIDIA H200", sandbox: "bwrap" };
+    const bin = binDir({
+      python3: `[ "$1" = "-c" ] && echo '${JSON.stringify(probe)}'; [ "$2" = "--sandbox-probe" ] && echo '${JSON.stringify(inside)}'; exit 0`,
+      git: "echo git version 2.43.0",
+      bwrap: "exit 0",
+    });
     const home = tempDir();
     mkdirSync(path.join(home, ".cache"));
     const results = await runDoctor(deps({
@@ -583,6 +701,7 @@ describe("the verdict", () => {
     // Only a machine short of disk space would warn here.
     expect(results.filter((x) => x.level === "warn").every((x) => x.check === "runs folder" || x.check === "data cache")).toBe(true);
     expect(byCheck(results, "pytorch")!.message).toMatch(/CUDA: NVIDIA H200/);
+    expect(byCheck(results, "torch in sandbox")!.message).toBe("torch 2.3.0 imports inside the sandbox, CUDA: NVIDIA H200");
     expect(exitCodeOf(results)).toBe(0);
   });
 });

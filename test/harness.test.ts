@@ -717,6 +717,32 @@ describe("trainer/harness.py", () => {
       }
     });
 
+    it("with --sandbox bwrap, LD_LIBRARY_PATH's folders (a GPU driver's libraries) are there read-only, and only its absolute ones", async () => {
+      const dir = await scratch();
+      const libs = path.join(dir, "nvidia", "lib64");
+      await mkdir(libs, { recursive: true });
+      await writeFile(path.join(libs, "libcuda.so.1"), "not really a library");
+      const repo = await gitRepo(path.join(dir, "source"), {
+        "train.py": [
+          "import json, os",
+          "libs = os.environ['LD_LIBRARY_PATH'].split(':')",
+          "seen = {'path': libs, 'files': sorted(os.listdir(libs[0]))}",
+          "try:",
+          "    open(os.path.join(libs[0], 'libevil.so'), 'w'); seen['writable'] = True",
+          "except OSError:",
+          "    seen['writable'] = False",
+          "print('SEEN ' + json.dumps(seen)); print('---'); print('val_bpb: 1.5')",
+        ].join("\n"),
+      });
+      const run = await runHarness(["--repo", repo, "--commit", "HEAD", "--sandbox", "bwrap", "--cache-dir", path.join(dir, "cache")], {
+        env: { LD_LIBRARY_PATH: `${libs}::relative/lib:${path.join(dir, "missing")}:/usr/lib` },
+      });
+      expect(resultOf(run)).toMatchObject({ status: "ok", sandbox: "bwrap" });
+      const seen = JSON.parse(/^SEEN (.*)$/m.exec(resultOf(run).log_tail)![1]!) as { path: string[]; files: string[]; writable: boolean };
+      expect(seen).toEqual({ path: [libs, "/usr/lib"], files: ["libcuda.so.1"], writable: false });
+      expect(existsSync(path.join(libs, "libevil.so"))).toBe(false);
+    });
+
     it("without a sandbox the commands still never get AUTORESEARCH_RUN_DIR, and the result says they were not sandboxed", async () => {
       const dir = await scratch();
       const repo = path.join(dir, "repo");

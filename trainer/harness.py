@@ -27,6 +27,7 @@ Usage
                        [--probe-plan FILE]
     python3 harness.py --probe-only DIR --probe-plan FILE [--score-timeout SECONDS]
     python3 harness.py --parse-log FILE
+    python3 harness.py --sandbox-probe [--sandbox bwrap] [--python INTERP] [--sandbox-ro PATH ...]
 
 ``--repo`` is one of
 
@@ -52,8 +53,8 @@ Both commands run with ``/bin/sh -c`` in the work directory, in a new session
 * ``AUTORESEARCH_TIME_BUDGET``: ``--budget`` in seconds (unsandboxed, the
   commands get the harness's environment less ``AUTORESEARCH_RUN_DIR``; in the
   sandbox only locale, time zone, the numeric libraries' ``CUDA_*``, ``OMP_*``,
-  ``MKL_*``... variables, ``AUTORESEARCH_DATA_*``, ``AUTORESEARCH_CORPUS`` and
-  ``AUTORESEARCH_SEED``);
+  ``MKL_*``... variables, ``LD_LIBRARY_PATH``'s absolute folders (shown read-only),
+  ``AUTORESEARCH_DATA_*``, ``AUTORESEARCH_CORPUS`` and ``AUTORESEARCH_SEED``);
 * ``AUTORESEARCH_DATA_DIR``: ``<cache-dir>/data-<key16>``, where the key is a
   sha256 over the ``--prepare-files`` (paths and contents), the prepare command
   every ``AUTORESEARCH_DATA_*`` variable other than
@@ -140,9 +141,12 @@ private ``/tmp`` and home, the run's own copy of the repository at
 the host is there: not the runner's folders, tokens or configuration, not
 other runs, not the harness's processes. Training has no network; preparing
 has the host's unless ``--prepare-network off``. The PID namespace dies with
-the run, so nothing it started survives it. GPUs (``/dev/nvidia*``) are
-passed through. When bwrap cannot create the sandbox the run fails at stage
-``prepare`` (exit 3) and says how to fix it.
+the run, so nothing it started survives it. GPUs (``/dev/nvidia*``, with
+``/sys`` read-only for the driver) are passed through, and the folders of
+``LD_LIBRARY_PATH`` are shown read-only, where a driver's libraries may be. When bwrap cannot create the sandbox the run fails at stage
+``prepare`` (exit 3) and says how to fix it. ``--sandbox-probe`` starts only
+the ``--python`` interpreter there, on an empty tree, and prints what it finds
+of PyTorch and CUDA (``doctor`` compares it with what it finds outside).
 
 Outside evaluation
 ------------------
@@ -926,9 +930,19 @@ class Sandbox:
         return argv + ["--", "/bin/sh", "-c", command]
 
 
+def library_path() -> list:
+    """The absolute folders of LD_LIBRARY_PATH that exist: where an operator may keep the GPU
+    driver's or CUDA's libraries (/usr/local/nvidia/lib64, /opt/cuda/lib64). The sandbox shows
+    them read-only and keeps the variable; empty and relative entries (the current folder) go."""
+    entries = os.environ.get("LD_LIBRARY_PATH", "").split(":")
+    return [entry for entry in entries if os.path.isabs(entry) and os.path.isdir(entry)]
+
+
 def sandbox_environment(args, shim: bool) -> dict:
     """The whole environment of a sandboxed command: set here, not inherited."""
     env = {}
+    if library_path():
+        env["LD_LIBRARY_PATH"] = ":".join(library_path())
     for name, value in os.environ.items():
         if name in PRIVATE_ENV:
             continue
@@ -982,7 +996,7 @@ def make_sandbox(args, tree: str, shim_dir):
         probe_bwrap(bwrap)
     except SandboxUnavailable as error:
         raise StageError("prepare", "the sandbox is unavailable: %s; %s" % (error, SANDBOX_FIX))
-    extra = list(args.sandbox_ro or [])
+    extra = list(args.sandbox_ro or []) + library_path()
     if args.python:
         extra += _interpreter_prefixes(args.python)
     corpus = os.environ.get("AUTORESEARCH_CORPUS", "")
@@ -1001,6 +1015,74 @@ def make_sandbox(args, tree: str, shim_dir):
             continue
         kept.append(real)
     return Sandbox(bwrap, tree, shim_dir, kept)
+
+
+# What a training command finds of PyTorch and CUDA where it runs (--sandbox-probe). A GPU that
+# works outside the sandbox but not inside would make every run train on the CPU.
+SANDBOX_PROBE = r"""
+import glob, json, sys
+out = {"python": sys.version.split()[0], "nvidia_devices": len(glob.glob("/dev/nvidia[0-9]*"))}
+try:
+    import torch
+except Exception as e:
+    out["error"] = "%s: %s" % (type(e).__name__, e)
+else:
+    out["torch"] = torch.__version__
+    out["cuda"] = None
+    if torch.version.cuda:
+        try:
+            torch.cuda.init()
+            out["cuda"] = torch.cuda.get_device_name(0)
+            out["cuda_devices"] = torch.cuda.device_count()
+            float(torch.ones(8, device="cuda").sum())  # a kernel runs, not only the driver answers
+        except Exception as e:
+            out["cuda"] = None
+            out["cuda_error"] = "%s: %s" % (type(e).__name__, (str(e).strip().splitlines() or [""])[0])
+print(json.dumps(out))
+"""
+SANDBOX_PROBE_TIMEOUT = 300.0
+
+
+def sandbox_probe(args) -> int:
+    """--sandbox-probe: the --python interpreter, started as a training command is (the same
+    sandbox, binds, environment and python3 shim, no network, an empty tree and data folder),
+    says what it finds of PyTorch and CUDA. Prints one JSON line; with "error" when it found no
+    torch or could not run."""
+    with tempfile.TemporaryDirectory(prefix="autoresearch-probe-") as scratch:
+        tree, data = os.path.join(scratch, "tree"), os.path.join(scratch, "data")
+        os.makedirs(tree)
+        os.makedirs(data)
+        shim_dir = python_shim_dir(args, scratch)
+        try:
+            sandbox = make_sandbox(args, tree, shim_dir)
+        except StageError as error:
+            print(json.dumps({"sandbox": args.sandbox, "error": error.reason}))
+            return EXIT_INFRASTRUCTURE
+        command = "python3 -c " + shlex.quote(SANDBOX_PROBE)
+        if sandbox:
+            argv = sandbox.argv(command, tree, data, sandbox_environment(args, shim_dir is not None),
+                                network=False, data_writable=False)
+            env = None
+        else:
+            argv, env = ["/bin/sh", "-c", command], child_environment(args, data, shim_dir)
+        try:
+            proc = subprocess.run(argv, cwd=tree, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, timeout=SANDBOX_PROBE_TIMEOUT, universal_newlines=True)
+        except subprocess.TimeoutExpired:
+            found = {"error": "no answer within %d s" % SANDBOX_PROBE_TIMEOUT}
+        except OSError as error:
+            found = {"error": "cannot start %s: %s" % (argv[0], error.strerror or error)}
+        else:
+            try:
+                found = json.loads(proc.stdout.strip().splitlines()[-1])
+                if not isinstance(found, dict):
+                    raise ValueError("not an object")
+            except (ValueError, IndexError):
+                found = {"error": _shorten(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip()
+                                           else "exit %d and no answer" % proc.returncode)}
+    found["sandbox"] = args.sandbox
+    print(json.dumps(found))
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- fetching the repository
@@ -2821,7 +2903,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--bwrap", metavar="PATH", default="bwrap", help="the bubblewrap executable (default: bwrap)")
     add("--sandbox-ro", metavar="PATH", action="append", default=None,
         help="a further folder the sandboxed commands may read (repeatable; the --python interpreter's "
-             "prefixes and a local AUTORESEARCH_CORPUS are added) (default: none)")
+             "prefixes, LD_LIBRARY_PATH's folders and a local AUTORESEARCH_CORPUS are added) (default: none)")
     add("--prepare-network", choices=("on", "off"), default="on",
         help="whether the sandboxed prepare command has network (training never has) (default: on)")
     add("--score-cmd", metavar="CMD", default=None,
@@ -2887,6 +2969,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--parse-log", metavar="FILE",
         help="only parse the summary block of a log file ('-' for stdin), print it as JSON and exit "
              "(default: none)")
+    add("--sandbox-probe", action="store_true",
+        help="only run the --python interpreter where a training command runs (in the --sandbox, without "
+             "network, on an empty tree) and print as JSON what it finds there of PyTorch and CUDA; exit 0 "
+             "when the probe ran, 3 when the sandbox could not be made")
     add("--version", action="version", version="%(prog)s " + HARNESS_VERSION)
     return parser
 
@@ -2894,7 +2980,12 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.parse_log:
+    if args.parse_log or args.sandbox_probe:
+        if args.python:
+            found = shutil.which(args.python) if os.sep not in args.python else args.python
+            if not found or not (os.path.isfile(found) and os.access(found, os.X_OK)):
+                parser.error("--python %s is not an executable interpreter" % args.python)
+            args.python = os.path.abspath(found)
         return args
     if not args.repo and not args.probe_only:
         parser.error("--repo is required")
@@ -2961,6 +3052,8 @@ def main(argv=None) -> int:
             return EXIT_USAGE
         sys.stdout.write(json.dumps({key: _json_value(value) for key, value in summary.items()}) + "\n")
         return EXIT_OK
+    if args.sandbox_probe:
+        return sandbox_probe(args)
     _install_signal_handlers()
     return execute(args)
 
