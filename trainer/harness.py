@@ -989,7 +989,7 @@ def make_sandbox(args, tree: str, shim_dir):
     infrastructure failure: the experiment is not to blame) when bwrap cannot run."""
     if args.sandbox != "bwrap":
         return None
-    bwrap = shutil.which(args.bwrap) if os.sep not in args.bwrap else args.bwrap
+    bwrap = shutil.which(args.bwrap) if os.sep not in args.bwrap else os.path.abspath(args.bwrap)
     try:
         if not bwrap:
             raise SandboxUnavailable("%s was not found on PATH" % args.bwrap)
