@@ -491,6 +491,8 @@ export async function checkSandboxTorch(d: DoctorDeps, torch: TorchFound, sandbo
   const args = [d.harnessPath, "--sandbox-probe", "--sandbox", "bwrap", "--bwrap", bwrap, "--python", exe];
   const readonly = readVariable(d.env, "AUTORESEARCH_SANDBOX_READONLY");
   for (const folder of (readonly.ok ? readonly.value : undefined) ?? []) args.push("--sandbox-ro", folder);
+  const { runs, cache } = runnerFolders(d);
+  for (const folder of new Set([d.cwd, runs, cache])) args.push("--private", folder);
   const r = await d.exec(python, args, 360_000);
   let answer: unknown = null;
   try {
@@ -583,13 +585,19 @@ function checkFolder(f: FolderNeeds): CheckResult {
 }
 
 /** The run and prepared-data folders, where the local runner puts them (src/runner/select.ts). */
-export function checkFolders(d: DoctorDeps): CheckResult[] {
+/** The local runner's runs folder and data cache, as it resolves them. */
+function runnerFolders(d: DoctorDeps): { runs: string; cache: string } {
   const home = d.env.HOME || os.homedir();
   // LocalRunner's default for the prepared data when AUTORESEARCH_CACHE_DIR is unset.
   const cache = d.env.AUTORESEARCH_CACHE_DIR || path.join(d.env.XDG_CACHE_HOME || path.join(home, ".cache"), "autoresearch-bot");
+  return { runs: path.resolve(d.cwd, d.env.AUTORESEARCH_RUNS_DIR || ".runs"), cache: path.resolve(d.cwd, cache) };
+}
+
+export function checkFolders(d: DoctorDeps): CheckResult[] {
+  const { runs, cache } = runnerFolders(d);
   return [
-    checkFolder({ check: "runs folder", variable: "AUTORESEARCH_RUNS_DIR", dir: path.resolve(d.cwd, d.env.AUTORESEARCH_RUNS_DIR || ".runs"), failBelow: 100 << 20, warnBelow: 1 << 30 }),
-    checkFolder({ check: "data cache", variable: "AUTORESEARCH_CACHE_DIR", dir: path.resolve(d.cwd, cache), failBelow: 200 << 20, warnBelow: 5 * (1 << 30) }),
+    checkFolder({ check: "runs folder", variable: "AUTORESEARCH_RUNS_DIR", dir: runs, failBelow: 100 << 20, warnBelow: 1 << 30 }),
+    checkFolder({ check: "data cache", variable: "AUTORESEARCH_CACHE_DIR", dir: cache, failBelow: 200 << 20, warnBelow: 5 * (1 << 30) }),
   ];
 }
 

@@ -323,7 +323,8 @@ describe("local runner", () => {
     it("is not run without a working sandbox or a torch to compare with, and fails on a probe that gives no answer", async () => {
       const found = { results: [], found: { exe: "/usr/bin/python3", probe: { torch: "2.3.0", cuda: null } } };
       const calls: string[][] = [];
-      const d = deps({ PATH: binDir({ python3: "exit 0", bwrap: "exit 0" }), AUTORESEARCH_SANDBOX_READONLY: "/opt/a:/opt/b" }, {
+      const home = tempDir();
+      const d = deps({ PATH: binDir({ python3: "exit 0", bwrap: "exit 0" }), HOME: home, AUTORESEARCH_SANDBOX_READONLY: "/opt/a:/opt/b" }, {
         exec: async (_file, args) => (calls.push(args), { code: 1, stdout: "", stderr: "Traceback …\nSyntaxError: invalid syntax\n" }),
       });
       expect(await checkSandboxTorch(d, found, { check: "sandbox", level: "warn", area: "environment", message: "off", fix: "" })).toEqual([]);
@@ -334,6 +335,8 @@ describe("local runner", () => {
       expect(calls[0]).toEqual([
         d.harnessPath, "--sandbox-probe", "--sandbox", "bwrap", "--bwrap", d.which("bwrap"), "--python", "/usr/bin/python3",
         "--sandbox-ro", "/opt/a", "--sandbox-ro", "/opt/b",
+        // The folders a run never sees, as the local runner names them.
+        "--private", d.cwd, "--private", path.join(d.cwd, ".runs"), "--private", path.join(home, ".cache", "autoresearch-bot"),
       ]);
     });
   });

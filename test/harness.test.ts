@@ -43,6 +43,8 @@ interface RunOptions {
   env?: Record<string, string>;
   /** Arguments for python3 before the harness path (e.g. a measuring wrapper). */
   launcher?: string[];
+  /** A command python3 runs under (its program and arguments, ending with "--" or the like). */
+  wrap?: string[];
   onSpawn?: (child: ChildProcess) => void;
   /** Written to the harness's standard input (e.g. the token with --token-stdin). */
   stdin?: string;
@@ -69,7 +71,8 @@ async function scratch(): Promise<string> {
 
 function runHarness(args: string[], options: RunOptions = {}): Promise<HarnessRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn("python3", [...(options.launcher ?? []), HARNESS, ...args], {
+    const [file, ...pre] = [...(options.wrap ?? []), "python3"];
+    const child = spawn(file!, [...pre, ...(options.launcher ?? []), HARNESS, ...args], {
       env: { ...process.env, ...options.env },
       stdio: [options.stdin === undefined ? "ignore" : "pipe", "pipe", "pipe"],
     });
@@ -765,6 +768,66 @@ describe("trainer/harness.py", () => {
       const broken = await runHarness(["--sandbox-probe", "--sandbox", "bwrap", "--bwrap", "/bin/false", "--python", python]);
       expect(broken.code).toBe(3);
       expect(resultOf(broken).error).toMatch(/^the sandbox is unavailable: \/bin\/false cannot create a sandbox: exit 1; install bubblewrap/);
+    });
+
+    /** A train.py that says whether it can read each of these files. */
+    const READS = (files: string[]) => [
+      "import json",
+      `seen = {}`,
+      `for f in ${JSON.stringify(files)}:`,
+      "    try:",
+      "        seen[f] = open(f).read().strip()",
+      "    except OSError as e:",
+      "        seen[f] = 'blocked: ' + type(e).__name__",
+      "print('SEEN ' + json.dumps(seen)); print('---'); print('val_bpb: 1.5')",
+    ].join("\n");
+
+    it("never shows the runner's folders (--private): a read-only folder that holds one is not bound", async () => {
+      const dir = await scratch();
+      const shared = path.join(dir, "home");
+      const bot = path.join(shared, "bot");
+      await mkdir(bot, { recursive: true });
+      await writeFile(path.join(bot, ".env"), "PRIVATE_KEY=canary-private\n");
+      await writeFile(path.join(shared, "dataset.txt"), "public data\n");
+      const beside = path.join(dir, "datasets");
+      await mkdir(beside);
+      await writeFile(path.join(beside, "dataset.txt"), "other data\n");
+      const files = [path.join(bot, ".env"), path.join(shared, "dataset.txt"), path.join(beside, "dataset.txt")];
+      const repo = await gitRepo(path.join(dir, "source"), { "train.py": READS(files) });
+      const run = await runHarness([
+        "--repo", repo, "--commit", "HEAD", "--sandbox", "bwrap", "--cache-dir", path.join(dir, "cache"),
+        "--sandbox-ro", shared, "--sandbox-ro", beside, "--private", bot,
+      ]);
+      expect(resultOf(run)).toMatchObject({ status: "ok", sandbox: "bwrap" });
+      const seen = JSON.parse(/^SEEN (.*)$/m.exec(resultOf(run).log_tail)![1]!) as Record<string, string>;
+      expect(seen).toEqual({
+        [files[0]!]: "blocked: FileNotFoundError",
+        [files[1]!]: "blocked: FileNotFoundError", // the whole folder that holds the bot's is left out
+        [files[2]!]: "other data",
+      });
+      expect(run.stderr).toContain(`sandbox: not binding ${await realpath(shared)}: it holds the runner's ${await realpath(bot)}`);
+    });
+
+    it("hides a runner's folder that a system folder holds under an empty one, and shows the rest of the system folder", async () => {
+      // A bot installed under /usr: /usr/src is replaced, for this test only, by a scratch folder
+      // (an outer bubblewrap around the harness), so nothing of the machine is touched.
+      const dir = await scratch();
+      await mkdir(path.join(dir, "usr-src", "autoresearch-bot", "runs"), { recursive: true });
+      await writeFile(path.join(dir, "usr-src", "autoresearch-bot", ".env"), "PRIVATE_KEY=canary-private\n");
+      await mkdir(path.join(dir, "usr-src", "other"));
+      await writeFile(path.join(dir, "usr-src", "other", "README"), "a system file\n");
+      const files = ["/usr/src/autoresearch-bot/.env", "/usr/src/other/README"];
+      const repo = await gitRepo(path.join(dir, "source"), {
+        "train.py": READS(files) + "\nimport os; print('LISTED ' + json.dumps(os.listdir('/usr/src/autoresearch-bot')))",
+      });
+      const run = await runHarness(
+        ["--repo", repo, "--commit", "HEAD", "--sandbox", "bwrap", "--cache-dir", path.join(dir, "cache"), "--private", "/usr/src/autoresearch-bot"],
+        { launcher: [], wrap: [whichBwrap(), "--dev-bind", "/", "/", "--bind", path.join(dir, "usr-src"), "/usr/src", "--"] },
+      );
+      expect(resultOf(run), run.stderr).toMatchObject({ status: "ok", sandbox: "bwrap" });
+      const tail = resultOf(run).log_tail;
+      expect(JSON.parse(/^SEEN (.*)$/m.exec(tail)![1]!)).toEqual({ [files[0]!]: "blocked: FileNotFoundError", [files[1]!]: "a system file" });
+      expect(JSON.parse(/^LISTED (.*)$/m.exec(tail)![1]!)).toEqual([]);
     });
 
     it("without a sandbox the commands still never get AUTORESEARCH_RUN_DIR, and the result says they were not sandboxed", async () => {

@@ -735,6 +735,40 @@ describe("the sandbox", () => {
     }
   }, 60_000);
 
+  it("never shows the bot's folders, not even through a read-only folder the operator names that holds them", async () => {
+    // AUTORESEARCH_SANDBOX_READONLY names a folder that happens to hold the data cache (every
+    // repository's prepared data); the runs folder is elsewhere.
+    const shared = fs.mkdtempSync(path.join(tmp, "shared-"));
+    const cache = path.join(shared, "cache");
+    const other = path.join(repoCacheDir(cache, { owner: "another", repo: "project" }), "data-0123456789abcdef");
+    fs.mkdirSync(other, { recursive: true });
+    fs.writeFileSync(path.join(other, "train.bin"), "another project's data");
+    fs.writeFileSync(path.join(shared, "notes.txt"), "beside the cache");
+    const runsDir = freshRunsDir();
+    const files = [path.join(other, "train.bin"), path.join(shared, "notes.txt")];
+    const gitDir = fs.mkdtempSync(path.join(tmp, "reader-"));
+    const sha = commitProject(gitDir, [
+      "import json",
+      "seen = {}",
+      `for f in ${JSON.stringify(files)}:`,
+      "    try:",
+      "        seen[f] = open(f).read()",
+      "    except OSError as e:",
+      "        seen[f] = 'blocked'",
+      "print('SEEN ' + json.dumps(seen)); print('---'); print('val_bpb: 1.5')",
+    ].join("\n"));
+    const runner = makeRunner(runsDir, { cacheDir: cache, sandboxReadOnly: [shared] });
+    expect(runner.privateFolders()).toEqual([process.cwd(), runsDir, cache]);
+    await runner.submit(spec("private-1", "python3 train.py", { sha, source: { url: gitDir, token: null } }));
+    const obs = await waitFinished(runner, "private-1");
+    expect(obs.result.status).toBe("ok");
+    const log = fs.readFileSync(path.join(runsDir, "private-1", "train.log"), "utf8");
+    expect(JSON.parse(/^SEEN (.*)$/m.exec(log)![1]!)).toEqual({ [files[0]!]: "blocked", [files[1]!]: "blocked" });
+    expect(fs.readFileSync(path.join(runsDir, "private-1", "harness.log"), "utf8")).toContain(
+      `sandbox: not binding ${fs.realpathSync(shared)}: it holds the runner's ${fs.realpathSync(cache)}`,
+    );
+  });
+
   it("prepared data changed behind the harness's back is prepared again, and the run says so", async () => {
     const runsDir = freshRunsDir();
     const cache = path.join(tmp, "cache-tamper");

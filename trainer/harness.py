@@ -139,7 +139,9 @@ private ``/tmp`` and home, the run's own copy of the repository at
 ``/experiment`` (read-only while preparing), and the prepared data at
 ``/data`` and ``~/.cache`` (writable only while preparing). Nothing else of
 the host is there: not the runner's folders, tokens or configuration, not
-other runs, not the harness's processes. Training has no network; preparing
+other runs, not the harness's processes (``--private`` names the runner's
+folders besides the harness's working folder: a read-only folder that holds
+one is not bound, and one inside a system folder is hidden under an empty one). Training has no network; preparing
 has the host's unless ``--prepare-network off``. The PID namespace dies with
 the run, so nothing it started survives it. GPUs (``/dev/nvidia*``, with
 ``/sys`` read-only for the driver) are passed through, and the folders of
@@ -872,11 +874,12 @@ class Sandbox:
     the run's own tree (and, while preparing, the data folder). The PID namespace dies with
     bwrap, so no process of a run outlives it. GPUs (/dev/nvidia*) are passed through."""
 
-    def __init__(self, bwrap: str, tree: str, shim_dir, extra_ro) -> None:
+    def __init__(self, bwrap: str, tree: str, shim_dir, extra_ro, masked=()) -> None:
         self.bwrap = bwrap
         self.tree = os.path.realpath(tree)
         self.shim_dir = shim_dir
         self.extra_ro = list(extra_ro)  # real paths, checked by make_sandbox
+        self.masked = list(masked)  # the runner's folders inside a system folder: hidden
 
     def inside(self, host_path: str) -> str:
         """Where a path of the run's tree is inside the sandbox."""
@@ -884,7 +887,7 @@ class Sandbox:
 
     def for_tree(self, tree: str) -> "Sandbox":
         """The same sandbox around another tree (the trusted tree the scorer and prepare run in)."""
-        return Sandbox(self.bwrap, tree, self.shim_dir, self.extra_ro)
+        return Sandbox(self.bwrap, tree, self.shim_dir, self.extra_ro, self.masked)
 
     def argv(self, command: str, workdir: str, data_dir: str, env: dict, network: bool, data_writable: bool,
              tree_writable: bool = True, binds=()) -> list:
@@ -917,6 +920,9 @@ class Sandbox:
         argv += ["--size", str(SANDBOX_HOME_BYTES), "--tmpfs", SANDBOX_HOME]
         for path in self.extra_ro:
             argv += ["--ro-bind", path, path]
+        for path in self.masked:
+            # An empty, read-only folder over the runner's own (its .env, runs, other repositories' data).
+            argv += ["--size", "4096", "--tmpfs", path, "--remount-ro", path]
         argv += ["--bind" if tree_writable else "--ro-bind", self.tree, SANDBOX_TREE]
         bind = "--bind" if data_writable else "--ro-bind"
         argv += [bind, data_dir, SANDBOX_DATA, bind, data_dir, SANDBOX_HOME + "/.cache"]
@@ -1002,19 +1008,29 @@ def make_sandbox(args, tree: str, shim_dir):
     corpus = os.environ.get("AUTORESEARCH_CORPUS", "")
     if corpus and os.path.isabs(corpus):
         extra.append(corpus)
-    # A folder that holds the harness's own working directory (the runner's run folder, and so
-    # the runner's other runs, tokens and configuration) is never shown to the experiment.
-    here = os.path.realpath(os.getcwd())
+    # The runner's folders (the harness's own working directory, the run folder, and what the
+    # runner names with --private: its working folder with .env, its runs, the data of every
+    # repository) are never shown: a further folder that holds one is not bound, and one that a
+    # system folder holds is hidden under an empty folder.
+    private = [os.path.realpath(os.getcwd())] + [os.path.realpath(path) for path in args.private or []]
     kept = []
     for path in extra:
         real = os.path.realpath(path)
         if not os.path.exists(real) or _under(real, SYSTEM_DIRS) or real in kept:
             continue  # nothing to show, or shown already
-        if real == "/" or _inside(here, real):
-            log("sandbox: not binding %s: it holds the harness's working directory" % real)
+        holds = [folder for folder in private if _inside(folder, real)]
+        if real == "/" or holds:
+            log("sandbox: not binding %s: it holds the runner's %s" % (real, holds[0] if holds else "folders"))
             continue
         kept.append(real)
-    return Sandbox(bwrap, tree, shim_dir, kept)
+    system = [os.path.realpath(path) for path in SYSTEM_DIRS if os.path.isdir(path)]
+    masked = sorted({folder for folder in private
+                     if _under(folder, system) and folder not in system and os.path.isdir(folder)})
+    for folder in private:
+        if folder in system:
+            raise StageError("prepare", "the sandbox is unavailable: the runner's folder %s is a system folder every "
+                             "sandbox shows; move it out of %s" % (folder, ", ".join(SYSTEM_DIRS)))
+    return Sandbox(bwrap, tree, shim_dir, kept, masked)
 
 
 # What a training command finds of PyTorch and CUDA where it runs (--sandbox-probe). A GPU that
@@ -2904,6 +2920,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--sandbox-ro", metavar="PATH", action="append", default=None,
         help="a further folder the sandboxed commands may read (repeatable; the --python interpreter's "
              "prefixes, LD_LIBRARY_PATH's folders and a local AUTORESEARCH_CORPUS are added) (default: none)")
+    add("--private", metavar="PATH", action="append", default=None,
+        help="a folder of the runner's that no sandboxed command may see (its working folder with its "
+             "configuration, its runs, the data of every repository): a --sandbox-ro or interpreter folder "
+             "that holds it is not shown, and inside a system folder it is hidden under an empty one; the "
+             "harness's working folder always counts (repeatable) (default: none)")
     add("--prepare-network", choices=("on", "off"), default="on",
         help="whether the sandboxed prepare command has network (training never has) (default: on)")
     add("--score-cmd", metavar="CMD", default=None,

@@ -767,6 +767,14 @@ export class LocalRunner implements RunnerPort {
     }
   }
 
+  /**
+   * The folders no sandboxed command may see, not even through a read-only folder that holds
+   * them: the bot's working folder (.env, the private key), the runs and every repository's data.
+   */
+  privateFolders(): string[] {
+    return [...new Set([process.cwd(), this.runsDir, this.cacheDir])];
+  }
+
   private resolveTrainPython(): Promise<string | undefined> {
     this.trainPython ??= (async () => {
       for (const candidate of ["python3", "/usr/bin/python3"]) {
@@ -792,6 +800,7 @@ export class LocalRunner implements RunnerPort {
     args.push("--sandbox", this.sandboxed ? "bwrap" : "none", "--bwrap", this.bwrap);
     args.push("--prepare-network", this.prepareNetwork ? "on" : "off");
     for (const ro of this.sandboxReadOnly) args.push("--sandbox-ro", ro);
+    for (const folder of this.privateFolders()) args.push("--private", folder);
     args.push("--budget", String(spec.budgetSeconds), "--eval-allowance", String(spec.evalAllowanceSeconds ?? 120));
     if (spec.seed !== undefined) args.push("--seed", String(spec.seed));
     if (spec.evaluation) {
