@@ -567,10 +567,17 @@ describe("LocalRunner", () => {
   it("keeps the bot's credentials out of the harness environment", async () => {
     const { harnessEnv } = await import("../src/runner/local.js");
     const env = harnessEnv(
-      { PATH: "/bin", HOME: "/root", PRIVATE_KEY: "k", WEBHOOK_SECRET: "s", OPENAI_API_KEY: "o", GITHUB_TOKEN: "t", CUDA_VISIBLE_DEVICES: "0", AUTORESEARCH_API_TOKEN: "x" },
+      {
+        PATH: "/bin", HOME: "/root", PRIVATE_KEY: "k", WEBHOOK_SECRET: "s", OPENAI_API_KEY: "o", GITHUB_TOKEN: "t", CUDA_VISIBLE_DEVICES: "0",
+        AUTORESEARCH_API_TOKEN: "x", LD_LIBRARY_PATH: "/usr/local/nvidia/lib64", TRITON_LIBCUDA_PATH: "/usr/local/nvidia/lib64", OPENBLAS_NUM_THREADS: "4",
+      },
       { AUTORESEARCH_CORPUS: "brown" },
     );
-    expect(env).toEqual({ PATH: "/bin", HOME: "/root", CUDA_VISIBLE_DEVICES: "0", AUTORESEARCH_CORPUS: "brown" });
+    expect(env).toEqual({
+      PATH: "/bin", HOME: "/root", CUDA_VISIBLE_DEVICES: "0", AUTORESEARCH_CORPUS: "brown",
+      // the GPU driver's and the numeric libraries' knobs
+      LD_LIBRARY_PATH: "/usr/local/nvidia/lib64", TRITON_LIBCUDA_PATH: "/usr/local/nvidia/lib64", OPENBLAS_NUM_THREADS: "4",
+    });
   });
 });
 

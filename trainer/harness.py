@@ -821,7 +821,7 @@ SANDBOX_ETC = (
 # Environment the commands may see besides what the harness sets: locale, time zone and the
 # knobs of the numeric libraries. Nothing else of the harness's environment crosses.
 SANDBOX_ENV_NAMES = ("LANG", "LANGUAGE", "TZ", "TERM", "PYTHONUNBUFFERED", "PYTHONHASHSEED")
-SANDBOX_ENV_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "PYTORCH_", "TORCH", "OMP_", "MKL_", "OPENBLAS_",
+SANDBOX_ENV_PREFIXES = ("LC_", "CUDA_", "NVIDIA_", "PYTORCH_", "TORCH", "TRITON_", "OMP_", "MKL_", "OPENBLAS_",
                         "AUTORESEARCH_DATA_", "AUTORESEARCH_CORPUS", "AUTORESEARCH_SEED", "HF_HUB_OFFLINE")
 # Never passed, whatever their name matches: where the runner keeps the run.
 PRIVATE_ENV = ("AUTORESEARCH_RUN_DIR", "AUTORESEARCH_EVAL_DIR", "AUTORESEARCH_OUTPUT_DIR", "AUTORESEARCH_MODEL_FDS")
