@@ -28,6 +28,7 @@ Usage
     python3 harness.py --probe-only DIR --probe-plan FILE [--score-timeout SECONDS]
     python3 harness.py --parse-log FILE
     python3 harness.py --sandbox-probe [--sandbox bwrap] [--python INTERP] [--sandbox-ro PATH ...]
+                       [--private PATH ...]
 
 ``--repo`` is one of
 
@@ -141,14 +142,16 @@ private ``/tmp`` and home, the run's own copy of the repository at
 the host is there: not the runner's folders, tokens or configuration, not
 other runs, not the harness's processes (``--private`` names the runner's
 folders besides the harness's working folder: a read-only folder that holds
-one is not bound, and one inside a system folder is hidden under an empty one). Training has no network; preparing
-has the host's unless ``--prepare-network off``. The PID namespace dies with
-the run, so nothing it started survives it. GPUs (``/dev/nvidia*``, with
-``/sys`` read-only for the driver) are passed through, and the folders of
-``LD_LIBRARY_PATH`` are shown read-only, where a driver's libraries may be. When bwrap cannot create the sandbox the run fails at stage
-``prepare`` (exit 3) and says how to fix it. ``--sandbox-probe`` starts only
-the ``--python`` interpreter there, on an empty tree, and prints what it finds
-of PyTorch and CUDA (``doctor`` compares it with what it finds outside).
+one is not bound, and one inside a system folder is hidden under an empty
+one). Training has no network; preparing has the host's unless
+``--prepare-network off``. The PID namespace dies with the run, so nothing it
+started survives it. GPUs (``/dev/nvidia*``, with ``/sys`` read-only for the
+driver) are passed through, and the folders of ``LD_LIBRARY_PATH`` are shown
+read-only, where a driver's libraries may be. When bwrap cannot create the
+sandbox the run fails at stage ``prepare`` (exit 3) and says how to fix it.
+``--sandbox-probe`` starts only the ``--python`` interpreter there, on an
+empty tree, and prints what it finds of PyTorch and CUDA (``doctor`` compares
+it with what it finds outside).
 
 Outside evaluation
 ------------------
@@ -255,7 +258,7 @@ import urllib.parse
 import urllib.request
 import zlib
 
-HARNESS_VERSION = "1.2.0"
+HARNESS_VERSION = "1.3.0"
 
 EXIT_OK = 0
 EXIT_EXPERIMENT_FAILED = 1
