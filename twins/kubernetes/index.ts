@@ -551,7 +551,11 @@ export class KubernetesTwin {
       this.update(pod);
       return;
     }
-    void this.runPod(job, pod, fault);
+    this.runPod(job, pod, fault).catch((err: unknown) => {
+      // stop() removes the twin's folder while a killed container may still be ending: what
+      // that pod would do next no longer matters. Any other error is the twin's own bug.
+      if (!this.stopped) throw err;
+    });
   }
 
   private async runPod(job: Obj, pod: Obj, fault: Fault | undefined): Promise<void> {
