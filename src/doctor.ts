@@ -5,9 +5,10 @@
 // spawning, fetch, the kubeconfig), so that tests drive every failure through a test double or
 // a missing binary on PATH. Each result belongs to an area:
 //
-//   environment  Node, settings, git, Python and PyTorch, BLAS, the sandbox (and PyTorch and the GPU
-//                inside it), the runner's folders or its cluster: what a run needs on this machine. A failure here is FATAL at
-//                `npm start`: the bot would accept webhooks and fail every experiment.
+//   environment  Node, settings, git, Python and PyTorch, BLAS, the sandbox (and PyTorch and the
+//                GPU inside it), the runner's folders or its cluster: what a run needs on this
+//                machine. A failure here is FATAL at `npm start`: the bot would accept webhooks
+//                and fail every experiment.
 //   credentials  APP_ID, the private key (and that GitHub accepts it), WEBHOOK_SECRET. Never
 //                fatal at start: without credentials Probot serves its registration page instead
 //                of loading the app, and with them a failure is logged as an error.
@@ -584,8 +585,7 @@ function checkFolder(f: FolderNeeds): CheckResult {
   return ok(f.check, "environment", `${where} is writable, ${gib(free)} free`);
 }
 
-/** The run and prepared-data folders, where the local runner puts them (src/runner/select.ts). */
-/** The local runner's runs folder and data cache, as it resolves them. */
+/** The local runner's runs folder and data cache, where it puts them (src/runner/select.ts). */
 function runnerFolders(d: DoctorDeps): { runs: string; cache: string } {
   const home = d.env.HOME || os.homedir();
   // LocalRunner's default for the prepared data when AUTORESEARCH_CACHE_DIR is unset.
@@ -593,6 +593,7 @@ function runnerFolders(d: DoctorDeps): { runs: string; cache: string } {
   return { runs: path.resolve(d.cwd, d.env.AUTORESEARCH_RUNS_DIR || ".runs"), cache: path.resolve(d.cwd, cache) };
 }
 
+/** The run and prepared-data folders can be written and have room. */
 export function checkFolders(d: DoctorDeps): CheckResult[] {
   const { runs, cache } = runnerFolders(d);
   return [
