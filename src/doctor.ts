@@ -30,7 +30,7 @@ import OpenAI from "openai";
 import { z } from "zod";
 import { DEFAULT_CONFIG } from "./config.js";
 import { defaultKubeConfig, KubernetesRunner, parseJobTemplate, templateSource } from "./runner/kubernetes.js";
-import { defaultHarnessPath, harnessEnv, probeSandbox, SANDBOX_FIX } from "./runner/local.js";
+import { defaultHarnessPath, detectGpus, gpuSets, harnessEnv, probeSandbox, SANDBOX_FIX } from "./runner/local.js";
 import { namespaceFor } from "./runner/select.js";
 import { describeProblem, readSettings, readVariable, type RunnerKind } from "./settings.js";
 import type { RepoRef, RunSpec } from "./types.js";
@@ -585,6 +585,39 @@ function checkFolder(f: FolderNeeds): CheckResult {
   return ok(f.check, "environment", `${where} is writable, ${gib(free)} free`);
 }
 
+/**
+ * How the local runner shares the GPUs out among its slots (AUTORESEARCH_GPUS, found as the
+ * runner finds them): each slot its own, or a warning when slots must share one, since runs
+ * that train at the same time on one GPU slow each other down and their val_bpb with them.
+ */
+export async function checkGpus(d: DoctorDeps): Promise<CheckResult[]> {
+  const setting = readVariable(d.env, "AUTORESEARCH_GPUS");
+  const slotsSetting = readVariable(d.env, "AUTORESEARCH_SLOTS");
+  if (!setting.ok || !slotsSetting.ok) return []; // the settings line says what is wrong
+  const slots = slotsSetting.value ?? 1;
+  let gpus: string[];
+  if (setting.value === undefined || setting.value === "auto") {
+    let listed = "";
+    const smi = d.env.CUDA_VISIBLE_DEVICES === undefined ? d.which("nvidia-smi") : null;
+    if (smi) {
+      const r = await d.exec(smi, ["--query-gpu=index", "--format=csv,noheader"], 20_000);
+      if (r.code === 0) listed = r.stdout;
+    }
+    gpus = detectGpus(d.env, () => listed);
+  } else {
+    gpus = setting.value;
+  }
+  if (gpus.length === 0) return [ok("gpus", "environment", "none (AUTORESEARCH_GPUS, CUDA_VISIBLE_DEVICES, nvidia-smi): runs train on the CPU")];
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  if (gpus.length < slots) {
+    return [warn("gpus", "environment",
+      `${plural(slots, "slot")} share ${plural(gpus.length, "GPU")} (${gpus.join(",")}): runs that train at the same time on one GPU slow each other down, and their val_bpb with them`,
+      `set AUTORESEARCH_SLOTS to at most ${gpus.length}, or AUTORESEARCH_GPUS to more GPUs`)];
+  }
+  if (slots === 1) return [ok("gpus", "environment", `${gpus.join(",")}: one slot, whose runs see ${gpus.length === 1 ? "it" : "all of them"}`)];
+  return [ok("gpus", "environment", `${gpus.join(",")}: each of the ${slots} slots trains on its own (${gpuSets(gpus, slots).join(" | ")})`)];
+}
+
 /** The local runner's runs folder and data cache, where it puts them (src/runner/select.ts). */
 function runnerFolders(d: DoctorDeps): { runs: string; cache: string } {
   const home = d.env.HOME || os.homedir();
@@ -972,7 +1005,7 @@ export async function runDoctor(d: DoctorDeps): Promise<CheckResult[]> {
     results.push(await checkGit(d), await checkHarness(d));
     const torch = await findTorch(d);
     const sandbox = checkSandbox(d);
-    results.push(...torch.results, sandbox, ...(await checkSandboxTorch(d, torch, sandbox)), ...checkFolders(d));
+    results.push(...torch.results, sandbox, ...(await checkSandboxTorch(d, torch, sandbox)), ...(await checkGpus(d)), ...checkFolders(d));
   } else if (kind === "kubernetes") {
     results.push(...(await checkKubernetes(d)));
   }

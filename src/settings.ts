@@ -36,6 +36,8 @@ export type RunnerSettings =
       prepareNetwork: boolean;
       /** Absolute folders the sandboxed commands may also read. */
       sandboxReadOnly: string[];
+      /** The GPUs the runs share out, one set per slot: "auto" (found), or these ids ([]: none). */
+      gpus: "auto" | string[];
     }
   | {
       kind: "kubernetes";
@@ -159,6 +161,20 @@ export const VARIABLES = {
     allowed: "absolute folders separated by \":\" (at most 64)",
     example: "/opt/datasets:/srv/models",
   },
+  AUTORESEARCH_GPUS: {
+    schema: z
+      .string()
+      .max(4096)
+      .transform((v): "auto" | string[] => {
+        const t = v.trim();
+        if (t.toLowerCase() === "auto") return "auto";
+        if (t.toLowerCase() === "none") return [];
+        return t.split(",").map((id) => id.trim());
+      })
+      .pipe(z.union([z.literal("auto"), z.array(z.string().regex(/^(?:\d{1,3}|(?:GPU|MIG)-[0-9a-f-]{8,80})$/i)).max(64)])),
+    allowed: "auto (the default: CUDA_VISIBLE_DEVICES, else the GPUs nvidia-smi lists), none, or GPU indices or UUIDs separated by commas",
+    example: "0,1,2,3",
+  },
   AUTORESEARCH_PREPARE_NETWORK: { schema: oneOf(["on", "off"]), allowed: "on (the default) or off", example: "off" },
   AUTORESEARCH_JOB_TEMPLATE: { schema: pathValue, allowed: "a Job template file, or a folder with job.yaml", example: "k8s/job.yaml" },
   AUTORESEARCH_NAMESPACE: {
@@ -213,6 +229,7 @@ export const settingsSchema = envSchema.transform((e): Settings => {
           sandbox: e.AUTORESEARCH_SANDBOX ?? "bwrap",
           prepareNetwork: (e.AUTORESEARCH_PREPARE_NETWORK ?? "on") === "on",
           sandboxReadOnly: e.AUTORESEARCH_SANDBOX_READONLY ?? [],
+          gpus: e.AUTORESEARCH_GPUS ?? "auto",
         }
       : {
           kind,

@@ -14,6 +14,7 @@ import {
   checkAppCredentials,
   checkFolders,
   checkGit,
+  checkGpus,
   checkHarness,
   checkKubernetes,
   checkLlm,
@@ -339,6 +340,23 @@ describe("local runner", () => {
         "--private", d.cwd, "--private", path.join(d.cwd, ".runs"), "--private", path.join(home, ".cache", "autoresearch-bot"),
       ]);
     });
+  });
+
+  it("says how the GPUs are shared out among the slots, and warns when slots must share one", async () => {
+    const smi = binDir({ "nvidia-smi": '[ "$1" = "--query-gpu=index" ] && printf "0\\n1\\n2\\n3\\n"' });
+    expect(await checkGpus(deps({ PATH: smi, AUTORESEARCH_SLOTS: "2" }))).toEqual([
+      { check: "gpus", level: "ok", area: "environment", message: "0,1,2,3: each of the 2 slots trains on its own (0,1 | 2,3)" },
+    ]);
+    // CUDA_VISIBLE_DEVICES narrows what the bot may use; nvidia-smi is not asked.
+    expect((await checkGpus(deps({ PATH: smi, CUDA_VISIBLE_DEVICES: "3", AUTORESEARCH_SLOTS: "2" })))[0]).toMatchObject({
+      level: "warn",
+      message: "2 slots share 1 GPU (3): runs that train at the same time on one GPU slow each other down, and their val_bpb with them",
+      fix: "set AUTORESEARCH_SLOTS to at most 1, or AUTORESEARCH_GPUS to more GPUs",
+    });
+    expect((await checkGpus(deps({ PATH: smi, AUTORESEARCH_GPUS: "none" })))[0]!.message).toMatch(/^none .*: runs train on the CPU$/);
+    expect((await checkGpus(deps({ PATH: binDir() })))[0]!.message).toMatch(/^none /);
+    expect((await checkGpus(deps({ PATH: smi, AUTORESEARCH_GPUS: "1,3" })))[0]!.message).toBe("1,3: one slot, whose runs see all of them");
+    expect(await checkGpus(deps({ PATH: smi, AUTORESEARCH_GPUS: "x" }))).toEqual([]); // the settings line reports it
   });
 
   it("checks that the run and data folders can be written", () => {
@@ -678,7 +696,7 @@ describe("the verdict", () => {
   it("runs every check of the local runner, and exits 1 when the programs are missing from PATH", async () => {
     const results = await runDoctor(deps({ PATH: binDir(), HOME: tempDir() }, { which: (c) => (c.startsWith("/") ? null : deps({ PATH: binDir() }).which(c)) }));
     expect(results.map((x) => x.check)).toEqual([
-      "node", "settings", "git", "harness", "pytorch", "sandbox", "runs folder", "data cache", "app", "webhook secret", "llm",
+      "node", "settings", "git", "harness", "pytorch", "sandbox", "gpus", "runs folder", "data cache", "app", "webhook secret", "llm",
     ]);
     expect(fatalAtStart(results).map((x) => x.check)).toEqual(["harness", "pytorch", "sandbox"]);
     expect(exitCodeOf(results)).toBe(1);

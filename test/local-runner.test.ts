@@ -10,7 +10,7 @@ import type { AddressInfo } from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { LocalRunner, repoCacheDir, runDirName, SandboxUnavailableError, sandboxFromEnv } from "../src/runner/local.js";
+import { detectGpus, gpuSets, LocalRunner, repoCacheDir, runDirName, SandboxUnavailableError, sandboxFromEnv } from "../src/runner/local.js";
 import { HarnessResultError, parseHarnessResult, parseHarnessResultText, readResultFile } from "../src/runner/result.js";
 import type { RepoRef, RunObservation, RunSpec, TrainerResult } from "../src/types.js";
 
@@ -51,6 +51,13 @@ beforeAll(() => {
   stub("slow.py", `${head}time.sleep(float(sys.argv[1]) if len(sys.argv) > 1 else 3.0)\nprint(${JSON.stringify(SUMMARY)})\n`);
   stub("crash.py", `${head}raise RuntimeError("boom: the stub always crashes")\n`);
   stub("sleep.py", `${head}time.sleep(120)\n`);
+  // What GPUs the run was given, and when it trained (seen from inside the sandbox).
+  stub(
+    "gpus.py",
+    `${head}start = time.time()\ntime.sleep(float(sys.argv[1]))\n` +
+      `print("GPUS %s|%s|%f|%f" % (os.environ.get("CUDA_VISIBLE_DEVICES", "unset"), os.environ.get("CUDA_DEVICE_ORDER", "unset"), start, time.time()))\n` +
+      `print(${JSON.stringify(SUMMARY)})\n`,
+  );
 });
 
 afterEach(() => {
@@ -345,6 +352,49 @@ describe("LocalRunner", () => {
     expect(counterLines()).toEqual(["q-a", "q-b"]);
     await waitFor("both reported", () => finished.length === 2);
     expect(finished).toEqual(["q-a", "q-b"]);
+  });
+
+  it("gives each slot its own GPUs: runs that train at the same time never share one while there are enough", async () => {
+    const runsDir = freshRunsDir();
+    const infos: string[] = [];
+    const runner = makeRunner(runsDir, { slots: 2, gpus: ["0", "1", "2", "3"], logger: { info: (m) => infos.push(m), warn() {}, error() {} } });
+    expect(infos).toContain("GPUs 0,1,2,3: each slot trains on its own (0,1 | 2,3)");
+    const ids = ["g-a", "g-b", "g-c", "g-d"];
+    for (const [i, id] of ids.entries()) await runner.submit(spec(id, `python3 gpus.py ${i === 0 ? 2.5 : 0.3}`));
+    const seen: { id: string; gpus: string; order: string; start: number; end: number }[] = [];
+    for (const id of ids) {
+      expect((await waitFinished(runner, id)).result.status).toBe("ok");
+      const [gpus, order, start, end] = /^GPUS (.*)$/m.exec(fs.readFileSync(path.join(runsDir, id, "train.log"), "utf8"))![1]!.split("|");
+      seen.push({ id, gpus: gpus!, order: order!, start: Number(start), end: Number(end) });
+    }
+    for (const run of seen) {
+      expect(["0,1", "2,3"]).toContain(run.gpus);
+      expect(run.order).toBe("unset"); // ids the operator gave keep the operator's order
+    }
+    for (const a of seen) {
+      for (const b of seen) {
+        if (a.id < b.id && a.start < b.end && b.start < a.end) expect(a.gpus, `${a.id} and ${b.id} trained at the same time`).not.toBe(b.gpus);
+      }
+    }
+  });
+
+  it("finds the GPUs (CUDA_VISIBLE_DEVICES, else nvidia-smi's) and shares them out per slot, and says when slots must share one", () => {
+    expect(detectGpus({ CUDA_VISIBLE_DEVICES: "2, 3" }, () => "0\n1\n")).toEqual(["2", "3"]);
+    expect(detectGpus({ CUDA_VISIBLE_DEVICES: "" }, () => "0\n")).toEqual([]);
+    expect(detectGpus({ CUDA_VISIBLE_DEVICES: "-1" }, () => "0\n")).toEqual([]);
+    expect(detectGpus({}, () => "0\n1\n2\n")).toEqual(["0", "1", "2"]);
+    expect(detectGpus({}, () => "")).toEqual([]);
+    expect(detectGpus({})).toEqual(expect.any(Array)); // nvidia-smi, where there is one
+    expect(gpuSets([], 4)).toEqual([]);
+    expect(gpuSets(["0", "1", "2", "3", "4", "5", "6", "7"], 8)).toEqual(["0", "1", "2", "3", "4", "5", "6", "7"]);
+    expect(gpuSets(["0", "1", "2", "3", "4", "5", "6", "7"], 3)).toEqual(["0,1", "2,3", "4,5"]);
+    expect(gpuSets(["0", "1"], 3)).toEqual(["0", "1", "0"]);
+
+    const warnings: string[] = [];
+    makeRunner(freshRunsDir(), { slots: 3, gpus: ["0", "1"], logger: { info() {}, warn: (m) => warnings.push(m), error() {} } });
+    expect(warnings).toEqual([
+      "3 slots share 2 GPUs (0,1): runs that train at the same time on one GPU slow each other down, and their val_bpb with them; set AUTORESEARCH_SLOTS to at most 2",
+    ]);
   });
 
   it("starts an urgent queued run (a baseline's, a further run of an experiment) before those queued earlier", async () => {

@@ -67,6 +67,12 @@ export interface LocalRunnerOptions {
   prepareNetwork?: boolean;
   /** Further folders the sandboxed commands may read (e.g. a Python environment elsewhere). */
   sandboxReadOnly?: string[];
+  /**
+   * The GPUs to share out among the slots: each run gets its slot's own (CUDA_VISIBLE_DEVICES),
+   * so runs that train at the same time never share a GPU while there are enough. "auto" (the
+   * default): CUDA_VISIBLE_DEVICES of this process, else the GPUs `nvidia-smi` lists, else none.
+   */
+  gpus?: "auto" | string[];
   /** Runs at once; default 1. Further runs wait in a persisted queue. */
   slots?: number;
   /** How often finished runs and free slots are looked for; default 1000 ms. */
@@ -156,6 +162,8 @@ interface StoredSpec extends Omit<RunSpec, "source"> {
 
 interface PidRecord {
   pid: number;
+  /** The CUDA_VISIBLE_DEVICES the run got (its slot's GPUs); absent without GPUs. */
+  gpus?: string;
   /** Start time from /proc/<pid>/stat (clock ticks since boot), null where there is no /proc. */
   startTime: number | null;
   startedAt: string;
@@ -177,6 +185,39 @@ const SAFE_ENV_PREFIXES = [
   "PYTHON", "PYENV", "CONDA_", "VIRTUAL_ENV",
 ];
 const SECRET_NAME = /TOKEN|SECRET|PASSWORD|PASSWD|PRIVATE|CREDENTIAL|API_?KEY|WEBHOOK/i;
+
+/**
+ * The GPUs of this machine as CUDA numbers them for this process: CUDA_VISIBLE_DEVICES when it
+ * is set (ids or UUIDs; empty or -1: none), else the indices `nvidia-smi` lists, else none.
+ */
+export function detectGpus(env: NodeJS.ProcessEnv, listGpus: () => string = nvidiaSmiIndices): string[] {
+  const visible = env.CUDA_VISIBLE_DEVICES;
+  if (visible !== undefined) {
+    const ids = visible.split(",").map((id) => id.trim()).filter(Boolean);
+    return ids[0] === "-1" ? [] : ids;
+  }
+  return listGpus().split("\n").map((line) => line.trim()).filter((line) => /^\d+$/.test(line));
+}
+
+function nvidiaSmiIndices(): string {
+  try {
+    return execFileSync("nvidia-smi", ["--query-gpu=index", "--format=csv,noheader"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], timeout: 20_000 });
+  } catch {
+    return ""; // no nvidia-smi, no driver, or no GPU
+  }
+}
+
+/**
+ * The GPUs of each slot: with at least as many GPUs as slots, each slot its own share (the
+ * remainder unused); with fewer, slots share them round-robin. Each entry is a
+ * CUDA_VISIBLE_DEVICES value; none without GPUs.
+ */
+export function gpuSets(gpus: readonly string[], slots: number): string[] {
+  if (gpus.length === 0) return [];
+  if (gpus.length < slots) return Array.from({ length: slots }, (_, i) => gpus[i % gpus.length]!);
+  const per = Math.floor(gpus.length / slots);
+  return Array.from({ length: slots }, (_, i) => gpus.slice(i * per, (i + 1) * per).join(","));
+}
 
 /** The prepared-data folder of one repository: runs of different repositories share nothing. */
 export function repoCacheDir(cacheDir: string, repo: RepoRef): string {
@@ -374,6 +415,10 @@ export class LocalRunner implements RunnerPort {
   private readonly bwrap: string;
   private readonly prepareNetwork: boolean;
   private readonly sandboxReadOnly: string[];
+  /** CUDA_VISIBLE_DEVICES of each slot (gpuSets); empty without GPUs. */
+  private readonly gpuSets: string[];
+  /** CUDA_DEVICE_ORDER for the runs, when the ids are nvidia-smi's. */
+  private readonly gpuOrder: string | undefined;
   /** Read tokens of queued runs, by run id: in memory only, handed over on the harness's stdin. */
   private readonly tokens = new Map<string, string>();
   private readonly pollMs: number;
@@ -416,6 +461,21 @@ export class LocalRunner implements RunnerPort {
     this.bwrap = options.bwrap ?? "bwrap";
     this.prepareNetwork = options.prepareNetwork ?? true;
     this.sandboxReadOnly = options.sandboxReadOnly ?? [];
+    const auto = options.gpus === undefined || options.gpus === "auto";
+    const env = { ...process.env, ...this.extraEnv };
+    const gpus = auto ? detectGpus(env) : (options.gpus as string[]);
+    this.gpuSets = gpuSets(gpus, this.slots);
+    // nvidia-smi's indices are in PCI bus order; CUDA numbers by speed unless told otherwise.
+    // Ids the operator gave keep the order the operator chose.
+    this.gpuOrder = auto && env.CUDA_VISIBLE_DEVICES === undefined && env.CUDA_DEVICE_ORDER === undefined ? "PCI_BUS_ID" : undefined;
+    if (gpus.length > 0 && gpus.length < this.slots) {
+      this.logger?.warn(
+        `${this.slots} slots share ${gpus.length} GPU${gpus.length === 1 ? "" : "s"} (${gpus.join(",")}): runs that train at the same time ` +
+          `on one GPU slow each other down, and their val_bpb with them; set AUTORESEARCH_SLOTS to at most ${gpus.length}`,
+      );
+    } else if (gpus.length > 0) {
+      this.logger?.info(`GPUs ${gpus.join(",")}: each slot trains on its own (${this.gpuSets.join(" | ")})`);
+    }
     this.active = options.active;
     this.disk = new DiskFullGate(this.runsDir, {
       retryMs: options.diskFullRetryMs ?? 5000,
@@ -745,11 +805,14 @@ export class LocalRunner implements RunnerPort {
     // From here on everything is synchronous: no other call interleaves with the slot count.
     const queued: { dir: string; spec: StoredSpec }[] = [];
     let running = 0;
+    const inUse: string[] = [];
     for (const name of this.runDirs()) {
       const dir = path.join(this.runsDir, name);
       const state = this.stateOf(dir);
-      if (state.phase === "running") running++;
-      else if (state.phase === "pending") queued.push({ dir, spec: state.spec });
+      if (state.phase === "running") {
+        running++;
+        if (state.pid.gpus !== undefined) inUse.push(state.pid.gpus);
+      } else if (state.phase === "pending") queued.push({ dir, spec: state.spec });
     }
     // Urgent runs first (a baseline, a further run of an experiment: others wait on them), then oldest first.
     queued.sort((a, b) => Number(b.spec.urgent === true) - Number(a.spec.urgent === true) || a.spec.submittedAt.localeCompare(b.spec.submittedAt) || a.spec.runId.localeCompare(b.spec.runId));
@@ -762,9 +825,24 @@ export class LocalRunner implements RunnerPort {
         continue;
       }
       if (running >= this.slots) break;
-      if (!this.start(dir, spec, trainPython)) break;
+      const gpus = this.freeGpuSet(inUse);
+      if (!this.start(dir, spec, trainPython, gpus)) break;
       running++;
+      if (gpus !== undefined) inUse.push(gpus);
     }
+  }
+
+  /** A run's GPUs, as CUDA_VISIBLE_DEVICES (and the order its ids are in). */
+  private gpuEnv(gpus: string | undefined): Record<string, string> {
+    if (gpus === undefined) return {};
+    return { CUDA_VISIBLE_DEVICES: gpus, ...(this.gpuOrder ? { CUDA_DEVICE_ORDER: this.gpuOrder } : {}) };
+  }
+
+  /** The GPU set of a slot that no running run holds (the least held one when slots share GPUs). */
+  private freeGpuSet(inUse: readonly string[]): string | undefined {
+    if (this.gpuSets.length === 0) return undefined;
+    const held = (set: string) => inUse.filter((u) => u === set).length;
+    return [...new Set(this.gpuSets)].reduce((best, set) => (held(set) < held(best) ? set : best));
   }
 
   /**
@@ -816,7 +894,7 @@ export class LocalRunner implements RunnerPort {
    * Spawn the harness for a queued run, detached, and record its pid. Synchronous. False when
    * the disk had no room for it: nothing of the run is left running and it stays queued.
    */
-  private start(dir: string, spec: StoredSpec, trainPython: string | undefined): boolean {
+  private start(dir: string, spec: StoredSpec, trainPython: string | undefined, gpus?: string): boolean {
     const harnessLog = path.join(dir, "harness.log");
     let logFd: number | undefined;
     try {
@@ -839,7 +917,7 @@ export class LocalRunner implements RunnerPort {
         cwd: dir,
         detached: true,
         stdio: [token ? "pipe" : "ignore", logFd, logFd],
-        env: { ...harnessEnv(process.env, this.extraEnv), [RUN_DIR_ENV]: dir },
+        env: { ...harnessEnv(process.env, this.extraEnv), ...this.gpuEnv(gpus), [RUN_DIR_ENV]: dir },
       });
       if (token && child.stdin) {
         // The token travels on a pipe; the harness reads it for the download and keeps it in memory.
@@ -888,7 +966,7 @@ export class LocalRunner implements RunnerPort {
       if (!written(path.join(dir, "result.json"), JSON.stringify(result) + "\n")) return false;
       this.tokens.delete(spec.runId);
     } else {
-      const record: PidRecord = { pid, startTime: procStat(pid)?.startTime ?? null, startedAt };
+      const record: PidRecord = { pid, startTime: procStat(pid)?.startTime ?? null, startedAt, ...(gpus !== undefined ? { gpus } : {}) };
       if (!written(path.join(dir, "pid"), JSON.stringify(record) + "\n")) {
         // A harness whose pid is not recorded could not be followed, and would be started a
         // second time: stopped before it does anything; the run stays queued with its token.

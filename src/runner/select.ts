@@ -47,6 +47,7 @@ export function runnerFor(
       sandbox: settings.sandbox,
       prepareNetwork: settings.prepareNetwork,
       sandboxReadOnly: settings.sandboxReadOnly,
+      gpus: settings.gpus,
       logger: opts.logger,
       active: opts.active,
     });

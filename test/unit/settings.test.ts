@@ -13,7 +13,7 @@ function problems(env: Env): string[] {
 describe("settings from the environment", () => {
   it("are the documented defaults when nothing is set", () => {
     expect(settingsFrom({})).toEqual({
-      runner: { kind: "local", slots: 1, runsDir: ".runs", cacheDir: null, python: null, sandbox: "bwrap", prepareNetwork: true, sandboxReadOnly: [] },
+      runner: { kind: "local", slots: 1, runsDir: ".runs", cacheDir: null, python: null, sandbox: "bwrap", prepareNetwork: true, sandboxReadOnly: [], gpus: "auto" },
       leader: { kind: "lockfile", lockFile: ".runs/leader.lock" },
       resyncSeconds: 300,
       writes: { perMinute: 80, perHour: 500 },
@@ -65,6 +65,7 @@ describe("settings from the environment", () => {
       AUTORESEARCH_RUNS_DIR: "/srv/runs",
       AUTORESEARCH_CACHE_DIR: "/srv/cache",
       AUTORESEARCH_PYTHON: "/opt/venv/bin/python",
+      AUTORESEARCH_GPUS: " 0, 1,GPU-0a1b2c3d-4e5f-6789-abcd-ef0123456789 ",
     }).runner;
     expect(local).toEqual({
       kind: "local",
@@ -75,8 +76,16 @@ describe("settings from the environment", () => {
       sandbox: "bwrap",
       prepareNetwork: false,
       sandboxReadOnly: ["/opt/data", "/srv/models"],
+      gpus: ["0", "1", "GPU-0a1b2c3d-4e5f-6789-abcd-ef0123456789"],
     });
     expect(settingsFrom({ AUTORESEARCH_SANDBOX: "off" }).runner).toMatchObject({ sandbox: "off" });
+    expect(settingsFrom({ AUTORESEARCH_GPUS: "None" }).runner).toMatchObject({ gpus: [] });
+    expect(settingsFrom({ AUTORESEARCH_GPUS: "Auto" }).runner).toMatchObject({ gpus: "auto" });
+    for (const bad of ["0,,1", "gpu0", "0;1", "1234"]) {
+      expect(problems({ AUTORESEARCH_GPUS: bad }), bad).toEqual([
+        `AUTORESEARCH_GPUS is ${JSON.stringify(bad)}: it must be auto (the default: CUDA_VISIBLE_DEVICES, else the GPUs nvidia-smi lists), none, or GPU indices or UUIDs separated by commas (for example AUTORESEARCH_GPUS=0,1,2,3)`,
+      ]);
+    }
   });
 
   it("take an empty or blank value for unset: the default, never 0 or a 1 ms resync loop", () => {
