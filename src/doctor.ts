@@ -614,7 +614,11 @@ export async function checkGpus(d: DoctorDeps): Promise<CheckResult[]> {
       `${plural(slots, "slot")} share ${plural(gpus.length, "GPU")} (${gpus.join(",")}): runs that train at the same time on one GPU slow each other down, and their val_bpb with them`,
       `set AUTORESEARCH_SLOTS to at most ${gpus.length}, or AUTORESEARCH_GPUS to more GPUs`)];
   }
-  if (slots === 1) return [ok("gpus", "environment", `${gpus.join(",")}: one slot, whose runs see ${gpus.length === 1 ? "it" : "all of them"}`)];
+  if (slots === 1 && gpus.length === 1) return [ok("gpus", "environment", `${gpus[0]}: one slot, whose runs train on it`)];
+  if (slots === 1) {
+    return [ok("gpus", "environment",
+      `${gpus.join(",")}: one slot, whose runs see all of them (the template trains on one; AUTORESEARCH_SLOTS=${gpus.length} trains ${gpus.length} experiments at once, one GPU each)`)];
+  }
   return [ok("gpus", "environment", `${gpus.join(",")}: each of the ${slots} slots trains on its own (${gpuSets(gpus, slots).join(" | ")})`)];
 }
 

@@ -355,7 +355,10 @@ describe("local runner", () => {
     });
     expect((await checkGpus(deps({ PATH: smi, AUTORESEARCH_GPUS: "none" })))[0]!.message).toMatch(/^none .*: runs train on the CPU$/);
     expect((await checkGpus(deps({ PATH: binDir() })))[0]!.message).toMatch(/^none /);
-    expect((await checkGpus(deps({ PATH: smi, AUTORESEARCH_GPUS: "1,3" })))[0]!.message).toBe("1,3: one slot, whose runs see all of them");
+    expect((await checkGpus(deps({ PATH: smi, AUTORESEARCH_GPUS: "1,3" })))[0]!.message).toBe(
+      "1,3: one slot, whose runs see all of them (the template trains on one; AUTORESEARCH_SLOTS=2 trains 2 experiments at once, one GPU each)",
+    );
+    expect((await checkGpus(deps({ PATH: smi, CUDA_VISIBLE_DEVICES: "GPU-0a1b2c3d-4e5f" })))[0]!.message).toBe("GPU-0a1b2c3d-4e5f: one slot, whose runs train on it");
     expect(await checkGpus(deps({ PATH: smi, AUTORESEARCH_GPUS: "x" }))).toEqual([]); // the settings line reports it
   });
 
