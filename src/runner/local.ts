@@ -13,9 +13,12 @@
 // is queued and handed to the harness on a pipe (--token-stdin). A queued run whose token was
 // lost with a restart is dropped, so that the next pass submits it again with a fresh token.
 //
+// On a machine with GPUs each slot trains on its own (CUDA_VISIBLE_DEVICES per run): runs that
+// trained at the same time on one GPU would slow each other down, and their val_bpb with them.
+//
 // Run directory (runsDir/<safe run id>/):
 //   spec.json    the RunSpec without its token, plus `queued` while waiting for a slot
-//   pid          {"pid", "startTime", "startedAt"} of the harness (its own process group)
+//   pid          {"pid", "startTime", "startedAt", "gpus"} of the harness (its own process group)
 //   cancelled    present once cancel() was asked for
 //   result.json  the harness's result (--result)
 //   train.log    the full training log (--log)
