@@ -440,8 +440,7 @@ export function demoConfig(input: DemoConfigInput): { text: string; config: Conf
     // The demo's night: its length, and now rather than in the file's nightly window.
     if (!isMap(doc.get("night"))) doc.set("night", doc.createNode({}));
     set(["night", "max_experiments"], maxExperiments, args.experiments === DEMO_DEFAULTS.experiments ? "the demo's length" : "--experiments");
-    const zone = doc.getIn(["night", "timezone"]);
-    set(["night", "window"], windowFrom(now, typeof zone === "string" ? zone : "UTC"), "the demo's night starts now");
+    set(["night", "window"], windowFrom(now, doc.getIn(["night", "timezone"])), "the demo's night starts now");
     text = doc.toString();
   }
   // The bot reads the file with this environment: openai proposals get the twin's key.

@@ -568,10 +568,11 @@ function localTime(date: Date, timeZone: string): { y: number; m: number; d: num
 /**
  * A window that opens at `date`'s minute in `timeZone` and closes a minute before the same time
  * the next day: a night that starts now, so that everything started in the next 23 h 59 min
- * counts in one night (max_experiments) even across midnight. An unknown zone counts as UTC.
+ * counts in one night (max_experiments) even across midnight. `timeZone` is a config's
+ * `night.timezone` as read: anything but a known zone (absent, not a string) counts as UTC.
  */
-export function windowFrom(date: Date, timeZone: string): string {
-  const { minutes } = localTime(date, isTimeZone(timeZone) ? timeZone : "UTC");
+export function windowFrom(date: Date, timeZone: unknown): string {
+  const { minutes } = localTime(date, typeof timeZone === "string" && isTimeZone(timeZone) ? timeZone : "UTC");
   const hhmm = (m: number) => `${String(Math.floor(m / 60)).padStart(2, "0")}:${String(m % 60).padStart(2, "0")}`;
   return `${hhmm(minutes)}-${hhmm((minutes + 1439) % 1440)}`;
 }

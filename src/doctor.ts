@@ -30,7 +30,17 @@ import OpenAI from "openai";
 import { z } from "zod";
 import { DEFAULT_CONFIG } from "./config.js";
 import { defaultKubeConfig, KubernetesRunner, parseJobTemplate, templateSource } from "./runner/kubernetes.js";
-import { defaultHarnessPath, detectGpus, gpuSets, harnessEnv, probeSandbox, SANDBOX_FIX } from "./runner/local.js";
+import {
+  defaultHarnessPath,
+  detectGpus,
+  gpuSets,
+  harnessEnv,
+  NVIDIA_SMI_INDICES,
+  privateFolders,
+  probeSandbox,
+  SANDBOX_FIX,
+  sharedGpus,
+} from "./runner/local.js";
 import { namespaceFor } from "./runner/select.js";
 import { describeProblem, readSettings, readVariable, type RunnerKind } from "./settings.js";
 import type { RepoRef, RunSpec } from "./types.js";
@@ -493,7 +503,7 @@ export async function checkSandboxTorch(d: DoctorDeps, torch: TorchFound, sandbo
   const readonly = readVariable(d.env, "AUTORESEARCH_SANDBOX_READONLY");
   for (const folder of (readonly.ok ? readonly.value : undefined) ?? []) args.push("--sandbox-ro", folder);
   const { runs, cache } = runnerFolders(d);
-  for (const folder of new Set([d.cwd, runs, cache])) args.push("--private", folder);
+  for (const folder of privateFolders(d.cwd, runs, cache)) args.push("--private", folder);
   const r = await d.exec(python, args, 360_000);
   let answer: unknown = null;
   try {
@@ -600,7 +610,7 @@ export async function checkGpus(d: DoctorDeps): Promise<CheckResult[]> {
     let listed = "";
     const smi = d.env.CUDA_VISIBLE_DEVICES === undefined ? d.which("nvidia-smi") : null;
     if (smi) {
-      const r = await d.exec(smi, ["--query-gpu=index", "--format=csv,noheader"], 20_000);
+      const r = await d.exec(smi, NVIDIA_SMI_INDICES, 20_000);
       if (r.code === 0) listed = r.stdout;
     }
     gpus = detectGpus(d.env, () => listed);
@@ -608,12 +618,8 @@ export async function checkGpus(d: DoctorDeps): Promise<CheckResult[]> {
     gpus = setting.value;
   }
   if (gpus.length === 0) return [ok("gpus", "environment", "none (AUTORESEARCH_GPUS, CUDA_VISIBLE_DEVICES, nvidia-smi): runs train on the CPU")];
-  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
-  if (gpus.length < slots) {
-    return [warn("gpus", "environment",
-      `${plural(slots, "slot")} share ${plural(gpus.length, "GPU")} (${gpus.join(",")}): runs that train at the same time on one GPU slow each other down, and their val_bpb with them`,
-      `set AUTORESEARCH_SLOTS to at most ${gpus.length}, or AUTORESEARCH_GPUS to more GPUs`)];
-  }
+  const shared = sharedGpus(gpus, slots);
+  if (shared) return [warn("gpus", "environment", shared, `set AUTORESEARCH_SLOTS to at most ${gpus.length}, or AUTORESEARCH_GPUS to more GPUs`)];
   if (slots === 1 && gpus.length === 1) return [ok("gpus", "environment", `${gpus[0]}: one slot, whose runs train on it`)];
   if (slots === 1) {
     return [ok("gpus", "environment",

@@ -950,8 +950,9 @@ def library_path() -> list:
 def sandbox_environment(args, shim: bool) -> dict:
     """The whole environment of a sandboxed command: set here, not inherited."""
     env = {}
-    if library_path():
-        env["LD_LIBRARY_PATH"] = ":".join(library_path())
+    libraries = library_path()
+    if libraries:
+        env["LD_LIBRARY_PATH"] = ":".join(libraries)
     for name, value in os.environ.items():
         if name in PRIVATE_ENV:
             continue

@@ -202,9 +202,12 @@ export function detectGpus(env: NodeJS.ProcessEnv, listGpus: () => string = nvid
   return listGpus().split("\n").map((line) => line.trim()).filter((line) => /^\d+$/.test(line));
 }
 
+/** nvidia-smi's arguments that list the GPUs' indices, one per line. */
+export const NVIDIA_SMI_INDICES = ["--query-gpu=index", "--format=csv,noheader"];
+
 function nvidiaSmiIndices(): string {
   try {
-    return execFileSync("nvidia-smi", ["--query-gpu=index", "--format=csv,noheader"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], timeout: 20_000 });
+    return execFileSync("nvidia-smi", NVIDIA_SMI_INDICES, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], timeout: 20_000 });
   } catch {
     return ""; // no nvidia-smi, no driver, or no GPU
   }
@@ -220,6 +223,26 @@ export function gpuSets(gpus: readonly string[], slots: number): string[] {
   if (gpus.length < slots) return Array.from({ length: slots }, (_, i) => gpus[i % gpus.length]!);
   const per = Math.floor(gpus.length / slots);
   return Array.from({ length: slots }, (_, i) => gpus.slice(i * per, (i + 1) * per).join(","));
+}
+
+/**
+ * What is wrong with training `slots` runs at once on these GPUs, or null: fewer GPUs than
+ * slots, so runs share one (said at the runner's start and by doctor).
+ */
+export function sharedGpus(gpus: readonly string[], slots: number): string | null {
+  if (gpus.length === 0 || gpus.length >= slots) return null;
+  return (
+    `${slots} slots share ${gpus.length} GPU${gpus.length === 1 ? "" : "s"} (${gpus.join(",")}): runs that train at the same time ` +
+    "on one GPU slow each other down, and their val_bpb with them"
+  );
+}
+
+/**
+ * The folders no sandboxed command may see, not even through a read-only folder that holds
+ * them: the bot's working folder (.env, the private key), the runs and every repository's data.
+ */
+export function privateFolders(cwd: string, runsDir: string, cacheDir: string): string[] {
+  return [...new Set([cwd, runsDir, cacheDir])];
 }
 
 /** The prepared-data folder of one repository: runs of different repositories share nothing. */
@@ -471,11 +494,9 @@ export class LocalRunner implements RunnerPort {
     // nvidia-smi's indices are in PCI bus order; CUDA numbers by speed unless told otherwise.
     // Ids the operator gave keep the order the operator chose.
     this.gpuOrder = auto && env.CUDA_VISIBLE_DEVICES === undefined && env.CUDA_DEVICE_ORDER === undefined ? "PCI_BUS_ID" : undefined;
-    if (gpus.length > 0 && gpus.length < this.slots) {
-      this.logger?.warn(
-        `${this.slots} slots share ${gpus.length} GPU${gpus.length === 1 ? "" : "s"} (${gpus.join(",")}): runs that train at the same time ` +
-          `on one GPU slow each other down, and their val_bpb with them; set AUTORESEARCH_SLOTS to at most ${gpus.length}`,
-      );
+    const shared = sharedGpus(gpus, this.slots);
+    if (shared) {
+      this.logger?.warn(`${shared}; set AUTORESEARCH_SLOTS to at most ${gpus.length}`);
     } else if (gpus.length > 0) {
       this.logger?.info(`GPUs ${gpus.join(",")}: each slot trains on its own (${this.gpuSets.join(" | ")})`);
     }
@@ -848,12 +869,9 @@ export class LocalRunner implements RunnerPort {
     return [...new Set(this.gpuSets)].reduce((best, set) => (held(set) < held(best) ? set : best));
   }
 
-  /**
-   * The folders no sandboxed command may see, not even through a read-only folder that holds
-   * them: the bot's working folder (.env, the private key), the runs and every repository's data.
-   */
+  /** The folders no sandboxed command may see (privateFolders). */
   privateFolders(): string[] {
-    return [...new Set([process.cwd(), this.runsDir, this.cacheDir])];
+    return privateFolders(process.cwd(), this.runsDir, this.cacheDir);
   }
 
   private resolveTrainPython(): Promise<string | undefined> {

@@ -40,8 +40,7 @@ export function nightStartingNow(files: Record<string, string>, now = new Date()
   const doc = parseDocument(text);
   const night = doc.get("night");
   if (!isMap(night) || night.get("max_experiments") == null || night.get("window") != null) return files;
-  const zone = night.get("timezone");
-  night.set("window", windowFrom(now, typeof zone === "string" ? zone : "UTC"));
+  night.set("window", windowFrom(now, night.get("timezone")));
   return { ...files, [CONFIG_PATH]: doc.toString() };
 }
 
