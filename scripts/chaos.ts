@@ -68,11 +68,21 @@ while (plan.size < Math.min(kills, span - 1)) plan.set(2 + Math.floor(random() *
 const current: { bot: ChildProcess | null } = { bot: null };
 let writes = 0;
 const done: { write: number; route: string; mode: string }[] = [];
+/** Planned kills not carried out yet. One whose write comes from a process already killed (a
+ * request it sent before SIGKILL, served after) waits for the next write of a live bot, so that
+ * every planned kill happens. */
+const owed: ("drop" | "cut-after")[] = [];
 /** Every write of the bot, to GitHub or to Kubernetes, counts; a planned one kills the bot. */
 function chaosPoint(route: string): "drop" | "cut-after" | undefined {
   writes += 1;
-  const mode = plan.get(writes);
-  if (!mode || !current.bot) return undefined;
+  const planned = plan.get(writes);
+  if (planned) owed.push(planned);
+  if (!owed.length) return undefined;
+  if (!current.bot) {
+    if (planned) log(`write ${writes} (${route}) came from a process already killed: the kill planned there moves to the next write`);
+    return undefined;
+  }
+  const mode = owed.shift()!;
   done.push({ write: writes, route, mode });
   log(`kill ${done.length}/${plan.size}: SIGKILL at write ${writes} (${route}), ${mode === "drop" ? "before it is carried out" : "after it was carried out"}`);
   current.bot.kill("SIGKILL");
