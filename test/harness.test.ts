@@ -40,7 +40,7 @@ interface HarnessRun {
 }
 
 interface RunOptions {
-  env?: Record<string, string>;
+  env?: Record<string, string | undefined>;
   /** Arguments for python3 before the harness path (e.g. a measuring wrapper). */
   launcher?: string[];
   /** A command python3 runs under (its program and arguments, ending with "--" or the like). */
@@ -828,6 +828,22 @@ describe("trainer/harness.py", () => {
       const tail = resultOf(run).log_tail;
       expect(JSON.parse(/^SEEN (.*)$/m.exec(tail)![1]!)).toEqual({ [files[0]!]: "blocked: FileNotFoundError", [files[1]!]: "a system file" });
       expect(JSON.parse(/^LISTED (.*)$/m.exec(tail)![1]!)).toEqual([]);
+    });
+
+    it.each(["bwrap", "container"])("--sandbox %s under a uid with no user name (a pod's arbitrary uid): getpass.getuser() answers, as torch.compile's cache folder needs", async (sandbox) => {
+      const dir = await scratch();
+      const repo = await gitRepo(path.join(dir, "source"), {
+        "train.py": "import getpass, json, os\nprint('SEEN ' + json.dumps([os.getuid(), getpass.getuser()])); print('---'); print('val_bpb: 1.5')",
+      });
+      // An outer bubblewrap runs the harness as uid 54321, which /etc/passwd does not name, with
+      // no USER or LOGNAME: getpass.getuser() raises there unless the harness names the user.
+      const run = await runHarness(["--repo", repo, "--commit", "HEAD", "--sandbox", sandbox, "--cache-dir", path.join(dir, "cache")], {
+        launcher: [],
+        wrap: [whichBwrap(), "--dev-bind", "/", "/", "--unshare-user", "--uid", "54321", "--gid", "54321", "--"],
+        env: { USER: undefined, LOGNAME: undefined, LNAME: undefined, USERNAME: undefined },
+      });
+      expect(resultOf(run), run.stderr).toMatchObject({ status: "ok", sandbox });
+      expect(JSON.parse(/^SEEN (.*)$/m.exec(resultOf(run).log_tail)![1]!)).toEqual([54321, "experiment"]);
     });
 
     it("without a sandbox the commands still never get AUTORESEARCH_RUN_DIR, and the result says they were not sandboxed", async () => {

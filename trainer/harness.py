@@ -258,7 +258,7 @@ import urllib.parse
 import urllib.request
 import zlib
 
-HARNESS_VERSION = "1.3.0"
+HARNESS_VERSION = "1.3.1"
 
 EXIT_OK = 0
 EXIT_EXPERIMENT_FAILED = 1
@@ -809,6 +809,10 @@ def run_command(
 SANDBOX_TREE = "/experiment"  # the repository at the experiment commit: the per-run scratch copy
 SANDBOX_DATA = "/data"  # the prepared data: read-only while training, writable while preparing
 SANDBOX_HOME = "/home/experiment"  # a private tmpfs; ~/.cache is the prepared data too
+# The user name the commands are told ($USER, $LOGNAME). Without it getpass.getuser() looks the
+# uid up in /etc/passwd and raises when it is not there (a container started under an arbitrary
+# uid), and TorchInductor names its cache folder with it: torch.compile would crash.
+SANDBOX_USER = "experiment"
 SANDBOX_BIN = "/run/autoresearch/bin"  # the python3/python shims for --python
 SANDBOX_TMP_BYTES = 4 << 30
 SANDBOX_HOME_BYTES = 1 << 30
@@ -962,6 +966,8 @@ def sandbox_environment(args, shim: bool) -> dict:
     env.update({
         "PATH": (SANDBOX_BIN + ":" + path) if shim else path,
         "HOME": SANDBOX_HOME,
+        "USER": SANDBOX_USER,
+        "LOGNAME": SANDBOX_USER,
         "TMPDIR": "/tmp",
         "AUTORESEARCH_TIME_BUDGET": _fmt_seconds(args.budget),
         "AUTORESEARCH_DATA_DIR": SANDBOX_DATA,
@@ -2404,9 +2410,21 @@ def child_environment(args, data_dir: str, shim_dir) -> dict:
     if args.seed is not None:
         env["AUTORESEARCH_SEED"] = str(args.seed)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    if not any(env.get(name) for name in ("LOGNAME", "USER", "LNAME", "USERNAME")) and not _uid_has_name():
+        env["USER"] = env["LOGNAME"] = SANDBOX_USER  # as in the sandbox: getpass.getuser() must answer
     if shim_dir:
         env["PATH"] = shim_dir + os.pathsep + env.get("PATH", os.defpath)
     return env
+
+
+def _uid_has_name() -> bool:
+    """Whether this uid has an entry in the user database (a pod under an arbitrary uid has none)."""
+    try:
+        import pwd
+        pwd.getpwuid(os.getuid())
+        return True
+    except (ImportError, KeyError):
+        return False
 
 
 TOKEN_MAX_BYTES = 8192
