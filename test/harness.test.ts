@@ -3,7 +3,7 @@
 
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { appendFile, copyFile, mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, writeFile } from "node:fs/promises";
+import { appendFile, copyFile, cp, mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, writeFile } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
@@ -844,6 +844,32 @@ describe("trainer/harness.py", () => {
       });
       expect(resultOf(run), run.stderr).toMatchObject({ status: "ok", sandbox });
       expect(JSON.parse(/^SEEN (.*)$/m.exec(resultOf(run).log_tail)![1]!)).toEqual([54321, "experiment"]);
+    });
+
+    it("an autoresearch fork's layout in the sandbox: what prepare.py keeps under ~/.cache, training finds there read-only, told that hubs are offline", async () => {
+      const dir = await scratch();
+      const repo = path.join(dir, "repo");
+      await cp(path.resolve(here, "fixtures", "fork-layout"), repo, { recursive: true });
+      const run = await runHarness(["--repo", repo, "--sandbox", "bwrap", "--cache-dir", path.join(dir, "cache"), "--prepare-cmd", "python3 prepare.py"]);
+      expect(resultOf(run), run.stderr).toMatchObject({ status: "ok", sandbox: "bwrap" });
+      expect(JSON.parse(/^SEEN (.*)$/m.exec(resultOf(run).log_tail)![1]!)).toEqual({
+        data: "shard", kernel: "fa3", prepare_offline: "None", offline: "1", writable: false,
+      });
+    });
+
+    it("a training that downloads at start crashes with a reason that says where the download belongs; unsandboxed it is not blamed on the sandbox", async () => {
+      const dir = await scratch();
+      const repo = path.join(dir, "repo");
+      await mkdir(repo);
+      // As kernels' get_kernel does without a cache: a request to the hub when train.py starts.
+      await writeFile(path.join(repo, "train.py"), "import urllib.request\nurllib.request.urlopen('https://huggingface.co/api/models', timeout=5)\n");
+      const run = await runHarness(["--repo", repo, "--sandbox", "bwrap", "--cache-dir", path.join(dir, "cache")]);
+      expect(resultOf(run)).toMatchObject({ status: "crash", stage: "train" });
+      expect(resultOf(run).reason).toMatch(/^urllib\.error\.URLError: .*; runs have no network: download what train\.py fetches at start .* in the preparation \(prepare_command\)/);
+      const bare = await runHarness(["--repo", repo, "--cache-dir", path.join(dir, "cache")], { env: { https_proxy: "http://127.0.0.1:9", HTTPS_PROXY: "http://127.0.0.1:9" } });
+      expect(resultOf(bare)).toMatchObject({ status: "crash", stage: "train", sandbox: "none" });
+      expect(resultOf(bare).reason).toMatch(/^urllib\.error\.URLError: /);
+      expect(resultOf(bare).reason).not.toContain("no network");
     });
 
     it("without a sandbox the commands still never get AUTORESEARCH_RUN_DIR, and the result says they were not sandboxed", async () => {

@@ -198,6 +198,22 @@ describe("Kubernetes runner through the twin", () => {
     expect((await runner.observe(s.runId)).phase).toBe("missing");
   });
 
+  it("an autoresearch fork's layout: what prepare.py keeps under ~/.cache, the trainer finds there (read-only), and hub libraries are told they are offline", async () => {
+    const t = await startKubeTwin();
+    twin = t.twin;
+    runner = kubeRunner(t.twin, t.url);
+    runner.start();
+    const dir = repoDir();
+    cpSync(path.join(ROOT, "test/fixtures/fork-layout"), dir, { recursive: true });
+    const s = spec({ url: dir });
+    await runner.submit(s);
+    const o = await until(runner, s.runId);
+    expect(o.result, o.result.log_tail).toMatchObject({ status: "ok", stage: "train" });
+    expect(JSON.parse(/^SEEN (.*)$/m.exec(o.result.log_tail)![1]!)).toEqual({
+      data: "shard", kernel: "fa3", prepare_offline: "None", offline: "1", writable: false,
+    });
+  });
+
   it("reports a crash with the harness's reason, OOMKilled as oom, and a passed deadline as a timeout", async () => {
     const t = await startKubeTwin();
     twin = t.twin;

@@ -153,6 +153,14 @@ sandbox the run fails at stage ``prepare`` (exit 3) and says how to fix it.
 empty tree, and prints what it finds of PyTorch and CUDA (``doctor`` compares
 it with what it finds outside).
 
+With ``--sandbox container`` (the caller isolates: a Kubernetes pod) the
+commands get a scratch ``HOME`` whose ``.cache`` is the prepared data, as in
+the sandbox: an autoresearch fork's ``prepare.py`` keeps its data in
+``~/.cache/autoresearch``. Wherever a command has no network (bwrap or
+container, all but preparation) it gets ``HF_HUB_OFFLINE=1``, so hub libraries
+load what preparation downloaded, and a training that fails on a connection
+is told that its download belongs in the preparation.
+
 Outside evaluation
 ------------------
 
@@ -226,6 +234,7 @@ from __future__ import annotations
 
 import argparse
 import array
+import atexit
 import base64
 import collections
 import errno
@@ -258,7 +267,7 @@ import urllib.parse
 import urllib.request
 import zlib
 
-HARNESS_VERSION = "1.3.1"
+HARNESS_VERSION = "1.4.0"
 
 EXIT_OK = 0
 EXIT_EXPERIMENT_FAILED = 1
@@ -555,10 +564,20 @@ def check_budget(summary: dict, wall: float, budget: float, allowance: float):
     return None
 
 
+# An exception that says the command tried to reach the network (a hub download at start-up).
+NETWORK_ERROR = re.compile(
+    r"offline mode|OfflineModeIsEnabled|LocalEntryNotFound|name resolution|Name or service not known|"
+    r"Network is unreachable|No address associated|Failed to resolve|getaddrinfo|Connection ?Error|ConnectError|"
+    r"URLError|MaxRetryError|could ?n[o']t connect", re.IGNORECASE)
+NO_NETWORK_HINT = ("; runs have no network: download what train.py fetches at start (a dataset, a hub kernel) "
+                   "in the preparation (prepare_command), which may reach it")
+
+
 def classify(exit_code, timed_out: bool, timeout_seconds: float, monitor: OutputMonitor, wall: float = 0.0,
-             budget: float = 0.0, allowance: float = 0.0, outside: bool = False):
+             budget: float = 0.0, allowance: float = 0.0, outside: bool = False, offline: bool = False):
     """(status, reason) of a finished training command. See the module docstring. With `outside`
-    the training need not print val_bpb: the evaluation measures it afterwards."""
+    the training need not print val_bpb: the evaluation measures it afterwards. `offline`: the
+    command had no network, so an exception about one says where the download belongs."""
     summary = monitor.summary
     val_bpb = summary.get("val_bpb")
     numeric = _is_number(val_bpb)
@@ -578,6 +597,8 @@ def classify(exit_code, timed_out: bool, timeout_seconds: float, monitor: Output
         return "nan", "val_bpb is %s" % _json_value(val_bpb)
     if exit_code != 0:
         if monitor.exception_line:
+            if offline and NETWORK_ERROR.search(monitor.exception_line):
+                return "crash", _shorten(monitor.exception_line, REASON_MAX_CHARS - len(NO_NETWORK_HINT)) + NO_NETWORK_HINT
             return "crash", _shorten(monitor.exception_line)
         if exit_code is not None and exit_code < 0:
             return "crash", "killed by %s (exit %d)" % (_signal_name(-exit_code), exit_code)
@@ -983,21 +1004,46 @@ EVAL_DIR_ENV = "AUTORESEARCH_EVAL_DIR"
 OUTPUT_DIR_ENV = "AUTORESEARCH_OUTPUT_DIR"
 
 
-def stage_environment(args, sandbox, data_dir: str, shim_dir, heldout=None, output=None) -> dict:
+def stage_environment(args, sandbox, data_dir: str, shim_dir, heldout=None, output=None, network=False) -> dict:
     """The environment of one command: where the held-out data (prepare and the scorer only) and
-    the training's output folder (training and the model process only) are, and nothing else."""
+    the training's output folder (training and the model process only) are, and nothing else.
+    `network`: whether the command may reach the network (only preparation may)."""
     if sandbox:
         env = sandbox_environment(args, shim_dir is not None)
         places = {EVAL_DIR_ENV: SANDBOX_EVAL if heldout else None, OUTPUT_DIR_ENV: SANDBOX_OUTPUT if output else None}
     else:
         env = child_environment(args, data_dir, shim_dir)
         places = {EVAL_DIR_ENV: heldout, OUTPUT_DIR_ENV: output}
+        if args.sandbox == "container":
+            # As in the sandbox: ~/.cache is the prepared data, where an autoresearch fork's
+            # prepare.py keeps it (~/.cache/autoresearch) and hub libraries their downloads.
+            env["HOME"] = container_home(data_dir)
+            env["XDG_CACHE_HOME"] = os.path.join(env["HOME"], ".cache")
+    if not network and args.sandbox != "none":
+        # No network here: hub libraries (huggingface_hub, and with it `kernels`' get_kernel) then
+        # load what preparation downloaded into ~/.cache instead of failing on a connection.
+        env["HF_HUB_OFFLINE"] = "1"
     for name, value in places.items():
         if value:
             env[name] = value
         else:
             env.pop(name, None)
     return env
+
+
+_CONTAINER_HOMES = {}
+
+
+def container_home(data_dir: str) -> str:
+    """With --sandbox container, the HOME of the commands: a scratch folder (removed at exit) whose
+    .cache is the prepared data, writable only where the caller mounts it so (preparation)."""
+    home = _CONTAINER_HOMES.get(data_dir)
+    if home is None:
+        home = tempfile.mkdtemp(prefix="autoresearch-home-")
+        os.symlink(os.path.abspath(data_dir), os.path.join(home, ".cache"))
+        atexit.register(shutil.rmtree, home, True)  # not through the link: rmtree never follows one
+        _CONTAINER_HOMES[data_dir] = home
+    return home
 
 
 def make_sandbox(args, tree: str, shim_dir):
@@ -2701,7 +2747,8 @@ def execute(args) -> int:
                 os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
             log_file = open(log_path, "wb")
             if args.prepare_cmd:
-                env = stage_environment(args, trusted_sandbox, data_dir, shim_dir, heldout=heldout_dir)
+                env = stage_environment(args, trusted_sandbox, data_dir, shim_dir, heldout=heldout_dir,
+                                        network=args.prepare_network == "on")
                 note = prepare_data(args, trusted_workdir, env, log_file, data_dir, trusted_sandbox, heldout_dir)
                 if note:
                     notes.append(note)
@@ -2731,7 +2778,8 @@ def execute(args) -> int:
             outcome = run_command(argv, cwd, env, args.timeout, log_file, monitor, "train", args.heartbeat)
             reported = monitor.summary.pop("val_bpb", None) if outside else None
             status, reason = classify(outcome.exit_code, outcome.timed_out, args.timeout, monitor,
-                                      outcome.duration, args.budget, args.eval_allowance, outside)
+                                      outcome.duration, args.budget, args.eval_allowance, outside,
+                                      offline=args.sandbox != "none")
             summary = dict(monitor.summary)
             stage = "train"
             tail = monitor.tail()
