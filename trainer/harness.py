@@ -246,6 +246,7 @@ import json
 import math
 import os
 import platform
+import pwd
 import random
 import re
 import select
@@ -2466,10 +2467,9 @@ def child_environment(args, data_dir: str, shim_dir) -> dict:
 def _uid_has_name() -> bool:
     """Whether this uid has an entry in the user database (a pod under an arbitrary uid has none)."""
     try:
-        import pwd
         pwd.getpwuid(os.getuid())
         return True
-    except (ImportError, KeyError):
+    except KeyError:
         return False
 
 
