@@ -1132,12 +1132,11 @@ def sandbox_probe(args) -> int:
             print(json.dumps({"sandbox": args.sandbox, "error": error.reason}))
             return EXIT_INFRASTRUCTURE
         command = "python3 -c " + shlex.quote(SANDBOX_PROBE)
+        env = stage_environment(args, sandbox, data, shim_dir)  # a training command's
         if sandbox:
-            argv = sandbox.argv(command, tree, data, sandbox_environment(args, shim_dir is not None),
-                                network=False, data_writable=False)
-            env = None
+            argv, env = sandbox.argv(command, tree, data, env, network=False, data_writable=False), None
         else:
-            argv, env = ["/bin/sh", "-c", command], child_environment(args, data, shim_dir)
+            argv = ["/bin/sh", "-c", command]
         try:
             proc = subprocess.run(argv, cwd=tree, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, timeout=SANDBOX_PROBE_TIMEOUT, universal_newlines=True)
